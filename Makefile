@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
+# Each installs what it needs: a virtualenv with the agent, Debian's prometheus (promtool)
+# and the local control plane built from the Go module proxy (cached under ~/.cache).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv system controlplane test unit lint demo
+
+$(BIN)/agent: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/agent
+
+system:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v git >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null; }
+
+controlplane:
+	bash tools/k8s/build.sh
+
+lint: venv
+	$(BIN)/ruff check agent tests bench tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv system
+	$(BIN)/pytest -q tests/unit
+
+test: venv system controlplane
+	$(BIN)/pytest -q tests
+
+demo: venv controlplane
+	$(BIN)/agent demo
