@@ -1,0 +1,7 @@
+"""The one exception type `agent devcluster` raises, so callers can catch it precisely."""
+
+from __future__ import annotations
+
+
+class DevclusterError(RuntimeError):
+    """The local control plane could not be started, checked or stopped."""

@@ -1,0 +1,122 @@
+"""A throw-away CA and the certificates one local control plane needs, made with openssl.
+
+The apiserver only trusts clients it can authenticate, and RBAC needs identities: the admin
+is O=system:masters, the controller manager and scheduler get the users their bootstrap
+ClusterRoleBindings name. ECDSA P-256 keeps generation fast.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.devcluster._errors import DevclusterError
+
+SERVICE_IP = "10.0.0.1"  # first address of --service-cluster-ip-range: the kubernetes Service
+_SERVER_SANS = (
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:127.0.0.1",
+    f"IP:{SERVICE_IP}",
+)
+# name -> (subject, extended key usage)
+_LEAVES: dict[str, tuple[str, str]] = {
+    "apiserver": ("/CN=kube-apiserver", "serverAuth"),
+    "admin": ("/O=system:masters/CN=devcluster-admin", "clientAuth"),
+    "controller-manager": ("/CN=system:kube-controller-manager", "clientAuth"),
+    "scheduler": ("/CN=system:kube-scheduler", "clientAuth"),
+}
+_DAYS = "3650"
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the generated files (all PEM) in one directory."""
+
+    directory: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.directory / "sa.pub"
+
+    def cert(self, name: str) -> Path:
+        return self.directory / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.directory / f"{name}.key"
+
+
+def _openssl(*args: str) -> None:
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise DevclusterError("openssl not found on PATH; it is needed to make the cluster's CA")
+    result = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DevclusterError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+def _new_key(path: Path) -> None:
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+    path.chmod(0o600)
+
+
+def _serial() -> str:
+    return "0x" + secrets.token_hex(16)
+
+
+def create(directory: Path) -> Pki:
+    """Make a fresh CA, the leaf certificates and the service-account key pair."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = Pki(directory)
+    config = directory / "openssl.cnf"
+    config.write_text(
+        "[req]\ndistinguished_name = dn\n[dn]\n"
+        "[ca]\nbasicConstraints = critical,CA:TRUE\n"
+        "keyUsage = critical,keyCertSign,cRLSign,digitalSignature\n"
+        "subjectKeyIdentifier = hash\n"
+        "[serverAuth]\nbasicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        f"subjectAltName = {','.join(_SERVER_SANS)}\n"
+        "[clientAuth]\nbasicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage = clientAuth\n"
+    )
+    _new_key(pki.ca_key)
+    _openssl(
+        "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", "/CN=devcluster-ca",
+        "-days", _DAYS, "-set_serial", _serial(), "-config", str(config), "-extensions", "ca",
+        "-out", str(pki.ca_cert),
+    )  # fmt: skip
+    for name, (subject, usage) in _LEAVES.items():
+        csr = directory / f"{name}.csr"
+        _new_key(pki.key(name))
+        _openssl("req", "-new", "-key", str(pki.key(name)), "-subj", subject,
+                 "-config", str(config), "-out", str(csr))  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key),
+            "-set_serial", _serial(), "-days", _DAYS, "-extfile", str(config),
+            "-extensions", usage, "-out", str(pki.cert(name)),
+        )  # fmt: skip
+        csr.unlink()
+    _new_key(pki.sa_key)
+    _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    return pki

@@ -1,0 +1,162 @@
+"""Detached control-plane processes, identified by pid *and* kernel start time.
+
+A pid alone is not an identity: after a crash or reboot it may belong to someone else. We
+record the start time from /proc/<pid>/stat and the executable, and only ever signal a pid
+whose both still match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.devcluster._errors import DevclusterError
+
+# Popen objects of processes started by this Python process: polling them reaps zombies.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One started process: enough to find it again, and to never mistake another for it."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    exe: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "start_ticks": self.start_ticks,
+            "exe": self.exe,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Proc:
+        return cls(
+            name=str(raw["name"]),
+            pid=int(raw["pid"]),
+            start_ticks=int(raw["start_ticks"]),
+            exe=str(raw["exe"]),
+            log=str(raw["log"]),
+        )
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a pid, or None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _argv0(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def spawn(name: str, argv: Sequence[str], log: Path, cwd: Path) -> Proc:
+    """Start argv in its own session (it outlives the caller), output appended to log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[popen.pid] = popen
+    stat = _stat(popen.pid)
+    if stat is None:
+        raise DevclusterError(f"{name} exited immediately; see {log}")
+    return Proc(name=name, pid=popen.pid, start_ticks=stat[1], exe=argv[0], log=str(log))
+
+
+def running(proc: Proc) -> bool:
+    """True if proc's pid is still that very process (same start time and executable)."""
+    child = _CHILDREN.get(proc.pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[proc.pid]
+        return False
+    stat = _stat(proc.pid)
+    if stat is None or stat[0] in ("Z", "X") or stat[1] != proc.start_ticks:
+        return False
+    return _argv0(proc.pid) == proc.exe
+
+
+def stop(procs: Iterable[Proc], timeout: float = 15.0) -> list[str]:
+    """SIGTERM each process that is still ours, SIGKILL stragglers; names of those killed."""
+    alive = [p for p in procs if running(p)]
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if running(p)]
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    survivors = list(alive)
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)
+        survivors = [p for p in survivors if running(p)]
+    if survivors:
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in survivors)
+        raise DevclusterError(f"processes survived SIGKILL: {names}")
+    return [p.name for p in alive]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback TCP ports that are free now, below the kernel's ephemeral range.
+
+    Ports from the ephemeral range (what binding to port 0 returns) get reused for outgoing
+    connections, e.g. the apiserver's own connections to etcd, so we pick outside it.
+    """
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(count * 50):
+        if len(ports) == count:
+            return ports
+        port = rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    raise DevclusterError(f"found no {count} free ports in {_PORT_LOW}-{_PORT_HIGH}")
+
+
+def log_tail(proc: Proc, lines: int = 20) -> str:
+    try:
+        text = Path(proc.log).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

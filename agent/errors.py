@@ -1,0 +1,39 @@
+"""Errors that carry a location (file, line, field path) from the loader to the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class SpecError:
+    """One problem in the model repo, printed as ``file:line: field.path: message``."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        field = self.field or "(document)"
+        return f"{self.file}:{self.line}: {field}: {self.message}"
+
+
+class AgentError(Exception):
+    """Base of every error the agent reports to a user (exit code 2)."""
+
+
+class ValidationFailed(AgentError):
+    """The repo at a revision is invalid; holds every problem found, sorted by location."""
+
+    def __init__(self, errors: Sequence[SpecError]) -> None:
+        self.errors = sorted(set(errors))
+        super().__init__(f"{len(self.errors)} validation error(s)")
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class SourceError(AgentError):
+    """The repo could not be read (missing path, unknown revision, not a git repo)."""

@@ -1,0 +1,93 @@
+"""Spec -> desired Kubernetes objects. Pure and deterministic: same Spec, same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.errors import SpecError, ValidationFailed
+from agent.render._kserve import inference_service, serving_runtime
+from agent.render._kubernetes import split, workload_objects
+from agent.render._meta import (
+    CANARY_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MODEL_LABEL,
+    SOURCE_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+    STABLE_ANNOTATION,
+    TARGET_LABEL,
+    TRAFFIC_ANNOTATION,
+    VERSION_LABEL,
+    canonical_json,
+    finish,
+    object_key,
+    ref,
+    spec_hash,
+)
+from agent.render._monitor import expression, prometheus_rule, scrape_config
+from agent.spec import Location, Spec
+
+__all__ = [
+    "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
+    "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TARGET_LABEL", "TRAFFIC_ANNOTATION",
+    "VERSION_LABEL", "canonical_json", "expression", "object_key", "ref", "render", "spec_hash",
+    "split",
+]
+
+
+def render(spec: Spec) -> list[dict[str, Any]]:
+    """Every object the repo wants in the cluster, sorted by identity.
+
+    Two declarations that render to the same object are a validation error naming both.
+    """
+    target = spec.config.name
+    runtimes = {r.name: r for r in spec.runtimes}
+    rendered: list[tuple[dict[str, Any], Location]] = []
+
+    def add(obj: dict[str, Any], loc: Location, **extra: Any) -> None:
+        rendered.append((finish(obj, target=target, source=loc.file, **extra), loc))
+
+    kserve_runtimes: dict[tuple[str, str], set[str]] = {}
+    monitored = {m.model_key for m in spec.monitors}
+    for model in spec.models:
+        runtime = runtimes.get(model.runtime) if model.runtime else None
+        if model.backend == "kserve":
+            add(inference_service(model, runtime), model.location)
+            if runtime is not None:
+                kserve_runtimes.setdefault((runtime.name, model.namespace), set()).add(model.format)
+        else:
+            assert runtime is not None, "validated: the kubernetes backend has a runtime"
+            for obj in workload_objects(model, runtime):
+                add(obj, model.location)
+        if model.key in monitored:
+            add(scrape_config(model, runtime), model.location)
+    for (name, namespace), formats in sorted(kserve_runtimes.items()):
+        runtime = runtimes[name]
+        add(serving_runtime(runtime, namespace, sorted(formats)), runtime.location)
+    for monitor in spec.monitors:
+        add(prometheus_rule(monitor, spec.config.metrics), monitor.location)
+    for manifest in spec.manifests:
+        body = _copy(manifest.body)
+        add(body, manifest.location)
+
+    seen: dict[tuple[str, str, str, str], Location] = {}
+    errors = []
+    for obj, loc in rendered:
+        key = object_key(obj)
+        if key in seen:
+            first = seen[key]
+            errors.append(SpecError(loc.file, loc.line, "metadata.name",
+                                    f"renders {ref(obj)}, which {first.file}:{first.line} also renders"))
+        else:
+            seen[key] = loc
+    if errors:
+        raise ValidationFailed(errors)
+    return sorted((obj for obj, _ in rendered), key=object_key)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value

@@ -1,0 +1,149 @@
+"""Model -> Deployment(s) + Service + HorizontalPodAutoscaler (the `kubernetes` backend).
+
+A canary is a second Deployment behind the same Service; traffic is weighted by replica
+counts, so the split is as exact as the replica count allows. When an HPA scales a
+Deployment the Deployment carries no `spec.replicas` (that field belongs to the HPA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from agent.render._common import merge_resources, model_env, model_labels, requirements
+from agent.render._meta import (
+    CANARY_ANNOTATION,
+    MODEL_LABEL,
+    STABLE_ANNOTATION,
+    TRACK_LABEL,
+    TRAFFIC_ANNOTATION,
+    VERSION_LABEL,
+)
+from agent.spec import Model, ModelVersion, ServingRuntime
+
+HTTP_PORT_NAME = "http"
+METRICS_PORT_NAME = "metrics"
+
+
+def split(total: int, canary_percent: int) -> tuple[int, int]:
+    """(stable, canary) replica counts for a canary share of `total`. A side that takes any
+    traffic keeps at least one pod, so a small total may grow by one."""
+    if total <= 0:
+        return 0, 0
+    canary = round(total * canary_percent / 100)
+    if canary_percent > 0:
+        canary = max(canary, 1)
+    stable = total - canary
+    if canary_percent < 100:
+        stable = max(stable, 1)
+    return stable, canary
+
+
+def workload_objects(model: Model, runtime: ServingRuntime) -> list[dict[str, Any]]:
+    tracks: list[tuple[str, ModelVersion, int | None, tuple[int, int] | None]] = []
+    traffic = model.canary.traffic if model.canary else 0
+    if model.autoscaling is not None:
+        a = model.autoscaling
+        lo_stable, lo_canary = split(max(a.min, 1), traffic)
+        hi_stable, hi_canary = split(a.max, traffic)
+        tracks.append(("stable", model.versions[model.stable], None, (max(lo_stable, 1), max(hi_stable, 1))))
+        if model.canary is not None:
+            tracks.append(("canary", model.versions[model.canary.version], None, (max(lo_canary, 1), max(hi_canary, 1))))
+    else:
+        total = 1 if model.replicas is None else model.replicas
+        stable_n, canary_n = split(total, traffic) if model.canary else (total, 0)
+        tracks.append(("stable", model.versions[model.stable], stable_n, None))
+        if model.canary is not None:
+            tracks.append(("canary", model.versions[model.canary.version], canary_n, None))
+
+    objects: list[dict[str, Any]] = []
+    for track, version, replicas, hpa_range in tracks:
+        deployment = _deployment(model, runtime, version, track, replicas)
+        objects.append(deployment)
+        if hpa_range is not None:
+            objects.append(_hpa(model, deployment, version, hpa_range))
+    objects.append(_service(model, runtime))
+    return objects
+
+
+def _deployment(model: Model, runtime: ServingRuntime, version: ModelVersion, track: str, replicas: int | None) -> dict[str, Any]:
+    name = model.name if track == "stable" else f"{model.name}-canary"
+    selector = {MODEL_LABEL: model.name, TRACK_LABEL: track}
+    pod_labels = {**model_labels(model), TRACK_LABEL: track, VERSION_LABEL: version.version}
+    ports = [{"name": HTTP_PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
+    if runtime.metrics_port and runtime.metrics_port != runtime.port:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": runtime.metrics_port, "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": "model",
+        "image": runtime.image,
+        "ports": ports,
+        "env": model_env(model, version, runtime),
+        "readinessProbe": {"tcpSocket": {"port": HTTP_PORT_NAME}, "periodSeconds": 10},
+    }
+    if runtime.args:
+        container["args"] = list(runtime.args)
+    resources = requirements(merge_resources(model.resources, runtime.resources))
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if model.service_account:
+        pod_spec["serviceAccountName"] = model.service_account
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    labels = {**model_labels(model), TRACK_LABEL: track, VERSION_LABEL: version.version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": model.namespace, "labels": labels},
+        "spec": spec,
+    }
+
+
+def _hpa(model: Model, deployment: dict[str, Any], version: ModelVersion, bounds: tuple[int, int]) -> dict[str, Any]:
+    assert model.autoscaling is not None
+    a = model.autoscaling
+    metric: dict[str, Any]
+    if a.metric in ("cpu", "memory"):
+        metric = {"type": "Resource", "resource": {"name": a.metric, "target": {"type": "Utilization", "averageUtilization": a.target}}}
+    else:
+        name = "requests_per_second" if a.metric == "rps" else "concurrent_requests"
+        metric = {"type": "Pods", "pods": {"metric": {"name": name}, "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
+    lo, hi = bounds
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": meta["name"], "namespace": model.namespace, "labels": dict(meta["labels"])},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"]},
+            "minReplicas": lo,
+            "maxReplicas": max(hi, lo),
+            "metrics": [metric],
+        },
+    }
+
+
+def _service(model: Model, runtime: ServingRuntime) -> dict[str, Any]:
+    ports = [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
+    if runtime.metrics_port and runtime.metrics_port != runtime.port:
+        ports.append({"name": METRICS_PORT_NAME, "port": runtime.metrics_port, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"})
+    annotations = {**model.annotations, STABLE_ANNOTATION: model.stable}
+    if model.canary is not None:
+        annotations[CANARY_ANNOTATION] = model.canary.version
+        annotations[TRAFFIC_ANNOTATION] = str(model.canary.traffic)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": model.name,
+            "namespace": model.namespace,
+            "labels": {**model_labels(model), VERSION_LABEL: model.stable},
+            "annotations": annotations,
+        },
+        "spec": {"selector": {MODEL_LABEL: model.name}, "ports": ports, "type": "ClusterIP"},
+    }

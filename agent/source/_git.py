@@ -1,0 +1,85 @@
+"""A git repository as a source: read the tree of any commit without checking it out.
+
+One GitPython `Repo` per source, closed deterministically: GitPython keeps `git cat-file`
+helper processes alive until `Repo.close()`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import git
+
+from agent.errors import SourceError, SpecError
+from agent.source._base import Revision, Snapshot
+from agent.spec import is_manifest_path
+from agent.spec._yaml import MAX_FILE_BYTES
+
+_SYMLINK_MODE = 0o120000
+
+
+class GitSource:
+    def __init__(self, root: str | Path, subdir: str = "") -> None:
+        try:
+            self.repo = git.Repo(root, search_parent_directories=False)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise SourceError(f"{root}: not a git repository") from exc
+        self.subdir = subdir.strip("/")
+
+    def __enter__(self) -> GitSource:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def resolve(self, revision: str | None) -> Any:
+        try:
+            return self.repo.commit(revision or "HEAD")
+        except (git.BadName, ValueError, git.GitCommandError) as exc:
+            raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {exc}") from exc
+
+    def snapshot(self, revision: str | None = None) -> Snapshot:
+        commit = self.resolve(revision)
+        tree = commit.tree
+        if self.subdir:
+            try:
+                tree = tree / self.subdir
+            except KeyError as exc:
+                raise SourceError(f"path {self.subdir!r} does not exist at {commit.hexsha[:12]}") from exc
+        blobs: dict[str, Any] = {}
+        for item in tree.traverse():
+            if item.type == "blob":
+                blobs[posixpath.relpath(item.path, self.subdir) if self.subdir else item.path] = item
+        files: dict[str, bytes] = {}
+        problems: list[SpecError] = []
+        for rel in sorted(blobs):
+            if not is_manifest_path(rel):
+                continue
+            blob = blobs[rel]
+            if blob.mode == _SYMLINK_MODE:
+                target = blob.data_stream.read().decode("utf-8", "replace")
+                resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+                if target.startswith("/") or resolved.startswith("../") or resolved == "..":
+                    problems.append(SpecError(rel, 1, "", f"symlink points outside the repository ({target})"))
+                    continue
+                if resolved not in blobs or blobs[resolved].mode == _SYMLINK_MODE:
+                    problems.append(SpecError(rel, 1, "", f"symlink target {target!r} is missing or is a link"))
+                    continue
+                blob = blobs[resolved]
+            if blob.size > MAX_FILE_BYTES:
+                problems.append(SpecError(rel, 1, "", f"file is {blob.size} bytes, over the limit of {MAX_FILE_BYTES}"))
+                continue
+            files[rel] = blob.data_stream.read()
+        revision_info = Revision(
+            commit=commit.hexsha,
+            author=f"{commit.author.name} <{commit.author.email}>",
+            message=str(commit.message).strip(),
+            ref=revision or "HEAD",
+        )
+        return Snapshot(files=files, revision=revision_info, problems=problems)
+
+    def close(self) -> None:
+        self.repo.close()

@@ -1,0 +1,390 @@
+"""Files of a repo at one revision -> a validated Spec, or every problem found at once."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from agent.errors import SpecError, ValidationFailed
+from agent.spec import _schema
+from agent.spec._types import (
+    API_VERSION,
+    GROUP,
+    Autoscaling,
+    Canary,
+    Gate,
+    Location,
+    Manifest,
+    MetricNames,
+    Model,
+    ModelVersion,
+    Monitor,
+    MonitorRule,
+    Policy,
+    PruneBudget,
+    RepositoryConfig,
+    Resources,
+    ServingRuntime,
+    Spec,
+)
+from agent.spec._yaml import Document, parse
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# Kinds that have no namespace; everything else in a raw manifest gets the default namespace.
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "PriorityClass", "StorageClass", "PersistentVolume", "IngressClass", "RuntimeClass",
+    "ClusterServingRuntime", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "APIService", "Node",
+})
+
+
+def is_manifest_path(path: str) -> bool:
+    return path.endswith(YAML_SUFFIXES)
+
+
+def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec:
+    """Parse, validate and resolve a repo. Raises ValidationFailed listing every problem."""
+    errors: list[SpecError] = list(problems)
+    parsed: list[tuple[str, list[Document], list[SpecError]]] = []
+    for path in sorted(files):
+        if is_manifest_path(path):
+            docs, errs = parse(path, files[path])
+            parsed.append((path, docs, errs))
+
+    config_docs = [d for _, docs, _ in parsed for d in docs if _is_ours(d, "RepositoryConfig")]
+    config = _config(config_docs, errors)
+    excluded = config.exclude
+    by_kind: dict[str, list[Document]] = {}
+    raw: list[Document] = []
+    for path, docs, errs in parsed:
+        if any(fnmatch.fnmatch(path, pattern) for pattern in excluded):
+            continue
+        errors.extend(errs)
+        for doc in docs:
+            kind = _classify(doc, errors)
+            if kind == "RepositoryConfig" or kind is None:
+                continue
+            if kind == "":
+                raw.append(doc)
+            else:
+                by_kind.setdefault(kind, []).append(doc)
+
+    runtimes = [r for d in by_kind.get("ServingRuntime", []) if (r := _runtime(d, errors))]
+    runtime_by_name = _unique(runtimes, lambda r: r.name, "ServingRuntime", errors)
+    models = [m for d in by_kind.get("Model", []) if (m := _model(d, config, runtime_by_name, errors))]
+    model_by_key = _unique(models, lambda m: m.key, "Model", errors)
+    monitors = [
+        m for d in by_kind.get("Monitor", []) if (m := _monitor(d, config, model_by_key, errors))
+    ]
+    _unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
+    manifests = [m for d in raw if (m := _manifest(d, config, errors))]
+    _unique(manifests, _manifest_key, "object", errors)
+
+    if errors:
+        raise ValidationFailed(errors)
+    return Spec(
+        config=config,
+        models=tuple(sorted(models, key=lambda m: m.key)),
+        monitors=tuple(sorted(monitors, key=lambda m: (m.namespace, m.name))),
+        runtimes=tuple(sorted(runtimes, key=lambda r: r.name)),
+        manifests=tuple(sorted(manifests, key=_manifest_key)),
+    )
+
+
+def _is_ours(doc: Document, kind: str) -> bool:
+    d = doc.data
+    return isinstance(d, dict) and d.get("apiVersion") == API_VERSION and d.get("kind") == kind
+
+
+def _classify(doc: Document, errors: list[SpecError]) -> str | None:
+    """Our kind name, "" for a raw manifest, or None (with an error) for neither."""
+    data = doc.data
+    if not isinstance(data, dict):
+        errors.append(doc.error([], "each YAML document must be a mapping with apiVersion and kind"))
+        return None
+    api, kind = data.get("apiVersion"), data.get("kind")
+    if not isinstance(api, str) or not api:
+        errors.append(doc.error(["apiVersion"], "missing or empty apiVersion"))
+        return None
+    if not isinstance(kind, str) or not kind:
+        errors.append(doc.error(["kind"], "missing or empty kind"))
+        return None
+    if api.split("/")[0] == GROUP:
+        if api != API_VERSION:
+            errors.append(doc.error(["apiVersion"], f"unsupported version {api!r} (supported: {API_VERSION})"))
+            return None
+        if kind not in _schema.SCHEMA_FILES:
+            known = ", ".join(sorted(_schema.SCHEMA_FILES))
+            errors.append(doc.error(["kind"], f"unknown kind {kind!r} for {API_VERSION} (known: {known})"))
+            return None
+        schema_errors = _schema.validate(doc, kind)
+        if schema_errors:
+            errors.extend(schema_errors)
+            return None
+        return kind
+    return ""
+
+
+def _unique(items: list[Any], key: Any, what: str, errors: list[SpecError]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for item in items:
+        k = key(item)
+        if k in seen:
+            first = seen[k].location
+            errors.append(SpecError(
+                item.location.file, item.location.line, "metadata.name",
+                f"duplicate {what} {k!r} (first declared at {first.file}:{first.line})",
+            ))
+        else:
+            seen[k] = item
+    return seen
+
+
+def _loc(doc: Document) -> Location:
+    return Location(doc.path, doc.line)
+
+
+def _resources(raw: Mapping[str, Any] | None, base: Resources = Resources()) -> Resources:
+    raw = raw or {}
+
+    def q(key: str, fallback: str | None) -> str | None:
+        return str(raw[key]) if key in raw else fallback
+
+    return Resources(
+        cpu=q("cpu", base.cpu),
+        memory=q("memory", base.memory),
+        gpu=int(raw.get("gpu", base.gpu)),
+        cpu_limit=q("cpuLimit", base.cpu_limit),
+        memory_limit=q("memoryLimit", base.memory_limit),
+    )
+
+
+def _config(docs: list[Document], errors: list[SpecError]) -> RepositoryConfig:
+    valid = []
+    for doc in docs:
+        errs = _schema.validate(doc, "RepositoryConfig")
+        errors.extend(errs)
+        if not errs:
+            valid.append(doc)
+    if len(docs) > 1:
+        first = docs[0]
+        for doc in docs[1:]:
+            errors.append(doc.error(["kind"], f"only one RepositoryConfig is allowed (first at {first.path}:{first.line})"))
+    if not valid:
+        return RepositoryConfig()
+    doc = valid[0]
+    spec = doc.data.get("spec") or {}
+    defaults = spec.get("defaults") or {}
+    policy = spec.get("policy") or {}
+    budget = policy.get("pruneBudget") or {}
+    metrics = spec.get("metrics") or {}
+    base_policy = Policy()
+    base_metrics = MetricNames()
+    return RepositoryConfig(
+        name=doc.data["metadata"]["name"],
+        default_namespace=defaults.get("namespace", "default"),
+        default_backend=defaults.get("backend", "kserve"),
+        default_stage=defaults.get("stage", "production"),
+        default_resources=_resources(defaults.get("resources")),
+        monitor_for=defaults.get("monitorFor", "5m"),
+        monitor_window=defaults.get("monitorWindow", "5m"),
+        policy=Policy(
+            allowed_namespaces=tuple(policy.get("allowedNamespaces", ())),
+            allowed_kinds=tuple(policy.get("allowedKinds", base_policy.allowed_kinds)),
+            prune=bool(policy.get("prune", False)),
+            prune_budget=PruneBudget(
+                max_fraction=float(budget.get("maxFraction", PruneBudget.max_fraction)),
+                max_count=int(budget.get("maxCount", PruneBudget.max_count)),
+            ),
+        ),
+        metrics=MetricNames(
+            latency_histogram=metrics.get("latencyHistogram", base_metrics.latency_histogram),
+            requests_total=metrics.get("requestsTotal", base_metrics.requests_total),
+            errors_total=metrics.get("errorsTotal", base_metrics.errors_total),
+            drift_score=metrics.get("driftScore", base_metrics.drift_score),
+        ),
+        exclude=tuple(spec.get("exclude", ())),
+        location=_loc(doc),
+    )
+
+
+def _check_namespace(doc: Document, path: list[str | int], ns: str, config: RepositoryConfig, errors: list[SpecError]) -> bool:
+    allowed = config.policy.allowed_namespaces
+    if allowed and not any(fnmatch.fnmatchcase(ns, pattern) for pattern in allowed):
+        errors.append(doc.error(path, f"namespace {ns!r} is not allowed by policy.allowedNamespaces ({', '.join(allowed)})"))
+        return False
+    return True
+
+
+def _runtime(doc: Document, errors: list[SpecError]) -> ServingRuntime | None:
+    meta, spec = doc.data["metadata"], doc.data["spec"]
+    return ServingRuntime(
+        name=meta["name"],
+        image=spec["image"],
+        formats=tuple(spec["formats"]),
+        protocol=spec.get("protocol", "v2"),
+        port=int(spec.get("port", 8080)),
+        metrics_port=spec.get("metricsPort"),
+        metrics_path=spec.get("metricsPath", "/metrics"),
+        args=tuple(spec.get("args", ())),
+        env=dict(spec.get("env", {})),
+        resources=_resources(spec.get("resources")),
+        labels=dict(meta.get("labels", {})),
+        location=_loc(doc),
+    )
+
+
+def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, ServingRuntime], errors: list[SpecError]) -> Model | None:
+    meta, spec = doc.data["metadata"], doc.data["spec"]
+    ns = meta.get("namespace", config.default_namespace)
+    before = len(errors)
+    _check_namespace(doc, ["metadata", "namespace"], ns, config, errors)
+
+    versions: dict[str, ModelVersion] = {}
+    for i, v in enumerate(spec["versions"]):
+        if v["version"] in versions:
+            errors.append(doc.error(["spec", "versions", i, "version"], f"duplicate version {v['version']!r}"))
+            continue
+        versions[v["version"]] = ModelVersion(
+            version=v["version"], uri=v["uri"], digest=v.get("digest"),
+            evaluation={k: float(x) for k, x in (v.get("evaluation") or {}).items()},
+        )
+    known = ", ".join(versions)
+    stable = spec["stable"]
+    if stable not in versions:
+        errors.append(doc.error(["spec", "stable"], f"version {stable!r} is not listed in spec.versions ({known})"))
+    canary = None
+    if "canary" in spec:
+        canary = Canary(version=spec["canary"]["version"], traffic=int(spec["canary"]["traffic"]))
+        if canary.version not in versions:
+            errors.append(doc.error(["spec", "canary", "version"], f"version {canary.version!r} is not listed in spec.versions ({known})"))
+        elif canary.version == stable:
+            errors.append(doc.error(["spec", "canary", "version"], f"canary version {stable!r} is the stable version; remove the canary to finish a promotion"))
+
+    autoscaling = None
+    if "autoscaling" in spec:
+        a = spec["autoscaling"]
+        autoscaling = Autoscaling(min=a["min"], max=a["max"], metric=a.get("metric", "cpu"), target=a.get("target", 80))
+        if autoscaling.min > autoscaling.max:
+            errors.append(doc.error(["spec", "autoscaling", "min"], f"min ({autoscaling.min}) is greater than max ({autoscaling.max})"))
+
+    backend = spec.get("backend", config.default_backend)
+    fmt = spec["format"]
+    runtime_name = spec.get("runtime")
+    if runtime_name is not None:
+        runtime = runtimes.get(runtime_name)
+        if runtime is None:
+            names = ", ".join(sorted(runtimes)) or "none declared"
+            errors.append(doc.error(["spec", "runtime"], f"ServingRuntime {runtime_name!r} not found in the repo ({names})"))
+        elif fmt not in runtime.formats:
+            errors.append(doc.error(["spec", "format"], f"runtime {runtime_name!r} does not serve format {fmt!r} (it serves {', '.join(runtime.formats)})"))
+    elif backend == "kubernetes":
+        errors.append(doc.error(["spec", "runtime"], "the kubernetes backend needs a runtime (it provides the container image)"))
+
+    gates = tuple(Gate(metric=g["metric"], min=g.get("min"), max=g.get("max")) for g in spec.get("gates", ()))
+    serving = [("stable", stable)] + ([("canary", canary.version)] if canary else [])
+    for role, version in serving:
+        if version not in versions:
+            continue
+        evaluation = versions[version].evaluation
+        for gate in gates:
+            field = ["spec", "stable"] if role == "stable" else ["spec", "canary", "version"]
+            value = evaluation.get(gate.metric)
+            if value is None:
+                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has no recorded evaluation of {gate.metric!r}"))
+            elif gate.min is not None and value < gate.min:
+                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}, below the minimum {gate.min:g}"))
+            elif gate.max is not None and value > gate.max:
+                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}, above the maximum {gate.max:g}"))
+
+    if len(errors) > before:
+        return None
+    return Model(
+        name=meta["name"],
+        namespace=ns,
+        format=fmt,
+        format_version=spec.get("formatVersion"),
+        versions=versions,
+        stable=stable,
+        canary=canary,
+        backend=backend,
+        stage=spec.get("stage", config.default_stage),
+        runtime=runtime_name,
+        resources=_resources(spec.get("resources"), config.default_resources),
+        replicas=spec.get("replicas"),
+        autoscaling=autoscaling,
+        gates=gates,
+        owner=spec.get("owner"),
+        env=dict(spec.get("env", {})),
+        service_account=spec.get("serviceAccountName"),
+        labels=dict(meta.get("labels", {})),
+        annotations=dict(meta.get("annotations", {})),
+        location=_loc(doc),
+    )
+
+
+def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model], errors: list[SpecError]) -> Monitor | None:
+    meta, spec = doc.data["metadata"], doc.data["spec"]
+    ns = meta.get("namespace", config.default_namespace)
+    before = len(errors)
+    _check_namespace(doc, ["metadata", "namespace"], ns, config, errors)
+    if f"{ns}/{spec['model']}" not in models:
+        errors.append(doc.error(["spec", "model"], f"Model {spec['model']!r} not found in namespace {ns!r}"))
+    rules = []
+    names: set[str] = set()
+    for i, r in enumerate(spec["rules"]):
+        if r["name"] in names:
+            errors.append(doc.error(["spec", "rules", i, "name"], f"duplicate rule name {r['name']!r}"))
+        names.add(r["name"])
+        rules.append(MonitorRule(
+            name=r["name"], type=r["type"], threshold=float(r["threshold"]),
+            window=r.get("window", config.monitor_window), for_=r.get("for", config.monitor_for),
+            severity=r.get("severity", "warning"), action=r.get("action", "alert"),
+            description=r.get("description"), quantile=float(r.get("quantile", 0.95)),
+            feature=r.get("feature"), method=r.get("method", "psi"),
+        ))
+    if len(errors) > before:
+        return None
+    return Monitor(
+        name=meta["name"], namespace=ns, model=spec["model"], rules=tuple(rules),
+        labels=dict(meta.get("labels", {})), location=_loc(doc),
+    )
+
+
+def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) -> Manifest | None:
+    body = cast(dict[str, Any], doc.data)
+    kind, api = body["kind"], body["apiVersion"]
+    group = api.rsplit("/", 1)[0] if "/" in api else ""
+    allowed = config.policy.allowed_kinds
+    if kind not in allowed and f"{group}/{kind}" not in allowed:
+        shown = ", ".join(allowed) or "none"
+        errors.append(doc.error(["kind"], f"kind {group + '/' if group else ''}{kind} is not allowed by policy.allowedKinds ({shown})"))
+        return None
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        errors.append(doc.error(["metadata", "name"], "missing metadata.name"))
+        return None
+    body = {**body, "metadata": dict(meta)}
+    if kind in CLUSTER_SCOPED:
+        if "namespace" in meta:
+            errors.append(doc.error(["metadata", "namespace"], f"{kind} is cluster-scoped and takes no namespace"))
+            return None
+        if kind == "Namespace" and not _check_namespace(doc, ["metadata", "name"], meta["name"], config, errors):
+            return None
+    else:
+        ns = meta.get("namespace") or config.default_namespace
+        body["metadata"]["namespace"] = ns
+        if not _check_namespace(doc, ["metadata", "namespace"], ns, config, errors):
+            return None
+    if kind == "Secret" and "data" in body and not isinstance(body["data"], dict):
+        errors.append(doc.error(["data"], "Secret data must be a mapping"))
+        return None
+    return Manifest(body=body, location=_loc(doc))
+
+
+def _manifest_key(m: Manifest) -> str:
+    group = m.api_version.rsplit("/", 1)[0] if "/" in m.api_version else ""
+    return f"{group}/{m.kind}/{m.namespace or ''}/{m.name}"

@@ -1,0 +1,119 @@
+"""JSON Schema validation of our kinds, with errors pointing at the offending field.
+
+Validators are built once per kind (building one costs far more than using it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+from referencing.jsonschema import DRAFT202012
+
+from agent.errors import SpecError
+from agent.spec._yaml import Document
+
+SCHEMA_FILES = {
+    "Model": "model.schema.json",
+    "Monitor": "monitor.schema.json",
+    "ServingRuntime": "servingruntime.schema.json",
+    "RepositoryConfig": "repositoryconfig.schema.json",
+}
+_DEFS = "_defs.schema.json"
+
+
+def schemas_dir() -> Path:
+    """schemas/ of the source tree, or the copy installed under <prefix>/share."""
+    candidates = [
+        os.environ.get("AGENT_SCHEMAS_DIR", ""),
+        str(Path(__file__).resolve().parents[2] / "schemas"),
+        str(Path(sys.prefix) / "share" / "modelops-agent" / "schemas"),
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / _DEFS).is_file():
+            return Path(candidate)
+    raise FileNotFoundError("JSON schemas not found (set AGENT_SCHEMAS_DIR)")
+
+
+@cache
+def _registry() -> referencing.Registry[Any]:
+    directory = schemas_dir()
+    resources = []
+    for name in [_DEFS, *SCHEMA_FILES.values()]:
+        contents = json.loads((directory / name).read_text(encoding="utf-8"))
+        resource = referencing.Resource.from_contents(contents, default_specification=DRAFT202012)
+        resources.append((contents["$id"], resource))
+    return referencing.Registry().with_resources(resources)
+
+
+@cache
+def validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((schemas_dir() / SCHEMA_FILES[kind]).read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    v: jsonschema.protocols.Validator = cls(schema, registry=_registry())
+    return v
+
+
+def validate(doc: Document, kind: str) -> list[SpecError]:
+    """Every schema violation of one document, as located errors."""
+    return [doc.error(path, message) for path, message in _messages(validator(kind), doc.data)]
+
+
+def _messages(v: jsonschema.protocols.Validator, data: Any) -> Iterator[tuple[list[str | int], str]]:
+    for error in v.iter_errors(data):
+        yield from _explain(error)
+
+
+def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[str | int], str]]:
+    path: list[str | int] = list(error.absolute_path)
+    kind = error.validator
+    if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+        for key in error.instance:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed)) or "none"
+                yield [*path, key], f"unknown field {key!r} (allowed: {known})"
+        return
+    if kind == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        yield path, f"missing required field {missing!r}"
+        return
+    if kind == "false" or (kind is None and error.validator_value is False):
+        yield path, "field not allowed here"
+        return
+    if kind in ("oneOf", "anyOf") and error.context:
+        # a quantity or similar union: report the simplest reason
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        reason = described or _shortest(error.context)
+        yield path, f"{error.instance!r} is not valid: {reason}"
+        return
+    if kind == "not":
+        yield path, "replicas and autoscaling are mutually exclusive" if _both_scaling(error) else error.message
+        return
+    if kind == "enum":
+        choices = ", ".join(repr(c) for c in error.validator_value)
+        yield path, f"{error.instance!r} is not one of {choices}"
+        return
+    if kind == "const":
+        yield path, f"must be {error.validator_value!r}, got {error.instance!r}"
+        return
+    if kind == "pattern":
+        yield path, f"{error.instance!r} does not match the pattern {error.validator_value!r}"
+        return
+    yield path, str(error.message)
+
+
+def _shortest(context: list[jsonschema.ValidationError]) -> str:
+    return min((str(c.message) for c in context), key=len)
+
+
+def _both_scaling(error: jsonschema.ValidationError) -> bool:
+    inst = error.instance
+    return isinstance(inst, dict) and "replicas" in inst and "autoscaling" in inst

@@ -1,0 +1,221 @@
+"""The validated, typed picture of a model repo at one revision (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+GROUP = "modelops.dev"
+API_VERSION = f"{GROUP}/v1alpha1"
+
+Backend = Literal["kserve", "kubernetes"]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a spec object was declared, for messages and the `modelops.dev/source` annotation."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int = 0
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    uri: str
+    digest: str | None = None
+    evaluation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Canary:
+    version: str
+    traffic: int
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min: int
+    max: int
+    metric: str = "cpu"
+    target: int = 80
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class ServingRuntime:
+    name: str
+    image: str
+    formats: tuple[str, ...]
+    protocol: str = "v2"
+    port: int = 8080
+    metrics_port: int | None = None
+    metrics_path: str = "/metrics"
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    resources: Resources = Resources()
+    labels: dict[str, str] = field(default_factory=dict)
+    location: Location = Location("", 0)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    namespace: str
+    format: str
+    versions: dict[str, ModelVersion]
+    stable: str
+    backend: Backend
+    stage: str
+    runtime: str | None = None
+    format_version: str | None = None
+    canary: Canary | None = None
+    resources: Resources = Resources()
+    replicas: int | None = None
+    autoscaling: Autoscaling | None = None
+    gates: tuple[Gate, ...] = ()
+    owner: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    service_account: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    location: Location = Location("", 0)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def serving_versions(self) -> list[ModelVersion]:
+        """Stable first, then the canary when it takes traffic or is staged at 0%."""
+        out = [self.versions[self.stable]]
+        if self.canary is not None and self.canary.version != self.stable:
+            out.append(self.versions[self.canary.version])
+        return out
+
+
+@dataclass(frozen=True)
+class MonitorRule:
+    name: str
+    type: Literal["latency", "errorRate", "drift"]
+    threshold: float
+    window: str
+    for_: str
+    severity: str
+    action: str
+    description: str | None = None
+    quantile: float = 0.95
+    feature: str | None = None
+    method: str = "psi"
+
+
+@dataclass(frozen=True)
+class Monitor:
+    name: str
+    namespace: str
+    model: str
+    rules: tuple[MonitorRule, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    location: Location = Location("", 0)
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.namespace}/{self.model}"
+
+
+@dataclass(frozen=True)
+class MetricNames:
+    latency_histogram: str = "request_predict_seconds"
+    requests_total: str = "request_total"
+    errors_total: str = "request_errors_total"
+    drift_score: str = "model_feature_drift_score"
+
+
+@dataclass(frozen=True)
+class PruneBudget:
+    max_fraction: float = 0.2
+    max_count: int = 50
+
+
+@dataclass(frozen=True)
+class Policy:
+    allowed_namespaces: tuple[str, ...] = ()
+    allowed_kinds: tuple[str, ...] = (
+        "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service",
+        "rbac.authorization.k8s.io/Role", "rbac.authorization.k8s.io/RoleBinding",
+        "networking.k8s.io/NetworkPolicy", "policy/PodDisruptionBudget",
+    )
+    prune: bool = False
+    prune_budget: PruneBudget = PruneBudget()
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    name: str = "default"
+    default_namespace: str = "default"
+    default_backend: Backend = "kserve"
+    default_stage: str = "production"
+    default_resources: Resources = Resources()
+    monitor_for: str = "5m"
+    monitor_window: str = "5m"
+    policy: Policy = Policy()
+    metrics: MetricNames = MetricNames()
+    exclude: tuple[str, ...] = ()
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A plain Kubernetes object passed through from the repo (serving infra)."""
+
+    body: dict[str, Any]
+    location: Location
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body["apiVersion"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str | None:
+        ns = self.body["metadata"].get("namespace")
+        return str(ns) if ns else None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a repo declares at one revision, validated and with defaults applied."""
+
+    config: RepositoryConfig
+    models: tuple[Model, ...] = ()
+    monitors: tuple[Monitor, ...] = ()
+    runtimes: tuple[ServingRuntime, ...] = ()
+    manifests: tuple[Manifest, ...] = ()
+
+    def model(self, namespace: str, name: str) -> Model | None:
+        for m in self.models:
+            if m.namespace == namespace and m.name == name:
+                return m
+        return None

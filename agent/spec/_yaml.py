@@ -1,0 +1,183 @@
+"""Safe YAML parsing with locations.
+
+PyYAML's C parser builds the node tree (fast); we construct plain data ourselves so we can
+reject what a GitOps repo must never contain (duplicate keys, aliases, non-string keys)
+and keep each document's node tree to find the line of any field path when reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from agent.errors import SpecError
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger files are refused, not parsed
+MAX_NODES_PER_DOCUMENT = 200_000
+
+_INT = "tag:yaml.org,2002:int"
+_STR = "tag:yaml.org,2002:str"
+
+
+@dataclass
+class Document:
+    """One YAML document: its data, the file it came from and its node tree for line lookup."""
+
+    path: str
+    index: int
+    data: Any
+    node: yaml.Node
+
+    @property
+    def line(self) -> int:
+        return int(self.node.start_mark.line) + 1
+
+    def line_of(self, field_path: Sequence[str | int]) -> int:
+        """The 1-based line of the deepest node on field_path that exists."""
+        node = self.node
+        for key in field_path:
+            child: yaml.Node | None = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if k.value == key:
+                        # a nested block starts on the line after its key: point at the key
+                        last = key == field_path[-1]
+                        block = isinstance(v, (yaml.MappingNode, yaml.SequenceNode))
+                        child = k if last and block else v
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+                if 0 <= key < len(node.value):
+                    child = node.value[key]
+            if child is None:
+                break
+            node = child
+        return int(node.start_mark.line) + 1
+
+    def error(self, field_path: Sequence[str | int], message: str) -> SpecError:
+        return SpecError(self.path, self.line_of(field_path), dotted(field_path), message)
+
+
+def dotted(field_path: Sequence[str | int]) -> str:
+    out = ""
+    for key in field_path:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out += f".{key}" if out else str(key)
+    return out
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Builds plain data from nodes; refuses aliases and duplicate keys."""
+
+    def __init__(self, path: str, text: str) -> None:
+        super().__init__()
+        self.path = path
+        self.text = text
+        self.errors: list[SpecError] = []
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def build(self, node: yaml.Node) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES_PER_DOCUMENT:
+            raise _Abort(self._err(node, "", f"document has more than {MAX_NODES_PER_DOCUMENT} nodes"))
+        if id(node) in self.seen:
+            raise _Abort(self._alias_error(node))
+        if isinstance(node, yaml.MappingNode):
+            self.seen.add(id(node))
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise _Abort(self._err(key_node, "", "YAML merge keys (<<) are not allowed"))
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _Abort(self._err(key_node, "", "mapping keys must be plain strings"))
+                key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
+                if not isinstance(key, str):
+                    key = str(key_node.value)
+                if key in out:
+                    self.errors.append(
+                        self._err(key_node, key, f"duplicate key {key!r} in the same mapping")
+                    )
+                    continue
+                out[key] = self.build(value_node)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            self.seen.add(id(node))
+            return [self.build(item) for item in node.value]
+        if node.tag == _STR:
+            return node.value
+        value = self.construct_object(node, deep=True)
+        self.constructed_objects.clear()
+        return value
+
+    def _alias_error(self, node: yaml.Node) -> SpecError:
+        """Locate the first alias (rare error path, so a second parse is fine)."""
+        line = int(node.start_mark.line) + 1
+        for event in yaml.parse(self.text, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = int(event.start_mark.line) + 1
+                break
+        return SpecError(
+            self.path, line, "", "YAML aliases (*name) are not allowed: write the value out"
+        )
+
+    def _err(self, node: yaml.Node, field: str, message: str) -> SpecError:
+        return SpecError(self.path, int(node.start_mark.line) + 1, field, message)
+
+
+class _Abort(Exception):
+    def __init__(self, error: SpecError) -> None:
+        self.error = error
+
+
+def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
+    """Parse every document of one file; problems are returned, never raised."""
+    if len(content) > MAX_FILE_BYTES:
+        return [], [SpecError(path, 1, "", f"file is {len(content)} bytes, over the limit of {MAX_FILE_BYTES}")]
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        return [], [SpecError(path, line, "", f"not valid UTF-8 (byte 0x{content[exc.start]:02x} at offset {exc.start})")]
+    docs: list[Document] = []
+    errors: list[SpecError] = []
+    try:
+        for index, node in enumerate(_compose_all(text)):
+            if node is None:
+                continue
+            ctor = _Constructor(path, text)
+            try:
+                data = ctor.build(node)
+            except _Abort as abort:
+                errors.append(abort.error)
+                continue
+            except yaml.constructor.ConstructorError as exc:
+                errors.append(_mark_error(path, exc))
+                continue
+            errors.extend(ctor.errors)
+            if data is None:
+                continue
+            docs.append(Document(path, index, data, node))
+    except yaml.MarkedYAMLError as exc:
+        errors.append(_mark_error(path, exc))
+    return docs, errors
+
+
+def _compose_all(text: str) -> Iterator[yaml.Node | None]:
+    loader = yaml.CSafeLoader(text)
+    try:
+        while loader.check_node():
+            yield loader.get_node()
+    finally:
+        loader.dispose()
+
+
+def _mark_error(path: str, exc: yaml.MarkedYAMLError) -> SpecError:
+    mark = exc.problem_mark or exc.context_mark
+    line = int(mark.line) + 1 if mark is not None else 1
+    problem = exc.problem or exc.context or "invalid YAML"
+    return SpecError(path, line, "", f"invalid YAML: {problem}")
