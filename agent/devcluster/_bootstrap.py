@@ -80,7 +80,9 @@ def node_ready(api: Api) -> bool:
     conditions = node.get("status", {}).get("conditions", [])
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
     taints = [
-        t for t in node.get("spec", {}).get("taints", []) if t["effect"] in ("NoSchedule", "NoExecute")
+        t
+        for t in node.get("spec", {}).get("taints", [])
+        if t["effect"] in ("NoSchedule", "NoExecute")
     ]
     return ready and not taints and not node.get("spec", {}).get("unschedulable", False)
 

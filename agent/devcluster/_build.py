@@ -23,9 +23,7 @@ def binaries() -> Path:
     if not script.is_file():
         raise DevclusterError(f"{script} not found; set AGENT_REPO_ROOT to the agent checkout")
     # stderr (build progress) goes to the caller's terminal; stdout ends with the cache dir.
-    result = subprocess.run(
-        ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False
-    )
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         raise DevclusterError(f"{script} failed with exit code {result.returncode}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agent.errors import AgentError
 
-class DevclusterError(RuntimeError):
+
+class DevclusterError(AgentError):
     """The local control plane could not be started, checked or stopped."""

@@ -6,7 +6,7 @@ plain binary needs them passed via --config. Verbatim from sigs.k8s.io/kwok v0.8
 kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/fast} (Apache-2.0).
 """
 
-STAGES = r'''
+STAGES = r"""
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
@@ -299,4 +299,4 @@ spec:
       operator: 'Exists'
   next:
     delete: true
-'''
+"""

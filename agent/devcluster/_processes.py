@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,28 +107,34 @@ def running(proc: Proc) -> bool:
     return _argv0(proc.pid) == proc.exe
 
 
-def stop(procs: Iterable[Proc], timeout: float = 15.0) -> list[str]:
-    """SIGTERM each process that is still ours, SIGKILL stragglers; names of those killed."""
-    alive = [p for p in procs if running(p)]
-    for p in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGTERM)
+def _stop_one(proc: Proc, timeout: float) -> bool:
+    """SIGTERM, wait, SIGKILL; True if it needed the SIGKILL."""
+    if not running(proc):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if running(p)]
-    for p in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    survivors = list(alive)
-    while survivors and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if not running(proc):
+            return False
         time.sleep(0.05)
-        survivors = [p for p in survivors if running(p)]
-    if survivors:
-        names = ", ".join(f"{p.name} (pid {p.pid})" for p in survivors)
-        raise DevclusterError(f"processes survived SIGKILL: {names}")
-    return [p.name for p in alive]
+    if running(proc):  # checked again right before the signal: never kill a reused pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while running(proc):
+        if time.monotonic() > deadline:
+            raise DevclusterError(f"{proc.name} (pid {proc.pid}) survived SIGKILL")
+        time.sleep(0.05)
+    return True
+
+
+def stop(procs: Sequence[Proc], timeout: float = 15.0) -> list[str]:
+    """Stop processes that are still ours, last started first; names of those SIGKILLed.
+
+    The order matters: an apiserver whose etcd is already gone hangs in its shutdown.
+    """
+    return [p.name for p in reversed(procs) if _stop_one(p, timeout)]
 
 
 def free_ports(count: int) -> list[int]:
