@@ -7,7 +7,6 @@ Deployment the Deployment carries no `spec.replicas` (that field belongs to the 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from agent.render._common import merge_resources, model_env, model_labels, requirements

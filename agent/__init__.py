@@ -1,0 +1,20 @@
+"""modelops agent: keep models in production exactly as Git says.
+
+Public API (the CLI is a thin layer over these):
+    load_desired(path, revision)  -> Desired(spec, objects, revision)   source -> spec -> render
+    offline_plan(path, base, rev) -> Plan                                two revisions, no cluster
+    load(files) / render(spec) / diff_objects(...) / build_plan(...)     the pure core
+"""
+
+from agent.errors import AgentError, SourceError, SpecError, ValidationFailed
+from agent.pipeline import Desired, load_desired, offline_plan
+from agent.plan import ModelChange, ObjectChange, Plan, build_plan, diff_objects
+from agent.render import render
+from agent.spec import Spec, load
+
+__all__ = [
+    "AgentError", "Desired", "ModelChange", "ObjectChange", "Plan", "SourceError", "Spec",
+    "SpecError", "ValidationFailed", "build_plan", "diff_objects", "load", "load_desired",
+    "offline_plan", "render",
+]
+__version__ = "0.1.0"

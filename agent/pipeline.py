@@ -1,0 +1,51 @@
+"""The front half of the pipeline, source -> spec -> render, shared by every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.plan import Plan, build_plan, diff_objects
+from agent.render import render
+from agent.source import Revision, open_source
+from agent.spec import Spec, load
+
+
+@dataclass
+class Desired:
+    spec: Spec
+    objects: list[dict[str, Any]]
+    revision: Revision
+
+
+def load_desired(path: str | Path, revision: str | None = None) -> Desired:
+    """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
+
+    Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
+    """
+    source = open_source(path, revision)
+    try:
+        snapshot = source.snapshot(revision)
+    finally:
+        source.close()
+    spec = load(snapshot.files, snapshot.problems)
+    return Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
+
+
+def revision_info(revision: Revision) -> dict[str, str]:
+    info = {"commit": revision.commit, "short": revision.short}
+    if revision.commit:
+        info.update(author=revision.author, message=revision.message.splitlines()[0] if revision.message else "")
+    return info
+
+
+def offline_plan(path: str | Path, base: str, revision: str | None = None) -> Plan:
+    """Desired state at `revision` (default: the working tree) against `base`, no cluster."""
+    before = load_desired(path, base)
+    after = load_desired(path, revision)
+    return build_plan(
+        diff_objects(after.objects, before.objects),
+        base=revision_info(before.revision),
+        revision=revision_info(after.revision),
+    )

@@ -1,0 +1,65 @@
+"""A Plan is data: the same object feeds text/JSON/Markdown output, the audit log and apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal["create", "update", "delete", "unchanged"]
+
+
+@dataclass
+class ObjectChange:
+    action: Action
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    model: str | None
+    before: dict[str, Any] | None  # redacted, normalized
+    after: dict[str, Any] | None  # redacted
+    changed_fields: list[str] = field(default_factory=list)
+    drift: dict[str, str] = field(default_factory=dict)  # field path -> other field manager
+    desired: dict[str, Any] | None = None  # unredacted desired object, for apply only
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
+
+
+@dataclass
+class ModelChange:
+    namespace: str
+    name: str
+    status: Literal["created", "updated", "deleted", "unchanged"]
+    changes: list[str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Plan:
+    objects: list[ObjectChange]
+    models: list[ModelChange]
+    base: dict[str, str] = field(default_factory=dict)  # revision info of the "before" side
+    revision: dict[str, str] = field(default_factory=dict)  # revision info of the desired side
+
+    @property
+    def changed(self) -> list[ObjectChange]:
+        return [o for o in self.objects if o.action != "unchanged"]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(o.action != "unchanged" for o in self.objects)
+
+    def counts(self) -> dict[str, int]:
+        out = {"create": 0, "update": 0, "delete": 0, "unchanged": 0}
+        for o in self.objects:
+            out[o.action] += 1
+        return out
