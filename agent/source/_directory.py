@@ -31,7 +31,11 @@ class DirectorySource:
                 if not is_manifest_path(rel):
                     continue
                 if full.is_symlink():
-                    target = full.resolve()
+                    try:
+                        target = full.resolve()
+                    except (RuntimeError, OSError):  # a loop (RuntimeError before Python 3.13)
+                        problems.append(SpecError(rel, 1, "", "symlink loop"))
+                        continue
                     if not target.is_relative_to(self.root):
                         problems.append(SpecError(rel, 1, "", f"symlink points outside the repository ({os.readlink(full)})"))
                         continue

@@ -37,8 +37,10 @@ class GitSource:
 
     def resolve(self, revision: str | None) -> Any:
         try:
-            return self.repo.commit(revision or "HEAD")
-        except (git.BadName, ValueError, git.GitCommandError) as exc:
+            commit = self.repo.commit(revision or "HEAD")
+            commit.tree  # noqa: B018 - a well-formed but absent sha only fails when read
+            return commit
+        except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as exc:
             raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {exc}") from exc
 
     def snapshot(self, revision: str | None = None) -> Snapshot:
@@ -56,7 +58,7 @@ class GitSource:
         files: dict[str, bytes] = {}
         problems: list[SpecError] = []
         for rel in sorted(blobs):
-            if not is_manifest_path(rel):
+            if not is_manifest_path(rel) or _in_hidden_dir(rel):
                 continue
             blob = blobs[rel]
             if blob.mode == _SYMLINK_MODE:
@@ -83,3 +85,8 @@ class GitSource:
 
     def close(self) -> None:
         self.repo.close()
+
+
+def _in_hidden_dir(rel: str) -> bool:
+    """Like DirectorySource, skip directories whose name starts with a dot (.github, .git-crypt)."""
+    return any(part.startswith(".") for part in rel.split("/")[:-1])

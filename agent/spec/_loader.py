@@ -77,10 +77,11 @@ def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec
     models = [m for d in by_kind.get("Model", []) if (m := _model(d, config, runtime_by_name, errors))]
     model_by_key = _unique(models, lambda m: m.key, "Model", errors)
     monitors = [
-        m for d in by_kind.get("Monitor", []) if (m := _monitor(d, config, model_by_key, errors))
+        mon for d in by_kind.get("Monitor", [])
+        if (mon := _monitor(d, config, model_by_key, errors))
     ]
     _unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
-    manifests = [m for d in raw if (m := _manifest(d, config, errors))]
+    manifests = [obj for d in raw if (obj := _manifest(d, config, errors))]
     _unique(manifests, _manifest_key, "object", errors)
 
     if errors:
@@ -366,6 +367,9 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
     meta = body.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         errors.append(doc.error(["metadata", "name"], "missing metadata.name"))
+        return None
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        errors.append(doc.error(["metadata", "namespace"], "metadata.namespace must be a string"))
         return None
     body = {**body, "metadata": dict(meta)}
     if kind in CLUSTER_SCOPED:

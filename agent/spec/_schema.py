@@ -68,12 +68,19 @@ def validate(doc: Document, kind: str) -> list[SpecError]:
 
 def _messages(v: jsonschema.protocols.Validator, data: Any) -> Iterator[tuple[list[str | int], str]]:
     for error in v.iter_errors(data):
-        yield from _explain(error)
+        yield from _explain(error, v.schema, data)
 
 
-def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[str | int], str]]:
+def _explain(
+    error: jsonschema.ValidationError, root: Any = None, data: Any = None
+) -> Iterator[tuple[list[str | int], str]]:
     path: list[str | int] = list(error.absolute_path)
     kind = error.validator
+    if error.schema is False and kind is None:
+        # `"field": false` (a field forbidden in this case): jsonschema leaves the field's own
+        # name off the error's path, so find it by the schema path that led here
+        yield [*path, *_forbidden_key(error, root, data, path)], "field not allowed here"
+        return
     if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
         for key in error.instance:
@@ -98,7 +105,8 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[str | int
         yield path, "replicas and autoscaling are mutually exclusive" if _both_scaling(error) else error.message
         return
     if kind == "enum":
-        choices = ", ".join(repr(c) for c in error.validator_value)
+        values = error.validator_value if isinstance(error.validator_value, list) else []
+        choices = ", ".join(repr(c) for c in values)
         yield path, f"{error.instance!r} is not one of {choices}"
         return
     if kind == "const":
@@ -108,6 +116,34 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[list[str | int
         yield path, f"{error.instance!r} does not match the pattern {error.validator_value!r}"
         return
     yield path, str(error.message)
+
+
+def _forbidden_key(
+    error: jsonschema.ValidationError, root: Any, data: Any, path: list[str | int]
+) -> list[str]:
+    """The name of the forbidden field: a `false` entry of the schema that led here."""
+    parent: Any = data
+    for key in path:
+        try:
+            parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return []
+    if not isinstance(parent, dict):
+        return []
+    node: Any = root
+    for step in error.relative_schema_path:
+        if isinstance(node, dict):
+            node = node.get(step)
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+        else:
+            node = None
+    forbidden: list[str] = []
+    if isinstance(node, dict):
+        forbidden = [k for k, sub in node.items() if sub is False and k in parent]
+    candidates = forbidden or list(parent)
+    same = [k for k in candidates if parent[k] is error.instance]
+    return (same or forbidden)[:1]
 
 
 def _shortest(context: list[jsonschema.ValidationError]) -> str:

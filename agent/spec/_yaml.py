@@ -38,13 +38,13 @@ class Document:
     def line_of(self, field_path: Sequence[str | int]) -> int:
         """The 1-based line of the deepest node on field_path that exists."""
         node = self.node
-        for key in field_path:
+        for depth, key in enumerate(field_path):
             child: yaml.Node | None = None
             if isinstance(node, yaml.MappingNode):
                 for k, v in node.value:
                     if k.value == key:
                         # a nested block starts on the line after its key: point at the key
-                        last = key == field_path[-1]
+                        last = depth == len(field_path) - 1
                         block = isinstance(v, (yaml.MappingNode, yaml.SequenceNode))
                         child = k if last and block else v
                         break
@@ -73,60 +73,70 @@ def dotted(field_path: Sequence[str | int]) -> str:
 class _Constructor(yaml.constructor.SafeConstructor):
     """Builds plain data from nodes; refuses aliases and duplicate keys."""
 
-    def __init__(self, path: str, text: str) -> None:
+    def __init__(self, path: str, text: str, index: int = 0) -> None:
         super().__init__()
         self.path = path
         self.text = text
+        self.index = index
         self.errors: list[SpecError] = []
         self.seen: set[int] = set()
         self.count = 0
 
-    def build(self, node: yaml.Node) -> Any:
+    def build(self, node: yaml.Node, path: tuple[str | int, ...] = ()) -> Any:
         self.count += 1
         if self.count > MAX_NODES_PER_DOCUMENT:
-            raise _Abort(self._err(node, "", f"document has more than {MAX_NODES_PER_DOCUMENT} nodes"))
+            too_big = f"document has more than {MAX_NODES_PER_DOCUMENT} nodes"
+            raise _Abort(self._err(node, path, too_big))
+        # every node (scalars too) is visited once; meeting one again means an alias (*name)
         if id(node) in self.seen:
-            raise _Abort(self._alias_error(node))
+            raise _Abort(self._alias_error(node, path))
+        self.seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            self.seen.add(id(node))
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise _Abort(self._err(key_node, "", "YAML merge keys (<<) are not allowed"))
+                    raise _Abort(self._err(key_node, path, "YAML merge keys (<<) are not allowed"))
                 if not isinstance(key_node, yaml.ScalarNode):
-                    raise _Abort(self._err(key_node, "", "mapping keys must be plain strings"))
+                    raise _Abort(self._err(key_node, path, "mapping keys must be plain strings"))
+                if id(key_node) in self.seen:
+                    raise _Abort(self._alias_error(key_node, path))
+                self.seen.add(id(key_node))
                 key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
                 if not isinstance(key, str):
                     key = str(key_node.value)
                 if key in out:
-                    self.errors.append(
-                        self._err(key_node, key, f"duplicate key {key!r} in the same mapping")
-                    )
+                    duplicate = f"duplicate key {key!r} in the same mapping"
+                    self.errors.append(self._err(key_node, (*path, key), duplicate))
                     continue
-                out[key] = self.build(value_node)
+                out[key] = self.build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
-            self.seen.add(id(node))
-            return [self.build(item) for item in node.value]
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if node.tag == _STR:
             return node.value
         value = self.construct_object(node, deep=True)
         self.constructed_objects.clear()
         return value
 
-    def _alias_error(self, node: yaml.Node) -> SpecError:
-        """Locate the first alias (rare error path, so a second parse is fine)."""
-        line = int(node.start_mark.line) + 1
-        for event in yaml.parse(self.text, Loader=yaml.CSafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = int(event.start_mark.line) + 1
-                break
-        return SpecError(
-            self.path, line, "", "YAML aliases (*name) are not allowed: write the value out"
-        )
+    def _alias_error(self, node: yaml.Node, path: Sequence[str | int]) -> SpecError:
+        """Locate the first alias of this document (rare error path, so a second parse is fine).
 
-    def _err(self, node: yaml.Node, field: str, message: str) -> SpecError:
-        return SpecError(self.path, int(node.start_mark.line) + 1, field, message)
+        Nodes are built in document order, so the first alias met is the first in the text.
+        """
+        line = int(node.start_mark.line) + 1
+        document = -1
+        for event in yaml.parse(self.text, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                document += 1
+            elif isinstance(event, yaml.AliasEvent) and document == self.index:
+                if event.start_mark is not None:
+                    line = int(event.start_mark.line) + 1
+                break
+        message = "YAML aliases (*name) are not allowed: write the value out"
+        return SpecError(self.path, line, dotted(path), message)
+
+    def _err(self, node: yaml.Node, path: Sequence[str | int], message: str) -> SpecError:
+        return SpecError(self.path, int(node.start_mark.line) + 1, dotted(path), message)
 
 
 class _Abort(Exception):
@@ -149,7 +159,7 @@ def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            ctor = _Constructor(path, text)
+            ctor = _Constructor(path, text, index)
             try:
                 data = ctor.build(node)
             except _Abort as abort:
@@ -164,6 +174,12 @@ def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
             docs.append(Document(path, index, data, node))
     except yaml.MarkedYAMLError as exc:
         errors.append(_mark_error(path, exc))
+    except yaml.reader.ReaderError as exc:
+        # characters YAML forbids (NUL and other control characters); position is a byte offset
+        line = content.count(b"\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}"
+        errors.append(SpecError(path, line, "", message))
     return docs, errors
 
 
