@@ -1,0 +1,83 @@
+"""Integration fixtures: one real local control plane per test session (agent.devcluster).
+
+The binaries come from tools/k8s/build.sh; if they are not cached yet the fixture builds
+them (minutes, once) rather than skipping, so a missing cluster can never pass silently.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from agent import devcluster as dc
+from agent.devcluster import ClusterInfo
+
+Waiter = Callable[..., Any]
+
+
+@pytest.fixture(scope="session", name="devcluster")
+def _devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
+    """The session's cluster: up in a temporary directory, down (no process left) at the end."""
+    dc.binaries()  # builds the control plane if the cache is cold
+    directory = tmp_path_factory.mktemp("devcluster")
+    info = dc.up(directory)
+    try:
+        yield info
+    finally:
+        dc.down(directory)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(devcluster: ClusterInfo) -> Path:
+    return devcluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    """Admin client (O=system:masters) of the session cluster."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount exists (pods need it to be admitted)."""
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    _wait_for(lambda: core.read_namespaced_service_account("default", name), "default SA")
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Waiter:
+    """wait_for(check, what, timeout=60): poll until check() is truthy (API errors retried)."""
+    return _wait_for
+
+
+def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.25) -> Any:
+    """Poll check() until it returns something truthy without raising; return that."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except client.ApiException as err:
+            last = err
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
