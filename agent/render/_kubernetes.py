@@ -45,9 +45,16 @@ def workload_objects(model: Model, runtime: ServingRuntime) -> list[dict[str, An
         a = model.autoscaling
         lo_stable, lo_canary = split(max(a.min, 1), traffic)
         hi_stable, hi_canary = split(a.max, traffic)
-        tracks.append(("stable", model.versions[model.stable], None, (max(lo_stable, 1), max(hi_stable, 1))))
-        if model.canary is not None:
+        # An HPA keeps at least one pod, and pods take traffic: a track at 0% gets no HPA and
+        # zero replicas instead (a canary staged at 0%, or a stable at a 100% canary).
+        if traffic < 100:
+            tracks.append(("stable", model.versions[model.stable], None, (max(lo_stable, 1), max(hi_stable, 1))))
+        else:
+            tracks.append(("stable", model.versions[model.stable], 0, None))
+        if model.canary is not None and traffic > 0:
             tracks.append(("canary", model.versions[model.canary.version], None, (max(lo_canary, 1), max(hi_canary, 1))))
+        elif model.canary is not None:
+            tracks.append(("canary", model.versions[model.canary.version], 0, None))
     else:
         total = 1 if model.replicas is None else model.replicas
         stable_n, canary_n = split(total, traffic) if model.canary else (total, 0)
