@@ -45,9 +45,7 @@ class Api:
         self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
     ) -> tuple[int, str]:
         """One request; (status, body text). Connection errors raise OSError."""
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, context=self._context, timeout=self.timeout
-        )
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self._context, timeout=self.timeout)
         headers = {"Accept": "application/json"}
         if content_type is not None:
             headers["Content-Type"] = content_type

@@ -44,8 +44,7 @@ class Waiter:
             for proc in self.processes():
                 if not running(proc):
                     raise DevclusterError(
-                        f"{proc.name} exited while waiting for {what}; {proc.log} ends:\n"
-                        + log_tail(proc)
+                        f"{proc.name} exited while waiting for {what}; {proc.log} ends:\n" + log_tail(proc)
                     )
             if time.monotonic() > self.deadline:
                 detail = f" (last error: {last})" if last else ""
@@ -79,11 +78,7 @@ def node_ready(api: Api) -> bool:
     node = api.get(f"/api/v1/nodes/{NODE_NAME}")
     conditions = node.get("status", {}).get("conditions", [])
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    taints = [
-        t
-        for t in node.get("spec", {}).get("taints", [])
-        if t["effect"] in ("NoSchedule", "NoExecute")
-    ]
+    taints = [t for t in node.get("spec", {}).get("taints", []) if t["effect"] in ("NoSchedule", "NoExecute")]
     return ready and not taints and not node.get("spec", {}).get("unschedulable", False)
 
 
@@ -132,8 +127,7 @@ def check_deployment_available(api: Api) -> bool:
     pods = api.get(f"/api/v1/namespaces/{CHECK_NAMESPACE}/pods?labelSelector={selector}")
     items = pods.get("items", [])
     return bool(items) and all(
-        p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == NODE_NAME
-        for p in items
+        p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == NODE_NAME for p in items
     )
 
 

@@ -120,9 +120,7 @@ def _port_taken(state: State) -> bool:
 def _write_configs(layout: Layout, state: State, pki: _pki.Pki) -> None:
     layout.run.mkdir(parents=True, exist_ok=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
-    _kubeconfig.write(
-        layout.kubeconfig, state.server, pki.ca_cert, pki.cert("admin"), pki.key("admin"), "admin"
-    )
+    _kubeconfig.write(layout.kubeconfig, state.server, pki.ca_cert, pki.cert("admin"), pki.key("admin"), "admin")
     for name in ("controller-manager", "scheduler"):
         _kubeconfig.write(
             layout.component_kubeconfig(name),

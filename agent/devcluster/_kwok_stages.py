@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """kwok's default Stage configs (node init, lease heartbeat, pod ready/complete/delete).
 
 The kwok binary runs no lifecycle without Stages; kwokctl injects these defaults, so the

@@ -74,9 +74,7 @@ def _openssl(*args: str) -> None:
 
 
 def _new_key(path: Path) -> None:
-    _openssl(
-        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)
-    )
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
     path.chmod(0o600)
 
 

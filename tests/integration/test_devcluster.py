@@ -62,8 +62,8 @@ def test_server_side_apply_conflict_and_force(api_client: client.ApiClient, name
     with pytest.raises(ConflictError) as conflict:
         configmaps.server_side_apply(body=_configmap(namespace, "v2"), field_manager="intruder")
     assert conflict.value.status == 409
-    assert "agent-test" in conflict.value.body  # the conflict names the current owner
-    assert ".data.model" in conflict.value.body
+    assert "agent-test" in str(conflict.value.body)  # the conflict names the current owner
+    assert ".data.model" in str(conflict.value.body)
 
     forced = configmaps.server_side_apply(
         body=_configmap(namespace, "v2"), field_manager="intruder", force_conflicts=True
@@ -97,8 +97,8 @@ def test_inference_service_validated_by_kserve_crd(api_client: client.ApiClient,
     with pytest.raises(UnprocessibleEntityError) as rejected:
         isvcs.create(body=broken)
     assert rejected.value.status == 422
-    assert "spec.predictor.minReplicas" in rejected.value.body
-    assert "integer" in rejected.value.body
+    assert "spec.predictor.minReplicas" in str(rejected.value.body)
+    assert "integer" in str(rejected.value.body)
 
 
 def test_deployment_runs_on_kwok_node(
@@ -181,7 +181,7 @@ def test_service_account_token_is_limited_by_rbac(
         with pytest.raises(client.ApiException) as denied:
             reader.list_namespaced_secret(namespace)
         assert denied.value.status == 403
-        assert f"system:serviceaccount:{namespace}:reader" in denied.value.body
+        assert f"system:serviceaccount:{namespace}:reader" in str(denied.value.body)
         with pytest.raises(client.ApiException) as no_list:
             reader.list_namespaced_config_map(namespace)  # only get was granted
         assert no_list.value.status == 403
