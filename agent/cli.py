@@ -94,13 +94,139 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if args.base is None:
         from agent.reconcile import live_plan
 
-        plan = live_plan(args.path, args.revision, kubeconfig=args.kubeconfig, context=args.context)
+        plan = live_plan(args.path, args.revision, kubeconfig=args.kubeconfig, context=args.context,
+                         inventory_namespace=args.inventory_namespace)
     else:
         from agent.pipeline import offline_plan
 
         plan = offline_plan(args.path, args.base, args.revision)
     _print_plan(plan, args)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from agent.cluster import Cluster
+    from agent.pipeline import load_desired
+    from agent.reconcile import Options, reconcile, wait_healthy
+
+    desired = load_desired(args.path, args.revision)  # invalid commit: raises, nothing applied
+    options = Options(
+        prune=True if args.prune else None,
+        dry_run=args.dry_run,
+        allow_mass_prune=args.allow_mass_prune,
+        force_conflicts=args.conflicts == "force",
+        concurrency=args.concurrency,
+        inventory_namespace=args.inventory_namespace,
+        events=not args.no_events,
+        audit_log=Path(args.audit_log) if args.audit_log else None,
+    )
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    with Cluster.connect(args.kubeconfig, args.context) as cluster:
+        outcome = reconcile(desired, cluster, options, progress=progress)
+        if progress is not None:
+            print(file=sys.stderr)
+        status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace) if args.wait else None
+    if args.output == "json":
+        import json
+
+        from agent import output
+
+        doc = {
+            "plan": output.as_dict(outcome.plan),
+            "results": [
+                {"ref": r.change.ref, "action": r.change.action, "outcome": r.outcome, "message": r.message}
+                for r in outcome.report.results
+            ],
+            "requests": outcome.requests,
+            "status": status,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color))
+        verb = "would apply" if args.dry_run else "applied"
+        for r in outcome.report.results:
+            line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
+            print(line + (f": {r.message}" if r.message else ""))
+        done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
+        print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
+              f"requests: {dict(sorted(outcome.requests.items()))}")
+        if status is not None:
+            _print_status(status)
+    if not outcome.ok:
+        return EXIT_ERROR
+    if status is not None and status.get("timedOut"):
+        print("error: timed out waiting for models to become healthy", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _progress_printer() -> Callable[[object], None]:
+    count = [0]
+
+    def show(result: object) -> None:
+        count[0] += 1
+        ref = getattr(getattr(result, "change", None), "ref", "")
+        sys.stderr.write(f"\r\033[K[{count[0]}] {getattr(result, 'outcome', '')} {ref}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _print_status(status: dict[str, object]) -> None:
+    models = status.get("models")
+    assert isinstance(models, list)
+    print(f"{'MODEL':<36} {'VERSION':<10} {'CANARY':<12} {'SYNCED':<7} {'HEALTH':<12} LAST APPLY")
+    for m in models:
+        canary = f"{m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else "-"
+        last = m["lastApply"]
+        print(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
+              f"{'yes' if m['synced'] else 'no':<7} {m['health']:<12} "
+              f"{last['result']} {last['commit'][:12]} {m['message']}")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from agent.cluster import Cluster
+    from agent.pipeline import load_desired
+    from agent.reconcile import model_status
+
+    desired = load_desired(args.path, args.revision)
+    with Cluster.connect(args.kubeconfig, args.context) as cluster:
+        status = model_status(desired, cluster, args.inventory_namespace)
+    if args.output == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    healthy = all(m["synced"] and m["health"] in ("Healthy", "Unknown") for m in status["models"])
+    return EXIT_OK if healthy else EXIT_CHANGES
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from agent.audit import verify
+
+    anchor = None
+    if args.anchor:
+        seq, _, digest = args.anchor.partition(":")
+        anchor = (int(seq), digest)
+    elif args.kubeconfig or args.target:
+        from agent.cluster import AUDIT_HASH, AUDIT_SEQ, Cluster, load_inventory
+
+        if not args.target:
+            raise AgentError("--target (the RepositoryConfig name) is needed to read the anchor from the cluster")
+        with Cluster.connect(args.kubeconfig, args.context) as cluster:
+            inventory = load_inventory(cluster, args.target, args.inventory_namespace)
+        if AUDIT_SEQ in inventory.annotations:
+            anchor = (int(inventory.annotations[AUDIT_SEQ]), inventory.annotations[AUDIT_HASH])
+    verdict = verify(args.file, anchor)
+    print(("ok: " if verdict.ok else "FAILED: ") + verdict.message)
+    return EXIT_OK if verdict.ok else EXIT_CHANGES
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(Path(args.dir), keep=args.keep)
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
@@ -111,6 +237,8 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--inventory-namespace", default="modelops-system",
+                   help="namespace of the inventory ConfigMap (default modelops-system)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +261,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     _add_cluster(p)
     p.set_defaults(handler=_cmd_diff)
+
+    p = sub.add_parser("apply", help="make the cluster match the repo (server-side apply)")
+    _add_source(p)
+    _add_cluster(p)
+    p.add_argument("--prune", action="store_true", help="delete managed objects no longer in the repo")
+    p.add_argument("--allow-mass-prune", action="store_true", help="override the prune budget")
+    p.add_argument("--dry-run", action="store_true", help="plan and audit, change nothing")
+    p.add_argument("--audit-log", help="append hash-chained audit records to this file")
+    p.add_argument("--conflicts", choices=["force", "skip"], default="force",
+                   help="fields owned by another manager: take them (force, Git wins) or skip the object")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--no-events", action="store_true", help="do not emit Kubernetes Events")
+    p.add_argument("--wait", action="store_true", help="wait until every model is healthy")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to --wait (default 300)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.set_defaults(handler=_cmd_apply)
+
+    p = sub.add_parser("status", help="per model: synced, health, last apply (exit 0 all good, 1 not)")
+    _add_source(p)
+    _add_cluster(p)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("audit", help="audit log tools")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    v = audit_sub.add_parser("verify", help="verify the hash chain (exit 0 intact, 1 broken)")
+    v.add_argument("file")
+    v.add_argument("--anchor", help="SEQ:HASH of the last committed record (default: from the cluster)")
+    v.add_argument("--target", help="read the anchor from this target's inventory in the cluster")
+    _add_cluster(v)
+    v.set_defaults(handler=_cmd_audit)
+
+    p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
+    p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    p.set_defaults(handler=_cmd_demo)
 
     dc = sub.add_parser("devcluster", help="local etcd + kube-apiserver + controllers + kwok")
     dc.add_argument("action", choices=["up", "down", "status"])

@@ -19,7 +19,8 @@ from agent.devcluster._errors import DevclusterError
 from agent.devcluster._processes import Proc, log_tail, running
 
 NODE_NAME = "kwok-node-0"
-NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+# GPUs too, so GPU models schedule on the fake node like on a real GPU pool
+NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"}
 CHECK_NAMESPACE = "devcluster-check"
 CHECK_APP = "devcluster-check"
 FIELD_MANAGER = "agent-devcluster"

@@ -21,6 +21,7 @@ class ObjectChange:
     changed_fields: list[str] = field(default_factory=list)
     drift: dict[str, str] = field(default_factory=dict)  # field path -> other field manager
     desired: dict[str, Any] | None = None  # unredacted desired object, for apply only
+    live: dict[str, Any] | None = None  # the live object as read (uid, managedFields), for apply only
 
     @property
     def ref(self) -> str:

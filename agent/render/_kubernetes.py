@@ -85,13 +85,18 @@ def _deployment(model: Model, runtime: ServingRuntime, version: ModelVersion, tr
         "ports": ports,
         "env": model_env(model, version, runtime),
         "readinessProbe": {"tcpSocket": {"port": HTTP_PORT_NAME}, "periodSeconds": 10},
+        # passes the "restricted" Pod Security Standard that model namespaces should enforce
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if runtime.args:
         container["args"] = list(runtime.args)
     resources = requirements(merge_resources(model.resources, runtime.resources))
     if resources:
         container["resources"] = resources
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
     if model.service_account:
         pod_spec["serviceAccountName"] = model.service_account
     spec: dict[str, Any] = {

@@ -1,0 +1,114 @@
+"""Execute a Plan through the cluster edge: ordered phases, bounded concurrency, per-object
+results. Retries with backoff live in the cluster client; the conflict policy lives here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.cluster import Cluster, ClusterError, phase
+from agent.errors import AgentError
+from agent.plan import ObjectChange, Plan
+from agent.plan._normalize import owned_fields_hash
+
+Outcome = Literal["applied", "deleted", "skipped", "failed", "unchanged"]
+
+
+@dataclass
+class ObjectResult:
+    change: ObjectChange
+    outcome: Outcome
+    message: str = ""
+    live: dict[str, Any] | None = None  # the object as stored after apply
+    fields: str = ""  # owned-fields hash after apply
+
+
+@dataclass
+class ApplyReport:
+    results: list[ObjectResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ObjectResult]:
+        return [r for r in self.results if r.outcome == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class PruneRefused(AgentError):
+    """The plan deletes more than the prune budget allows."""
+
+
+def check_prune_budget(plan: Plan, managed: int, max_fraction: float, max_count: int) -> None:
+    deletions = [o for o in plan.objects if o.action == "delete"]
+    n = len(deletions)
+    if n == 0:
+        return
+    fraction = n / max(managed, 1)
+    if n > max_count or fraction > max_fraction:
+        raise PruneRefused(
+            f"refusing to prune {n} of {managed} managed objects ({fraction:.0%}): the budget is "
+            f"{max_count} objects and {max_fraction:.0%}; an emptied or broken repo looks like this. "
+            "Re-run with --allow-mass-prune if it is intended."
+        )
+
+
+_MANAGERS = re.compile(r'conflict with "([^"]+)"')
+
+
+def _conflict_message(exc: ClusterError) -> str:
+    managers = sorted(set(_MANAGERS.findall(str(exc))))
+    who = ", ".join(managers) if managers else "another field manager"
+    return f"conflict with {who}; skipped (policy: conflicts=skip)"
+
+
+def execute(
+    cluster: Cluster,
+    plan: Plan,
+    *,
+    manager: str,
+    force: bool,
+    concurrency: int = 8,
+    on_result: Callable[[ObjectResult], None] | None = None,
+) -> ApplyReport:
+    """Apply creates/updates phase by phase, then delete in reverse phase order."""
+    report = ApplyReport()
+    writes = [o for o in plan.objects if o.action in ("create", "update")]
+    deletes = [o for o in plan.objects if o.action == "delete"]
+
+    def do_apply(change: ObjectChange) -> ObjectResult:
+        assert change.desired is not None
+        try:
+            live = cluster.apply(change.desired, force=force, field_manager=manager)
+        except ClusterError as exc:
+            if exc.status == 409 and not force:
+                return ObjectResult(change, "skipped", _conflict_message(exc))
+            return ObjectResult(change, "failed", str(exc))
+        except AgentError as exc:
+            return ObjectResult(change, "failed", str(exc))
+        return ObjectResult(change, "applied", "", live, owned_fields_hash(live, manager))
+
+    def do_delete(change: ObjectChange) -> ObjectResult:
+        assert change.before is not None
+        try:
+            cluster.delete(change.live or change.before)
+        except (ClusterError, AgentError) as exc:
+            return ObjectResult(change, "failed", str(exc))
+        return ObjectResult(change, "deleted")
+
+    def run(batch: list[ObjectChange], fn: Callable[[ObjectChange], ObjectResult]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for result in pool.map(fn, batch):
+                report.results.append(result)
+                if on_result is not None:
+                    on_result(result)
+
+    for p in sorted({phase(o.kind) for o in writes}):
+        run([o for o in writes if phase(o.kind) == p], do_apply)
+    for p in sorted({phase(o.kind) for o in deletes}, reverse=True):
+        run([o for o in deletes if phase(o.kind) == p], do_delete)
+    return report

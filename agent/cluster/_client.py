@@ -1,0 +1,241 @@
+"""The only module that talks to the API server.
+
+Reads are raw JSON (`_preload_content=False` style: we never build typed models, ~8x faster);
+server-side apply goes through the official dynamic client. Every request is counted by verb
+so benchmarks and tests can assert how many reads and writes a reconcile made.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from agent.cluster._kinds import KindInfo, well_known
+from agent.errors import AgentError
+
+FIELD_MANAGER = "modelops-agent"
+RETRYABLE = frozenset({409, 429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+class ClusterError(AgentError):
+    """An API request failed; carries the HTTP status and the server's message."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"HTTP {status}{' ' + reason if reason else ''}: {message}")
+
+
+def _error(exc: ApiException) -> ClusterError:
+    message, reason = str(exc.reason or ""), ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message, reason = body.get("message", message), body.get("reason", "")
+    except (ValueError, TypeError):
+        pass
+    return ClusterError(int(exc.status or 0), message, reason)
+
+
+class Cluster:
+    """A connection to one API server, counting requests by HTTP verb."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, retries: int = 5, backoff: float = 0.2) -> None:
+        self.api = api_client
+        self.retries = retries
+        self.backoff = backoff
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._dynamic: DynamicClient | None = None
+        self._kinds: dict[tuple[str, str], KindInfo] = {}
+        rest = api_client.rest_client
+        original = rest.request
+
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.requests[method.upper()] += 1
+            return original(method, url, *args, **kwargs)
+
+        rest.request = counted
+
+    # --- connection -----------------------------------------------------------------------
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> Cluster:
+        configuration = k8s.Configuration()
+        try:
+            if kubeconfig is None and context is None:
+                try:
+                    k8s_config.load_kube_config(client_configuration=configuration)
+                except k8s_config.ConfigException:
+                    k8s_config.load_incluster_config(client_configuration=configuration)
+            else:
+                k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise AgentError(f"cannot load cluster credentials: {exc}") from exc
+        configuration.connection_pool_maxsize = pool
+        return cls(k8s.ApiClient(configuration))
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def writes(self) -> int:
+        return sum(n for verb, n in self.requests.items() if verb in ("POST", "PUT", "PATCH", "DELETE"))
+
+    # --- raw requests ---------------------------------------------------------------------
+    def _retry(self, call: Callable[[], T]) -> T:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except ClusterError as exc:
+                # a 409 is worth retrying only for optimistic-concurrency races, never for an
+                # apply conflict with another field manager or an AlreadyExists
+                race = exc.status != 409 or "has been modified" in str(exc)
+                if exc.status not in RETRYABLE or not race or attempt == self.retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                body: Any = None, content_type: str = "application/json") -> Any:
+        """One HTTP request; the JSON response as plain data (None for an empty body)."""
+        url_path = path + ("?" + urlencode(query) if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+
+        def call() -> Any:
+            serialized = self.api.param_serialize(method, url_path, header_params=headers, body=body,
+                                                  auth_settings=["BearerToken"])
+            try:
+                response = self.api.call_api(*serialized)
+            except ApiException as exc:
+                raise _error(exc) from exc
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                try:
+                    payload = json.loads(data or b"{}")
+                except ValueError:
+                    payload = {}
+                raise ClusterError(response.status, payload.get("message", data.decode(errors="replace")), payload.get("reason", ""))
+            return json.loads(data) if data else None
+
+        return self._retry(call)
+
+    # --- kinds ----------------------------------------------------------------------------
+    def kind(self, api_version: str, kind: str) -> KindInfo:
+        key = (api_version, kind)
+        info = self._kinds.get(key) or well_known(api_version, kind)
+        if info is None:
+            group_path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                listing = self.request("GET", group_path)
+            except ClusterError as exc:
+                raise AgentError(f"{api_version} is not served by the cluster ({exc})") from exc
+            for resource in listing.get("resources", []):
+                if resource.get("kind") == kind and "/" not in resource.get("name", ""):
+                    info = KindInfo(api_version, kind, resource["name"], bool(resource.get("namespaced")))
+                    break
+            if info is None:
+                raise AgentError(f"kind {kind} is not served by the cluster in {api_version}")
+        self._kinds[key] = info
+        return info
+
+    def info_of(self, obj: dict[str, Any]) -> KindInfo:
+        return self.kind(str(obj["apiVersion"]), str(obj["kind"]))
+
+    # --- reads ----------------------------------------------------------------------------
+    def list(self, info: KindInfo, label_selector: str, namespace: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """All objects of a kind matching a label selector, as raw dicts (paged)."""
+        query = {"labelSelector": label_selector, "limit": str(page)}
+        while True:
+            try:
+                data = self.request("GET", info.collection_path(namespace), query=query)
+            except ClusterError as exc:
+                if exc.status == 404:  # CRD not installed: nothing of that kind exists
+                    return
+                raise
+            for item in data.get("items", []):
+                item.setdefault("apiVersion", info.api_version)
+                item.setdefault("kind", info.kind)
+                yield item
+            token = (data.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": token}
+
+    def get(self, info: KindInfo, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.request("GET", info.object_path(name, namespace))
+            return obj
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- writes ---------------------------------------------------------------------------
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)
+        return self._dynamic
+
+    def apply(self, obj: dict[str, Any], *, force: bool, dry_run: bool = False,
+              field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply through the dynamic client; returns the object as stored."""
+        info = self.info_of(obj)
+        meta = obj["metadata"]
+        resource = self.dynamic.resources.get(api_version=info.api_version, kind=info.kind)
+
+        def call() -> dict[str, Any]:
+            try:
+                result = self.dynamic.server_side_apply(
+                    resource, body=obj, name=meta["name"],
+                    namespace=meta.get("namespace") if info.namespaced else None,
+                    field_manager=field_manager, force_conflicts=force,
+                    dry_run="All" if dry_run else None,
+                )
+            except ApiException as exc:
+                raise _error(exc) from exc
+            out: dict[str, Any] = result.to_dict()
+            return out
+
+        return self._retry(call)
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        """Delete exactly this object: the uid precondition protects a same-named newcomer."""
+        info = self.info_of(obj)
+        meta = obj["metadata"]
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if meta.get("uid"):
+            body["preconditions"] = {"uid": meta["uid"]}
+        try:
+            self.request("DELETE", info.object_path(meta["name"], meta.get("namespace") if info.namespaced else None), body=body)
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
+
+    def create(self, info: KindInfo, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self.request("POST", info.collection_path(namespace), body=obj)
+        return out
+
+    def replace(self, info: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        out: dict[str, Any] = self.request("PUT", info.object_path(meta["name"], meta.get("namespace")), body=obj)
+        return out

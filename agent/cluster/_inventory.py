@@ -1,0 +1,109 @@
+"""The inventory: a ConfigMap per target listing every object the agent applied.
+
+Pruning reads it instead of scanning every kind, and deletes nothing that is not in it. It
+also anchors the audit log (latest seq/hash) and records the last apply for `agent status`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.cluster._client import Cluster, ClusterError
+from agent.cluster._kinds import well_known
+
+INVENTORY_NAMESPACE = "modelops-system"
+AUDIT_SEQ = "modelops.dev/audit-seq"
+AUDIT_HASH = "modelops.dev/audit-hash"
+LAST_APPLY = "modelops.dev/last-apply"
+
+Key = tuple[str, str, str, str]  # group, kind, namespace, name
+
+
+@dataclass(frozen=True)
+class Entry:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    fields: str = ""  # hash of the fields our field manager owned after our last apply
+
+    @property
+    def key(self) -> Key:
+        group = self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
+        return (group, self.kind, self.namespace, self.name)
+
+    def as_list(self) -> list[str]:
+        return [self.api_version, self.kind, self.namespace, self.name, self.fields]
+
+
+@dataclass
+class Inventory:
+    target: str
+    namespace: str = INVENTORY_NAMESPACE
+    entries: dict[Key, Entry] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"modelops-inventory-{self.target}"
+
+    def to_configmap(self) -> dict[str, Any]:
+        objects = sorted((e.as_list() for e in self.entries.values()), key=lambda x: (x[1], x[2], x[3], x[0]))
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": {"app.kubernetes.io/part-of": "modelops-agent", "modelops.dev/inventory": self.target},
+            "annotations": dict(sorted(self.annotations.items())),
+        }
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "data": {"objects": json.dumps(objects, separators=(",", ":"))},
+        }
+
+    def content(self) -> tuple[Any, ...]:
+        return (tuple(sorted(e.as_list() for e in self.entries.values())), tuple(sorted(self.annotations.items())))
+
+
+_CM = well_known("v1", "ConfigMap")
+_NS = well_known("v1", "Namespace")
+assert _CM is not None and _NS is not None
+
+
+def load_inventory(cluster: Cluster, target: str, namespace: str = INVENTORY_NAMESPACE) -> Inventory:
+    inv = Inventory(target=target, namespace=namespace)
+    assert _CM is not None
+    cm = cluster.get(_CM, inv.name, namespace)
+    if cm is None:
+        return inv
+    meta = cm.get("metadata", {})
+    inv.resource_version = meta.get("resourceVersion")
+    inv.annotations = dict(meta.get("annotations") or {})
+    for row in json.loads((cm.get("data") or {}).get("objects", "[]")):
+        entry = Entry(*row)
+        inv.entries[entry.key] = entry
+    return inv
+
+
+def save_inventory(cluster: Cluster, inv: Inventory) -> None:
+    """Create or replace (optimistic concurrency through resourceVersion)."""
+    assert _CM is not None and _NS is not None
+    body = inv.to_configmap()
+    if inv.resource_version is None:
+        try:
+            created = cluster.create(_CM, body, inv.namespace)
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
+            cluster.create(_NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": inv.namespace}})
+            created = cluster.create(_CM, body, inv.namespace)
+        inv.resource_version = created["metadata"]["resourceVersion"]
+    else:
+        replaced = cluster.replace(_CM, body)
+        inv.resource_version = replaced["metadata"]["resourceVersion"]

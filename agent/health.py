@@ -1,0 +1,84 @@
+"""Health of live objects, read from their status (pure: dicts in, verdicts out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+State = Literal["Healthy", "Progressing", "Degraded", "Missing", "Unknown"]
+_RANK: dict[str, int] = {"Healthy": 0, "Unknown": 1, "Progressing": 2, "Degraded": 3, "Missing": 4}
+
+
+@dataclass(frozen=True)
+class Health:
+    state: State
+    message: str = ""
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(c.get("type")): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def of(obj: dict[str, Any] | None) -> Health:
+    if obj is None:
+        return Health("Missing", "object does not exist")
+    kind = obj.get("kind")
+    if kind == "Deployment":
+        return _deployment(obj)
+    if kind == "InferenceService":
+        return _inference_service(obj)
+    if kind == "HorizontalPodAutoscaler":
+        return _hpa(obj)
+    return Health("Healthy")
+
+
+def _deployment(obj: dict[str, Any]) -> Health:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return Health("Progressing", "waiting for the controller to observe the new generation")
+    conditions = _conditions(obj)
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Health("Degraded", str(progressing.get("message", "progress deadline exceeded")))
+    want = spec.get("replicas", 1)
+    updated, available = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+    if updated < want:
+        return Health("Progressing", f"{updated} of {want} replicas updated")
+    if status.get("replicas", 0) > updated:
+        return Health("Progressing", f"{status.get('replicas', 0) - updated} old replicas pending termination")
+    if available < want:
+        return Health("Progressing", f"{available} of {want} replicas available")
+    if conditions.get("Available", {}).get("status") != "True":
+        return Health("Progressing", "Available condition not yet true")
+    return Health("Healthy", f"{available}/{want} replicas available")
+
+
+def _inference_service(obj: dict[str, Any]) -> Health:
+    ready = _conditions(obj).get("Ready")
+    if ready is None:
+        return Health("Unknown", "no Ready condition yet (is the KServe controller running?)")
+    if ready.get("status") == "True":
+        return Health("Healthy", "Ready")
+    if ready.get("status") == "False":
+        return Health("Degraded", str(ready.get("message") or ready.get("reason") or "not ready"))
+    return Health("Progressing", str(ready.get("reason") or "becoming ready"))
+
+
+def _hpa(obj: dict[str, Any]) -> Health:
+    status = obj.get("status") or {}
+    able = _conditions(obj).get("AbleToScale")
+    current, desired = status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
+    if able is not None and able.get("status") == "False":
+        return Health("Degraded", str(able.get("message") or "unable to scale"))
+    return Health("Healthy", f"{current} replicas (desired {desired})")
+
+
+def worst(items: Iterable[Health]) -> Health:
+    """The least healthy of several objects' health (a model is as healthy as its worst part)."""
+    result = Health("Healthy")
+    for h in items:
+        if _RANK[h.state] > _RANK[result.state]:
+            result = h
+    return result
