@@ -77,8 +77,8 @@ def _hpa(obj: dict[str, Any]) -> Health:
 
 def worst(items: Iterable[Health]) -> Health:
     """The least healthy of several objects' health (a model is as healthy as its worst part)."""
-    result = Health("Healthy")
+    result: Health | None = None
     for h in items:
-        if _RANK[h.state] > _RANK[result.state]:
+        if result is None or _RANK[h.state] > _RANK[result.state]:
             result = h
-    return result
+    return result or Health("Healthy")
