@@ -243,6 +243,21 @@ def test_merge_key_with_alias_is_refused_at_the_merge() -> None:
     assert_error(err, "x.yaml", 5, "data", "merge keys")
 
 
+def test_mapping_keys_must_be_scalars() -> None:
+    err = only_error({"x.yaml": "apiVersion: v1\nkind: ConfigMap\ndata:\n  ? [a, b]\n  : c\n"})
+    assert_error(err, "x.yaml", 4, "data", "mapping keys must be plain strings")
+
+
+def test_document_with_too_many_nodes() -> None:
+    from agent.spec._yaml import MAX_NODES_PER_DOCUMENT
+
+    text = b"apiVersion: v1\nkind: ConfigMap\ndata: [" + b"0," * MAX_NODES_PER_DOCUMENT + b"]\n"
+    assert len(text) < MAX_FILE_BYTES
+    err = only_error({"x.yaml": text})
+    # nodes counted: the document, two values, the list: item 199996 is node 200001
+    assert_error(err, "x.yaml", 3, "data[199996]", f"document has more than {MAX_NODES_PER_DOCUMENT} nodes")
+
+
 def test_non_utf8_bytes() -> None:
     err = only_error(repo({"bad.yaml": b"apiVersion: v1\nkind: ConfigMap\ndata: {a: caf\xe9}\n"}))
     assert_error(err, "bad.yaml", 3, "", "not valid UTF-8 (byte 0xe9 at offset 44)")
