@@ -79,6 +79,8 @@ def worst(items: Iterable[Health]) -> Health:
     """The least healthy of several objects' health (a model is as healthy as its worst part)."""
     result: Health | None = None
     for h in items:
-        if result is None or _RANK[h.state] > _RANK[result.state]:
+        if result is None or _RANK[h.state] > _RANK[result.state] or (
+            _RANK[h.state] == _RANK[result.state] and h.message and not result.message
+        ):
             result = h
     return result or Health("Healthy")
