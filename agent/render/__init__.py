@@ -52,12 +52,12 @@ def render(spec: Spec) -> list[dict[str, Any]]:
     for model in spec.models:
         runtime = runtimes.get(model.runtime) if model.runtime else None
         if model.backend == "kserve":
-            add(inference_service(model, runtime), model.location)
+            add(inference_service(model, runtime, spec.config.default_resources), model.location)
             if runtime is not None:
                 kserve_runtimes.setdefault((runtime.name, model.namespace), set()).add(model.format)
         else:
             assert runtime is not None, "validated: the kubernetes backend has a runtime"
-            for obj in workload_objects(model, runtime):
+            for obj in workload_objects(model, runtime, spec.config.default_resources):
                 add(obj, model.location)
         if model.key in monitored:
             add(scrape_config(model, runtime), model.location)

@@ -10,14 +10,16 @@ from agent.spec import Model, ModelVersion, Resources, ServingRuntime
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-def merge_resources(model: Resources, runtime: Resources | None) -> Resources:
-    base = runtime or Resources()
+def merge_resources(*layers: Resources | None) -> Resources:
+    """First value wins: model, then its runtime, then the repo defaults."""
+    present = [layer for layer in layers if layer is not None]
+
+    def pick(attr: str) -> Any:
+        return next((getattr(layer, attr) for layer in present if getattr(layer, attr)), None)
+
     return Resources(
-        cpu=model.cpu or base.cpu,
-        memory=model.memory or base.memory,
-        gpu=model.gpu or base.gpu,
-        cpu_limit=model.cpu_limit or base.cpu_limit,
-        memory_limit=model.memory_limit or base.memory_limit,
+        cpu=pick("cpu"), memory=pick("memory"), gpu=pick("gpu") or 0,
+        cpu_limit=pick("cpu_limit"), memory_limit=pick("memory_limit"),
     )
 
 

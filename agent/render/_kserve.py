@@ -16,14 +16,14 @@ from agent.render._meta import (
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
 )
-from agent.spec import Model, ServingRuntime
+from agent.spec import Model, Resources, ServingRuntime
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
 _SCALE_METRIC = {"cpu": "cpu", "memory": "memory", "concurrency": "concurrency", "rps": "rps"}
 
 
-def inference_service(model: Model, runtime: ServingRuntime | None) -> dict[str, Any]:
+def inference_service(model: Model, runtime: ServingRuntime | None, defaults: Resources) -> dict[str, Any]:
     canary = model.canary
     serving = model.versions[canary.version] if canary else model.versions[model.stable]
     model_spec: dict[str, Any] = {
@@ -33,7 +33,7 @@ def inference_service(model: Model, runtime: ServingRuntime | None) -> dict[str,
     if runtime is not None:
         model_spec["runtime"] = runtime.name
         model_spec["protocolVersion"] = runtime.protocol
-    resources = requirements(merge_resources(model.resources, runtime.resources if runtime else None))
+    resources = requirements(merge_resources(model.resources, runtime.resources if runtime else None, defaults))
     if resources:
         model_spec["resources"] = resources
     env = model_env(model, serving, None)

@@ -18,7 +18,7 @@ from agent.render._meta import (
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
 )
-from agent.spec import Model, ModelVersion, ServingRuntime
+from agent.spec import Model, ModelVersion, Resources, ServingRuntime
 
 HTTP_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"
@@ -38,7 +38,7 @@ def split(total: int, canary_percent: int) -> tuple[int, int]:
     return stable, canary
 
 
-def workload_objects(model: Model, runtime: ServingRuntime) -> list[dict[str, Any]]:
+def workload_objects(model: Model, runtime: ServingRuntime, defaults: Resources) -> list[dict[str, Any]]:
     tracks: list[tuple[str, ModelVersion, int | None, tuple[int, int] | None]] = []
     traffic = model.canary.traffic if model.canary else 0
     if model.autoscaling is not None:
@@ -64,7 +64,7 @@ def workload_objects(model: Model, runtime: ServingRuntime) -> list[dict[str, An
 
     objects: list[dict[str, Any]] = []
     for track, version, replicas, hpa_range in tracks:
-        deployment = _deployment(model, runtime, version, track, replicas)
+        deployment = _deployment(model, runtime, defaults, version, track, replicas)
         objects.append(deployment)
         if hpa_range is not None:
             objects.append(_hpa(model, deployment, version, hpa_range))
@@ -72,7 +72,9 @@ def workload_objects(model: Model, runtime: ServingRuntime) -> list[dict[str, An
     return objects
 
 
-def _deployment(model: Model, runtime: ServingRuntime, version: ModelVersion, track: str, replicas: int | None) -> dict[str, Any]:
+def _deployment(
+    model: Model, runtime: ServingRuntime, defaults: Resources, version: ModelVersion, track: str, replicas: int | None
+) -> dict[str, Any]:
     name = model.name if track == "stable" else f"{model.name}-canary"
     selector = {MODEL_LABEL: model.name, TRACK_LABEL: track}
     pod_labels = {**model_labels(model), TRACK_LABEL: track, VERSION_LABEL: version.version}
@@ -90,7 +92,7 @@ def _deployment(model: Model, runtime: ServingRuntime, version: ModelVersion, tr
     }
     if runtime.args:
         container["args"] = list(runtime.args)
-    resources = requirements(merge_resources(model.resources, runtime.resources))
+    resources = requirements(merge_resources(model.resources, runtime.resources, defaults))
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {

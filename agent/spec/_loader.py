@@ -314,7 +314,7 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         backend=backend,
         stage=spec.get("stage", config.default_stage),
         runtime=runtime_name,
-        resources=_resources(spec.get("resources"), config.default_resources),
+        resources=_resources(spec.get("resources")),  # render layers runtime and repo defaults
         replicas=spec.get("replicas"),
         autoscaling=autoscaling,
         gates=gates,
@@ -360,7 +360,9 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
     kind, api = body["kind"], body["apiVersion"]
     group = api.rsplit("/", 1)[0] if "/" in api else ""
     allowed = config.policy.allowed_kinds
-    if kind not in allowed and f"{group}/{kind}" not in allowed:
+    # a bare Kind covers the built-in API groups only; other groups must be named
+    builtin = "." not in group or group.endswith(".k8s.io")
+    if not (builtin and kind in allowed) and f"{group}/{kind}" not in allowed:
         shown = ", ".join(allowed) or "none"
         errors.append(doc.error(["kind"], f"kind {group + '/' if group else ''}{kind} is not allowed by policy.allowedKinds ({shown})"))
         return None

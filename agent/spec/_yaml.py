@@ -20,6 +20,7 @@ MAX_NODES_PER_DOCUMENT = 200_000
 
 _INT = "tag:yaml.org,2002:int"
 _STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 @dataclass
@@ -112,7 +113,7 @@ class _Constructor(yaml.constructor.SafeConstructor):
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if node.tag == _STR:
+        if node.tag in (_STR, _TIMESTAMP):  # like Kubernetes' YAML: a date stays a string
             return node.value
         value = self.construct_object(node, deep=True)
         self.constructed_objects.clear()

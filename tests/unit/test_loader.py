@@ -17,6 +17,7 @@ from conftest import (
     t,
 )
 
+from agent.render import render
 from agent.errors import SpecError, ValidationFailed
 from agent.source import DirectorySource
 from agent.spec import load
@@ -144,7 +145,11 @@ def test_repository_config_defaults_apply() -> None:
     }))
     model = spec.models[0]
     assert (model.namespace, model.backend, model.stage) == ("fraud", "kubernetes", "staging")
-    assert (model.resources.cpu, model.resources.memory) == ("250m", "2Gi")
+    # the model keeps its own resources; the renderer layers runtime and repo defaults under them
+    assert (model.resources.cpu, model.resources.memory) == (None, "2Gi")
+    deployment = next(o for o in render(spec) if o["kind"] == "Deployment")
+    requests = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert requests == {"cpu": "250m", "memory": "2Gi"}
     rule = spec.monitors[0].rules[0]
     assert (spec.monitors[0].namespace, rule.window, rule.for_) == ("fraud", "1h", "1m")
     assert spec.manifests[0].namespace == "fraud"
@@ -842,3 +847,18 @@ def test_example_repo_is_the_same_from_memory() -> None:
     raw = {p.relative_to(EXAMPLE_REPO).as_posix(): p.read_bytes()
            for p in EXAMPLE_REPO.rglob("*") if p.is_file()}
     assert load(raw) == load(DirectorySource(EXAMPLE_REPO).snapshot().files)
+
+
+def test_bare_allowed_kind_covers_builtin_groups_only() -> None:
+    knative = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ksvc, namespace: fraud}\n"
+    error = only_error(repo({"ksvc.yaml": knative}))
+    assert_error(error, "ksvc.yaml", 2, "kind",
+                 "kind serving.knative.dev/Service is not allowed by policy.allowedKinds")
+    core = "apiVersion: v1\nkind: Service\nmetadata: {name: svc, namespace: fraud}\n"
+    assert any(m.kind == "Service" for m in loads(repo({"svc.yaml": core})).manifests)
+
+
+def test_unquoted_dates_stay_strings_like_kubernetes_yaml() -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: fraud}\ndata: {since: 2024-01-31}\n"
+    manifest = next(m for m in loads(repo({"cm.yaml": cm})).manifests if m.name == "cm")
+    assert manifest.body["data"] == {"since": "2024-01-31"}
