@@ -8,6 +8,7 @@ apply:   agent.apply.execute, then the inventory and the audit anchor are update
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -188,10 +189,8 @@ def _event(cluster: Cluster, result: ObjectResult) -> None:
         "lastTimestamp": now,
         "count": 1,
     }
-    try:
+    with contextlib.suppress(ClusterError, AgentError):  # best effort; the audit log is the record
         cluster.create(cluster.kind("v1", "Event"), event, namespace)
-    except (ClusterError, AgentError):
-        pass  # events are best effort; the audit log is the record
 
 
 def _object_record(result: ObjectResult, dry_run: bool) -> dict[str, Any]:
@@ -309,14 +308,16 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
         mine = [o for o in desired.objects if (o["metadata"].get("labels") or {}).get("modelops.dev/model") == model.name
                 and o["metadata"].get("namespace") == model.namespace]
         parts = []
+        verdicts = []
         synced = True
         for o in mine:
             live = observed.live.get(object_key(o))
             if live is None or (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
                 synced = False
             h = health.of(live)
+            verdicts.append(h)
             parts.append({"object": f"{o['kind']}/{o['metadata']['name']}", "health": h.state, "message": h.message})
-        overall = health.worst(health.Health(p["health"], p["message"]) for p in parts)
+        overall = health.worst(verdicts)
         failed = {k: v for k, v in (last.get("failed") or {}).items() if k.split("/")[1:2] == [model.namespace]}
         models.append({
             "namespace": model.namespace,

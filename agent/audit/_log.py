@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ class AuditLog:
     def _dumps(record: Any, **_: Any) -> str:
         return canonical(record).decode()
 
-    def _chain(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _chain(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
         record = {
             **event,
             "seq": self.seq + 1,

@@ -66,7 +66,7 @@ class Cluster:
                 self.requests[method.upper()] += 1
             return original(method, url, *args, **kwargs)
 
-        rest.request = counted
+        setattr(rest, "request", counted)  # noqa: B010 - count every request, whatever the caller
 
     # --- connection -----------------------------------------------------------------------
     @classmethod
@@ -222,7 +222,7 @@ class Cluster:
         """Delete exactly this object: the uid precondition protects a same-named newcomer."""
         info = self.info_of(obj)
         meta = obj["metadata"]
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if meta.get("uid"):
             body["preconditions"] = {"uid": meta["uid"]}
         try:

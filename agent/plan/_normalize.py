@@ -43,10 +43,8 @@ def _flatten(fields: Any, prefix: str, out: set[str]) -> None:
         if key == ".":
             out.add(prefix)
             continue
-        if key.startswith("f:"):
-            path = f"{prefix}.{key[2:]}" if prefix else key[2:]
-        else:  # k:{...} list item key or v:value set member
-            path = prefix
+        # f:name is a field; k:{...} (list item key) and v:value (set member) stay at the list
+        path = (f"{prefix}.{key[2:]}" if prefix else key[2:]) if key.startswith("f:") else prefix
         if not sub:
             out.add(path)
         _flatten(sub, path, out)
@@ -65,6 +63,6 @@ def field_owners(obj: dict[str, Any], path: str, exclude: str) -> list[str]:
             continue
         paths: set[str] = set()
         _flatten(entry.get("fieldsV1"), "", paths)
-        if any(p == wanted or p.startswith(wanted + ".") or wanted.startswith(p + ".") and p for p in paths):
+        if any(p == wanted or p.startswith(wanted + ".") or (wanted.startswith(p + ".") and p) for p in paths):
             owners.append(manager)
     return sorted(set(owners))

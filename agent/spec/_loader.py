@@ -148,7 +148,10 @@ def _loc(doc: Document) -> Location:
     return Location(doc.path, doc.line)
 
 
-def _resources(raw: Mapping[str, Any] | None, base: Resources = Resources()) -> Resources:
+_NO_RESOURCES = Resources()
+
+
+def _resources(raw: Mapping[str, Any] | None, base: Resources = _NO_RESOURCES) -> Resources:
     raw = raw or {}
 
     def q(key: str, fallback: str | None) -> str | None:

@@ -49,9 +49,8 @@ class Document:
                         block = isinstance(v, (yaml.MappingNode, yaml.SequenceNode))
                         child = k if last and block else v
                         break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-                if 0 <= key < len(node.value):
-                    child = node.value[key]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+                child = node.value[key]
             if child is None:
                 break
             node = child

@@ -17,8 +17,8 @@ from conftest import (
     t,
 )
 
-from agent.render import render
 from agent.errors import SpecError, ValidationFailed
+from agent.render import render
 from agent.source import DirectorySource
 from agent.spec import load
 from agent.spec._yaml import MAX_FILE_BYTES
