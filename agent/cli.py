@@ -61,7 +61,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from agent.output import to_yaml
     from agent.pipeline import load_desired
-
     objects = load_desired(args.path, args.revision).objects
     if args.output == "json":
         doc = {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}

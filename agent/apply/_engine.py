@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.cluster import Cluster, ClusterError, phase
+from agent.cluster import Cluster, ClusterError
 from agent.errors import AgentError
 from agent.plan import ObjectChange, Plan
 from agent.plan._normalize import owned_fields_hash
+from agent.render import phase
 
 Outcome = Literal["applied", "deleted", "skipped", "failed", "unchanged"]
 

@@ -11,10 +11,10 @@ from agent.cluster._inventory import (
     load_inventory,
     save_inventory,
 )
-from agent.cluster._kinds import KindInfo, phase, well_known
+from agent.cluster._kinds import KindInfo, well_known
 
 __all__ = [
     "AUDIT_HASH", "AUDIT_SEQ", "FIELD_MANAGER", "INVENTORY_NAMESPACE", "LAST_APPLY", "Cluster",
-    "ClusterError", "Entry", "Inventory", "KindInfo", "load_inventory", "phase", "save_inventory",
+    "ClusterError", "Entry", "Inventory", "KindInfo", "load_inventory", "save_inventory",
     "well_known",
 ]

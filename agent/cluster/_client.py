@@ -55,15 +55,17 @@ class Cluster:
         self.retries = retries
         self.backoff = backoff
         self.requests: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], KindInfo] = {}
+        self._resources: dict[tuple[str, str], Any] = {}
         rest = api_client.rest_client
         original = rest.request
 
         def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            verb = method.upper() + (" (dry-run)" if "dryRun=All" in url else "")
             with self._lock:
-                self.requests[method.upper()] += 1
+                self.requests[verb] += 1
             return original(method, url, *args, **kwargs)
 
         setattr(rest, "request", counted)  # noqa: B010 - count every request, whatever the caller
@@ -96,6 +98,7 @@ class Cluster:
 
     @property
     def writes(self) -> int:
+        """Requests that change state (a dry-run PATCH is counted apart, as "PATCH (dry-run)")."""
         return sum(n for verb, n in self.requests.items() if verb in ("POST", "PUT", "PATCH", "DELETE"))
 
     # --- raw requests ---------------------------------------------------------------------
@@ -192,16 +195,28 @@ class Cluster:
     # --- writes ---------------------------------------------------------------------------
     @property
     def dynamic(self) -> DynamicClient:
-        if self._dynamic is None:
-            self._dynamic = DynamicClient(self.api)
-        return self._dynamic
+        with self._lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self.api)
+            return self._dynamic
+
+    def _resource(self, info: KindInfo) -> Any:
+        """The dynamic client's resource for a kind, discovered once per process."""
+        key = (info.api_version, info.kind)
+        with self._lock:
+            cached = self._resources.get(key)
+        if cached is None:
+            cached = self.dynamic.resources.get(api_version=info.api_version, kind=info.kind)
+            with self._lock:
+                self._resources[key] = cached
+        return cached
 
     def apply(self, obj: dict[str, Any], *, force: bool, dry_run: bool = False,
               field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply through the dynamic client; returns the object as stored."""
         info = self.info_of(obj)
         meta = obj["metadata"]
-        resource = self.dynamic.resources.get(api_version=info.api_version, kind=info.kind)
+        resource = self._resource(info)
 
         def call() -> dict[str, Any]:
             try:

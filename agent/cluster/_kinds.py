@@ -62,20 +62,3 @@ _WELL_KNOWN: dict[tuple[str, str], tuple[str, bool]] = {
 def well_known(api_version: str, kind: str) -> KindInfo | None:
     hit = _WELL_KNOWN.get((api_version, kind))
     return KindInfo(api_version, kind, hit[0], hit[1]) if hit else None
-
-
-# Apply order: what others depend on first; deletion runs in reverse.
-_PHASES: dict[str, int] = {
-    "CustomResourceDefinition": 0, "Namespace": 0,
-    "ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Role": 1, "ClusterRole": 1,
-    "RoleBinding": 2, "ClusterRoleBinding": 2, "ServingRuntime": 2, "ClusterServingRuntime": 2,
-    "PersistentVolumeClaim": 2, "NetworkPolicy": 2,
-    "Deployment": 3, "InferenceService": 3, "Service": 3,
-    "HorizontalPodAutoscaler": 4, "PodDisruptionBudget": 4, "Ingress": 4,
-    "PrometheusRule": 5, "ServiceMonitor": 5, "PodMonitor": 5,
-}
-
-
-def phase(kind: str) -> int:
-    """Apply phase of a kind (unknown kinds go with the workloads)."""
-    return _PHASES.get(kind, 3)

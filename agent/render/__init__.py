@@ -25,18 +25,19 @@ from agent.render._meta import (
     spec_hash,
 )
 from agent.render._monitor import expression, prometheus_rule, scrape_config
+from agent.render._order import in_apply_order, phase
 from agent.spec import Location, Spec
 
 __all__ = [
     "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
     "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TARGET_LABEL", "TRAFFIC_ANNOTATION",
-    "VERSION_LABEL", "canonical_json", "expression", "object_key", "ref", "render", "spec_hash",
-    "split",
+    "VERSION_LABEL", "canonical_json", "expression", "in_apply_order", "object_key", "phase", "ref", "render",
+    "spec_hash", "split",
 ]
 
 
 def render(spec: Spec) -> list[dict[str, Any]]:
-    """Every object the repo wants in the cluster, sorted by identity.
+    """Every object the repo wants in the cluster, in apply order (then by identity).
 
     Two declarations that render to the same object are a validation error naming both.
     """
@@ -82,7 +83,7 @@ def render(spec: Spec) -> list[dict[str, Any]]:
             seen[key] = loc
     if errors:
         raise ValidationFailed(errors)
-    return sorted((obj for obj, _ in rendered), key=object_key)
+    return in_apply_order([obj for obj, _ in rendered])
 
 
 def _copy(value: Any) -> Any:

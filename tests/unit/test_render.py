@@ -29,6 +29,7 @@ from agent.render import (
     SPEC_HASH_ANNOTATION,
     TARGET_LABEL,
     object_key,
+    phase,
     render,
     spec_hash,
     split,
@@ -464,11 +465,14 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
     assert outputs.pop() == dump(load_desired(repo).objects)
 
 
-def test_objects_are_sorted_by_identity() -> None:
+def test_objects_come_in_apply_order_then_by_identity() -> None:
     objects = render_files(_all_files())
-    keys = [object_key(o) for o in objects]
-    assert keys == sorted(keys)
-    assert len(set(keys)) == len(keys)
+    order = [(phase(o["kind"]), object_key(o)) for o in objects]
+    assert order == sorted(order)
+    assert len({key for _, key in order}) == len(order)
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("Namespace") < kinds.index("ConfigMap") < kinds.index("Deployment")
+    assert kinds.index("Deployment") < kinds.index("HorizontalPodAutoscaler") < kinds.index("PrometheusRule")
 
 
 # --- canary split --------------------------------------------------------------------------

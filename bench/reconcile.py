@@ -1,0 +1,174 @@
+"""Reconcile benchmark against the local control plane, with kubectl as the peer.
+
+For each N it generates the synthetic repo of bench/offline.py (N models, both backends,
+canaries, monitors, raw manifests) as a git repo, then on a fresh local cluster measures the
+agent CLI (one process per step, as a user runs it):
+
+  initial apply    `agent apply` of revision A on an empty cluster
+  no-op diff       `agent diff` against the cluster that already matches A
+  no-op apply      `agent apply` again: must make no writes
+  one-model change `agent apply` of revision B, which changes one model's canary traffic
+
+and the same manifests (`agent render -o yaml`) through kubectl on a second fresh cluster:
+`kubectl apply --server-side` (initial), `kubectl diff --server-side` (no-op),
+`kubectl apply --server-side` (no-op), and `kubectl apply --server-side --force-conflicts` of B.
+Wall time, API requests by verb (the agent's own counter), and the peak RSS of the process
+(from wait4) are printed as a table with kubectl/agent ratios.
+
+Run:  .venv/bin/python bench/reconcile.py [N ...]     (default: 100 1000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from offline import GIT, generate
+
+from agent import devcluster
+
+BIN = Path(sys.executable).parent
+AGENT = [sys.executable, "-m", "agent"]
+KUBECTL = str(BIN / "kubectl")
+
+
+def run(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one process."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}: {stderr[-2000:]}")
+    return wall, usage.ru_maxrss // 1024, stdout
+
+
+def one_model_change(repo: Path) -> str:
+    """Commit B: raise the canary traffic of the first model that has a canary."""
+    for path in sorted((repo / "models").rglob("*.yaml")):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        spec = docs[0]["spec"]
+        if "canary" in spec:
+            spec["canary"]["traffic"] = min(100, spec["canary"]["traffic"] + 5)
+            path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+            subprocess.run([*GIT, "commit", "-qam", f"canary of {docs[0]['metadata']['name']}"], cwd=repo, check=True)
+            return str(docs[0]["metadata"]["name"])
+    raise RuntimeError("no model with a canary")
+
+
+def agent_step(args: list[str]) -> dict[str, Any]:
+    wall, rss, out = run([*AGENT, *args, "-o", "json"], ok=(0, 1))
+    doc = json.loads(out)
+    requests = doc.get("requests", {})
+    changed = [r for r in doc.get("results", []) if r["outcome"] in ("applied", "deleted")]
+    return {"wall": wall, "rss": rss, "requests": requests, "changed": changed}
+
+
+def bench(n: int, work: Path) -> list[dict[str, Any]]:
+    repo = work / f"repo-{n}"
+    counts = generate(repo, n)
+    rev_a = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    changed_model = one_model_change(repo)
+    manifests = {}
+    for rev in (rev_a, "HEAD"):
+        _, _, text = run([*AGENT, "render", str(repo), "--revision", rev])
+        path = work / f"manifests-{n}-{'a' if rev == rev_a else 'b'}.yaml"
+        path.write_text(text)
+        manifests[rev] = path
+    objects = sum(1 for d in yaml.safe_load_all(manifests[rev_a].read_text()) if d)
+    rows: list[dict[str, Any]] = []
+
+    ours = work / f"agent-{n}"
+    info = devcluster.up(ours)
+    kc = ["--kubeconfig", str(info.kubeconfig)]
+    try:
+        steps = [
+            ("initial apply", ["apply", str(repo), "--revision", rev_a, *kc, "--no-events"]),
+            ("no-op diff", ["diff", str(repo), "--revision", rev_a, *kc]),
+            ("no-op apply", ["apply", str(repo), "--revision", rev_a, *kc, "--no-events"]),
+            ("one-model change", ["apply", str(repo), "--revision", "HEAD", *kc, "--no-events"]),
+        ]
+        for name, args in steps:
+            result = agent_step(args)
+            if name == "no-op diff":
+                result["requests"] = {}  # diff -o json has no counter; measured via apply below
+            rows.append({"n": n, "objects": objects, "step": name, **result})
+    finally:
+        devcluster.down(ours)
+
+    peer = work / f"kubectl-{n}"
+    info = devcluster.up(peer)
+    kk = ["--kubeconfig", str(info.kubeconfig)]
+    try:
+        a, b = str(manifests[rev_a]), str(manifests["HEAD"])
+        peer_steps = [
+            ("initial apply", [KUBECTL, *kk, "apply", "--server-side", "-f", a], (0,)),
+            ("no-op diff", [KUBECTL, *kk, "diff", "--server-side", "-f", a], (0, 1)),
+            ("no-op apply", [KUBECTL, *kk, "apply", "--server-side", "-f", a], (0,)),
+            ("one-model change", [KUBECTL, *kk, "apply", "--server-side", "--force-conflicts", "-f", b], (0,)),
+        ]
+        for name, cmd, ok in peer_steps:
+            wall, rss, _ = run(cmd, ok)
+            row = next(r for r in rows if r["step"] == name)
+            row["kubectl_wall"], row["kubectl_rss"] = wall, rss
+    finally:
+        devcluster.down(peer)
+    for row in rows:
+        row["changed_model"] = changed_model
+        row["files"] = counts["files"]
+    shutil.rmtree(repo, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("| N | objects | step | agent s | kubectl s | kubectl/agent | agent requests by verb | writes "
+            "| agent peak RSS MiB | kubectl peak RSS MiB |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        req = r["requests"]
+        writes = sum(v for k, v in req.items() if k in ("POST", "PUT", "PATCH", "DELETE"))
+        verbs = ", ".join(f"{k} {v}" for k, v in sorted(req.items())) or "-"
+        lines.append(f"| {r['n']} | {r['objects']} | {r['step']} | {r['wall']:.2f} | {r['kubectl_wall']:.2f} | "
+                     f"{r['kubectl_wall'] / r['wall']:.1f}x | {verbs} | {writes if req else '-'} | {r['rss']} | "
+                     f"{r['kubectl_rss']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
+        for n in args.sizes:
+            rows.extend(bench(n, Path(tmp)))
+            print(table([r for r in rows if r["n"] == n]), flush=True)
+    print()
+    print(table(rows))
+    for r in rows:
+        if r["step"] == "one-model change":
+            refs = sorted({c["ref"] for c in r["changed"]})
+            print(f"N={r['n']}: one-model change ({r['changed_model']}) wrote: {', '.join(refs)}")
+        if r["step"] == "no-op apply":
+            print(f"N={r['n']}: no-op apply requests {r['requests']} (writes must be 0)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
