@@ -321,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except Exception:  # exit code 1 means "changes" to scripts: a crash must not look like that
+        import traceback
+
+        traceback.print_exc()
+        print("error: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
