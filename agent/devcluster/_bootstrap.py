@@ -77,7 +77,7 @@ def create_node(api: Api) -> None:
 def node_ready(api: Api) -> bool:
     """Ready=True and no scheduling taint left (the node controller removes not-ready)."""
     node = api.get(f"/api/v1/nodes/{NODE_NAME}")
-    conditions = node.get("status", {}).get("conditions", [])
+    conditions = node.get("status", {}).get("conditions") or []
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
     taints = [t for t in node.get("spec", {}).get("taints", []) if t["effect"] in ("NoSchedule", "NoExecute")]
     return ready and not taints and not node.get("spec", {}).get("unschedulable", False)
@@ -119,7 +119,7 @@ def create_check_deployment(api: Api) -> None:
 def check_deployment_available(api: Api) -> bool:
     """Available, and its pods Running on the kwok node (so scheduler and kwok work)."""
     deployment = api.get(f"/apis/apps/v1/namespaces/{CHECK_NAMESPACE}/deployments/{CHECK_APP}")
-    conditions = deployment.get("status", {}).get("conditions", [])
+    conditions = deployment.get("status", {}).get("conditions") or []
     if not any(c["type"] == "Available" and c["status"] == "True" for c in conditions):
         return False
     if deployment["status"].get("availableReplicas", 0) < deployment["spec"]["replicas"]:
@@ -150,7 +150,7 @@ def apply_crds(api: Api, crds_dir: Path) -> list[str]:
 def crds_established(api: Api, names: list[str]) -> bool:
     for name in names:
         crd = api.get(f"{_CRDS}/{name}")
-        conditions = crd.get("status", {}).get("conditions", [])
+        conditions = crd.get("status", {}).get("conditions") or []
         if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return False
     return True

@@ -96,6 +96,10 @@ def test_apply_examples_then_noop(repo: Path, kubeconfig: Path, audit_log: Path,
     for obj in live.values():
         managers = {m["manager"] for m in obj["metadata"]["managedFields"] if m["operation"] == "Apply"}
         assert FIELD_MANAGER in managers, ref(obj)
+    events = json.loads(kubectl(kubeconfig, "get", "events", "-n", "fraud", "-o", "json"))["items"]
+    applied = {(e["involvedObject"]["kind"], e["involvedObject"]["name"]) for e in events
+               if e["reason"] == "Applied" and e["source"].get("component") == FIELD_MANAGER}
+    assert ("InferenceService", "fraud-scorer") in applied
 
     # kubernetes-backend models settle first (Deployment controller), so the no-op is measured
     # in a steady state
@@ -165,7 +169,32 @@ def test_prune_deletes_exactly_the_removed_model(repo: Path, kubeconfig: Path, a
     after = managed(kubeconfig)
     assert set(before) - set(after) == removed
     assert kubectl(kubeconfig, "get", "configmap", "-n", "fraud", "txn-anomaly", "-o", "name") == "configmap/txn-anomaly\n"
+    events = json.loads(kubectl(kubeconfig, "get", "events", "-n", "fraud", "-o", "json"))["items"]
+    assert any(e["reason"] == "Pruned" and e["involvedObject"]["name"] == "txn-anomaly" for e in events)
     assert "txn-anomaly-config" in kubectl(kubeconfig, "get", "configmap", "-n", "fraud", "-o", "name")
+
+
+def test_conflict_policy_skip_reports_the_other_manager(repo: Path, kubeconfig: Path, audit_log: Path) -> None:
+    # another controller takes a field we own by a forced server-side apply
+    patch = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "feature-store", "namespace": "fraud"},
+             "data": {"FEAST_PROJECT": "hijacked"}}
+    subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "--server-side", "--force-conflicts",
+                    "--field-manager", "feature-bot", "-f", "-"], input=json.dumps(patch), check=True,
+                   capture_output=True, text=True)
+    data = json.loads(kubectl(kubeconfig, "get", "configmap", "-n", "fraud", "feature-store", "-o", "json"))["data"]
+    assert data["FEAST_PROJECT"] == "hijacked"
+
+    skipped = agent("apply", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig), "--conflicts", "skip",
+                    "--audit-log", str(audit_log), "--color", "never", check=0)
+    assert re.search(r"skipped\s+update\s+ConfigMap/fraud/feature-store: conflict with feature-bot", skipped.stdout)
+    data = json.loads(kubectl(kubeconfig, "get", "configmap", "-n", "fraud", "feature-store", "-o", "json"))["data"]
+    assert data["FEAST_PROJECT"] == "hijacked"
+
+    agent("apply", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig), "--audit-log", str(audit_log),
+          check=0)  # default policy: force, Git wins
+    data = json.loads(kubectl(kubeconfig, "get", "configmap", "-n", "fraud", "feature-store", "-o", "json"))["data"]
+    assert data["FEAST_PROJECT"] != "hijacked"
+    assert agent("diff", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig)).returncode == 0
 
 
 def test_emptied_repo_is_refused_by_the_prune_budget(repo: Path, kubeconfig: Path) -> None:
