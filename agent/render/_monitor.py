@@ -21,6 +21,13 @@ def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.replace("_", "-").split("-") if part)
 
 
+def _number(value: float) -> str:
+    """A PromQL number literal of exactly this value (`:g` would round to 6 digits)."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
 def _selector(monitor: Monitor, extra: str = "") -> str:
     sel = f'namespace="{monitor.namespace}",model="{monitor.model}"'
     return "{" + sel + (("," + extra) if extra else "") + "}"
@@ -30,16 +37,16 @@ def expression(monitor: Monitor, rule: MonitorRule, metrics: MetricNames) -> str
     sel, w = _selector(monitor), rule.window
     if rule.type == "latency":
         return (
-            f"histogram_quantile({rule.quantile:g}, sum by (le) "
-            f"(rate({metrics.latency_histogram}_bucket{sel}[{w}]))) > {rule.threshold:g}"
+            f"histogram_quantile({_number(rule.quantile)}, sum by (le) "
+            f"(rate({metrics.latency_histogram}_bucket{sel}[{w}]))) > {_number(rule.threshold)}"
         )
     if rule.type == "errorRate":
         return (
             f"sum(rate({metrics.errors_total}{sel}[{w}])) / "
-            f"sum(rate({metrics.requests_total}{sel}[{w}])) > {rule.threshold:g}"
+            f"sum(rate({metrics.requests_total}{sel}[{w}])) > {_number(rule.threshold)}"
         )
     drift_sel = _selector(monitor, f'feature="{rule.feature}",method="{rule.method}"')
-    return f"max(max_over_time({metrics.drift_score}{drift_sel}[{w}])) > {rule.threshold:g}"
+    return f"max(max_over_time({metrics.drift_score}{drift_sel}[{w}])) > {_number(rule.threshold)}"
 
 
 def _summary(monitor: Monitor, rule: MonitorRule) -> str:

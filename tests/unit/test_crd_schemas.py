@@ -77,6 +77,10 @@ def _sweep_files() -> dict[str, bytes]:
                  for method in ("psi", "ks", "kl", "js", "wasserstein")]
         rules.append({"name": "errors", "type": "errorRate", "threshold": 0.001, "severity": "critical", "action": "rollback"})
         rules.append({"name": "p50", "type": "latency", "threshold": 0.05, "quantile": 0.5, "description": 'say "hi"'})
+        # number literals PromQL must parse exactly: tiny, huge, many digits
+        rules.append({"name": "tiny", "type": "errorRate", "threshold": 1e-07})
+        rules.append({"name": "huge", "type": "latency", "threshold": 12345678, "quantile": 0.9999})
+        rules.append({"name": "digits", "type": "drift", "feature": "f", "threshold": 0.1234567})
         docs.append({"apiVersion": API, "kind": "Monitor", "metadata": {"name": f"{name}-mon", "namespace": "kube",
                                                                          "labels": {"tier": "1"}},
                      "spec": {"model": name, "rules": rules}})

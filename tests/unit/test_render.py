@@ -731,3 +731,18 @@ def test_autoscaled_track_without_traffic_gets_no_pods(traffic: int, idle: str) 
     assert (hpas[busy]["spec"]["minReplicas"], hpas[busy]["spec"]["maxReplicas"]) == (3, 20)
     assert find(objects, "Deployment", idle, "recsys")["spec"]["replicas"] == 0
     assert "replicas" not in find(objects, "Deployment", busy, "recsys")["spec"]
+
+
+@pytest.mark.parametrize(("threshold", "literal"), [
+    ("0.25", "0.25"), ("2", "2"), ("2.0", "2"), ("12345678", "12345678"), ("0.1234567", "0.1234567"),
+    ("1.0e-7", "1e-07"), ("0.000123456789", "0.000123456789"),
+])
+def test_alert_thresholds_are_exact(threshold: str, literal: str) -> None:
+    """An alert compares against exactly the declared number (`:g` rounded to 6 digits)."""
+    files = fixture_files("monitors")
+    files["monitors/reranker.yaml"] = files["monitors/reranker.yaml"].replace(
+        b"threshold: 0.1", f"threshold: {threshold}\n      quantile: 0.9999".encode())
+    rule = find(render_files(files), "PrometheusRule", "reranker-latency")["spec"]["groups"][0]["rules"][0]
+    assert rule["expr"].startswith("histogram_quantile(0.9999, ")
+    assert rule["expr"].endswith(f") > {literal}")
+    assert float(literal) == float(threshold)
