@@ -746,3 +746,33 @@ def test_alert_thresholds_are_exact(threshold: str, literal: str) -> None:
     assert rule["expr"].startswith("histogram_quantile(0.9999, ")
     assert rule["expr"].endswith(f") > {literal}")
     assert float(literal) == float(threshold)
+
+
+# --- the example repository ----------------------------------------------------------------
+
+EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
+
+
+def test_example_repo_renders_with_the_same_guarantees() -> None:
+    """examples/model-repo changes as it is written, so no golden: the properties instead."""
+    assert (EXAMPLE_REPO / "repo.yaml").is_file(), "examples/model-repo is missing"
+    desired = load_desired(EXAMPLE_REPO)
+    objects = desired.objects
+    assert {m.backend for m in desired.spec.models} == {"kserve", "kubernetes"}
+    order = [(phase(o["kind"]), object_key(o)) for o in objects]
+    assert order == sorted(order)
+    target = desired.spec.config.name
+    scaled = {(o["metadata"]["namespace"], o["spec"]["scaleTargetRef"]["name"])
+              for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
+    for o in objects:
+        meta = o["metadata"]
+        assert meta["labels"][MANAGED_BY_LABEL] == MANAGED_BY
+        assert meta["labels"][TARGET_LABEL] == target
+        assert meta["annotations"][SPEC_HASH_ANNOTATION] == spec_hash(o)
+        assert (EXAMPLE_REPO / meta["annotations"][SOURCE_ANNOTATION]).is_file()
+        if o["kind"] == "Deployment":
+            assert ("replicas" in o["spec"]) != ((meta["namespace"], meta["name"]) in scaled)
+    # byte-identical when the files come in another order
+    snapshot = {p.relative_to(EXAMPLE_REPO).as_posix(): p.read_bytes() for p in EXAMPLE_REPO.rglob("*.yaml")}
+    items = sorted(snapshot.items(), reverse=True)
+    assert dump(render_files(dict(items))) == dump(objects)
