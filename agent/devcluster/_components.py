@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.devcluster._pki import Pki
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.96.0.0/16"  # room for thousands of model Services (benchmarks)
 POD_CIDR = "10.244.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"

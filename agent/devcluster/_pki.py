@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.devcluster._errors import DevclusterError
 
-SERVICE_IP = "10.0.0.1"  # first address of --service-cluster-ip-range: the kubernetes Service
+SERVICE_IP = "10.96.0.1"  # first address of --service-cluster-ip-range: the kubernetes Service
 _SERVER_SANS = (
     "DNS:localhost",
     "DNS:kubernetes",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Iterable, Mapping
+import gc
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from agent.errors import SpecError, ValidationFailed
@@ -45,14 +48,55 @@ def is_manifest_path(path: str) -> bool:
     return path.endswith(YAML_SUFFIXES)
 
 
+_Parsed = tuple[list[Document], list[SpecError]]
+_cache_lock = threading.Lock()
+_last_load: dict[tuple[str, bytes], _Parsed] = {}  # the previous load's files, for reuse
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Parsing allocates hundreds of thousands of long-lived objects (node trees kept for line
+    lookup); a pause avoids repeated full collections that would find no garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_all(files: Mapping[str, bytes]) -> list[tuple[str, list[Document], list[SpecError]]]:
+    """Parse each manifest file, reusing what the previous load parsed from identical bytes
+    (two revisions of a repo, or two polls of the controller, share almost every file).
+    Parsed documents are never mutated, so sharing them is safe."""
+    global _last_load
+    with _cache_lock:
+        previous = _last_load
+    current: dict[tuple[str, bytes], _Parsed] = {}
+    out = []
+    for path in sorted(files):
+        if not is_manifest_path(path):
+            continue
+        key = (path, files[path])
+        hit = previous.get(key)
+        docs, errs = hit if hit is not None else parse(path, files[path])
+        current[key] = (docs, errs)
+        out.append((path, docs, errs))
+    with _cache_lock:
+        _last_load = current
+    return out
+
+
 def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec:
     """Parse, validate and resolve a repo. Raises ValidationFailed listing every problem."""
+    with _gc_paused():
+        return _load(files, problems)
+
+
+def _load(files: Mapping[str, bytes], problems: Iterable[SpecError]) -> Spec:
     errors: list[SpecError] = list(problems)
-    parsed: list[tuple[str, list[Document], list[SpecError]]] = []
-    for path in sorted(files):
-        if is_manifest_path(path):
-            docs, errs = parse(path, files[path])
-            parsed.append((path, docs, errs))
+    parsed = _parse_all(files)
 
     config_docs = [d for _, docs, _ in parsed for d in docs if _is_ours(d, "RepositoryConfig")]
     config = _config(config_docs, errors)
@@ -95,6 +139,12 @@ def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec
     )
 
 
+def _validated(doc: Document, kind: str) -> list[SpecError]:
+    if doc.schema_errors is None:
+        doc.schema_errors = _schema.validate(doc, kind)
+    return doc.schema_errors
+
+
 def _is_ours(doc: Document, kind: str) -> bool:
     d = doc.data
     return isinstance(d, dict) and d.get("apiVersion") == API_VERSION and d.get("kind") == kind
@@ -121,7 +171,7 @@ def _classify(doc: Document, errors: list[SpecError]) -> str | None:
             known = ", ".join(sorted(_schema.SCHEMA_FILES))
             errors.append(doc.error(["kind"], f"unknown kind {kind!r} for {API_VERSION} (known: {known})"))
             return None
-        schema_errors = _schema.validate(doc, kind)
+        schema_errors = _validated(doc, kind)
         if schema_errors:
             errors.extend(schema_errors)
             return None
@@ -169,7 +219,7 @@ def _resources(raw: Mapping[str, Any] | None, base: Resources = _NO_RESOURCES) -
 def _config(docs: list[Document], errors: list[SpecError]) -> RepositoryConfig:
     valid = []
     for doc in docs:
-        errs = _schema.validate(doc, "RepositoryConfig")
+        errs = _validated(doc, "RepositoryConfig")
         errors.extend(errs)
         if not errs:
             valid.append(doc)

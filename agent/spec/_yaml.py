@@ -25,20 +25,33 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 @dataclass
 class Document:
-    """One YAML document: its data, the file it came from and its node tree for line lookup."""
+    """One YAML document: its data, where it starts, and its file's text.
+
+    The node tree is only needed to report a field's line, which is rare, so it is not kept:
+    holding every document's tree (hundreds of thousands of objects for a large repo) makes the
+    garbage collector the slowest part of a load. It is composed again on first use.
+    """
 
     path: str
     index: int
     data: Any
-    node: yaml.Node
+    line: int
+    text: str
+    schema_errors: list[SpecError] | None = None  # cached: a document is validated once
+    _node: yaml.Node | None = None
 
-    @property
-    def line(self) -> int:
-        return int(self.node.start_mark.line) + 1
+    def _tree(self) -> yaml.Node:
+        if self._node is None:
+            for index, node in enumerate(_compose_all(self.text)):
+                if index == self.index:
+                    self._node = node
+                    break
+            assert self._node is not None, "the document parsed before"
+        return self._node
 
     def line_of(self, field_path: Sequence[str | int]) -> int:
         """The 1-based line of the deepest node on field_path that exists."""
-        node = self.node
+        node = self._tree()
         for depth, key in enumerate(field_path):
             child: yaml.Node | None = None
             if isinstance(node, yaml.MappingNode):
@@ -171,7 +184,7 @@ def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
             errors.extend(ctor.errors)
             if data is None:
                 continue
-            docs.append(Document(path, index, data, node))
+            docs.append(Document(path, index, data, int(node.start_mark.line) + 1, text))
     except yaml.MarkedYAMLError as exc:
         errors.append(_mark_error(path, exc))
     except yaml.reader.ReaderError as exc:
