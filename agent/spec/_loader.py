@@ -122,7 +122,7 @@ def _load(files: Mapping[str, bytes], problems: Iterable[SpecError]) -> Spec:
     model_by_key = _unique(models, lambda m: m.key, "Model", errors)
     monitors = [
         mon for d in by_kind.get("Monitor", [])
-        if (mon := _monitor(d, config, model_by_key, errors))
+        if (mon := _monitor(d, config, model_by_key, _declared(by_kind.get("Model", []), config), errors))
     ]
     _unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
     manifests = [obj for d in raw if (obj := _manifest(d, config, errors))]
@@ -380,12 +380,21 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
     )
 
 
-def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model], errors: list[SpecError]) -> Monitor | None:
+def _declared(docs: list[Document], config: RepositoryConfig) -> set[str]:
+    """namespace/name of every Model document that passed the schema, valid or not."""
+    return {f"{d.data['metadata'].get('namespace', config.default_namespace)}/{d.data['metadata']['name']}" for d in docs}
+
+
+def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model], declared: set[str],
+             errors: list[SpecError]) -> Monitor | None:
     meta, spec = doc.data["metadata"], doc.data["spec"]
     ns = meta.get("namespace", config.default_namespace)
     before = len(errors)
     _check_namespace(doc, ["metadata", "namespace"], ns, config, errors)
-    if f"{ns}/{spec['model']}" not in models:
+    key = f"{ns}/{spec['model']}"
+    if key in declared and key not in models:
+        return None  # the Model has errors of its own; "not found" would mislead
+    if key not in models:
         errors.append(doc.error(["spec", "model"], f"Model {spec['model']!r} not found in namespace {ns!r}"))
     rules = []
     names: set[str] = set()

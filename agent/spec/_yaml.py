@@ -7,6 +7,7 @@ and keep each document's node tree to find the line of any field path when repor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -196,8 +197,20 @@ def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
     return docs, errors
 
 
+class _Loader(yaml.CSafeLoader):
+    """The C loader, reading exponent floats without a dot (1e-7) as numbers, as YAML 1.2 and
+    Kubernetes do (YAML 1.1 would make them strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = yaml.CSafeLoader(text)
+    loader = _Loader(text)
     try:
         while loader.check_node():
             yield loader.get_node()

@@ -862,3 +862,57 @@ def test_unquoted_dates_stay_strings_like_kubernetes_yaml() -> None:
     cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: fraud}\ndata: {since: 2024-01-31}\n"
     manifest = next(m for m in loads(repo({"cm.yaml": cm})).manifests if m.name == "cm")
     assert manifest.body["data"] == {"since": "2024-01-31"}
+
+
+@pytest.mark.parametrize(("old", "new", "field", "text"), [
+    ('version: "1"', 'version: "1.0."', "spec.versions[0].version", "does not match the pattern"),
+    ("name: scorer", "name: 1scorer", "metadata.name", "does not match the pattern"),
+])
+def test_names_and_versions_must_be_valid_kubernetes_names_and_labels(old: str, new: str, field: str,
+                                                                      text: str) -> None:
+    model = MODEL.replace(old, new).replace('stable: "1"', 'stable: "1.0."' if "1.0." in new else 'stable: "1"')
+    errors = errors_of(repo({"models/scorer.yaml": model}))
+    assert any(e.field == field and text in e.message for e in errors), errors
+
+
+@pytest.mark.parametrize(("duration", "ok"), [("30m1h", False), ("1h30m", True), ("5ms", True), ("m", False)])
+def test_durations_follow_prometheus_order(duration: str, ok: bool) -> None:
+    monitor = t(f"""
+        apiVersion: modelops.dev/v1alpha1
+        kind: Monitor
+        metadata: {{name: mon, namespace: fraud}}
+        spec:
+          model: scorer
+          rules: [{{name: lat, type: latency, threshold: 0.5, for: "{duration}"}}]
+        """)
+    if ok:
+        assert loads(repo({"monitors/mon.yaml": monitor})).monitors[0].rules[0].for_ == duration
+    else:
+        errors = errors_of(repo({"monitors/mon.yaml": monitor}))
+        assert [e.field for e in errors] == ["spec.rules[0].for"], errors
+
+
+def test_exponent_floats_are_numbers() -> None:
+    monitor = t("""
+        apiVersion: modelops.dev/v1alpha1
+        kind: Monitor
+        metadata: {name: mon, namespace: fraud}
+        spec:
+          model: scorer
+          rules: [{name: lat, type: latency, threshold: 5e-2}]
+        """)
+    assert loads(repo({"monitors/mon.yaml": monitor})).monitors[0].rules[0].threshold == 0.05
+
+
+def test_monitor_of_an_invalid_model_reports_only_the_model() -> None:
+    monitor = t("""
+        apiVersion: modelops.dev/v1alpha1
+        kind: Monitor
+        metadata: {name: mon, namespace: fraud}
+        spec:
+          model: scorer
+          rules: [{name: lat, type: latency, threshold: 0.5}]
+        """)
+    broken = MODEL.replace("runtime: sklearn-server", "runtime: missing-server")
+    errors = errors_of(repo({"models/scorer.yaml": broken, "monitors/mon.yaml": monitor}))
+    assert [e.field for e in errors] == ["spec.runtime"], errors

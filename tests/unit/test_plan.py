@@ -448,3 +448,18 @@ def test_markdown_escapes_table_pipes() -> None:
     plan.models[0].changes.append("a | b")
     md = output.markdown(plan)
     assert "a \\| b" in md
+
+
+def test_secret_spec_hash_annotation_and_values_are_masked_with_a_keyed_hash() -> None:
+    import hashlib
+
+    from agent.plan import redact
+
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "s", "namespace": "ns", "annotations": {"modelops.dev/spec-hash": "0123456789abcdef"}},
+              "stringData": {"password": "hunter2"}}
+    out = redact(secret)
+    assert out["metadata"]["annotations"]["modelops.dev/spec-hash"].startswith("<redacted sha256:")
+    marker = out["data"]["password"]
+    assert marker == redact(secret)["data"]["password"]  # stable within a process
+    assert hashlib.sha256(b"hunter2").hexdigest()[:8] not in marker  # not an unkeyed, guessable hash
