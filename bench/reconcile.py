@@ -55,7 +55,8 @@ def run(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, str]:
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode not in ok:
-        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}: {stderr[-2000:]}")
+        failed = [line for line in stdout.splitlines() if line.lstrip().startswith(("failed", '"outcome": "failed"'))]
+        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}: {stderr[-2000:]} {failed[:5]}")
     return wall, usage.ru_maxrss // 1024, stdout
 
 

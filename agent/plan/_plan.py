@@ -145,6 +145,10 @@ def _model_change(ns: str, name: str, before: list[dict[str, Any]], after: list[
     if has and not had:
         canary = f", canary {fa['canary_version']} at {fa['canary']}" if fa["canary_version"] != "none" else ""
         lines.append(f"new model: version {fa['version']}{canary} ({fa['backend']}, {fa['scaling']})")
+        if canary and fa["backend"] == "kserve":
+            lines.append("warning: KServe splits traffic only after a revision has rolled out at 100%; a new "
+                         "InferenceService serves the canary's artifact to all traffic: roll out the stable "
+                         "version first, then add the canary")
     elif had and not has:
         lines.append(f"model removed (was version {fb['version']})")
     elif had and has:

@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -463,3 +464,15 @@ def test_secret_spec_hash_annotation_and_values_are_masked_with_a_keyed_hash() -
     marker = out["data"]["password"]
     assert marker == redact(secret)["data"]["password"]  # stable within a process
     assert hashlib.sha256(b"hunter2").hexdigest()[:8] not in marker  # not an unkeyed, guessable hash
+
+
+def test_new_kserve_model_with_a_canary_warns_about_the_first_rollout() -> None:
+    from agent.pipeline import load_desired
+    from agent.plan import build_plan, diff_objects
+
+    desired = load_desired(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects
+    plan = build_plan(diff_objects(desired, []))
+    fraud = next(m for m in plan.models if m.name == "fraud-scorer")
+    assert fraud.changes[0].startswith("new model: version 12, canary 13 at 10% (kserve")
+    assert any(c.startswith("warning: KServe splits traffic only after") for c in fraud.changes)
+    assert not any(c.startswith("warning") for m in plan.models if m.name != "fraud-scorer" for c in m.changes)
