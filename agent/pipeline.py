@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import _desired_cache
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
-from agent.source import Revision, open_source
+from agent.source import GitSource, Revision, open_source
 from agent.spec import Spec, load
 
 
@@ -19,18 +20,28 @@ class Desired:
     revision: Revision
 
 
-def load_desired(path: str | Path, revision: str | None = None) -> Desired:
+def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True) -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
+    A commit whose tree was rendered before by this same code is taken from the cache.
     """
     source = open_source(path, revision)
     try:
+        tree_id = ""
+        if cached and isinstance(source, GitSource):
+            tree_id, rev = source.identify(revision)
+            hit = _desired_cache.get(tree_id)
+            if isinstance(hit, tuple) and len(hit) == 2:
+                return Desired(spec=hit[0], objects=hit[1], revision=rev)
         snapshot = source.snapshot(revision)
     finally:
         source.close()
     spec = load(snapshot.files, snapshot.problems)
-    return Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
+    desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
+    if tree_id:
+        _desired_cache.put(tree_id, (desired.spec, desired.objects))
+    return desired
 
 
 def revision_info(revision: Revision) -> dict[str, str]:

@@ -22,7 +22,6 @@ from typing import Any
 
 from agent import health
 from agent.apply import ApplyReport, ObjectResult, check_prune_budget, execute
-from agent.audit import AuditLog
 from agent.cluster import (
     AUDIT_HASH,
     AUDIT_SEQ,
@@ -94,12 +93,13 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     inventory = load_inventory(cluster, target, inventory_namespace)
     kinds = {(str(o["apiVersion"]), str(o["kind"])) for o in desired}
     kinds |= {(e.api_version, e.kind) for e in inventory.entries.values()}
-    live: dict[Key, dict[str, Any]] = {}
     sel = selector(target)
-    for api_version, kind in sorted(kinds):
-        info = cluster.kind(api_version, kind)
-        for obj in cluster.list(info, sel):
-            live[object_key(obj)] = obj
+    infos = [cluster.kind(api_version, kind) for api_version, kind in sorted(kinds)]
+    live: dict[Key, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
+        for items in pool.map(lambda info: list(cluster.list(info, sel)), infos):
+            for obj in items:
+                live[object_key(obj)] = obj
     return Observed(live=live, inventory=inventory)
 
 
@@ -224,7 +224,11 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
         check_prune_budget(plan, managed, budget.max_fraction, budget.max_count)
 
     outcome = Outcome(plan=plan)
-    audit = AuditLog(options.audit_log, identity()) if options.audit_log else None
+    audit = None
+    if options.audit_log:
+        from agent.audit import AuditLog  # structlog is only needed when auditing
+
+        audit = AuditLog(options.audit_log, identity())
     rev = desired.revision
     try:
         if options.dry_run:

@@ -43,7 +43,7 @@ class GitSource:
         except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as exc:
             raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {exc}") from exc
 
-    def snapshot(self, revision: str | None = None) -> Snapshot:
+    def _commit_tree(self, revision: str | None) -> tuple[Any, Any]:
         commit = self.resolve(revision)
         tree = commit.tree
         if self.subdir:
@@ -51,6 +51,25 @@ class GitSource:
                 tree = tree / self.subdir
             except KeyError as exc:
                 raise SourceError(f"path {self.subdir!r} does not exist at {commit.hexsha[:12]}") from exc
+        return commit, tree
+
+    @staticmethod
+    def _revision(commit: Any, revision: str | None) -> Revision:
+        return Revision(
+            commit=commit.hexsha,
+            author=f"{commit.author.name} <{commit.author.email}>",
+            message=str(commit.message).strip(),
+            ref=revision or "HEAD",
+        )
+
+    def identify(self, revision: str | None = None) -> tuple[str, Revision]:
+        """The id of the tree that would be read (it names the content: equal ids, equal files)
+        and the commit it belongs to, without reading any file."""
+        commit, tree = self._commit_tree(revision)
+        return str(tree.hexsha), self._revision(commit, revision)
+
+    def snapshot(self, revision: str | None = None) -> Snapshot:
+        commit, tree = self._commit_tree(revision)
         blobs: dict[str, Any] = {}
         for item in tree.traverse():
             if item.type == "blob":
@@ -75,13 +94,7 @@ class GitSource:
                 problems.append(SpecError(rel, 1, "", f"file is {blob.size} bytes, over the limit of {MAX_FILE_BYTES}"))
                 continue
             files[rel] = blob.data_stream.read()
-        revision_info = Revision(
-            commit=commit.hexsha,
-            author=f"{commit.author.name} <{commit.author.email}>",
-            message=str(commit.message).strip(),
-            ref=revision or "HEAD",
-        )
-        return Snapshot(files=files, revision=revision_info, problems=problems)
+        return Snapshot(files=files, revision=self._revision(commit, revision), problems=problems)
 
     def close(self) -> None:
         self.repo.close()
