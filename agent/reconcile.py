@@ -103,18 +103,23 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     return Observed(live=live, inventory=inventory)
 
 
-def _compare(cluster: Cluster, want: dict[str, Any], have: dict[str, Any], entry: Entry | None,
-             manager: str, force: bool) -> ObjectChange:
+def _matches(want: dict[str, Any], have: dict[str, Any], entry: Entry | None, manager: str) -> bool:
+    """No request needed: the live object carries our rendered spec-hash and nobody took a
+    field from us since our last apply (the fields we own hash as they did then)."""
     annotations = (have.get("metadata") or {}).get("annotations") or {}
-    same_hash = annotations.get(SPEC_HASH_ANNOTATION) == want["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-    if same_hash and entry is not None and entry.fields and entry.fields == owned_fields_hash(have, manager):
-        result = change("unchanged", want, want, [])
-        result.live = have
-        return result
+    if annotations.get(SPEC_HASH_ANNOTATION) != want["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+        return False
+    return entry is not None and bool(entry.fields) and entry.fields == owned_fields_hash(have, manager)
+
+
+def _dry_run_compare(cluster: Cluster, want: dict[str, Any], have: dict[str, Any], manager: str) -> ObjectChange:
+    """A change is suspected: ask the server what applying would produce, and compare that
+    with the live object (both server-side, so defaults never show up as differences)."""
     try:
         dry = cluster.apply(want, force=True, dry_run=True, field_manager=manager)
     except ClusterError as exc:
-        raise AgentError(f"dry-run of {want['kind']}/{want['metadata'].get('namespace', '')}/{want['metadata']['name']} failed: {exc}") from exc
+        meta = want["metadata"]
+        raise AgentError(f"dry-run of {want['kind']}/{meta.get('namespace', '')}/{meta['name']} failed: {exc}") from exc
     before, after = normalize(have), normalize(dry)
     if before == after:
         result = change("unchanged", before, after, [])
@@ -133,15 +138,22 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
                  prune: bool = True, concurrency: int = 8) -> Plan:
     want = {object_key(o): o for o in desired.objects}
     entries = observed.inventory.entries
-
-    def one(key: Key) -> ObjectChange:
+    changes: dict[Key, ObjectChange] = {}
+    suspects: list[Key] = []
+    for key, obj in want.items():
         have = observed.live.get(key)
         if have is None:
-            return change("create", None, want[key])
-        return _compare(cluster, want[key], have, entries.get(key), manager, True)
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        changes = list(pool.map(one, sorted(want)))
+            changes[key] = change("create", None, obj)
+        elif _matches(obj, have, entries.get(key), manager):
+            changes[key] = change("unchanged", obj, obj, [])
+            changes[key].live = have
+        else:
+            suspects.append(key)
+    if suspects:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            checked = pool.map(lambda k: _dry_run_compare(cluster, want[k], observed.live[k], manager), suspects)
+            changes.update(zip(suspects, checked, strict=True))
+    ordered = [changes[key] for key in sorted(changes)]
     if prune:
         for key in sorted(set(entries) - set(want)):
             have = observed.live.get(key)
@@ -149,8 +161,8 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
                 continue  # already gone
             gone = change("delete", normalize(have), None)
             gone.live = have
-            changes.append(gone)
-    return build_plan(changes, base={"short": "live"}, revision=revision_info(desired.revision))
+            ordered.append(gone)
+    return build_plan(ordered, base={"short": "live"}, revision=revision_info(desired.revision))
 
 
 def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str | None = None,
