@@ -12,9 +12,11 @@ from agent.render._meta import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
+    OWNER_ANNOTATION,
     SOURCE_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     STABLE_ANNOTATION,
+    STAGE_LABEL,
     TARGET_LABEL,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
@@ -26,7 +28,7 @@ from agent.render._meta import (
 )
 from agent.render._monitor import expression, prometheus_rule, scrape_config
 from agent.render._order import in_apply_order, phase
-from agent.spec import Location, Spec
+from agent.spec import Location, Model, Spec
 
 __all__ = [
     "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
@@ -53,15 +55,15 @@ def render(spec: Spec) -> list[dict[str, Any]]:
     for model in spec.models:
         runtime = runtimes.get(model.runtime) if model.runtime else None
         if model.backend == "kserve":
-            add(inference_service(model, runtime, spec.config.default_resources), model.location)
+            add(inference_service(model, runtime, spec.config.default_resources), model.location, **ownership(model))
             if runtime is not None:
                 kserve_runtimes.setdefault((runtime.name, model.namespace), set()).add(model.format)
         else:
             assert runtime is not None, "validated: the kubernetes backend has a runtime"
             for obj in workload_objects(model, runtime, spec.config.default_resources):
-                add(obj, model.location)
+                add(obj, model.location, **ownership(model))
         if model.key in monitored:
-            add(scrape_config(model, runtime), model.location)
+            add(scrape_config(model, runtime), model.location, **ownership(model))
     for (name, namespace), formats in sorted(kserve_runtimes.items()):
         runtime = runtimes[name]
         add(serving_runtime(runtime, namespace, sorted(formats)), runtime.location)
@@ -84,6 +86,13 @@ def render(spec: Spec) -> list[dict[str, Any]]:
     if errors:
         raise ValidationFailed(errors)
     return in_apply_order([obj for obj, _ in rendered])
+
+
+def ownership(model: Model) -> dict[str, dict[str, str]]:
+    """Stage label and owner annotation on a model's objects (not on its pods: changing the
+    owner must not roll the model out again)."""
+    annotations = {OWNER_ANNOTATION: model.owner} if model.owner else {}
+    return {"labels": {STAGE_LABEL: model.stage}, "annotations": annotations}
 
 
 def _copy(value: Any) -> Any:

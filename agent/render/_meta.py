@@ -17,6 +17,8 @@ MODEL_LABEL = "modelops.dev/model"
 VERSION_LABEL = "modelops.dev/version"
 TRACK_LABEL = "modelops.dev/track"
 MONITOR_LABEL = "modelops.dev/monitor"
+STAGE_LABEL = "modelops.dev/stage"
+OWNER_ANNOTATION = "modelops.dev/owner"
 
 SPEC_HASH_ANNOTATION = "modelops.dev/spec-hash"
 SOURCE_ANNOTATION = "modelops.dev/source"

@@ -100,14 +100,6 @@ class Model:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    @property
-    def serving_versions(self) -> list[ModelVersion]:
-        """Stable first, then the canary when it takes traffic or is staged at 0%."""
-        out = [self.versions[self.stable]]
-        if self.canary is not None and self.canary.version != self.stable:
-            out.append(self.versions[self.canary.version])
-        return out
-
 
 @dataclass(frozen=True)
 class MonitorRule:

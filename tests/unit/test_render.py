@@ -776,3 +776,15 @@ def test_example_repo_renders_with_the_same_guarantees() -> None:
     snapshot = {p.relative_to(EXAMPLE_REPO).as_posix(): p.read_bytes() for p in EXAMPLE_REPO.rglob("*.yaml")}
     items = sorted(snapshot.items(), reverse=True)
     assert dump(render_files(dict(items))) == dump(objects)
+
+
+def test_stage_label_and_owner_annotation_on_model_objects_not_pods() -> None:
+    from agent.pipeline import load_desired as _load
+
+    objects = _load(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects
+    isvc = next(o for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "fraud-scorer")
+    assert isvc["metadata"]["labels"]["modelops.dev/stage"] == "production"
+    assert isvc["metadata"]["annotations"]["modelops.dev/owner"] == "fraud-ml@acme.example"
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        assert "modelops.dev/stage" in deployment["metadata"]["labels"]
+        assert "modelops.dev/stage" not in deployment["spec"]["template"]["metadata"]["labels"]
