@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -24,7 +25,8 @@ from agent.cluster._kinds import KindInfo, well_known
 from agent.errors import AgentError
 
 FIELD_MANAGER = "modelops-agent"
-RETRYABLE = frozenset({409, 429, 500, 502, 503, 504})
+UNREACHABLE = 0  # status of a ClusterError when no HTTP answer came back
+RETRYABLE = frozenset({UNREACHABLE, 409, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
 
@@ -34,7 +36,8 @@ class ClusterError(AgentError):
     def __init__(self, status: int, message: str, reason: str = "") -> None:
         self.status = status
         self.reason = reason
-        super().__init__(f"HTTP {status}{' ' + reason if reason else ''}: {message}")
+        prefix = f"HTTP {status}{' ' + reason if reason else ''}: " if status else ""
+        super().__init__(prefix + message)
 
 
 def _error(exc: ApiException) -> ClusterError:
@@ -129,6 +132,8 @@ class Cluster:
                 response = self.api.call_api(*serialized)
             except ApiException as exc:
                 raise _error(exc) from exc
+            except urllib3.exceptions.HTTPError as exc:
+                raise self._unreachable(exc) from exc
             data = response.read()
             if not 200 <= response.status <= 299:
                 try:
@@ -139,6 +144,10 @@ class Cluster:
             return json.loads(data) if data else None
 
         return self._retry(call)
+
+    def _unreachable(self, exc: Exception) -> ClusterError:
+        reason = getattr(exc, "reason", None) or exc
+        return ClusterError(UNREACHABLE, f"cannot reach the API server at {self.api.configuration.host}: {reason}")
 
     # --- kinds ----------------------------------------------------------------------------
     def kind(self, api_version: str, kind: str) -> KindInfo:
@@ -217,6 +226,8 @@ class Cluster:
                 )
             except ApiException as exc:
                 raise _error(exc) from exc
+            except urllib3.exceptions.HTTPError as exc:
+                raise self._unreachable(exc) from exc
             out: dict[str, Any] = json.loads(response.data)
             return out
 

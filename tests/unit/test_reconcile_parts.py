@@ -158,3 +158,14 @@ def test_audit_chain_on_a_local_file(tmp_path: Path) -> None:
     assert not verify(path, anchor=(9, "x")).ok
     assert not verify(path, anchor=(2, "0" * 64)).ok
     assert verify(path, anchor=(2, records[1]["hash"])).ok
+
+
+def test_an_unreachable_api_server_is_a_clean_error_after_retries() -> None:
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:1"  # nothing listens on port 1
+    configuration.verify_ssl = False
+    cluster = Cluster(k8s.ApiClient(configuration), retries=2, backoff=0.001)
+    with pytest.raises(ClusterError, match="cannot reach the API server at https://127.0.0.1:1") as info:
+        cluster.request("GET", "/api/v1/namespaces")
+    assert info.value.status == 0
+    assert cluster.requests["GET"] == 3  # the first try and two retries
