@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import health
-from agent.apply import ApplyReport, ObjectResult, check_prune_budget, execute
+from agent.apply import ApplyReport, ObjectResult, PruneRefused, check_prune_budget, execute
 from agent.cluster import (
     AUDIT_HASH,
     AUDIT_SEQ,
@@ -230,18 +230,27 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
     prune = config.policy.prune if options.prune is None else options.prune
     plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
                         concurrency=options.concurrency)
-    if prune and not options.allow_mass_prune:
-        managed = max(len(observed.inventory.entries), 1)
-        budget = config.policy.prune_budget
-        check_prune_budget(plan, managed, budget.max_fraction, budget.max_count)
-
-    outcome = Outcome(plan=plan)
     audit = None
     if options.audit_log:
         from agent.audit import AuditLog  # structlog is only needed when auditing
 
         audit = AuditLog(options.audit_log, identity())
     rev = desired.revision
+    if prune and not options.allow_mass_prune:
+        budget = config.policy.prune_budget
+        try:
+            check_prune_budget(plan, len(observed.inventory.entries), budget.max_fraction, budget.max_count)
+        except PruneRefused as refused:
+            if audit is not None:  # a refusal is worth a record, anchored in the cluster like any other
+                seq, digest = audit.write("reconcile", target=target, commit=rev.commit, author=rev.author,
+                                          message=rev.message, dry_run=options.dry_run, result="refused",
+                                          error=str(refused), counts=plan.counts())
+                audit.close()
+                observed.inventory.annotations.update({AUDIT_SEQ: str(seq), AUDIT_HASH: digest})
+                save_inventory(cluster, observed.inventory)
+            raise
+
+    outcome = Outcome(plan=plan)
     try:
         if options.dry_run:
             outcome.report = ApplyReport([ObjectResult(c, "skipped", "dry run") for c in plan.changed])
@@ -264,7 +273,7 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
                 duration_s=round(time.monotonic() - started, 3),
             )
         if not options.dry_run:
-            _update_inventory(cluster, observed.inventory, desired, outcome, anchor)
+            _update_inventory(cluster, observed.inventory, desired, outcome, anchor, options.manager)
     finally:
         if audit is not None:
             audit.close()
@@ -273,7 +282,7 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
 
 
 def _update_inventory(cluster: Cluster, inventory: Inventory, desired: Desired, outcome: Outcome,
-                      anchor: tuple[int, str] | None) -> None:
+                      anchor: tuple[int, str] | None, manager: str) -> None:
     """Record what we own now. Written only when something changed: a no-op writes nothing."""
     before = inventory.content()
     by_key = {object_key(r.change.desired): r for r in outcome.report.results if r.change.desired is not None}
@@ -285,7 +294,7 @@ def _update_inventory(cluster: Cluster, inventory: Inventory, desired: Desired, 
         if result is not None and result.outcome == "applied":
             fields = result.fields
         elif c.action == "unchanged" and c.live is not None:
-            fields = owned_fields_hash(c.live, FIELD_MANAGER)
+            fields = owned_fields_hash(c.live, manager)
         else:
             existing = inventory.entries.get(key)
             if existing is None:
@@ -295,10 +304,8 @@ def _update_inventory(cluster: Cluster, inventory: Inventory, desired: Desired, 
         inventory.entries[key] = Entry(str(c.desired["apiVersion"]), str(c.desired["kind"]),
                                        str(meta.get("namespace") or ""), str(meta["name"]), fields)
     for r in outcome.report.results:
-        if r.outcome == "deleted":
-            for key, entry in list(inventory.entries.items()):
-                if (entry.kind, entry.namespace, entry.name) == (r.change.kind, r.change.namespace, r.change.name):
-                    del inventory.entries[key]
+        if r.outcome == "deleted" and r.change.live is not None:
+            inventory.entries.pop(object_key(r.change.live), None)
     changed = inventory.content() != before or outcome.plan.has_changes or not outcome.report.ok
     if not changed:
         return

@@ -197,15 +197,18 @@ def test_conflict_policy_skip_reports_the_other_manager(repo: Path, kubeconfig: 
     assert agent("diff", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig)).returncode == 0
 
 
-def test_emptied_repo_is_refused_by_the_prune_budget(repo: Path, kubeconfig: Path) -> None:
+def test_emptied_repo_is_refused_by_the_prune_budget(repo: Path, kubeconfig: Path, audit_log: Path) -> None:
     before = managed(kubeconfig)
     for path in (repo / "teams").rglob("*.yaml"):
         path.unlink()
     for path in (repo / "infra").rglob("*.yaml"):
         path.unlink()
     commit(repo, "oops: everything deleted")
-    proc = agent("apply", str(repo), "--revision", "HEAD", "--prune", "--kubeconfig", str(kubeconfig), check=2)
+    proc = agent("apply", str(repo), "--revision", "HEAD", "--prune", "--kubeconfig", str(kubeconfig),
+                 "--audit-log", str(audit_log), check=2)
     assert "refusing to prune" in proc.stderr
+    last = json.loads(audit_log.read_text().splitlines()[-1])
+    assert (last["event"], last["result"]) == ("reconcile", "refused") and "refusing to prune" in last["error"]
     assert set(managed(kubeconfig)) == set(before)
     subprocess.run([*GIT, "revert", "--no-edit", "HEAD"], cwd=repo, check=True, capture_output=True)
 

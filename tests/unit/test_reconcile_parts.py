@@ -165,7 +165,7 @@ def test_an_unreachable_api_server_is_a_clean_error_after_retries() -> None:
     configuration.host = "https://127.0.0.1:1"  # nothing listens on port 1
     configuration.verify_ssl = False
     cluster = Cluster(k8s.ApiClient(configuration), retries=2, backoff=0.001)
-    with pytest.raises(ClusterError, match="cannot reach the API server at https://127.0.0.1:1") as info:
+    with pytest.raises(ClusterError, match=r"cannot reach the API server at https://127\.0\.0\.1:1") as info:
         cluster.request("GET", "/api/v1/namespaces")
     assert info.value.status == 0
     assert cluster.requests["GET"] == 3  # the first try and two retries
