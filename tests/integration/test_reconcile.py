@@ -229,6 +229,23 @@ def test_invalid_commit_applies_nothing(repo: Path, kubeconfig: Path) -> None:
     subprocess.run([*GIT, "revert", "--no-edit", "HEAD"], cwd=repo, check=True, capture_output=True)
 
 
+def test_dry_run_plans_and_audits_but_changes_nothing(repo: Path, kubeconfig: Path, audit_log: Path) -> None:
+    model = repo / "teams/fraud/models/fraud-scorer.yaml"
+    model.write_text(re.sub(r"traffic: 10\b", "traffic: 40", model.read_text(), count=1))
+    commit(repo, "fraud-scorer canary to 40%")
+    before = {k: o["metadata"]["resourceVersion"] for k, o in managed(kubeconfig).items()}
+    proc = agent("apply", str(repo), "--revision", "HEAD", "--dry-run", "--kubeconfig", str(kubeconfig),
+                 "--audit-log", str(audit_log), "--color", "never", check=0)
+    assert "fraud/fraud-scorer: canary 10% -> 40%" in proc.stdout
+    assert re.search(r"skipped\s+update\s+InferenceService/fraud/fraud-scorer: dry run", proc.stdout)
+    assert {k: o["metadata"]["resourceVersion"] for k, o in managed(kubeconfig).items()} == before
+    records = [json.loads(x) for x in audit_log.read_text().splitlines()[-2:]]
+    assert [(r["event"], r["dry_run"]) for r in records] == [("object", True), ("reconcile", True)]
+    assert records[0]["fields"] == ["metadata.annotations.modelops.dev/canary-traffic",
+                                    "spec.predictor.canaryTrafficPercent"]
+    subprocess.run([*GIT, "revert", "--no-edit", "HEAD"], cwd=repo, check=True, capture_output=True)
+
+
 def test_audit_log_verifies_and_detects_tampering(audit_log: Path, kubeconfig: Path, tmp_path: Path) -> None:
     verify = ("audit", "verify", "--target", "ml-platform", "--kubeconfig", str(kubeconfig))
     assert "records intact, anchored at seq" in agent(*verify[:2], str(audit_log), *verify[2:], check=0).stdout
@@ -253,7 +270,11 @@ def test_audit_log_verifies_and_detects_tampering(audit_log: Path, kubeconfig: P
     check("edited.jsonl", edited, "line 2")
     check("removed.jsonl", lines[:2] + lines[3:], "line 3")
     check("reordered.jsonl", [lines[1], lines[0], *lines[2:]], "line 1")
-    check("truncated.jsonl", lines[:-1], "tail was cut")
+    inventory = json.loads(kubectl(kubeconfig, "get", "configmap", "-n", "modelops-system",
+                                   "modelops-inventory-ml-platform", "-o", "json"))
+    anchored = int(inventory["metadata"]["annotations"]["modelops.dev/audit-seq"])
+    assert anchored >= len(lines) - 2  # only the dry run's two records come after the anchor
+    check("truncated.jsonl", lines[: anchored - 1], "tail was cut")
     # a torn final line (crash mid-write) does not break the records before it
     torn = tmp_path / "torn.jsonl"
     torn.write_text("".join(lines) + '{"seq": 99, "ev')
