@@ -6,6 +6,8 @@ also anchors the audit log (latest seq/hash) and records the last apply for `age
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ AUDIT_HASH = "modelops.dev/audit-hash"
 LAST_APPLY = "modelops.dev/last-apply"
 
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
+_COMPRESS_OVER = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,25 @@ class Inventory:
         }
         if self.resource_version:
             meta["resourceVersion"] = self.resource_version
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": meta,
-            "data": {"objects": json.dumps(objects, separators=(",", ":"))},
-        }
+        text = json.dumps(objects, separators=(",", ":"))
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+        if len(text) > _COMPRESS_OVER:  # a ConfigMap holds at most 1 MiB: ~10,000 entries uncompressed
+            body["binaryData"] = {"objects.json.gz": base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()}
+        else:
+            body["data"] = {"objects": text}
+        return body
+
+    @classmethod
+    def from_configmap(cls, target: str, cm: dict[str, Any]) -> Inventory:
+        meta = cm.get("metadata", {})
+        inv = cls(target=target, namespace=str(meta.get("namespace", INVENTORY_NAMESPACE)),
+                  annotations=dict(meta.get("annotations") or {}), resource_version=meta.get("resourceVersion"))
+        packed = (cm.get("binaryData") or {}).get("objects.json.gz")
+        text = gzip.decompress(base64.b64decode(packed)).decode() if packed else (cm.get("data") or {}).get("objects", "[]")
+        for row in json.loads(text):
+            entry = Entry(*row)
+            inv.entries[entry.key] = entry
+        return inv
 
     def content(self) -> tuple[Any, ...]:
         return (tuple(sorted(e.as_list() for e in self.entries.values())), tuple(sorted(self.annotations.items())))
@@ -77,18 +93,9 @@ assert _CM is not None and _NS is not None
 
 
 def load_inventory(cluster: Cluster, target: str, namespace: str = INVENTORY_NAMESPACE) -> Inventory:
-    inv = Inventory(target=target, namespace=namespace)
     assert _CM is not None
-    cm = cluster.get(_CM, inv.name, namespace)
-    if cm is None:
-        return inv
-    meta = cm.get("metadata", {})
-    inv.resource_version = meta.get("resourceVersion")
-    inv.annotations = dict(meta.get("annotations") or {})
-    for row in json.loads((cm.get("data") or {}).get("objects", "[]")):
-        entry = Entry(*row)
-        inv.entries[entry.key] = entry
-    return inv
+    cm = cluster.get(_CM, Inventory(target=target).name, namespace)
+    return Inventory(target=target, namespace=namespace) if cm is None else Inventory.from_configmap(target, cm)
 
 
 def save_inventory(cluster: Cluster, inv: Inventory) -> None:

@@ -169,3 +169,19 @@ def test_an_unreachable_api_server_is_a_clean_error_after_retries() -> None:
         cluster.request("GET", "/api/v1/namespaces")
     assert info.value.status == 0
     assert cluster.requests["GET"] == 3  # the first try and two retries
+
+
+def test_a_large_inventory_is_stored_compressed_and_reads_back() -> None:
+    from agent.cluster import Entry, Inventory
+    from agent.cluster._inventory import _COMPRESS_OVER
+
+    inventory = Inventory(target="big")
+    for i in range(6000):
+        entry = Entry("apps/v1", "Deployment", f"team-{i % 10:02d}", f"model-{i:05d}", f"{i:016x}")
+        inventory.entries[entry.key] = entry
+    body = inventory.to_configmap()
+    assert "data" not in body and len(body["binaryData"]["objects.json.gz"]) < _COMPRESS_OVER
+    assert Inventory.from_configmap("big", body).entries == inventory.entries
+    small = Inventory(target="small", entries=dict(list(inventory.entries.items())[:10]))
+    assert Inventory.from_configmap("small", small.to_configmap()).entries == small.entries
+    assert "objects" in small.to_configmap()["data"]
