@@ -106,7 +106,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.cluster import Cluster
     from agent.pipeline import load_desired
-    from agent.reconcile import Options, reconcile, wait_healthy
+    from agent.reconcile import Options, reconcile
+    from agent.status import wait_healthy
 
     desired = load_desired(args.path, args.revision)  # invalid commit: raises, nothing applied
     options = Options(
@@ -188,7 +189,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     from agent.cluster import Cluster
     from agent.pipeline import load_desired
-    from agent.reconcile import model_status
+    from agent.status import model_status
 
     desired = load_desired(args.path, args.revision)
     with Cluster.connect(args.kubeconfig, args.context) as cluster:

@@ -17,7 +17,8 @@ from agent.audit import verify
 from agent.cluster import Cluster
 from agent.devcluster._build import repo_root
 from agent.pipeline import load_desired
-from agent.reconcile import Options, observe, plan_against, reconcile, wait_healthy
+from agent.reconcile import Options, observe, plan_against, reconcile
+from agent.status import wait_healthy
 
 GIT = ["git", "-c", "user.name=Demo Engineer", "-c", "user.email=demo@example.com", "-c", "init.defaultBranch=main"]
 

@@ -1,0 +1,66 @@
+"""`agent status`: per model, is the cluster synced with Git, is it healthy, how did the last
+apply go. Reads with the same LISTs as a reconcile; never writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from agent import health
+from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, Cluster
+from agent.pipeline import Desired, revision_info
+from agent.reconcile import observe
+from agent.render import MODEL_LABEL, SPEC_HASH_ANNOTATION, object_key
+
+
+def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
+    observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
+    last = json.loads(observed.inventory.annotations.get(LAST_APPLY, "{}") or "{}")
+    models = []
+    for model in desired.spec.models:
+        mine = [o for o in desired.objects if (o["metadata"].get("labels") or {}).get(MODEL_LABEL) == model.name
+                and o["metadata"].get("namespace") == model.namespace]
+        parts = []
+        verdicts = []
+        synced = True
+        for o in mine:
+            live = observed.live.get(object_key(o))
+            if live is None or (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+                synced = False
+            h = health.of(live)
+            verdicts.append(h)
+            parts.append({"object": f"{o['kind']}/{o['metadata']['name']}", "health": h.state, "message": h.message})
+        overall = health.worst(verdicts)
+        failed = {k: v for k, v in (last.get("failed") or {}).items() if k.split("/")[1:2] == [model.namespace]}
+        models.append({
+            "namespace": model.namespace,
+            "name": model.name,
+            "version": model.stable,
+            "canary": {"version": model.canary.version, "traffic": model.canary.traffic} if model.canary else None,
+            "synced": synced,
+            "health": overall.state,
+            "message": overall.message,
+            "objects": parts,
+            "lastApply": {"commit": last.get("commit", ""), "time": last.get("time", ""),
+                          "result": "failed" if failed else last.get("result", "never")},
+        })
+    return {
+        "target": desired.spec.config.name,
+        "revision": revision_info(desired.revision),
+        "lastApply": last,
+        "models": models,
+    }
+
+
+def wait_healthy(desired: Desired, cluster: Cluster, timeout: float, interval: float = 1.0,
+                 inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
+    """Poll status until every model is Healthy (or Unknown: no controller reports on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = model_status(desired, cluster, inventory_namespace)
+        pending = [m for m in status["models"] if m["health"] not in ("Healthy", "Unknown")]
+        if not pending or time.monotonic() >= deadline:
+            status["timedOut"] = bool(pending)
+            return status
+        time.sleep(interval)
