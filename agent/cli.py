@@ -157,6 +157,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if status is not None and status.get("timedOut"):
         print("error: timed out waiting for models to become healthy", file=sys.stderr)
         return EXIT_ERROR
+    if status is not None and status.get("degraded"):
+        print(f"error: degraded: {', '.join(status['degraded'])}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

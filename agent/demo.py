@@ -58,12 +58,14 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             print(f"{sum(1 for r in outcome.report.results if r.outcome == 'applied')} objects applied, "
                   f"{len(outcome.report.failed)} failed; requests {dict(sorted(outcome.requests.items()))}")
 
-            _say("3. agent status (waiting up to 90 s for the kubernetes-backend models)")
+            _say("3. agent status (waiting up to 90 s for every model to settle)")
             status = wait_healthy(desired, cluster, timeout=90)
             for m in status["models"]:
                 canary = f" canary {m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else ""
                 print(f"  {m['namespace']}/{m['name']}: version {m['version']}{canary}, "
                       f"synced={m['synced']}, health={m['health']} {m['message']}")
+            print("  (this cluster runs no KServe controller, so InferenceServices stay Unknown, and no metrics\n"
+                  "   server, so an HPA scaling on CPU reports Degraded: both would be Healthy in production)")
 
             _say("4. A no-op reconcile: nothing to write")
             before = sum(cluster.requests.values())

@@ -66,12 +66,23 @@ def _inference_service(obj: dict[str, Any]) -> Health:
     return Health("Progressing", str(ready.get("reason") or "becoming ready"))
 
 
+# The HPA conditions that mean it cannot do its job (the same table Argo CD uses).
+_HPA_DEGRADED = {
+    ("AbleToScale", "FailedGetScale"), ("AbleToScale", "FailedUpdateScale"),
+    ("ScalingActive", "FailedGetResourceMetric"), ("ScalingActive", "InvalidSelector"),
+}
+
+
 def _hpa(obj: dict[str, Any]) -> Health:
     status = obj.get("status") or {}
-    able = _conditions(obj).get("AbleToScale")
+    if not status.get("conditions"):
+        return Health("Progressing", "the HPA controller has not reported yet")
+    for condition in status["conditions"]:
+        if condition.get("status") == "False" and (condition.get("type"), condition.get("reason")) in _HPA_DEGRADED:
+            return Health("Degraded", f"{condition.get('type')}: {condition.get('message') or condition.get('reason')}")
     current, desired = status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
-    if able is not None and able.get("status") == "False":
-        return Health("Degraded", str(able.get("message") or "unable to scale"))
+    if current < desired:
+        return Health("Progressing", f"scaling to {desired} replicas ({current} now)")
     return Health("Healthy", f"{current} replicas (desired {desired})")
 
 

@@ -53,14 +53,19 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
     }
 
 
+SETTLED = ("Healthy", "Unknown", "Degraded")  # states that waiting will not change by itself
+
+
 def wait_healthy(desired: Desired, cluster: Cluster, timeout: float, interval: float = 1.0,
                  inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
-    """Poll status until every model is Healthy (or Unknown: no controller reports on it)."""
+    """Poll status until every model has settled: Healthy, Unknown (no controller reports on
+    it) or Degraded (waiting longer will not help: the caller reports it)."""
     deadline = time.monotonic() + timeout
     while True:
         status = model_status(desired, cluster, inventory_namespace)
-        pending = [m for m in status["models"] if m["health"] not in ("Healthy", "Unknown")]
+        pending = [m for m in status["models"] if m["health"] not in SETTLED]
         if not pending or time.monotonic() >= deadline:
             status["timedOut"] = bool(pending)
+            status["degraded"] = [f"{m['namespace']}/{m['name']}" for m in status["models"] if m["health"] == "Degraded"]
             return status
         time.sleep(interval)

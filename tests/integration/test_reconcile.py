@@ -74,6 +74,16 @@ def managed(kubeconfig: Path, target: str = "ml-platform") -> dict[tuple[str, st
     return out
 
 
+def status_json(repo: Path, kubeconfig: Path) -> dict[str, Any]:
+    out = agent("status", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig), "-o", "json")
+    return dict(json.loads(out.stdout))
+
+
+def settled(repo: Path, kubeconfig: Path) -> bool:
+    """No model still progressing (Degraded counts: the dev cluster has no metrics server)."""
+    return all(m["health"] in ("Healthy", "Unknown", "Degraded") for m in status_json(repo, kubeconfig)["models"])
+
+
 def write_metrics(kubeconfig: Path, resources: set[str]) -> Counter[str]:
     """apiserver_request_total for write verbs on our resources (main resource, not status)."""
     text = kubectl(kubeconfig, "get", "--raw", "/metrics")
@@ -103,8 +113,7 @@ def test_apply_examples_then_noop(repo: Path, kubeconfig: Path, audit_log: Path,
 
     # kubernetes-backend models settle first (Deployment controller), so the no-op is measured
     # in a steady state
-    wait_for(lambda: agent("status", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig)).returncode == 0,
-             "models healthy", timeout=120)
+    wait_for(lambda: settled(repo, kubeconfig), "models settled", timeout=120)
 
     assert agent("diff", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig)).returncode == 0
 
@@ -283,9 +292,7 @@ def test_audit_log_verifies_and_detects_tampering(audit_log: Path, kubeconfig: P
 
 def test_health_of_kubernetes_backend(repo: Path, kubeconfig: Path, wait_for: Any) -> None:
     def healthy() -> bool:
-        status = json.loads(agent("status", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig),
-                                  "-o", "json").stdout)
-        model = next(m for m in status["models"] if m["name"] == "candidate-retrieval")
+        model = next(m for m in status_json(repo, kubeconfig)["models"] if m["name"] == "candidate-retrieval")
         return bool(model["synced"] and model["health"] == "Healthy" and model["lastApply"]["result"] == "succeeded")
 
     wait_for(healthy, "candidate-retrieval healthy", timeout=120)
@@ -293,6 +300,17 @@ def test_health_of_kubernetes_backend(repo: Path, kubeconfig: Path, wait_for: An
                               "modelops.dev/model=candidate-retrieval", "-o", "json"))["items"]
     assert len(pods) == 3
     assert all(p["status"]["phase"] == "Running" and p["spec"]["nodeName"].startswith("kwok") for p in pods)
+
+    # ranker autoscales on CPU, and the dev cluster has no metrics server: its HPA says so,
+    # and the agent reports the model Degraded (as Argo CD would) instead of waiting forever
+    def ranker() -> dict[str, Any]:
+        return next(m for m in status_json(repo, kubeconfig)["models"] if m["name"] == "ranker")
+
+    wait_for(lambda: ranker()["health"] == "Degraded", "the ranker HPA to report missing metrics", timeout=120)
+    assert "ScalingActive" in ranker()["message"] and "metrics" in ranker()["message"]
+
     waited = agent("apply", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig), "--wait",
-                   "--timeout", "60", "--color", "never", check=0)
+                   "--timeout", "60", "--color", "never", check=2)
     assert re.search(r"recsys/candidate-retrieval\s+7\s+-\s+yes\s+Healthy", waited.stdout), waited.stdout
+    assert re.search(r"recsys/ranker\s+\S+\s+-\s+yes\s+Degraded", waited.stdout), waited.stdout
+    assert "degraded: recsys/ranker" in waited.stderr

@@ -82,6 +82,16 @@ def _deployment(generation: int, observed: int, replicas: int, updated: int, ava
     ({"kind": "InferenceService", "status": {"conditions": [{"type": "Ready", "status": "False", "message": "boom"}]}},
      "Degraded"),
     ({"kind": "InferenceService", "status": {}}, "Unknown"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {}}, "Progressing"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"currentReplicas": 3, "desiredReplicas": 3, "conditions": [
+        {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"}]}}, "Healthy"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"currentReplicas": 1, "desiredReplicas": 3, "conditions": [
+        {"type": "AbleToScale", "status": "True", "reason": "SucceededRescale"}]}}, "Progressing"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"currentReplicas": 3, "desiredReplicas": 3, "conditions": [
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": "no metrics"}]}},
+     "Degraded"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"currentReplicas": 3, "desiredReplicas": 3, "conditions": [
+        {"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled"}]}}, "Healthy"),
     (None, "Missing"),
 ])
 def test_health(obj: dict[str, Any] | None, state: str) -> None:
