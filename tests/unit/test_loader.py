@@ -874,16 +874,21 @@ def test_names_and_versions_must_be_valid_kubernetes_names_and_labels(old: str, 
     assert any(e.field == field and text in e.message for e in errors), errors
 
 
-@pytest.mark.parametrize(("duration", "ok"), [("30m1h", False), ("1h30m", True), ("5ms", True), ("m", False)])
-def test_durations_follow_prometheus_order(duration: str, ok: bool) -> None:
-    monitor = t(f"""
+def _latency_monitor(fields: str) -> str:
+    """A Monitor of the baseline model with one latency rule."""
+    return t(f"""
         apiVersion: modelops.dev/v1alpha1
         kind: Monitor
         metadata: {{name: mon, namespace: fraud}}
         spec:
           model: scorer
-          rules: [{{name: lat, type: latency, threshold: 0.5, for: "{duration}"}}]
+          rules: [{{name: lat, type: latency, {fields}}}]
         """)
+
+
+@pytest.mark.parametrize(("duration", "ok"), [("30m1h", False), ("1h30m", True), ("5ms", True), ("m", False)])
+def test_durations_follow_prometheus_order(duration: str, ok: bool) -> None:
+    monitor = _latency_monitor(f'threshold: 0.5, for: "{duration}"')
     if ok:
         assert loads(repo({"monitors/mon.yaml": monitor})).monitors[0].rules[0].for_ == duration
     else:
@@ -892,26 +897,12 @@ def test_durations_follow_prometheus_order(duration: str, ok: bool) -> None:
 
 
 def test_exponent_floats_are_numbers() -> None:
-    monitor = t("""
-        apiVersion: modelops.dev/v1alpha1
-        kind: Monitor
-        metadata: {name: mon, namespace: fraud}
-        spec:
-          model: scorer
-          rules: [{name: lat, type: latency, threshold: 5e-2}]
-        """)
+    monitor = _latency_monitor("threshold: 5e-2")
     assert loads(repo({"monitors/mon.yaml": monitor})).monitors[0].rules[0].threshold == 0.05
 
 
 def test_monitor_of_an_invalid_model_reports_only_the_model() -> None:
-    monitor = t("""
-        apiVersion: modelops.dev/v1alpha1
-        kind: Monitor
-        metadata: {name: mon, namespace: fraud}
-        spec:
-          model: scorer
-          rules: [{name: lat, type: latency, threshold: 0.5}]
-        """)
+    monitor = _latency_monitor("threshold: 0.5")
     broken = MODEL.replace("runtime: sklearn-server", "runtime: missing-server")
     errors = errors_of(repo({"models/scorer.yaml": broken, "monitors/mon.yaml": monitor}))
     assert [e.field for e in errors] == ["spec.runtime"], errors
