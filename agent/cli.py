@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ValidationFailed as exc:
-        print(f"error: {len(exc.errors)} problem(s) in the model repo:", file=sys.stderr)
+        where = f" at {exc.revision}" if exc.revision else ""
+        print(f"error: {len(exc.errors)} problem(s) in the model repo{where}:", file=sys.stderr)
         for error in exc.errors:
             print(str(error), file=sys.stderr)
         return EXIT_ERROR

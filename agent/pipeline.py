@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import _desired_cache
+from agent.errors import ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
 from agent.source import GitSource, Revision, open_source
@@ -51,10 +52,17 @@ def revision_info(revision: Revision) -> dict[str, str]:
     return info
 
 
+def _labelled(path: str | Path, revision: str | None, label: str) -> Desired:
+    try:
+        return load_desired(path, revision)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.errors, revision=label) from exc
+
+
 def offline_plan(path: str | Path, base: str, revision: str | None = None) -> Plan:
     """Desired state at `revision` (default: the working tree) against `base`, no cluster."""
-    before = load_desired(path, base)
-    after = load_desired(path, revision)
+    before = _labelled(path, base, f"the base revision {base!r}")
+    after = _labelled(path, revision, f"the revision {revision!r}" if revision else "the working tree")
     return build_plan(
         diff_objects(after.objects, before.objects),
         base=revision_info(before.revision),

@@ -250,6 +250,9 @@ def test_diff_errors(history: History) -> None:
     r = agent("diff", history.repo, "--base", "HEAD", "--revision", "broken")
     assert r.code == 2
     assert f"{history.model_file}:{history.broken_line}: spec.canary.traffic: " in r.err
+    assert "problem(s) in the model repo at the revision 'broken'" in r.err
+    r = agent("diff", history.repo, "--base", "broken", "--revision", "HEAD")  # a PR that fixes main
+    assert r.code == 2 and "in the model repo at the base revision 'broken'" in r.err
     r = agent("diff", history.repo, "--base", "HEAD", "--revision", "0" * 40)
     assert r.code == 2 and "unknown revision" in r.err
 
