@@ -43,10 +43,9 @@ from agent.render import (
     MANAGED_BY_LABEL,
     SPEC_HASH_ANNOTATION,
     TARGET_LABEL,
+    ObjectKey,
     object_key,
 )
-
-Key = tuple[str, str, str, str]
 
 
 @dataclass
@@ -64,7 +63,7 @@ class Options:
 
 @dataclass
 class Observed:
-    live: dict[Key, dict[str, Any]]
+    live: dict[ObjectKey, dict[str, Any]]
     inventory: Inventory
 
 
@@ -94,7 +93,7 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     kinds |= {(e.api_version, e.kind) for e in inventory.entries.values()}
     sel = selector(target)
     infos = [cluster.kind(api_version, kind) for api_version, kind in sorted(kinds)]
-    live: dict[Key, dict[str, Any]] = {}
+    live: dict[ObjectKey, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
         for items in pool.map(lambda info: list(cluster.list(info, sel)), infos):
             for obj in items:
@@ -137,8 +136,8 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
                  prune: bool = True, concurrency: int = 8) -> Plan:
     want = {object_key(o): o for o in desired.objects}
     entries = observed.inventory.entries
-    changes: dict[Key, ObjectChange] = {}
-    suspects: list[Key] = []
+    changes: dict[ObjectKey, ObjectChange] = {}
+    suspects: list[ObjectKey] = []
     for key, obj in want.items():
         have = observed.live.get(key)
         if have is None:

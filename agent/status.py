@@ -10,17 +10,23 @@ from typing import Any
 from agent import health
 from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, Cluster
 from agent.pipeline import Desired, revision_info
+from agent.plan import model_of
 from agent.reconcile import observe
-from agent.render import MODEL_LABEL, SPEC_HASH_ANNOTATION, object_key
+from agent.render import SPEC_HASH_ANNOTATION, object_key, ref
 
 
 def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
     observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
     last = json.loads(observed.inventory.annotations.get(LAST_APPLY, "{}") or "{}")
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for o in desired.objects:
+        key = model_of(o)
+        if key is not None:
+            by_model.setdefault(key, []).append(o)
+    failed_refs = set(last.get("failed") or {})
     models = []
     for model in desired.spec.models:
-        mine = [o for o in desired.objects if (o["metadata"].get("labels") or {}).get(MODEL_LABEL) == model.name
-                and o["metadata"].get("namespace") == model.namespace]
+        mine = by_model.get(model.key, [])
         parts = []
         verdicts = []
         synced = True
@@ -32,7 +38,7 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             verdicts.append(h)
             parts.append({"object": f"{o['kind']}/{o['metadata']['name']}", "health": h.state, "message": h.message})
         overall = health.worst(verdicts)
-        failed = {k: v for k, v in (last.get("failed") or {}).items() if k.split("/")[1:2] == [model.namespace]}
+        failed = any(ref(o) in failed_refs for o in mine)
         models.append({
             "namespace": model.namespace,
             "name": model.name,

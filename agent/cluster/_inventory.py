@@ -14,13 +14,14 @@ from typing import Any
 
 from agent.cluster._client import Cluster, ClusterError
 from agent.cluster._kinds import well_known
+from agent.render import ObjectKey
+from agent.spec import group_of
 
 INVENTORY_NAMESPACE = "modelops-system"
 AUDIT_SEQ = "modelops.dev/audit-seq"
 AUDIT_HASH = "modelops.dev/audit-hash"
 LAST_APPLY = "modelops.dev/last-apply"
 
-Key = tuple[str, str, str, str]  # group, kind, namespace, name
 _COMPRESS_OVER = 256 * 1024
 
 
@@ -33,9 +34,8 @@ class Entry:
     fields: str = ""  # hash of the fields our field manager owned after our last apply
 
     @property
-    def key(self) -> Key:
-        group = self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
-        return (group, self.kind, self.namespace, self.name)
+    def key(self) -> ObjectKey:
+        return (group_of(self.api_version), self.kind, self.namespace, self.name)
 
     def as_list(self) -> list[str]:
         return [self.api_version, self.kind, self.namespace, self.name, self.fields]
@@ -45,7 +45,7 @@ class Entry:
 class Inventory:
     target: str
     namespace: str = INVENTORY_NAMESPACE
-    entries: dict[Key, Entry] = field(default_factory=dict)
+    entries: dict[ObjectKey, Entry] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     resource_version: str | None = None
 

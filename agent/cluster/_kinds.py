@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.spec import group_of
+
 
 @dataclass(frozen=True)
 class KindInfo:
@@ -16,12 +18,8 @@ class KindInfo:
     plural: str
     namespaced: bool
 
-    @property
-    def group(self) -> str:
-        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
-
     def collection_path(self, namespace: str | None = None) -> str:
-        base = f"/api/{self.api_version}" if not self.group else f"/apis/{self.api_version}"
+        base = f"/apis/{self.api_version}" if group_of(self.api_version) else f"/api/{self.api_version}"
         if self.namespaced and namespace:
             return f"{base}/namespaces/{namespace}/{self.plural}"
         return f"{base}/{self.plural}"

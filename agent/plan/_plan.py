@@ -17,7 +17,6 @@ from agent.render import (
     object_key,
 )
 
-Key = tuple[str, str, str, str]
 _HASH_FIELD = f"metadata.annotations.{SPEC_HASH_ANNOTATION}"
 
 

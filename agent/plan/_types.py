@@ -27,10 +27,6 @@ class ObjectChange:
     def ref(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
 
-    @property
-    def group(self) -> str:
-        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
-
 
 @dataclass
 class ModelChange:

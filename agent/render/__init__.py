@@ -20,6 +20,7 @@ from agent.render._meta import (
     TARGET_LABEL,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
+    ObjectKey,
     canonical_json,
     finish,
     object_key,
@@ -33,7 +34,7 @@ from agent.spec import Location, Model, Spec
 __all__ = [
     "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
     "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TARGET_LABEL", "TRAFFIC_ANNOTATION",
-    "VERSION_LABEL", "canonical_json", "expression", "in_apply_order", "object_key", "phase", "ref", "render",
+    "VERSION_LABEL", "ObjectKey", "canonical_json", "expression", "in_apply_order", "object_key", "phase", "ref", "render",
     "spec_hash", "split",
 ]
 
@@ -73,7 +74,7 @@ def render(spec: Spec) -> list[dict[str, Any]]:
         body = _copy(manifest.body)
         add(body, manifest.location)
 
-    seen: dict[tuple[str, str, str, str], Location] = {}
+    seen: dict[ObjectKey, Location] = {}
     errors = []
     for obj, loc in rendered:
         key = object_key(obj)

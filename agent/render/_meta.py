@@ -10,6 +10,8 @@ import hashlib
 import json
 from typing import Any
 
+from agent.spec import group_of
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelops-agent"
 TARGET_LABEL = "modelops.dev/target"
@@ -60,10 +62,13 @@ def finish(
     return obj
 
 
-def object_key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+ObjectKey = tuple[str, str, str, str]  # group, kind, namespace, name
+
+
+def object_key(obj: dict[str, Any]) -> ObjectKey:
     """(group, kind, namespace, name): identity of an object across API versions."""
     api = str(obj.get("apiVersion", ""))
-    group = api.rsplit("/", 1)[0] if "/" in api else ""
+    group = group_of(api)
     meta = obj.get("metadata", {})
     return (group, str(obj.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")))
 

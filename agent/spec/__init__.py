@@ -20,11 +20,12 @@ from agent.spec._types import (
     Resources,
     ServingRuntime,
     Spec,
+    group_of,
 )
 
 __all__ = [
     "API_VERSION", "CLUSTER_SCOPED", "GROUP", "Autoscaling", "Canary", "Gate", "Location",
     "Manifest", "MetricNames", "Model", "ModelVersion", "Monitor", "MonitorRule", "Policy",
-    "PruneBudget", "RepositoryConfig", "Resources", "ServingRuntime", "Spec", "is_manifest_path",
+    "PruneBudget", "RepositoryConfig", "Resources", "ServingRuntime", "Spec", "group_of", "is_manifest_path",
     "load",
 ]

@@ -30,6 +30,7 @@ from agent.spec._types import (
     Resources,
     ServingRuntime,
     Spec,
+    group_of,
 )
 from agent.spec._yaml import Document, parse
 
@@ -420,7 +421,7 @@ def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model
 def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) -> Manifest | None:
     body = cast(dict[str, Any], doc.data)
     kind, api = body["kind"], body["apiVersion"]
-    group = api.rsplit("/", 1)[0] if "/" in api else ""
+    group = group_of(api)
     allowed = config.policy.allowed_kinds
     # a bare Kind covers the built-in API groups only; other groups must be named
     builtin = "." not in group or group.endswith(".k8s.io")
@@ -454,5 +455,5 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
 
 
 def _manifest_key(m: Manifest) -> str:
-    group = m.api_version.rsplit("/", 1)[0] if "/" in m.api_version else ""
+    group = group_of(m.api_version)
     return f"{group}/{m.kind}/{m.namespace or ''}/{m.name}"

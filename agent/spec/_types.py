@@ -11,6 +11,11 @@ API_VERSION = f"{GROUP}/v1alpha1"
 Backend = Literal["kserve", "kubernetes"]
 
 
+def group_of(api_version: str) -> str:
+    """The API group of an apiVersion ("" for the core group: "v1")."""
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a spec object was declared, for messages and the `modelops.dev/source` annotation."""
