@@ -1,6 +1,7 @@
 """Parse and validate a model repo into a typed, pure Spec (no I/O beyond the bytes given)."""
 
-from agent.spec._loader import CLUSTER_SCOPED, is_manifest_path, load
+from agent.spec._k8s import CLUSTER_SCOPED
+from agent.spec._loader import is_manifest_path, load
 from agent.spec._types import (
     API_VERSION,
     GROUP,

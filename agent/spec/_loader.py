@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from agent.errors import SpecError, ValidationFailed
-from agent.spec import _schema
+from agent.spec import _k8s, _schema
+from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._types import (
     API_VERSION,
     GROUP,
@@ -35,15 +36,6 @@ from agent.spec._types import (
 from agent.spec._yaml import Document, parse
 
 YAML_SUFFIXES = (".yaml", ".yml")
-
-# Kinds that have no namespace; everything else in a raw manifest gets the default namespace.
-CLUSTER_SCOPED = frozenset({
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "PriorityClass", "StorageClass", "PersistentVolume", "IngressClass", "RuntimeClass",
-    "ClusterServingRuntime", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-    "APIService", "Node",
-})
-
 
 def is_manifest_path(path: str) -> bool:
     return path.endswith(YAML_SUFFIXES)
@@ -142,7 +134,12 @@ def _load(files: Mapping[str, bytes], problems: Iterable[SpecError]) -> Spec:
 
 def _validated(doc: Document, kind: str) -> list[SpecError]:
     if doc.schema_errors is None:
-        doc.schema_errors = _schema.validate(doc, kind)
+        errors = _schema.validate(doc, kind)
+        meta = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+        too_big = _k8s.annotations_size_problem(meta.get("annotations")) if isinstance(meta, dict) else None
+        if too_big:
+            errors.append(doc.error(["metadata", "annotations"], too_big))
+        doc.schema_errors = errors
     return doc.schema_errors
 
 
@@ -250,6 +247,7 @@ def _config(docs: list[Document], errors: list[SpecError]) -> RepositoryConfig:
             allowed_namespaces=tuple(policy.get("allowedNamespaces", ())),
             allowed_kinds=tuple(policy.get("allowedKinds", base_policy.allowed_kinds)),
             prune=bool(policy.get("prune", False)),
+            allow_cluster_admin=bool(policy.get("allowClusterAdmin", False)),
             prune_budget=PruneBudget(
                 max_fraction=float(budget.get("maxFraction", PruneBudget.max_fraction)),
                 max_count=int(budget.get("maxCount", PruneBudget.max_count)),
@@ -270,6 +268,11 @@ def _check_namespace(doc: Document, path: list[str | int], ns: str, config: Repo
     allowed = config.policy.allowed_namespaces
     if allowed and not any(fnmatch.fnmatchcase(ns, pattern) for pattern in allowed):
         errors.append(doc.error(path, f"namespace {ns!r} is not allowed by policy.allowedNamespaces ({', '.join(allowed)})"))
+        return False
+    if ns in _k8s.PROTECTED_NAMESPACES and ns not in allowed:
+        # the cluster's own namespaces are never matched by a glob or by an empty policy
+        errors.append(doc.error(path, f"namespace {ns!r} belongs to the cluster: allowed only when "
+                                      "policy.allowedNamespaces names it exactly"))
         return False
     return True
 
@@ -435,6 +438,13 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
         return None
     if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
         errors.append(doc.error(["metadata", "namespace"], "metadata.namespace must be a string"))
+        return None
+    problems = list(_k8s.metadata_problems(group, kind, meta))
+    if _k8s.binds_cluster_admin(group, kind, body) and not config.policy.allow_cluster_admin:
+        problems.append((["roleRef", "name"], f"{kind} to the ClusterRole cluster-admin is refused "
+                                              "(set policy.allowClusterAdmin: true to allow it)"))
+    if problems:
+        errors.extend(doc.error(path, message) for path, message in problems)
         return None
     body = {**body, "metadata": dict(meta)}
     if kind in CLUSTER_SCOPED:

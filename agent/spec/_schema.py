@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -65,9 +66,24 @@ def validator(kind: str) -> jsonschema.protocols.Validator:
     schema = _inline(json.loads((directory / SCHEMA_FILES[kind]).read_text(encoding="utf-8")), defs)
     import jsonschema
 
-    cls = jsonschema.validators.validator_for(schema)
+    base = jsonschema.validators.validator_for(schema)
+    cls = jsonschema.validators.extend(base, {"pattern": _pattern})  # type: ignore[no-untyped-call]
     v: jsonschema.protocols.Validator = cls(schema)
     return v
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # `$` in a Python regex also matches before a final newline, so "scorer\n" would pass
+    # '^[a-z]...$'; every pattern of ours means the whole string
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    import jsonschema
+
+    if isinstance(instance, str) and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def validate(doc: Document, kind: str) -> list[SpecError]:
@@ -89,6 +105,11 @@ def _explain(
         # `"field": false` (a field forbidden in this case): jsonschema leaves the field's own
         # name off the error's path, so find it by the schema path that led here
         yield [*path, *_forbidden_key(error, root, data, path)], "field not allowed here"
+        return
+    if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        # a key of the mapping at `path` is invalid: point at the key itself
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        yield [*path, error.instance], f"invalid key {error.instance!r}: {described or _key_reason(error)}"
         return
     if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
@@ -153,6 +174,12 @@ def _forbidden_key(
     candidates = forbidden or list(parent)
     same = [k for k in candidates if parent[k] is error.instance]
     return (same or forbidden)[:1]
+
+
+def _key_reason(error: jsonschema.ValidationError) -> str:
+    if error.validator == "pattern":
+        return f"it does not match the pattern {error.validator_value!r}"
+    return str(error.message)
 
 
 def _shortest(context: list[jsonschema.ValidationError]) -> str:

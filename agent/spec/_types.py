@@ -159,6 +159,7 @@ class Policy:
     )
     prune: bool = False
     prune_budget: PruneBudget = PruneBudget()
+    allow_cluster_admin: bool = False  # a (Cluster)RoleBinding to cluster-admin
 
 
 @dataclass(frozen=True)

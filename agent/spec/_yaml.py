@@ -7,6 +7,7 @@ and keep each document's node tree to find the line of any field path when repor
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,10 +19,20 @@ from agent.errors import SpecError
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger files are refused, not parsed
 MAX_NODES_PER_DOCUMENT = 200_000
+MAX_DEPTH = 100  # nesting of mappings and sequences in one document
+INT64 = (-(1 << 63), (1 << 63) - 1)  # what Kubernetes (and JSON consumers) can hold
 
 _INT = "tag:yaml.org,2002:int"
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+# scalar tags that construct plain JSON-like values; anything else (!!binary, !!python/...,
+# !!set, local tags such as !Ref) has no meaning for Kubernetes and is refused
+_SCALAR_TAGS = frozenset({
+    _STR, _INT, _TIMESTAMP, "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+})
+_SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -93,6 +104,7 @@ class _Constructor(yaml.constructor.SafeConstructor):
         self.text = text
         self.index = index
         self.errors: list[SpecError] = []
+        self.value_errors: list[SpecError] = []  # values no consumer can hold: the document is dropped
         self.seen: set[int] = set()
         self.count = 0
 
@@ -101,11 +113,15 @@ class _Constructor(yaml.constructor.SafeConstructor):
         if self.count > MAX_NODES_PER_DOCUMENT:
             too_big = f"document has more than {MAX_NODES_PER_DOCUMENT} nodes"
             raise _Abort(self._err(node, path, too_big))
+        if len(path) > MAX_DEPTH:
+            raise _Abort(self._err(node, path[:3], f"document nests more than {MAX_DEPTH} levels deep"))
         # every node (scalars too) is visited once; meeting one again means an alias (*name)
         if id(node) in self.seen:
             raise _Abort(self._alias_error(node, path))
         self.seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP:
+                raise _Abort(self._err(node, path, f"unsupported YAML tag {_short(node.tag)!r} (a mapping must be plain)"))
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
@@ -115,9 +131,7 @@ class _Constructor(yaml.constructor.SafeConstructor):
                 if id(key_node) in self.seen:
                     raise _Abort(self._alias_error(key_node, path))
                 self.seen.add(id(key_node))
-                key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
-                if not isinstance(key, str):
-                    key = str(key_node.value)
+                key = str(key_node.value)  # as written: `1: x` and `true: x` have the keys "1" and "true"
                 if key in out:
                     duplicate = f"duplicate key {key!r} in the same mapping"
                     self.errors.append(self._err(key_node, (*path, key), duplicate))
@@ -125,11 +139,30 @@ class _Constructor(yaml.constructor.SafeConstructor):
                 out[key] = self.build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise _Abort(self._err(node, path, f"unsupported YAML tag {_short(node.tag)!r} (a sequence must be plain)"))
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         if node.tag in (_STR, _TIMESTAMP):  # like Kubernetes' YAML: a date stays a string
             return node.value
-        value = self.construct_object(node, deep=True)
-        self.constructed_objects.clear()
+        if node.tag not in _SCALAR_TAGS:
+            raise _Abort(self._err(node, path, f"unsupported YAML tag {_short(node.tag)!r}"))
+        try:
+            value = self.construct_object(node, deep=True)
+        except (yaml.constructor.ConstructorError, ValueError, KeyError, TypeError, OverflowError):
+            # an explicit tag on a value it cannot read: `!!int abc`, `!!bool maybe`
+            raise _Abort(self._err(node, path, f"{node.value!r} is not a valid {_short(node.tag)}")) from None
+        finally:
+            self.constructed_objects.clear()
+        if not isinstance(value, _SCALAR_TYPES):
+            raise _Abort(self._err(node, path, f"unsupported YAML tag {_short(node.tag)!r}"))
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares false with every bound, so it would pass any range check or gate
+            self.value_errors.append(self._err(node, path, f"{node.value} is not a finite number"))
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            self.value_errors.append(self._err(node, path, "integer out of range (at most 64 bits: -2^63 to 2^63-1)"))
         return value
 
     def _alias_error(self, node: yaml.Node, path: Sequence[str | int]) -> SpecError:
@@ -183,6 +216,9 @@ def parse(path: str, content: bytes) -> tuple[list[Document], list[SpecError]]:
                 errors.append(_mark_error(path, exc))
                 continue
             errors.extend(ctor.errors)
+            if ctor.value_errors:
+                errors.extend(ctor.value_errors)
+                continue
             if data is None:
                 continue
             docs.append(Document(path, index, data, int(node.start_mark.line) + 1, text))
@@ -207,6 +243,11 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def _short(tag: str) -> str:
+    """`tag:yaml.org,2002:binary` -> `!!binary`, as it is written in YAML."""
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:

@@ -906,3 +906,199 @@ def test_monitor_of_an_invalid_model_reports_only_the_model() -> None:
     broken = MODEL.replace("runtime: sklearn-server", "runtime: missing-server")
     errors = errors_of(repo({"models/scorer.yaml": broken, "monitors/mon.yaml": monitor}))
     assert [e.field for e in errors] == ["spec.runtime"], errors
+
+
+# --- hostile values: non-finite numbers, huge integers, tags, nesting (issue #7) ----------------
+
+
+_GATED_CANARY = t("""
+    apiVersion: modelops.dev/v1alpha1
+    kind: Model
+    metadata: {name: scorer, namespace: fraud}
+    spec:
+      format: sklearn
+      runtime: sklearn-server
+      versions:
+        - version: "1"
+          uri: s3://models/scorer/1/
+          evaluation: {auc: 0.95}
+        - {version: "2", uri: "s3://models/scorer/2/", evaluation: {auc: AUC}}
+      stable: "1"
+      canary: {version: "2", traffic: 10}
+      gates: [{metric: auc, min: MIN}]
+    """)
+
+
+@pytest.mark.parametrize(("auc", "gate", "line", "field"), [
+    (".nan", "0.93", 11, "spec.versions[1].evaluation.auc"),
+    (".NaN", "0.93", 11, "spec.versions[1].evaluation.auc"),
+    ("0.95", ".nan", 14, "spec.gates[0].min"),
+    ("0.95", "-.inf", 14, "spec.gates[0].min"),
+    (".inf", "0.93", 11, "spec.versions[1].evaluation.auc"),
+    ("1e400", "0.93", 11, "spec.versions[1].evaluation.auc"),  # overflows to infinity
+])
+def test_non_finite_numbers_are_refused_in_models(auc: str, gate: str, line: int, field: str) -> None:
+    assert loads(repo({"models/scorer.yaml": _GATED_CANARY.replace("AUC", "0.95").replace("MIN", "0.93")}))
+    err = only_error(repo({"models/scorer.yaml": _GATED_CANARY.replace("AUC", auc).replace("MIN", gate)}))
+    assert_error(err, "models/scorer.yaml", line, field, "is not a finite number")
+
+
+@pytest.mark.parametrize("fields", ["threshold: .nan", "threshold: .inf", "threshold: 0.5, quantile: .nan"])
+def test_non_finite_numbers_are_refused_in_monitors(fields: str) -> None:
+    errors = errors_of(repo({"monitors/mon.yaml": _latency_monitor(fields)}))
+    field = "spec.rules[0].quantile" if "quantile" in fields else "spec.rules[0].threshold"
+    assert [(e.file, e.line, e.field) for e in errors] == [("monitors/mon.yaml", 6, field)], errors
+    assert "is not a finite number" in errors[0].message
+
+
+def test_non_finite_numbers_are_refused_in_runtimes_config_and_raw_manifests() -> None:
+    runtime = RUNTIME + "  resources: {cpu: .inf}\n"
+    config = CONFIG + "    pruneBudget: {maxFraction: .nan}\n"
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: fraud}\ndata: {x: .nan}\n"
+    errors = errors_of(repo({"runtimes/sklearn.yaml": runtime, "repo.yaml": config, "cm.yaml": cm}))
+    located = {(e.file, e.line, e.field) for e in errors if "is not a finite number" in e.message}
+    assert located == {("runtimes/sklearn.yaml", 8, "spec.resources.cpu"),
+                       ("repo.yaml", 8, "spec.policy.pruneBudget.maxFraction"),
+                       ("cm.yaml", 4, "data.x")}, errors
+
+
+def test_integers_beyond_64_bits_are_refused() -> None:
+    model = _GATED_CANARY.replace("AUC", "9" * 400).replace("MIN", "0.93")
+    err = only_error(repo({"models/scorer.yaml": model}))
+    assert_error(err, "models/scorer.yaml", 11, "spec.versions[1].evaluation.auc", "integer out of range")
+    edge = _GATED_CANARY.replace("AUC", str((1 << 63) - 1)).replace("MIN", "0.93")
+    assert loads(repo({"models/scorer.yaml": edge}))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("!!binary aGVsbG8=", "unsupported YAML tag '!!binary'"),
+    ("!!python/object:os.system ls", "unsupported YAML tag '!!python/object:os.system'"),
+    ("!Ref other", "unsupported YAML tag '!Ref'"),
+    ("!!int abc", "'abc' is not a valid !!int"),
+    ("!!bool maybe", "'maybe' is not a valid !!bool"),
+    ("!!float x", "'x' is not a valid !!float"),
+    ("!!set {a, b}", "unsupported YAML tag '!!set'"),
+    ("!!omap [{a: 1}]", "unsupported YAML tag '!!omap'"),
+])
+def test_yaml_tags_without_a_kubernetes_meaning_are_refused(value: str, message: str) -> None:
+    cm = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: fraud}}\ndata:\n  x: {value}\n"
+    assert_error(only_error(repo({"cm.yaml": cm})), "cm.yaml", 5, "data.x", message)
+
+
+def test_mapping_keys_are_read_as_written() -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: fraud}\ndata: {1: a, true: b, !!int x: c}\n"
+    manifest = next(m for m in loads(repo({"cm.yaml": cm})).manifests if m.name == "cm")
+    assert manifest.body["data"] == {"1": "a", "true": "b", "x": "c"}
+
+
+def test_deep_nesting_is_refused_without_a_traceback() -> None:
+    model = MODEL + "  env: " + "{a: " * 300 + "1" + "}" * 300 + "\n"
+    err = only_error(repo({"models/scorer.yaml": model}))
+    assert_error(err, "models/scorer.yaml", 13, "spec.env.a", "document nests more than 100 levels deep")
+    flow = "x: " + "[" * 900 + "]" * 900 + "\n"
+    assert_error(only_error(repo({"deep.yaml": flow})), "deep.yaml", 1, "x[0][0]", "levels deep")
+
+
+@pytest.mark.parametrize("name", ['"scorer\\n"', "|\n    scorer"])
+def test_a_trailing_newline_does_not_pass_a_name_pattern(name: str) -> None:
+    errors = errors_of(repo({"models/scorer.yaml": MODEL.replace("name: scorer", f"name: {name}")}))
+    assert [(e.line, e.field) for e in errors] == [(4, "metadata.name")], errors
+
+
+# --- raw manifests: what the API server would refuse is refused offline (issue #7 item 10) -------
+
+
+def _cm(meta: str, kind: str = "ConfigMap", api: str = "v1") -> str:
+    return f"apiVersion: {api}\nkind: {kind}\nmetadata:\n{meta}"
+
+
+@pytest.mark.parametrize(("manifest", "line", "field", "message"), [
+    (_cm("  name: BadName\n  namespace: fraud\n"), 4, "metadata.name", "'BadName' is not a valid ConfigMap name: a DNS-1123 subdomain"),
+    (_cm("  name: a_b\n  namespace: fraud\n"), 4, "metadata.name", "DNS-1123 subdomain"),
+    (_cm(f"  name: {'a' * 254}\n  namespace: fraud\n"), 4, "metadata.name", "DNS-1123 subdomain"),
+    (_cm("  name: 1svc\n  namespace: fraud\n", "Service"), 4, "metadata.name", "not a valid Service name: a DNS-1035 label"),
+    (_cm("  name: a.b\n  namespace: fraud\n", "Service"), 4, "metadata.name", "DNS-1035 label"),
+    (_cm("  name: team-a.b\n", "Namespace"), 4, "metadata.name", "not a valid Namespace name: a DNS-1123 label"),
+    (_cm("  name: a/b\n  namespace: fraud\n", "Role", "rbac.authorization.k8s.io/v1"), 4, "metadata.name", "without '/'"),
+    (_cm("  name: cm\n  namespace: Fraud\n"), 5, "metadata.namespace", "'Fraud' is not a valid namespace"),
+    (_cm("  generateName: cm-\n  name: cm\n  namespace: fraud\n"), 4, "metadata.generateName", "generateName is not supported"),
+    (_cm("  name: cm\n  namespace: fraud\n  labels: {Bad Key: x}\n"), 6, "metadata.labels.Bad Key", "key 'Bad Key'"),
+    (_cm("  name: cm\n  namespace: fraud\n  labels: {a: -x}\n"), 6, "metadata.labels.a", "label value '-x'"),
+    (_cm(f"  name: cm\n  namespace: fraud\n  labels: {{a: {'x' * 64}}}\n"), 6, "metadata.labels.a", "label value"),
+    (_cm("  name: cm\n  namespace: fraud\n  labels: {a: 1}\n"), 6, "metadata.labels.a", "label values must be strings"),
+    (_cm(f"  name: cm\n  namespace: fraud\n  labels: {{{'a' * 64}: x}}\n"), 6, "metadata.labels." + "a" * 64, "1-63"),
+    (_cm(f"  name: cm\n  namespace: fraud\n  labels: {{{'a' * 254}/b: x}}\n"), 6, f"metadata.labels.{'a' * 254}/b", "prefix"),
+    (_cm("  name: cm\n  namespace: fraud\n  labels: [a]\n"), 6, "metadata.labels", "must be a mapping"),
+    (_cm("  name: cm\n  namespace: fraud\n  annotations: {example.com/: x}\n"), 6, "metadata.annotations.example.com/", "key"),
+    (_cm("  name: cm\n  namespace: fraud\n  annotations: {a: true}\n"), 6, "metadata.annotations.a", "annotation values must be strings"),
+    (_cm(f"  name: cm\n  namespace: fraud\n  annotations: {{a: {'x' * (256 * 1024)}}}\n"), 6, "metadata.annotations", "over the limit of 262144"),
+    (_cm("  name: cm\n  namespace: fraud\n  resourceVersion: '12'\n"), 6, "metadata.resourceVersion", "set by the API server"),
+    (_cm("  name: cm\n  namespace: fraud\n  uid: x\n"), 6, "metadata.uid", "set by the API server"),
+    (_cm("  name: pc\n  namespace: fraud\n", "PriorityClass", "scheduling.k8s.io/v1"), 5, "metadata.namespace", "cluster-scoped"),
+])
+def test_raw_manifest_metadata_is_checked_offline(manifest: str, line: int, field: str, message: str) -> None:
+    config = CONFIG + "    allowedKinds: [ConfigMap, Service, Namespace, rbac.authorization.k8s.io/Role, PriorityClass]\n"
+    err = only_error(repo({"repo.yaml": config, "infra/cm.yaml": manifest}))
+    assert_error(err, "infra/cm.yaml", line, field, message)
+
+
+def test_valid_raw_manifest_metadata_passes() -> None:
+    config = CONFIG + "    allowedKinds: [ConfigMap, Namespace, ClusterRole]\n"
+    manifests = {
+        "cm.yaml": _cm("  name: feature-store.v2\n  namespace: fraud\n  creationTimestamp: null\n"
+                       "  labels: {app.kubernetes.io/name: x, empty: ''}\n"
+                       "  annotations: {example.com/note: 'any text: at all', plain: '1'}\n"),
+        "ns.yaml": _cm("  name: team-a\n", "Namespace"),
+        "cr.yaml": _cm("  name: system:aggregate-to-view-models\n", "ClusterRole", "rbac.authorization.k8s.io/v1"),
+    }
+    spec = loads(repo({"repo.yaml": config, **manifests}))
+    assert sorted(m.name for m in spec.manifests) == ["feature-store.v2", "system:aggregate-to-view-models", "team-a"]
+
+
+def test_our_kinds_check_annotation_keys_and_label_key_parts() -> None:
+    model = MODEL.replace("  namespace: fraud\n", "  namespace: fraud\n  annotations: {'bad key': x}\n"
+                                                  f"  labels: {{{'a' * 254}/b: x}}\n")
+    errors = errors_of(repo({"models/scorer.yaml": model}))
+    assert [(e.line, e.field) for e in errors] == [(6, "metadata.annotations.bad key"),
+                                                   (7, f"metadata.labels.{'a' * 254}/b")], errors
+
+
+_CRB = """
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: ClusterRoleBinding
+    metadata: {name: everyone-admin}
+    roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+    subjects: [{kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}]
+    """
+
+
+def test_cluster_role_binding_is_refused_by_default_policy() -> None:
+    err = only_error(repo({"infra/crb.yaml": _CRB}))
+    assert_error(err, "infra/crb.yaml", 2, "kind", "kind rbac.authorization.k8s.io/ClusterRoleBinding is not allowed")
+
+
+@pytest.mark.parametrize("kind", ["ClusterRoleBinding", "RoleBinding"])
+def test_binding_to_cluster_admin_needs_an_explicit_policy(kind: str) -> None:
+    binding = t(_CRB).replace("ClusterRoleBinding", kind)
+    if kind == "RoleBinding":
+        binding = binding.replace("{name: everyone-admin}", "{name: everyone-admin, namespace: fraud}")
+    config = CONFIG + "    allowedKinds: [ClusterRoleBinding, RoleBinding]\n"
+    err = only_error(repo({"repo.yaml": config, "infra/crb.yaml": binding}))
+    assert_error(err, "infra/crb.yaml", 4, "roleRef.name", f"{kind} to the ClusterRole cluster-admin is refused")
+    allowed = config + "    allowClusterAdmin: true\n"
+    assert len(loads(repo({"repo.yaml": allowed, "infra/crb.yaml": binding})).manifests) == 1
+    view = binding.replace("name: cluster-admin", "name: view")
+    assert len(loads(repo({"repo.yaml": config, "infra/crb.yaml": view})).manifests) == 1
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "kube-node-lease"])
+def test_cluster_namespaces_need_to_be_named_exactly(namespace: str) -> None:
+    model = MODEL.replace("namespace: fraud", f"namespace: {namespace}")
+    no_policy = {"runtimes/sklearn.yaml": RUNTIME, "models/scorer.yaml": model}
+    err = only_error(no_policy)
+    assert_error(err, "models/scorer.yaml", 5, "metadata.namespace", f"namespace {namespace!r} belongs to the cluster")
+    glob = CONFIG.replace('[fraud, recsys, "team-*"]', '["*"]')
+    assert_error(only_error({**no_policy, "repo.yaml": glob}), "models/scorer.yaml", 5, "metadata.namespace",
+                 "belongs to the cluster")
+    exact = CONFIG.replace('"team-*"', f'"team-*", {namespace}')
+    assert loads({**no_policy, "repo.yaml": exact}).models[0].namespace == namespace
