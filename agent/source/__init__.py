@@ -20,6 +20,8 @@ def open_source(path: str | Path, revision: str | None = None) -> Source:
         raise SourceError(f"{path}: no such file or directory")
     if revision is None:
         return DirectorySource(p)
+    if not p.is_dir():  # as without --revision: the repo is a directory
+        raise SourceError(f"{path}: not a directory")
     import git
 
     try:

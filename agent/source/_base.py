@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,3 +39,28 @@ class Source(Protocol):
     def snapshot(self, revision: str | None = None) -> Snapshot: ...
 
     def close(self) -> None: ...
+
+
+# What a path of the tree is, as seen without following any symlink.
+FILE, LINK, OTHER = "file", "link", "other"
+
+
+def resolve_link(rel: str, target: str, entry: Callable[[str], str | None]) -> tuple[str | None, SpecError | None]:
+    """Where the symlink `rel` (relative to the source root) with the text `target` leads.
+
+    One rule for both sources, so a directory and the commit of the same files agree: the
+    target is resolved textually, and it is followed only when it names a regular file inside
+    the root, not inside a `.git` directory, reached through real directories only (`entry`
+    tells what a path is without following links: FILE, LINK, OTHER or None when missing, and
+    it treats the inside of a nested git repository as missing). Returns the target's path,
+    or the problem to report for `rel`."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        return None, SpecError(rel, 1, "", f"symlink points outside the repository ({target})")
+    if ".git" in resolved.split("/"):
+        return None, SpecError(rel, 1, "", f"symlink points into a .git directory ({target})")
+    if resolved == "." or entry(resolved) != FILE:
+        message = (f"symlink target {target!r} is not a regular file of the repository "
+                   "(missing, a directory, a link, or reached through a link)")
+        return None, SpecError(rel, 1, "", message)
+    return resolved, None

@@ -1,12 +1,19 @@
-"""A plain directory as a source (no git needed): `agent validate ./repo`."""
+"""A plain directory as a source (no git needed): `agent validate ./repo`.
+
+It reads what a commit of the same files would hold, so that `agent validate DIR` and
+`agent validate DIR --revision REV` agree: dot-directories and nested git repositories (a
+directory with a `.git` entry: a submodule or an embedded repo, a gitlink in the commit) are
+skipped, and symlinks follow the rule of `resolve_link`.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from agent.errors import SourceError, SpecError
-from agent.source._base import Snapshot
+from agent.source._base import FILE, LINK, OTHER, Snapshot, resolve_link
 from agent.spec import is_manifest_path
 from agent.spec._yaml import MAX_FILE_BYTES
 
@@ -22,33 +29,68 @@ class DirectorySource:
             raise SourceError("a plain directory has no revisions (use a git repository)")
         files: dict[str, bytes] = {}
         problems: list[SpecError] = []
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+
+        def unreadable(exc: OSError) -> None:
+            rel = Path(exc.filename).relative_to(self.root).as_posix() if exc.filename else "."
+            problems.append(SpecError(rel, 1, "", f"cannot read the directory: {exc.strerror}"))
+
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable, followlinks=False):
             base = Path(dirpath)
-            for name in sorted(filenames):
+            # os.walk lists a symlink to a directory among the directories; it is a link all the same
+            links = [d for d in dirnames if (base / d).is_symlink()]
+            dirnames[:] = sorted(d for d in dirnames if d not in links and not d.startswith(".")
+                                 and not _is_nested_repo(base / d))
+            for name in sorted([*filenames, *links]):
                 full = base / name
                 rel = full.relative_to(self.root).as_posix()
                 if not is_manifest_path(rel):
                     continue
-                if full.is_symlink():
-                    try:
-                        target = full.resolve()
-                    except (RuntimeError, OSError):  # a loop (RuntimeError before Python 3.13)
-                        problems.append(SpecError(rel, 1, "", "symlink loop"))
+                try:
+                    mode = full.lstat().st_mode
+                    if stat.S_ISLNK(mode):
+                        target, problem = resolve_link(rel, os.readlink(full), self._entry)
+                        if target is None:
+                            problems.append(problem)  # type: ignore[arg-type]
+                            continue
+                        full = self.root / target
+                    elif not stat.S_ISREG(mode):  # a FIFO would block the read forever
+                        problems.append(SpecError(rel, 1, "", "not a regular file"))
                         continue
-                    if not target.is_relative_to(self.root):
-                        problems.append(SpecError(rel, 1, "", f"symlink points outside the repository ({os.readlink(full)})"))
+                    size = full.stat().st_size
+                    if size > MAX_FILE_BYTES:
+                        problems.append(SpecError(rel, 1, "", f"file is {size} bytes, over the limit of {MAX_FILE_BYTES}"))
                         continue
-                    if not target.is_file():
-                        problems.append(SpecError(rel, 1, "", "symlink target is missing or not a file"))
-                        continue
-                    full = target
-                size = full.stat().st_size
-                if size > MAX_FILE_BYTES:
-                    problems.append(SpecError(rel, 1, "", f"file is {size} bytes, over the limit of {MAX_FILE_BYTES}"))
+                    with full.open("rb") as f:
+                        files[rel] = f.read(MAX_FILE_BYTES + 1)
+                except OSError as exc:
+                    problems.append(SpecError(rel, 1, "", f"cannot read the file: {exc.strerror or exc}"))
                     continue
-                files[rel] = full.read_bytes()
-        return Snapshot(files=files, problems=problems)
+                if len(files[rel]) > MAX_FILE_BYTES:  # it grew while being read
+                    del files[rel]
+                    problems.append(SpecError(rel, 1, "", f"file is over the limit of {MAX_FILE_BYTES} bytes"))
+        return Snapshot(files=files, problems=sorted(problems))
+
+    def _entry(self, rel: str) -> str | None:
+        """What `rel` is, without following links; None if missing or inside a nested repo."""
+        path = self.root
+        parts = rel.split("/")
+        try:
+            for i, part in enumerate(parts):
+                path = path / part
+                mode = path.lstat().st_mode
+                if i == len(parts) - 1:
+                    return FILE if stat.S_ISREG(mode) else LINK if stat.S_ISLNK(mode) else OTHER
+                if not stat.S_ISDIR(mode):
+                    return LINK if stat.S_ISLNK(mode) else None
+                if _is_nested_repo(path):
+                    return None
+        except OSError:
+            return None
+        return None
 
     def close(self) -> None:
         return None
+
+
+def _is_nested_repo(directory: Path) -> bool:
+    return os.path.lexists(directory / ".git")

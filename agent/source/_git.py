@@ -14,11 +14,12 @@ from typing import Any
 import git
 
 from agent.errors import SourceError, SpecError
-from agent.source._base import Revision, Snapshot
+from agent.source._base import FILE, LINK, OTHER, Revision, Snapshot, resolve_link
 from agent.spec import is_manifest_path
 from agent.spec._yaml import MAX_FILE_BYTES
 
 _SYMLINK_MODE = 0o120000
+_FILE_MODES = (0o100644, 0o100755, 0o100664)
 
 
 class GitSource:
@@ -51,6 +52,8 @@ class GitSource:
                 tree = tree / self.subdir
             except KeyError as exc:
                 raise SourceError(f"path {self.subdir!r} does not exist at {commit.hexsha[:12]}") from exc
+            if getattr(tree, "type", None) != "tree":  # a file, a symlink or a submodule
+                raise SourceError(f"{self.subdir}: not a directory at {commit.hexsha[:12]}")
         return commit, tree
 
     @staticmethod
@@ -71,9 +74,17 @@ class GitSource:
     def snapshot(self, revision: str | None = None) -> Snapshot:
         commit, tree = self._commit_tree(revision)
         blobs: dict[str, Any] = {}
+        # submodules (gitlinks) are not descended into, like a nested repository on disk
         for item in tree.traverse():
             if item.type == "blob":
                 blobs[posixpath.relpath(item.path, self.subdir) if self.subdir else item.path] = item
+
+        def entry(rel: str) -> str | None:
+            blob = blobs.get(rel)
+            if blob is None:
+                return None
+            return LINK if blob.mode == _SYMLINK_MODE else FILE if blob.mode in _FILE_MODES else OTHER
+
         files: dict[str, bytes] = {}
         problems: list[SpecError] = []
         for rel in sorted(blobs):
@@ -81,15 +92,12 @@ class GitSource:
                 continue
             blob = blobs[rel]
             if blob.mode == _SYMLINK_MODE:
-                target = blob.data_stream.read().decode("utf-8", "replace")
-                resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-                if target.startswith("/") or resolved.startswith("../") or resolved == "..":
-                    problems.append(SpecError(rel, 1, "", f"symlink points outside the repository ({target})"))
+                link = blob.data_stream.read().decode("utf-8", "replace")
+                target, problem = resolve_link(rel, link, entry)
+                if target is None:
+                    problems.append(problem)  # type: ignore[arg-type]
                     continue
-                if resolved not in blobs or blobs[resolved].mode == _SYMLINK_MODE:
-                    problems.append(SpecError(rel, 1, "", f"symlink target {target!r} is missing or is a link"))
-                    continue
-                blob = blobs[resolved]
+                blob = blobs[target]
             if blob.size > MAX_FILE_BYTES:
                 problems.append(SpecError(rel, 1, "", f"file is {blob.size} bytes, over the limit of {MAX_FILE_BYTES}"))
                 continue

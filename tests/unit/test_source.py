@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the g
 
 AUTHOR = ("Ada Lovelace", "ada@example.com")
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{v: '{v}'}}\n"
+NOT_A_FILE = "is not a regular file of the repository (missing, a directory, a link, or reached through a link)"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -218,8 +219,8 @@ def test_dangling_symlink_is_a_problem(repo: Path) -> None:
     snap = snapshot(repo)
     assert snap.files == {}
     assert [(p.file, p.message) for p in snap.problems] == [
-        ("a.yaml", "symlink target 'missing.yaml' is missing or is a link"),
-        ("b.yaml", "symlink target 'a.yaml' is missing or is a link"),
+        ("a.yaml", f"symlink target 'missing.yaml' {NOT_A_FILE}"),
+        ("b.yaml", f"symlink target 'a.yaml' {NOT_A_FILE}"),
     ]
 
 
@@ -420,8 +421,8 @@ def test_directory_source_dangling_and_looping_symlinks(tmp_path: Path) -> None:
     snap = DirectorySource(tmp_path).snapshot()
     assert snap.files == {}
     assert [(p.file, p.message) for p in snap.problems] == [
-        ("dangling.yaml", "symlink target is missing or not a file"),
-        ("loop.yaml", "symlink loop"),
+        ("dangling.yaml", f"symlink target 'missing.yaml' {NOT_A_FILE}"),
+        ("loop.yaml", f"symlink target 'loop.yaml' {NOT_A_FILE}"),
     ]
 
 
@@ -441,3 +442,117 @@ def test_directory_source_errors(tmp_path: Path) -> None:
         DirectorySource(tmp_path / "f.yaml")
     with pytest.raises(SourceError, match="no revisions"):
         DirectorySource(tmp_path).snapshot("HEAD")
+
+
+# --- the two sources agree (issue #7 item 11) ----------------------------------------------------
+
+
+def _hostile_tree(root: Path) -> None:
+    """One tree with every kind of link and nesting that the two sources once read differently."""
+    write(root, "ok.yaml", CM.format(name="ok", v="1"))
+    write(root, "real/m.yaml", CM.format(name="m", v="1"))
+    write(root, ".shared/s.yaml", CM.format(name="s", v="1"))
+    symlink(root, "good.yaml", "real/m.yaml")
+    symlink(root, "hidden-target.yaml", ".shared/s.yaml")
+    symlink(root, "infra/git-config.yaml", "../.git/config")
+    symlink(root, "git-head.yaml", ".git/HEAD")
+    symlink(root, "linkdir", "real")  # a symlinked directory: not traversed by either source
+    symlink(root, "through-linkdir.yaml", "linkdir/m.yaml")
+    symlink(root, "dir-link.yaml", "real")  # a .yaml link to a directory
+    symlink(root, "to-link.yaml", "good.yaml")
+    symlink(root, "dangling.yaml", "missing.yaml")
+    symlink(root, "loop.yaml", "loop.yaml")
+    symlink(root, "outside.yaml", "../outside.yaml")
+    symlink(root, "absolute.yaml", "/etc/passwd")
+    symlink(root, "dotdot-inside.yaml", "real/../ok.yaml")
+    nested = root / "vendor" / "nested"
+    write(nested, "n.yaml", CM.format(name="n", v="1"))
+    git(nested, "init", "-q")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-q", "-m", "nested")
+    symlink(root, "into-nested.yaml", "vendor/nested/n.yaml")
+
+
+def test_directory_and_commit_of_the_same_tree_give_the_same_files_and_problems(repo: Path) -> None:
+    _hostile_tree(repo)
+    commit(repo, "hostile")
+    from_disk = DirectorySource(repo).snapshot()
+    from_git = snapshot(repo)
+    assert from_disk.files == from_git.files
+    assert from_disk.problems == from_git.problems
+    assert sorted(from_git.files) == ["dotdot-inside.yaml", "good.yaml", "hidden-target.yaml", "ok.yaml",
+                                      "real/m.yaml"]
+    assert from_git.files["good.yaml"] == CM.format(name="m", v="1").encode()
+    messages = {p.file: p.message for p in from_git.problems}
+    assert messages == {
+        "absolute.yaml": "symlink points outside the repository (/etc/passwd)",
+        "outside.yaml": "symlink points outside the repository (../outside.yaml)",
+        "infra/git-config.yaml": "symlink points into a .git directory (../.git/config)",
+        "git-head.yaml": "symlink points into a .git directory (.git/HEAD)",
+        "through-linkdir.yaml": f"symlink target 'linkdir/m.yaml' {NOT_A_FILE}",
+        "dir-link.yaml": f"symlink target 'real' {NOT_A_FILE}",
+        "to-link.yaml": f"symlink target 'good.yaml' {NOT_A_FILE}",
+        "dangling.yaml": f"symlink target 'missing.yaml' {NOT_A_FILE}",
+        "loop.yaml": f"symlink target 'loop.yaml' {NOT_A_FILE}",
+        "into-nested.yaml": f"symlink target 'vendor/nested/n.yaml' {NOT_A_FILE}",
+    }
+    assert all(b"[core]" not in content for content in from_disk.files.values())
+
+
+def test_nested_git_repository_is_skipped_by_both_sources(repo: Path) -> None:
+    write(repo, "a.yaml", CM.format(name="a", v="1"))
+    nested = repo / "models" / "vendored"
+    write(nested, "b.yaml", CM.format(name="b", v="1"))
+    git(nested, "init", "-q")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-q", "-m", "nested")
+    commit(repo, "with an embedded repository")
+    assert sorted(DirectorySource(repo).snapshot().files) == ["a.yaml"]
+    assert sorted(snapshot(repo).files) == ["a.yaml"]
+    # a .git file (a submodule's checkout) marks a nested repository too
+    write(repo, "sub/.git", "gitdir: ../.git/modules/sub\n")
+    write(repo, "sub/c.yaml", CM.format(name="c", v="1"))
+    assert sorted(DirectorySource(repo).snapshot().files) == ["a.yaml"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_directory_source_does_not_block_on_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    snap = DirectorySource(tmp_path).snapshot()
+    assert snap.files == {}
+    assert snap.problems == [SpecError("pipe.yaml", 1, "", "not a regular file")]
+
+
+def test_directory_source_reports_unreadable_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "locked.yaml", CM.format(name="a", v="1"))
+    write(tmp_path, "ok.yaml", CM.format(name="b", v="1"))
+    real_open = Path.open
+
+    def open_(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "locked.yaml":  # as chmod 0 would for a user other than root
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", open_)
+    snap = DirectorySource(tmp_path).snapshot()
+    assert sorted(snap.files) == ["ok.yaml"]
+    assert snap.problems == [SpecError("locked.yaml", 1, "", "cannot read the file: Permission denied")]
+
+
+def test_revision_of_a_file_path_is_a_clean_source_error(repo: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    monkeypatch.setenv("AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    write(repo, "repo.yaml", CM.format(name="a", v="1"))
+    write(repo, "dir/x.yaml", CM.format(name="x", v="1"))
+    commit(repo, "one")
+    with pytest.raises(SourceError, match="not a directory"):
+        open_source(repo / "repo.yaml", "HEAD")
+    with GitSource(repo, "repo.yaml") as source, pytest.raises(SourceError, match=r"repo\.yaml: not a directory at"):
+        source.snapshot()
+    for revision in ([], ["--revision", "HEAD"]):
+        assert main(["validate", str(repo / "repo.yaml"), *revision]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {repo / 'repo.yaml'}: not a directory\n", err
