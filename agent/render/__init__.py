@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from agent.errors import SpecError, ValidationFailed
@@ -35,7 +36,7 @@ __all__ = [
     "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
     "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TARGET_LABEL", "TRAFFIC_ANNOTATION",
     "VERSION_LABEL", "ObjectKey", "canonical_json", "expression", "in_apply_order", "object_key", "phase", "ref", "render",
-    "spec_hash", "split",
+    "secret_data", "spec_hash", "split",
 ]
 
 
@@ -72,7 +73,7 @@ def render(spec: Spec) -> list[dict[str, Any]]:
         add(prometheus_rule(monitor, spec.config.metrics), monitor.location)
     for manifest in spec.manifests:
         body = _copy(manifest.body)
-        add(body, manifest.location)
+        add(secret_data(body), manifest.location)
 
     seen: dict[ObjectKey, Location] = {}
     errors = []
@@ -94,6 +95,30 @@ def ownership(model: Model) -> dict[str, dict[str, str]]:
     owner must not roll the model out again)."""
     annotations = {OWNER_ANNOTATION: model.owner} if model.owner else {}
     return {"labels": {STAGE_LABEL: model.stage}, "annotations": annotations}
+
+
+def secret_data(obj: dict[str, Any]) -> dict[str, Any]:
+    """A v1 Secret with its `stringData` folded into `data` (base64 of the UTF-8 value; on the
+    same key stringData wins, as the API server merges them); other objects unchanged.
+
+    The API server never stores stringData, but server-side apply records the applier as the
+    owner of `f:stringData`, so a foreign write to a value would not take any field from us
+    and the drift would go unseen. Applied as `data`, we own `f:data.<key>`, and a write by
+    anyone else to that key moves it to them. A stringData that is not a mapping of strings
+    is left as written for the API server to reject.
+    """
+    if obj.get("apiVersion") != "v1" or obj.get("kind") != "Secret" or "stringData" not in obj:
+        return obj
+    strings, data = obj["stringData"], obj.get("data") or {}
+    if not isinstance(strings, dict) or not isinstance(data, dict):
+        return obj
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in strings.items()):
+        return obj
+    merged = {**data, **{k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in strings.items()}}
+    out = {k: v for k, v in obj.items() if k != "stringData"}
+    if merged or "data" in obj:
+        out["data"] = dict(sorted(merged.items()))
+    return out
 
 
 def _copy(value: Any) -> Any:

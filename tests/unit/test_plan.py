@@ -14,7 +14,15 @@ import pytest
 import yaml
 
 from agent import output
-from agent.plan import REDACTED_PREFIX, Plan, build_plan, changed_paths, diff_objects, redact
+from agent.plan import (
+    REDACTED_PREFIX,
+    Plan,
+    build_plan,
+    changed_paths,
+    diff_objects,
+    redact,
+    secret_data_matches,
+)
 from agent.render import SPEC_HASH_ANNOTATION, render
 from agent.spec import load
 
@@ -327,9 +335,9 @@ def test_changed_secret_is_redacted_everywhere(field: str) -> None:
     [obj] = [o for o in doc["objects"] if o["kind"] == "Secret"]
     assert obj["action"] == "update" and obj["changedFields"] == ["data.password"]
     assert REDACTED_PREFIX in obj["diff"]
-    # apply still gets the real value, out of band
+    # apply still gets the real value, out of band (stringData is rendered as data)
     assert secret.desired is not None
-    assert secret.desired[field]["password"] == encode(NEW_SECRET)
+    assert secret.desired["data"]["password"] == _b64(NEW_SECRET)
 
 
 def test_created_and_deleted_secrets_are_redacted() -> None:
@@ -345,7 +353,6 @@ def test_created_and_deleted_secrets_are_redacted() -> None:
 def test_live_secret_last_applied_annotation_is_redacted() -> None:
     desired = objects(RT, secret_doc("api", "fraud", stringData={"key": NEW_SECRET}))
     live = copy.deepcopy(desired[0])
-    live.pop("stringData")
     live["data"] = {"key": _b64(OLD_SECRET)}
     live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
         {"apiVersion": "v1", "kind": "Secret", "stringData": {"key": OLD_SECRET}})
@@ -358,6 +365,58 @@ def test_moving_a_value_between_data_and_stringdata_is_not_a_value_change() -> N
     a = redact(secret_doc("s", "ns", stringData={"k": "v"}))
     b = redact(secret_doc("s", "ns", data={"k": _b64("v")}))
     assert a == b
+
+
+# --- secret_data_matches: the no-request check compares Secrets by their bytes -------------
+
+
+def _live_secret(data: dict[str, str], type_: str | None = "Opaque") -> dict[str, Any]:
+    """A Secret as the API server returns it: data only (base64), type defaulted."""
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": "db", "namespace": "fraud", "resourceVersion": "7"},
+                            "data": {k: _b64(v) for k, v in data.items()}}
+    if type_ is not None:
+        live["type"] = type_
+    return live
+
+
+@pytest.mark.parametrize("declared", [
+    secret_doc("db", "fraud", stringData={"PASSWORD": OLD_SECRET, "USER": "svc"}),
+    secret_doc("db", "fraud", data={"PASSWORD": _b64(OLD_SECRET), "USER": _b64("svc")}),
+    secret_doc("db", "fraud", data={"PASSWORD": _b64("overridden"), "USER": _b64("svc")},
+               stringData={"PASSWORD": OLD_SECRET}),
+])
+def test_secret_data_matches_by_effective_data(declared: dict[str, Any]) -> None:
+    [rendered] = objects(declared)
+    for want in (declared, rendered):
+        assert secret_data_matches(want, _live_secret({"PASSWORD": OLD_SECRET, "USER": "svc"}))
+        # kubectl patch secret db -p '{"stringData":{"PASSWORD":"changed"}}'
+        assert not secret_data_matches(want, _live_secret({"PASSWORD": "changed", "USER": "svc"}))
+        assert not secret_data_matches(want, _live_secret({"USER": "svc"}))  # a key removed
+        assert not secret_data_matches(want, _live_secret({"PASSWORD": OLD_SECRET, "USER": "svc"}, "kubernetes.io/tls"))
+        # a key someone else added is not ours: server-side apply would keep it, nothing to do
+        assert secret_data_matches(want, _live_secret({"PASSWORD": OLD_SECRET, "USER": "svc", "EXTRA": "x"}))
+
+
+def test_secret_data_matches_defaults_and_malformed_values() -> None:
+    want = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "ünïcode"}}
+    assert secret_data_matches(want, _live_secret({"k": "ünïcode"}))  # type omitted = Opaque
+    assert secret_data_matches(want, _live_secret({"k": "ünïcode"}, type_=None))
+    broken_live = _live_secret({"k": "ünïcode"})
+    broken_live["data"]["k"] = "not base64!"
+    assert not secret_data_matches(want, broken_live)
+    assert not secret_data_matches({**want, "data": {"j": "%%%"}}, _live_secret({"k": "ünïcode", "j": "x"}))
+    assert not secret_data_matches({**want, "stringData": {"k": 5}}, _live_secret({"k": "5"}))
+    assert not secret_data_matches(want, _cm("s", {"k": "ünïcode"}))  # not a Secret at all
+    empty = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    assert secret_data_matches(empty, _live_secret({}, type_=None))
+
+
+def test_secret_data_matches_is_true_for_other_kinds() -> None:
+    cm = _cm("cfg", {"k": "v"})
+    assert secret_data_matches(cm, _cm("cfg", {"k": "other"}))
+    custom = {"apiVersion": "example.com/v1", "kind": "Secret", "data": {"k": "v"}}
+    assert secret_data_matches(custom, {**custom, "data": {"k": "w"}})
 
 
 def test_redact_leaves_other_kinds_alone() -> None:

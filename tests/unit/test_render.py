@@ -7,6 +7,7 @@ and review the diff; without UPDATE_GOLDEN a mismatch fails and shows the diff.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent.errors import ValidationFailed
 from agent.output import to_yaml
@@ -619,8 +621,61 @@ def test_raw_manifests_pass_through() -> None:
     cm = find(objects, "ConfigMap", "feature-store", "fraud")  # default namespace applied
     assert cm["data"] == {"endpoint": "https://features.example.com", "timeout": "3s"}
     secret = find(objects, "Secret", "feature-store-token", "fraud")
-    assert secret["stringData"] == {"token": "s3cr3t-t0ken"}  # rendered as declared; plans redact
+    # stringData is applied as data (so a foreign write to it is visible as drift); plans redact
+    assert "stringData" not in secret
+    assert secret["data"] == {"token": base64.b64encode(b"s3cr3t-t0ken").decode()}
+    assert secret["type"] == "Opaque"
     assert secret["metadata"]["annotations"][SOURCE_ANNOTATION] == "infra/config.yaml"
+
+
+def _secret_repo(body: str) -> dict[str, bytes]:
+    files = fixture_files("manifests")
+    files["infra/config.yaml"] = textwrap.dedent(body).lstrip().encode()
+    return files
+
+
+def test_secret_string_data_merges_into_data_and_wins_on_the_same_key() -> None:
+    objects = render_files(_secret_repo("""
+        apiVersion: v1
+        kind: Secret
+        metadata:
+          name: creds
+        data:
+          user: c3Zj            # "svc"
+          password: b2xk        # "old": stringData names it too and wins, as on the API server
+        stringData:
+          password: "pässwörd 🔑"
+          url: "postgres://db:5432/x"
+    """))
+    secret = find(objects, "Secret", "creds", "fraud")
+    assert "stringData" not in secret
+    decoded = {k: base64.b64decode(v).decode("utf-8") for k, v in secret["data"].items()}
+    assert decoded == {"user": "svc", "password": "pässwörd 🔑", "url": "postgres://db:5432/x"}
+    assert secret["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == spec_hash(secret)
+
+
+@pytest.mark.parametrize("body", [
+    # not a v1 Secret: passed through as written
+    """
+    apiVersion: example.com/v1
+    kind: Secret
+    metadata: {name: creds}
+    stringData: {password: x}
+    """,
+    """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: creds}
+    data: {stringData: x}
+    """,
+])
+def test_string_data_of_other_kinds_is_left_alone(body: str) -> None:
+    files = _secret_repo(body)
+    files["repo.yaml"] = files["repo.yaml"].replace(
+        b"spec:\n", b"spec:\n  policy:\n    allowedKinds: [Namespace, ConfigMap, example.com/Secret]\n")
+    [obj] = [o for o in render_files(files) if o["metadata"]["name"] == "creds"]
+    expected = yaml.safe_load(textwrap.dedent(body))
+    assert {k: v for k, v in obj.items() if k != "metadata"} == {k: v for k, v in expected.items() if k != "metadata"}
 
 
 def _promote(files: dict[str, bytes]) -> None:
