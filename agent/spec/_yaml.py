@@ -151,8 +151,8 @@ class _Constructor(yaml.constructor.SafeConstructor):
             raise _Abort(self._err(node, path, f"unsupported YAML tag {_short(node.tag)!r}"))
         try:
             value = self.construct_object(node, deep=True)
-        except (yaml.constructor.ConstructorError, ValueError, KeyError, TypeError, OverflowError):
-            # an explicit tag on a value it cannot read: `!!int abc`, `!!bool maybe`
+        except Exception:  # PyYAML raises ValueError, KeyError, IndexError, ...
+            # an explicit tag on a value it cannot read: `!!int abc`, `!!bool maybe`, `!!int ''`
             raise _Abort(self._err(node, path, f"{node.value!r} is not a valid {_short(node.tag)}")) from None
         finally:
             self.constructed_objects.clear()

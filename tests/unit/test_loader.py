@@ -975,6 +975,8 @@ def test_integers_beyond_64_bits_are_refused() -> None:
     ("!!python/object:os.system ls", "unsupported YAML tag '!!python/object:os.system'"),
     ("!Ref other", "unsupported YAML tag '!Ref'"),
     ("!!int abc", "'abc' is not a valid !!int"),
+    ("!!int ''", "'' is not a valid !!int"),
+    ("!!float ''", "'' is not a valid !!float"),
     ("!!bool maybe", "'maybe' is not a valid !!bool"),
     ("!!float x", "'x' is not a valid !!float"),
     ("!!set {a, b}", "unsupported YAML tag '!!set'"),
