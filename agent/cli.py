@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from agent.errors import AgentError, ValidationFailed
 
 if TYPE_CHECKING:
+    from agent.cluster import Timeouts
     from agent.plan import Plan
 
 EXIT_OK = 0
@@ -94,19 +95,33 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from agent.reconcile import live_plan
 
         plan = live_plan(args.path, args.revision, kubeconfig=args.kubeconfig, context=args.context,
-                         inventory_namespace=args.inventory_namespace)
+                         inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args))
     else:
         from agent.pipeline import offline_plan
 
         plan = offline_plan(args.path, args.base, args.revision)
     _print_plan(plan, args)
+    _warn_conflicts(plan)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
 
 
+def _warn_conflicts(plan: Plan) -> None:
+    for c in plan.conflicts:
+        print(f"warning: {c.ref} carries the ownership label of target {c.owner_conflict!r}: apply refuses to take it "
+              "over (exit 2) unless --adopt is given", file=sys.stderr)
+
+
+def _timeouts(args: argparse.Namespace) -> Timeouts:
+    from agent.cluster import Timeouts
+
+    return Timeouts.from_env(args.connect_timeout, args.request_timeout, args.retry_budget)
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
+    from agent.apply import PruneRefused
     from agent.cluster import Cluster
     from agent.pipeline import load_desired
-    from agent.reconcile import Options, reconcile
+    from agent.reconcile import Options, OwnershipConflict, reconcile
     from agent.status import wait_healthy
 
     desired = load_desired(args.path, args.revision)  # invalid commit: raises, nothing applied
@@ -119,10 +134,17 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         inventory_namespace=args.inventory_namespace,
         events=not args.no_events,
         audit_log=Path(args.audit_log) if args.audit_log else None,
+        adopt=args.adopt,
+        lock_timeout=args.lock_timeout,
     )
     progress = _progress_printer() if sys.stderr.isatty() else None
-    with Cluster.connect(args.kubeconfig, args.context) as cluster:
-        outcome = reconcile(desired, cluster, options, progress=progress)
+    with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
+        try:
+            outcome = reconcile(desired, cluster, options, progress=progress)
+        except (OwnershipConflict, PruneRefused) as refused:
+            if refused.plan is not None and args.output != "json":
+                _print_plan(refused.plan, argparse.Namespace(output="text", color=args.color))
+            raise
         if progress is not None:
             print(file=sys.stderr)
         status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace) if args.wait else None
@@ -147,9 +169,14 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         for r in outcome.report.results:
             line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
             print(line + (f": {r.message}" if r.message else ""))
-        done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
+        if args.dry_run:
+            done = len(outcome.plan.changed)
+        else:
+            done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
         print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
               f"requests: {dict(sorted(outcome.requests.items()))}")
+        if outcome.inventory_error:
+            print(f"error: the inventory was not saved: {outcome.inventory_error}", file=sys.stderr)
         if status is not None:
             _print_status(status)
     if not outcome.ok:
@@ -195,7 +222,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from agent.status import model_status
 
     desired = load_desired(args.path, args.revision)
-    with Cluster.connect(args.kubeconfig, args.context) as cluster:
+    with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
         status = model_status(desired, cluster, args.inventory_namespace)
     if args.output == "json":
         print(json.dumps(status, indent=2))
@@ -217,10 +244,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
         if not args.target:
             raise AgentError("--target (the RepositoryConfig name) is needed to read the anchor from the cluster")
-        with Cluster.connect(args.kubeconfig, args.context) as cluster:
+        with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
             inventory = load_inventory(cluster, args.target, args.inventory_namespace)
         if AUDIT_SEQ in inventory.annotations:
             anchor = (int(inventory.annotations[AUDIT_SEQ]), inventory.annotations[AUDIT_HASH])
+        elif inventory.entries:
+            print(f"FAILED: the cluster has {len(inventory.entries)} object(s) of target {args.target!r} but no "
+                  "audit anchor: they were applied without an audit log, or the log was never anchored")
+            return EXIT_CHANGES
     verdict = verify(args.file, anchor)
     print(("ok: " if verdict.ok else "FAILED: ") + verdict.message)
     return EXIT_OK if verdict.ok else EXIT_CHANGES
@@ -241,7 +272,13 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--inventory-namespace", default="modelops-system",
-                   help="namespace of the inventory ConfigMap (default modelops-system)")
+                   help="namespace of the inventory ConfigMap and the target's Lease (default modelops-system)")
+    p.add_argument("--connect-timeout", type=float, metavar="S",
+                   help="seconds to connect to the API server (default $AGENT_CONNECT_TIMEOUT or 5)")
+    p.add_argument("--request-timeout", type=float, metavar="S",
+                   help="seconds to wait for an answer to one request (default $AGENT_REQUEST_TIMEOUT or 20)")
+    p.add_argument("--retry-budget", type=float, metavar="S",
+                   help="seconds one request may spend retrying (default $AGENT_RETRY_BUDGET or 60)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conflicts", choices=["force", "skip"], default="force",
                    help="fields owned by another manager: take them (force, Git wins) or skip the object")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--adopt", action="store_true",
+                   help="take over objects that carry another target's ownership label (refused by default)")
+    p.add_argument("--lock-timeout", type=float, default=0.0, metavar="S",
+                   help="seconds to wait for the target's Lease when another apply or the controller holds it "
+                        "(default 0: fail at once, naming the holder)")
     p.add_argument("--no-events", action="store_true", help="do not emit Kubernetes Events")
     p.add_argument("--wait", action="store_true", help="wait until every model is healthy")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to --wait (default 300)")

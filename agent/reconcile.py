@@ -1,9 +1,13 @@
 """Reconcile one target against a live cluster: observe, plan, apply, prune, audit.
 
-observe: one LIST per managed kind (label selector on our target) + the inventory.
+observe: one LIST per managed kind (label selector: managed by us, any target, so an object
+         of another target is seen and never taken over silently) + the inventory.
 plan:    per object; no request when the live spec-hash and the fields we own match what we
          applied last, otherwise a server-side-apply dry-run to see exactly what would change.
-apply:   agent.apply.execute, then the inventory and the audit anchor are updated.
+apply:   only when something changes: take the target's Lease, record the intent (inventory
+         entries and audit records) *before* each write, execute, then the inventory, its audit
+         anchor and the closing audit record. A crash at any point leaves every object the agent
+         may have written in the inventory, so prune can always find it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.apply import ApplyReport, ObjectResult, PruneRefused, check_prune_budget, execute
+from agent.apply import ApplyReport, EventPoster, ObjectResult, PruneRefused, check_prune_budget, execute
 from agent.cluster import (
     AUDIT_HASH,
     AUDIT_SEQ,
@@ -31,6 +35,8 @@ from agent.cluster import (
     ClusterError,
     Entry,
     Inventory,
+    TargetLease,
+    Timeouts,
     load_inventory,
     save_inventory,
 )
@@ -59,12 +65,27 @@ class Options:
     events: bool = True
     audit_log: Path | None = None
     manager: str = FIELD_MANAGER
+    adopt: bool = False  # take over objects that carry another target's ownership label
+    lock_timeout: float = 0.0  # seconds to wait for the target's Lease held by someone else
 
 
 @dataclass
 class Observed:
-    live: dict[ObjectKey, dict[str, Any]]
+    live: dict[ObjectKey, dict[str, Any]]  # objects of this target
     inventory: Inventory
+    foreign: dict[ObjectKey, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # key -> (other target, object)
+
+    @property
+    def stale(self) -> list[ObjectKey]:
+        """Inventory entries whose objects are gone (deleted by someone, or a create that never
+        happened after its intent was recorded): dropped at the next write."""
+        return sorted(k for k in self.inventory.entries if k not in self.live)
+
+
+class OwnershipConflict(AgentError):
+    """Objects of the plan carry another target's ownership label; apply refuses them."""
+
+    plan: Plan | None = None
 
 
 @dataclass
@@ -72,18 +93,20 @@ class Outcome:
     plan: Plan
     report: ApplyReport = field(default_factory=ApplyReport)
     requests: dict[str, int] = field(default_factory=dict)
+    inventory_error: str = ""  # the inventory could not be saved: the apply failed, whatever its objects did
 
     @property
     def ok(self) -> bool:
-        return self.report.ok
+        return self.report.ok and not self.inventory_error
 
 
 def identity() -> str:
     return f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}"
 
 
-def selector(target: str) -> str:
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{TARGET_LABEL}={target}"
+def selector(target: str | None = None) -> str:
+    """Our objects (of one target, or of every target when None)."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY}" + (f",{TARGET_LABEL}={target}" if target else "")
 
 
 def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
@@ -91,14 +114,19 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     inventory = load_inventory(cluster, target, inventory_namespace)
     kinds = {(str(o["apiVersion"]), str(o["kind"])) for o in desired}
     kinds |= {(e.api_version, e.kind) for e in inventory.entries.values()}
-    sel = selector(target)
+    sel = selector()  # every target's: an object of another target must be seen to be refused
     infos = [cluster.kind(api_version, kind) for api_version, kind in sorted(kinds)]
     live: dict[ObjectKey, dict[str, Any]] = {}
+    foreign: dict[ObjectKey, tuple[str, dict[str, Any]]] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
         for items in pool.map(lambda info: list(cluster.list(info, sel)), infos):
             for obj in items:
-                live[object_key(obj)] = obj
-    return Observed(live=live, inventory=inventory)
+                owner = ((obj.get("metadata") or {}).get("labels") or {}).get(TARGET_LABEL, "")
+                if owner == target:
+                    live[object_key(obj)] = obj
+                else:
+                    foreign[object_key(obj)] = (owner, obj)
+    return Observed(live=live, inventory=inventory, foreign=foreign)
 
 
 def _matches(want: dict[str, Any], have: dict[str, Any], entry: Entry | None, manager: str) -> bool:
@@ -133,14 +161,26 @@ def _dry_run_compare(cluster: Cluster, want: dict[str, Any], have: dict[str, Any
 
 
 def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, manager: str = FIELD_MANAGER,
-                 prune: bool = True, concurrency: int = 8) -> Plan:
+                 prune: bool = True, concurrency: int = 8, adopt: bool = False) -> Plan:
     want = {object_key(o): o for o in desired.objects}
     entries = observed.inventory.entries
     changes: dict[ObjectKey, ObjectChange] = {}
     suspects: list[ObjectKey] = []
     for key, obj in want.items():
         have = observed.live.get(key)
-        if have is None:
+        other = observed.foreign.get(key)
+        if have is None and other is not None:
+            owner, theirs = other
+            if adopt:  # taken over on purpose: an update of their object, labels included
+                changes[key] = _dry_run_compare(cluster, obj, theirs, manager)
+                if changes[key].action == "unchanged":
+                    changes[key] = change("update", normalize(theirs), obj)
+                    changes[key].desired, changes[key].live = obj, theirs
+            else:
+                changes[key] = change("update", normalize(theirs), obj)
+                changes[key].live = theirs
+                changes[key].owner_conflict = owner or "(no target label)"
+        elif have is None:
             changes[key] = change("create", None, obj)
         elif _matches(obj, have, entries.get(key), manager):
             changes[key] = change("unchanged", obj, obj, [])
@@ -165,42 +205,19 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
 
 def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str | None = None,
               context: str | None = None, prune: bool | None = None,
-              inventory_namespace: str = INVENTORY_NAMESPACE) -> Plan:
+              inventory_namespace: str = INVENTORY_NAMESPACE, timeouts: Timeouts | None = None) -> Plan:
     desired = load_desired(path, revision)
-    with Cluster.connect(kubeconfig, context) as cluster:
+    with Cluster.connect(kubeconfig, context, timeouts=timeouts) as cluster:
         observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
         do_prune = desired.spec.config.policy.prune if prune is None else prune
         return plan_against(cluster, desired, observed, prune=do_prune)
 
 
-def _event(cluster: Cluster, result: ObjectResult) -> None:
-    c = result.change
-    reason = {"applied": "Applied", "deleted": "Pruned", "failed": "ApplyFailed", "skipped": "ApplySkipped"}.get(result.outcome)
-    if reason is None:
-        return
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    uid = ((result.live or c.live or {}).get("metadata") or {}).get("uid")
-    namespace = c.namespace or "default"
-    message = {"Applied": f"{c.action}d by modelops-agent", "Pruned": "deleted by modelops-agent (no longer in Git)"}.get(
-        reason, result.message)
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{c.name}.", "namespace": namespace},
-        "involvedObject": {"apiVersion": c.api_version, "kind": c.kind, "name": c.name,
-                           **({"namespace": c.namespace} if c.namespace else {}), **({"uid": uid} if uid else {})},
-        "reason": reason,
-        "message": message[:1000],
-        "type": "Normal" if reason in ("Applied", "Pruned") else "Warning",
-        "source": {"component": FIELD_MANAGER},
-        "reportingComponent": FIELD_MANAGER,
-        "reportingInstance": socket.gethostname(),
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
-    with contextlib.suppress(ClusterError, AgentError):  # best effort; the audit log is the record
-        cluster.create(cluster.kind("v1", "Event"), event, namespace)
+def conflict_message(plan: Plan) -> str:
+    refs = "; ".join(f"{c.ref} belongs to target {c.owner_conflict!r}" for c in plan.conflicts)
+    return (f"refusing to take over {len(plan.conflicts)} object(s) of another target: {refs}. Two repos (or two "
+            "directories of one repo) render the same object; remove it from one of them, or re-run with --adopt "
+            "to take it over on purpose")
 
 
 def _object_record(result: ObjectResult, dry_run: bool) -> dict[str, Any]:
@@ -217,72 +234,171 @@ def _object_record(result: ObjectResult, dry_run: bool) -> dict[str, Any]:
     }
 
 
+
+def _intent_record(c: ObjectChange, commit: str) -> dict[str, Any]:
+    return {"action": c.action, "commit": commit, "model": c.model, "fields": c.changed_fields,
+            "object": {"apiVersion": c.api_version, "kind": c.kind, "namespace": c.namespace, "name": c.name}}
+
+
+class _Run:
+    """One reconcile's bookkeeping: the audit sink (if any), the inventory, the anchor."""
+
+    def __init__(self, desired: Desired, cluster: Cluster, options: Options) -> None:
+        self.desired, self.cluster, self.options = desired, cluster, options
+        self.target = desired.spec.config.name
+        self.audit: Any = None
+        if options.audit_log:
+            from agent.audit import AuditLog  # structlog is only needed when auditing
+
+            self.audit = AuditLog(options.audit_log, identity())
+        self.anchor: tuple[int, str] | None = None
+
+    def record(self, event: str, *, sync: bool = True, **fields: Any) -> None:
+        if self.audit is not None:
+            self.anchor = self.audit.write(event, sync=sync, **fields)
+
+    def closing(self, result: str, plan: Plan, started: float, **extra: Any) -> None:
+        rev = self.desired.revision
+        self.record("reconcile", target=self.target, commit=rev.commit, author=rev.author, message=rev.message,
+                    dry_run=self.options.dry_run, result=result, counts=plan.counts(),
+                    duration_s=round(time.monotonic() - started, 3), **extra)
+
+    def save(self, inventory: Inventory) -> None:
+        """Save the inventory, anchored at the latest audit record (made durable first)."""
+        if self.audit is not None:
+            self.audit.sync()
+        if self.anchor is not None:
+            inventory.annotations.update({AUDIT_SEQ: str(self.anchor[0]), AUDIT_HASH: self.anchor[1]})
+        save_inventory(self.cluster, inventory)
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
 def reconcile(desired: Desired, cluster: Cluster, options: Options,
               progress: Callable[[ObjectResult], None] | None = None) -> Outcome:
-    """Make the cluster match `desired` (already validated). Raises PruneRefused before any
-    write when the deletions exceed the budget."""
+    """Make the cluster match `desired` (already validated).
+
+    Raises PruneRefused or OwnershipConflict before any write when the deletions exceed the
+    budget or an object belongs to another target (unless options.adopt); the exception
+    carries the plan (`.plan`)."""
     started = time.monotonic()
     config = desired.spec.config
     target = config.name
-    observed = observe(cluster, desired.objects, target, options.inventory_namespace)
     prune = config.policy.prune if options.prune is None else options.prune
-    plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
-                        concurrency=options.concurrency)
-    audit = None
-    if options.audit_log:
-        from agent.audit import AuditLog  # structlog is only needed when auditing
-
-        audit = AuditLog(options.audit_log, identity())
-    rev = desired.revision
-    if prune and not options.allow_mass_prune:
-        budget = config.policy.prune_budget
-        try:
-            check_prune_budget(plan, len(observed.inventory.entries), budget.max_fraction, budget.max_count)
-        except PruneRefused as refused:
-            if audit is not None:  # a refusal is worth a record, anchored in the cluster like any other
-                seq, digest = audit.write("reconcile", target=target, commit=rev.commit, author=rev.author,
-                                          message=rev.message, dry_run=options.dry_run, result="refused",
-                                          error=str(refused), counts=plan.counts())
-                audit.close()
-                observed.inventory.annotations.update({AUDIT_SEQ: str(seq), AUDIT_HASH: digest})
-                save_inventory(cluster, observed.inventory)
-            raise
-
-    outcome = Outcome(plan=plan)
+    run = _Run(desired, cluster, options)
     try:
+        observed = observe(cluster, desired.objects, target, options.inventory_namespace)
+        plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
+                            concurrency=options.concurrency, adopt=options.adopt)
+        _refuse(run, plan, observed, prune, started)
         if options.dry_run:
-            outcome.report = ApplyReport([ObjectResult(c, "skipped", "dry run") for c in plan.changed])
-        else:
-            def on_result(result: ObjectResult) -> None:
-                if options.events:
-                    _event(cluster, result)
-                if progress is not None:
-                    progress(result)
-            outcome.report = execute(cluster, plan, manager=options.manager, force=options.force_conflicts,
-                                     concurrency=options.concurrency, on_result=on_result)
-        anchor: tuple[int, str] | None = None
-        if audit is not None:
+            outcome = Outcome(plan=plan, report=ApplyReport([ObjectResult(c, "skipped", "dry run") for c in plan.changed]))
             for result in outcome.report.results:
-                audit.write("object", commit=rev.commit, **_object_record(result, options.dry_run))
-            anchor = audit.write(
-                "reconcile", target=target, commit=rev.commit, author=rev.author, message=rev.message,
-                dry_run=options.dry_run, result="succeeded" if outcome.report.ok else "failed",
-                counts=plan.counts(), failed=[r.change.ref for r in outcome.report.failed],
-                duration_s=round(time.monotonic() - started, 3),
-            )
-        if not options.dry_run:
-            _update_inventory(cluster, observed.inventory, desired, outcome, anchor, options.manager)
+                run.record("object", sync=False, commit=desired.revision.commit, **_object_record(result, True))
+            run.closing("succeeded", plan, started)
+        elif not plan.has_changes and not observed.stale:
+            outcome = Outcome(plan=plan)  # a no-op writes nothing to the cluster: no Lease, no inventory
+            run.closing("succeeded", plan, started)
+        else:
+            with TargetLease(cluster, target, options.inventory_namespace, identity(), wait=options.lock_timeout) as lease:
+                current = load_inventory(cluster, target, options.inventory_namespace)
+                if current.resource_version != observed.inventory.resource_version:
+                    # someone wrote this target between our plan and our Lease: plan again
+                    observed = observe(cluster, desired.objects, target, options.inventory_namespace)
+                    plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
+                                        concurrency=options.concurrency, adopt=options.adopt)
+                    _refuse(run, plan, observed, prune, started)
+                outcome = _write(run, plan, observed, lease, progress, started)
     finally:
-        if audit is not None:
-            audit.close()
+        run.close()
     outcome.requests = dict(cluster.requests)
     return outcome
 
 
-def _update_inventory(cluster: Cluster, inventory: Inventory, desired: Desired, outcome: Outcome,
-                      anchor: tuple[int, str] | None, manager: str) -> None:
-    """Record what we own now. Written only when something changed: a no-op writes nothing."""
-    before = inventory.content()
+def _refuse(run: _Run, plan: Plan, observed: Observed, prune: bool, started: float) -> None:
+    """Refusals happen before any write; each is audited (and anchored when not a dry run)."""
+    options, config = run.options, run.desired.spec.config
+    refusal: OwnershipConflict | PruneRefused | None = None
+    if plan.conflicts and not options.adopt:
+        refusal = OwnershipConflict(conflict_message(plan))
+    elif prune and not options.allow_mass_prune:
+        budget = config.policy.prune_budget
+        try:
+            check_prune_budget(plan, len(observed.inventory.entries), budget.max_fraction, budget.max_count)
+        except PruneRefused as refused:
+            refusal = refused
+    if refusal is None:
+        return
+    refusal.plan = plan
+    if run.audit is not None:
+        run.closing("refused", plan, started, error=str(refusal))
+        if not options.dry_run:
+            with contextlib.suppress(ClusterError):  # the refusal stands; the anchor is a courtesy here
+                run.save(observed.inventory)
+    raise refusal
+
+
+def _write(run: _Run, plan: Plan, observed: Observed, lease: TargetLease,
+           progress: Callable[[ObjectResult], None] | None, started: float) -> Outcome:
+    options, cluster, desired = run.options, run.cluster, run.desired
+    commit = desired.revision.commit
+    inventory = observed.inventory
+    saved = inventory.content()
+    # intent first: every object we may create is in the inventory before its request is sent,
+    # so a crash can never leave an object that prune does not know; gone entries are dropped
+    for key in observed.stale:
+        inventory.entries.pop(key, None)
+    for c in plan.changed:
+        if c.desired is not None and object_key(c.desired) not in inventory.entries:
+            meta = c.desired["metadata"]
+            inventory.entries[object_key(c.desired)] = Entry(
+                str(c.desired["apiVersion"]), str(c.desired["kind"]), str(meta.get("namespace") or ""), str(meta["name"]), "")
+    outcome = Outcome(plan=plan)
+    inventory_error = ""
+    try:
+        if inventory.content() != saved:
+            run.save(inventory)
+    except ClusterError as exc:
+        inventory_error = f"inventory {inventory.namespace}/{inventory.name}: {exc}"
+    events = EventPoster(cluster) if options.events else None
+
+    def before(c: ObjectChange) -> None:
+        lease.check()
+        run.record("intent", sync=False, **_intent_record(c, commit))
+
+    def on_result(result: ObjectResult) -> None:
+        run.record("object", sync=False, commit=commit, **_object_record(result, False))
+        if events is not None:
+            events.post(result)
+        if progress is not None:
+            progress(result)
+
+    try:
+        if not inventory_error:
+            outcome.report = execute(cluster, plan, manager=options.manager, force=options.force_conflicts,
+                                     concurrency=options.concurrency, on_result=on_result, before=before)
+            try:
+                _update_inventory(run, inventory, outcome)
+            except ClusterError as exc:
+                inventory_error = f"inventory {inventory.namespace}/{inventory.name}: {exc}"
+    finally:
+        if events is not None:
+            events.close()
+    outcome.inventory_error = inventory_error
+    ok = outcome.report.ok and not inventory_error
+    run.closing("succeeded" if ok else "failed", plan, started,
+                failed=[r.change.ref for r in outcome.report.failed],
+                **({"error": inventory_error} if inventory_error else {}))
+    if run.audit is not None:
+        run.audit.sync()
+    return outcome
+
+
+def _update_inventory(run: _Run, inventory: Inventory, outcome: Outcome) -> None:
+    """Record what we own now, with the owned-fields hash of each object as it stands."""
+    manager, desired = run.options.manager, run.desired
     by_key = {object_key(r.change.desired): r for r in outcome.report.results if r.change.desired is not None}
     for c in outcome.plan.objects:
         if c.desired is None:
@@ -296,24 +412,18 @@ def _update_inventory(cluster: Cluster, inventory: Inventory, desired: Desired, 
         else:
             existing = inventory.entries.get(key)
             if existing is None:
-                continue  # failed create: nothing of ours exists
-            fields = existing.fields
+                continue
+            fields = existing.fields  # failed or skipped: keep the entry (its intent) as it was
         meta = c.desired["metadata"]
         inventory.entries[key] = Entry(str(c.desired["apiVersion"]), str(c.desired["kind"]),
                                        str(meta.get("namespace") or ""), str(meta["name"]), fields)
     for r in outcome.report.results:
         if r.outcome == "deleted" and r.change.live is not None:
             inventory.entries.pop(object_key(r.change.live), None)
-    changed = inventory.content() != before or outcome.plan.has_changes or not outcome.report.ok
-    if not changed:
-        return
-    if anchor is not None:
-        inventory.annotations[AUDIT_SEQ] = str(anchor[0])
-        inventory.annotations[AUDIT_HASH] = anchor[1]
     inventory.annotations[LAST_APPLY] = json.dumps({
         "commit": desired.revision.commit,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "result": "succeeded" if outcome.report.ok else "failed",
         "failed": {r.change.ref: r.message[:200] for r in outcome.report.failed},
     }, sort_keys=True)
-    save_inventory(cluster, inventory)
+    run.save(inventory)

@@ -1,5 +1,6 @@
 """Execute plans: ordering, concurrency, conflict policy, prune budget."""
 
 from agent.apply._engine import ApplyReport, ObjectResult, PruneRefused, check_prune_budget, execute
+from agent.apply._events import EventPoster, event_for
 
-__all__ = ["ApplyReport", "ObjectResult", "PruneRefused", "check_prune_budget", "execute"]
+__all__ = ["ApplyReport", "EventPoster", "ObjectResult", "PruneRefused", "check_prune_budget", "event_for", "execute"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +43,8 @@ class ApplyReport:
 class PruneRefused(AgentError):
     """The plan deletes more than the prune budget allows."""
 
+    plan: Plan | None = None  # the refused plan, for the caller to show
+
 
 def check_prune_budget(plan: Plan, managed: int, max_fraction: float, max_count: int) -> None:
     deletions = [o for o in plan.objects if o.action == "delete"]
@@ -75,8 +77,13 @@ def execute(
     force: bool,
     concurrency: int = 8,
     on_result: Callable[[ObjectResult], None] | None = None,
+    before: Callable[[ObjectChange], None] | None = None,
 ) -> ApplyReport:
-    """Apply creates/updates phase by phase, then delete in reverse phase order."""
+    """Apply creates/updates phase by phase, then delete in reverse phase order.
+
+    `before(change)` runs right before each write (the audit intent, the Lease check); when it
+    raises AgentError the object is not written and fails with that message. `on_result` runs
+    as each result comes in, so a crash loses no result that was already reported."""
     report = ApplyReport()
     writes = [o for o in plan.objects if o.action in ("create", "update")]
     deletes = [o for o in plan.objects if o.action == "delete"]
@@ -84,6 +91,8 @@ def execute(
     def do_apply(change: ObjectChange) -> ObjectResult:
         assert change.desired is not None
         try:
+            if before is not None:
+                before(change)
             live = cluster.apply(change.desired, force=force, field_manager=manager)
         except ClusterError as exc:
             if exc.status == 409 and not force:
@@ -96,17 +105,23 @@ def execute(
     def do_delete(change: ObjectChange) -> ObjectResult:
         assert change.before is not None
         try:
+            if before is not None:
+                before(change)
             cluster.delete(change.live or change.before)
         except (ClusterError, AgentError) as exc:
             return ObjectResult(change, "failed", str(exc))
         return ObjectResult(change, "deleted")
 
     def run(batch: list[ObjectChange], fn: Callable[[ObjectChange], ObjectResult]) -> None:
+        done: dict[int, ObjectResult] = {}
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            for result in pool.map(fn, batch):
-                report.results.append(result)
+            futures = {pool.submit(fn, change): i for i, change in enumerate(batch)}
+            for future in as_completed(futures):
+                result = future.result()
+                done[futures[future]] = result
                 if on_result is not None:
                     on_result(result)
+        report.results.extend(done[i] for i in sorted(done))
 
     for p in sorted({phase(o.kind) for o in writes}):
         run([o for o in writes if phase(o.kind) == p], do_apply)

@@ -2,12 +2,19 @@
 
 Each record carries `seq`, `prev_hash` and `hash` = sha256 over its canonical JSON (without
 `hash`). A line is written with a single write() of the whole line and fsynced before the
-call returns. A torn last line (crash mid-write) is cut off when the log is next opened, so
-it never breaks verification of the records before it.
+call returns (or, for a batch of object records, before the batch is anchored in the cluster:
+a write() already survives a killed process, only a machine crash needs the fsync). A torn
+last line (crash mid-write) is cut off when the log is next opened, so it never breaks
+verification of the records before it.
+
+Several processes may append to one file (two targets, a CLI apply beside the controller):
+every append holds an exclusive flock, and a writer that finds the file grown since its own
+last append re-reads the tail first, so the chain stays one chain.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,38 +37,48 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
 
 
-def _tail(path: Path) -> tuple[int, str]:
-    """(seq, hash) of the last complete record; cuts a torn last line off the file."""
-    if not path.exists() or path.stat().st_size == 0:
-        return 0, GENESIS
-    with path.open("rb+") as f:
-        data = f.read()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            f.truncate(cut)
-            f.flush()
-            os.fsync(f.fileno())
-            data = data[:cut]
-    lines = data.splitlines()
-    if not lines:
-        return 0, GENESIS
-    last = json.loads(lines[-1])
-    return int(last["seq"]), str(last["hash"])
+def _last_newline(fd: int, size: int) -> int:
+    """Offset of the last newline before `size`, or -1; reads backwards in chunks."""
+    chunk, end = 65536, size
+    while end > 0:
+        start = max(0, end - chunk)
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut
+        end = start
+    return -1
+
+
+def _tail(fd: int) -> tuple[int, str, int]:
+    """(seq, hash, size) of the last complete record; cuts a torn last line (a writer that
+    crashed mid-write) off the file. The caller holds the flock."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        size = _last_newline(fd, size) + 1
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    if size == 0:
+        return 0, GENESIS, 0
+    start = _last_newline(fd, size - 1) + 1
+    last = json.loads(os.pread(fd, size - start, start))
+    return int(last["seq"]), str(last["hash"]), size
 
 
 class _ChainedFile:
-    """structlog's final 'logger': appends one fsynced line per event."""
+    """structlog's final 'logger': appends one line per event (the caller holds the flock)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        self.sync = True
 
     def msg(self, line: str) -> None:
         data = (line + "\n").encode()
         written = os.write(self.fd, data)
         if written != len(data):  # pragma: no cover - a full disk
             raise OSError(f"short write to audit log {self.path}")
-        os.fsync(self.fd)
+        if self.sync:
+            os.fsync(self.fd)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -75,8 +92,13 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.identity = identity
         self._lock = threading.Lock()
-        self.seq, self.last_hash = _tail(self.path)
         self._sink = _ChainedFile(self.path)
+        fcntl.flock(self._sink.fd, fcntl.LOCK_EX)
+        try:
+            self.seq, self.last_hash, self._size = _tail(self._sink.fd)
+        finally:
+            fcntl.flock(self._sink.fd, fcntl.LOCK_UN)
+        self._dirty = False
         self._log = structlog.wrap_logger(
             self._sink,
             wrapper_class=structlog.BoundLogger,
@@ -99,12 +121,31 @@ class AuditLog:
         self.seq, self.last_hash = record["seq"], record["hash"]
         return record
 
-    def write(self, event: str, **fields: Any) -> tuple[int, str]:
+    def write(self, event: str, *, sync: bool = True, **fields: Any) -> tuple[int, str]:
+        """Append one record; returns its (seq, hash). With sync=False the record is written
+        (a killed process keeps it) but fsynced only by the next sync() or synced write."""
         with self._lock:
-            self._log.msg(event=event, **fields)
+            fd = self._sink.fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size != self._size:  # another writer appended since our last record
+                    self.seq, self.last_hash, self._size = _tail(fd)
+                self._sink.sync = sync
+                self._log.msg(event=event, **fields)
+                self._size = os.fstat(fd).st_size
+                self._dirty = not sync
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
             return self.seq, self.last_hash
 
+    def sync(self) -> None:
+        with self._lock:
+            if self._dirty:
+                os.fsync(self._sink.fd)
+                self._dirty = False
+
     def close(self) -> None:
+        self.sync()
         self._sink.close()
 
     def __enter__(self) -> AuditLog:

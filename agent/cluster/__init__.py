@@ -1,6 +1,6 @@
 """Edge: the API server. Raw-JSON reads, server-side apply, deletes, the inventory."""
 
-from agent.cluster._client import FIELD_MANAGER, Cluster, ClusterError
+from agent.cluster._client import FIELD_MANAGER, UNREACHABLE, Breaker, Cluster, ClusterError, Timeouts
 from agent.cluster._inventory import (
     AUDIT_HASH,
     AUDIT_SEQ,
@@ -12,9 +12,26 @@ from agent.cluster._inventory import (
     save_inventory,
 )
 from agent.cluster._kinds import KindInfo, well_known
+from agent.cluster._lease import LeaseHeld, TargetLease, lease_name
 
 __all__ = [
-    "AUDIT_HASH", "AUDIT_SEQ", "FIELD_MANAGER", "INVENTORY_NAMESPACE", "LAST_APPLY", "Cluster",
-    "ClusterError", "Entry", "Inventory", "KindInfo", "load_inventory", "save_inventory",
+    "AUDIT_HASH",
+    "AUDIT_SEQ",
+    "FIELD_MANAGER",
+    "INVENTORY_NAMESPACE",
+    "LAST_APPLY",
+    "UNREACHABLE",
+    "Breaker",
+    "Cluster",
+    "ClusterError",
+    "Entry",
+    "Inventory",
+    "KindInfo",
+    "LeaseHeld",
+    "TargetLease",
+    "Timeouts",
+    "lease_name",
+    "load_inventory",
+    "save_inventory",
     "well_known",
 ]

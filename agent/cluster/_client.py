@@ -3,15 +3,21 @@
 Reads are raw JSON (`_preload_content=False` style: we never build typed models, ~8x faster);
 server-side apply goes through the official dynamic client. Every request is counted by verb
 so benchmarks and tests can assert how many reads and writes a reconcile made.
+
+Every request has a connect and a read timeout and a retry budget (`Timeouts`), and all
+requests share one circuit breaker: once the server has given no answer at all for a while,
+every further request fails at once instead of waiting out its own timeouts and retries.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -40,6 +46,81 @@ class ClusterError(AgentError):
         super().__init__(prefix + message)
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one request may take (connect, read) and how long it may keep retrying.
+
+    Defaults can be set by the environment (AGENT_CONNECT_TIMEOUT, AGENT_REQUEST_TIMEOUT,
+    AGENT_RETRY_BUDGET, in seconds) and overridden by command-line flags."""
+
+    connect: float = 5.0
+    read: float = 20.0
+    budget: float = 60.0  # seconds one request may spend on retries, its attempts included
+
+    @classmethod
+    def from_env(cls, connect: float | None = None, read: float | None = None,
+                 budget: float | None = None) -> Timeouts:
+        def pick(value: float | None, env: str, default: float) -> float:
+            if value is not None:
+                chosen = value
+            else:
+                raw = os.environ.get(env)
+                try:
+                    chosen = float(raw) if raw else default
+                except ValueError as exc:
+                    raise AgentError(f"{env}={raw!r} is not a number of seconds") from exc
+            if not chosen > 0:
+                raise AgentError(f"{env.lower().replace('_', '-')}: timeouts must be positive seconds, got {chosen}")
+            return chosen
+
+        return cls(pick(connect, "AGENT_CONNECT_TIMEOUT", cls.connect),
+                   pick(read, "AGENT_REQUEST_TIMEOUT", cls.read),
+                   pick(budget, "AGENT_RETRY_BUDGET", cls.budget))
+
+
+class Breaker:
+    """Circuit breaker over transport failures (no HTTP answer: refused, reset, timed out).
+
+    It opens when `threshold` requests in a row got no answer and the oldest of them started
+    at least `window` seconds ago: the server is gone, not blinking. While open, requests fail
+    at once; after `cooldown` seconds one request may probe again (a success closes it)."""
+
+    def __init__(self, threshold: int = 3, window: float = 5.0, cooldown: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold, self.window, self.cooldown, self.clock = threshold, window, cooldown, clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._since: float | None = None  # start time of the oldest failed request in the streak
+        self._open_until: float | None = None
+        self.last_error = ""
+
+    @property
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._open_until is not None and self.clock() < self._open_until
+
+    def check(self, host: str) -> None:
+        with self._lock:
+            if self._open_until is None:
+                return
+            if self.clock() < self._open_until:
+                raise ClusterError(UNREACHABLE, f"giving up on the API server at {host}: {self._failures} requests "
+                                   f"in a row got no answer (last: {self.last_error})")
+            self._open_until = self.clock() + self.cooldown  # half-open: this request probes
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures, self._since, self._open_until = 0, None, None
+
+    def failure(self, started: float, message: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self.last_error = message
+            self._since = started if self._since is None else min(self._since, started)
+            if self._failures >= self.threshold and self.clock() - self._since >= self.window:
+                self._open_until = self.clock() + self.cooldown
+
+
 def _error(exc: ApiException) -> ClusterError:
     message, reason = str(exc.reason or ""), ""
     try:
@@ -53,10 +134,13 @@ def _error(exc: ApiException) -> ClusterError:
 class Cluster:
     """A connection to one API server, counting requests by HTTP verb."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, retries: int = 5, backoff: float = 0.2) -> None:
+    def __init__(self, api_client: k8s.ApiClient, *, retries: int = 5, backoff: float = 0.2,
+                 timeouts: Timeouts | None = None, breaker: Breaker | None = None) -> None:
         self.api = api_client
         self.retries = retries
         self.backoff = backoff
+        self.timeouts = timeouts or Timeouts.from_env()
+        self.breaker = breaker or Breaker()
         self.requests: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._dynamic: DynamicClient | None = None
@@ -74,7 +158,8 @@ class Cluster:
 
     # --- connection -----------------------------------------------------------------------
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> Cluster:
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, pool: int = 16,
+                timeouts: Timeouts | None = None) -> Cluster:
         configuration = k8s.Configuration()
         try:
             if kubeconfig is None and context is None:
@@ -87,7 +172,12 @@ class Cluster:
         except (k8s_config.ConfigException, OSError) as exc:
             raise AgentError(f"cannot load cluster credentials: {exc}") from exc
         configuration.connection_pool_maxsize = pool
-        return cls(k8s.ApiClient(configuration))
+        configuration.retries = 0  # retries are ours (budget + breaker), not urllib3's silent ones
+        return cls(k8s.ApiClient(configuration), timeouts=timeouts)
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
 
     def close(self) -> None:
         self.api.close()
@@ -104,23 +194,44 @@ class Cluster:
         return sum(n for verb, n in self.requests.items() if verb in ("POST", "PUT", "PATCH", "DELETE"))
 
     # --- raw requests ---------------------------------------------------------------------
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T], retries: int | None = None) -> T:
+        """Run call() with backoff on retryable errors, within the retry budget; every attempt
+        first asks the breaker, and tells it whether the server answered."""
         delay = self.backoff
-        for attempt in range(self.retries + 1):
+        limit = self.retries if retries is None else retries
+        deadline = time.monotonic() + self.timeouts.budget
+        attempt = 0
+        while True:
+            self.breaker.check(self.host)
+            started = time.monotonic()
             try:
-                return call()
+                result = call()
             except ClusterError as exc:
+                if exc.status == UNREACHABLE:
+                    self.breaker.failure(started, str(exc))
+                    self.breaker.check(self.host)  # just opened: say so, not this attempt's error
+                else:
+                    self.breaker.success()
                 # a 409 is worth retrying only for optimistic-concurrency races, never for an
                 # apply conflict with another field manager or an AlreadyExists
                 race = exc.status != 409 or "has been modified" in str(exc)
-                if exc.status not in RETRYABLE or not race or attempt == self.retries:
+                out_of_budget = attempt >= limit or time.monotonic() + delay > deadline
+                if exc.status not in RETRYABLE or not race or out_of_budget:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+                attempt += 1
+            else:
+                self.breaker.success()
+                return result
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return (self.timeouts.connect, self.timeouts.read)
 
     def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
-                body: Any = None, content_type: str = "application/json") -> Any:
+                body: Any = None, content_type: str = "application/json", retries: int | None = None,
+                timeout: tuple[float, float] | None = None) -> Any:
         """One HTTP request; the JSON response as plain data (None for an empty body)."""
         url_path = path + ("?" + urlencode(query) if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -129,7 +240,7 @@ class Cluster:
             serialized = self.api.param_serialize(method, url_path, header_params=headers, body=body,
                                                   auth_settings=["BearerToken"])
             try:
-                response = self.api.call_api(*serialized)
+                response = self.api.call_api(*serialized, _request_timeout=timeout or self._timeout)
             except ApiException as exc:
                 raise _error(exc) from exc
             except urllib3.exceptions.HTTPError as exc:
@@ -143,11 +254,13 @@ class Cluster:
                 raise ClusterError(response.status, payload.get("message", data.decode(errors="replace")), payload.get("reason", ""))
             return json.loads(data) if data else None
 
-        return self._retry(call)
+        return self._retry(call, retries)
 
     def _unreachable(self, exc: Exception) -> ClusterError:
         reason = getattr(exc, "reason", None) or exc
-        return ClusterError(UNREACHABLE, f"cannot reach the API server at {self.api.configuration.host}: {reason}")
+        if isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError):
+            reason = f"no answer within {self.timeouts.read:g} s (read) / {self.timeouts.connect:g} s (connect): {reason}"
+        return ClusterError(UNREACHABLE, f"cannot reach the API server at {self.host}: {reason}")
 
     # --- kinds ----------------------------------------------------------------------------
     def kind(self, api_version: str, kind: str) -> KindInfo:
@@ -222,7 +335,7 @@ class Cluster:
                 response = self.dynamic.request(
                     "patch", path, body=obj, content_type="application/apply-patch+yaml",
                     field_manager=field_manager, force_conflicts=force,
-                    dry_run="All" if dry_run else None, serialize=False,
+                    dry_run="All" if dry_run else None, serialize=False, _request_timeout=self._timeout,
                 )
             except ApiException as exc:
                 raise _error(exc) from exc

@@ -22,6 +22,7 @@ class ObjectChange:
     drift: dict[str, str] = field(default_factory=dict)  # field path -> other field manager
     desired: dict[str, Any] | None = None  # unredacted desired object, for apply only
     live: dict[str, Any] | None = None  # the live object as read (uid, managedFields), for apply only
+    owner_conflict: str = ""  # the other target whose ownership label the live object carries
 
     @property
     def ref(self) -> str:
@@ -50,6 +51,11 @@ class Plan:
     @property
     def changed(self) -> list[ObjectChange]:
         return [o for o in self.objects if o.action != "unchanged"]
+
+    @property
+    def conflicts(self) -> list[ObjectChange]:
+        """Objects that exist under another target's ownership label: never taken silently."""
+        return [o for o in self.objects if o.owner_conflict]
 
     @property
     def has_changes(self) -> bool:

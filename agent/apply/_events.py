@@ -1,0 +1,92 @@
+"""Kubernetes Events for applied, failed, skipped and pruned objects, posted off the apply path.
+
+Events are a courtesy (the audit log is the record): a queue feeds one background thread that
+posts each Event once, with a short timeout and no retries, and drops what is left when the API
+server stops answering or when the apply is over and the drain deadline has passed. So a dying
+API server costs the apply no time for its Events.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.apply._engine import ObjectResult
+from agent.cluster import FIELD_MANAGER, Cluster, ClusterError
+from agent.errors import AgentError
+
+_REASONS = {"applied": "Applied", "deleted": "Pruned", "failed": "ApplyFailed", "skipped": "ApplySkipped"}
+_TIMEOUT = (2.0, 5.0)
+
+
+def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, Any] | None:
+    """The Event an object result deserves, or None (pure)."""
+    c = result.change
+    reason = _REASONS.get(result.outcome)
+    if reason is None:
+        return None
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    uid = ((result.live or c.live or {}).get("metadata") or {}).get("uid")
+    message = {"Applied": f"{c.action}d by modelops-agent",
+               "Pruned": "deleted by modelops-agent (no longer in Git)"}.get(reason, result.message)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{c.name}.", "namespace": c.namespace or "default"},
+        "involvedObject": {"apiVersion": c.api_version, "kind": c.kind, "name": c.name,
+                           **({"namespace": c.namespace} if c.namespace else {}), **({"uid": uid} if uid else {})},
+        "reason": reason,
+        "message": message[:1000],
+        "type": "Normal" if reason in ("Applied", "Pruned") else "Warning",
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class EventPoster:
+    """post() never blocks on the network; close() waits at most `drain` seconds."""
+
+    def __init__(self, cluster: Cluster, drain: float = 5.0) -> None:
+        self.cluster = cluster
+        self.drain = drain
+        self.posted = 0
+        self.dropped = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._closing = threading.Event()
+        self._deadline = float("inf")
+        self._thread = threading.Thread(target=self._run, name="event-poster", daemon=True)
+        self._thread.start()
+
+    def post(self, result: ObjectResult) -> None:
+        event = event_for(result)
+        if event is not None:
+            self._queue.put(event)
+
+    def _run(self) -> None:
+        kind = self.cluster.kind("v1", "Event")
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            if self.cluster.breaker.is_open or time.monotonic() > self._deadline:
+                self.dropped += 1
+                continue
+            try:
+                self.cluster.request("POST", kind.collection_path(event["metadata"]["namespace"]), body=event,
+                                     retries=0, timeout=_TIMEOUT)
+                self.posted += 1
+            except (ClusterError, AgentError):
+                self.dropped += 1
+
+    def close(self) -> None:
+        self._deadline = time.monotonic() + self.drain
+        self._queue.put(None)
+        self._thread.join(timeout=self.drain + sum(_TIMEOUT))
