@@ -446,7 +446,8 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
     if problems:
         errors.extend(doc.error(path, message) for path, message in problems)
         return None
-    body = {**body, "metadata": dict(meta)}
+    # `labels: null` is Kubernetes' "no labels": leave it out, as the API server does
+    body = {**body, "metadata": {k: v for k, v in meta.items() if not (k in _MAPS and v is None)}}
     if kind in CLUSTER_SCOPED:
         if "namespace" in meta:
             errors.append(doc.error(["metadata", "namespace"], f"{kind} is cluster-scoped and takes no namespace"))
@@ -462,6 +463,9 @@ def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) 
         errors.append(doc.error(["data"], "Secret data must be a mapping"))
         return None
     return Manifest(body=body, location=_loc(doc))
+
+
+_MAPS = ("labels", "annotations")
 
 
 def _manifest_key(m: Manifest) -> str:

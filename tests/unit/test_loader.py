@@ -1104,3 +1104,12 @@ def test_cluster_namespaces_need_to_be_named_exactly(namespace: str) -> None:
                  "belongs to the cluster")
     exact = CONFIG.replace('"team-*"', f'"team-*", {namespace}')
     assert loads({**no_policy, "repo.yaml": exact}).models[0].namespace == namespace
+
+
+def test_null_labels_and_annotations_of_a_raw_manifest_mean_none() -> None:
+    manifest = _cm("  name: cm\n  namespace: fraud\n  labels: null\n  annotations:\n")
+    spec = loads(repo({"infra/cm.yaml": manifest}))
+    cm = next(m for m in spec.manifests if m.name == "cm")
+    assert cm.body["metadata"] == {"name": "cm", "namespace": "fraud"}
+    rendered = next(o for o in render(spec) if o["metadata"]["name"] == "cm")
+    assert rendered["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelops-agent"
