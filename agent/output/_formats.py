@@ -4,6 +4,8 @@ Markdown for a pull-request comment. Formatting only; all decisions live in the 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any
 
 from agent.output._yamldiff import unified
@@ -11,6 +13,51 @@ from agent.plan import Plan
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
 _COLOR = {"create": "32", "update": "33", "delete": "31", "unchanged": "2"}
+
+
+# --- making untrusted strings safe -------------------------------------------------------
+# Names, values and revisions come from the repo, the cluster (field managers) and git refs:
+# none of them may reach a terminal as control sequences, or a PR comment as Markdown/HTML.
+
+_INVISIBLE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str) -> str:
+    if c in _SHORT:
+        return _SHORT[c]
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def visible(value: str) -> str:
+    """value with every control, format (bidi override, zero-width), separator, surrogate or
+    unassigned character written as a Python-style escape: one line, nothing a terminal acts on."""
+    return "".join(_escape_char(c) if unicodedata.category(c) in _INVISIBLE else c for c in value)
+
+
+# Characters that make Markdown or HTML structure in a table cell or an HTML block: table
+# pipes, code spans, tags, entities, links/images, emphasis, backslash escapes.
+_MD_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: f"&#{ord(c)};" for c in "|`[]*_~\\"}})
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+
+
+def md_text(value: str) -> str:
+    """value as inert inline text for a Markdown table cell or HTML: one line, no markup."""
+    return visible(value).translate(_MD_ENTITIES)
+
+
+def md_code(value: str) -> str:
+    """value in code font: a plain name as a `code span`, anything else escaped in <code>."""
+    if _PLAIN.fullmatch(value):
+        return f"`{value}`"
+    return f"<code>{md_text(value)}</code>"
+
+
+def _fence(lines: list[str]) -> str:
+    """A backtick fence longer than any backtick run in lines, so none of them can close it."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _paint(text: str, code: str, color: bool) -> str:
@@ -22,21 +69,26 @@ def _counts_line(plan: Plan) -> str:
     return f"{c['create']} to create, {c['update']} to update, {c['delete']} to delete, {c['unchanged']} unchanged"
 
 
-
 def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
+    """Every line passes through `visible`, so no name or value reaches the terminal raw."""
     out: list[str] = []
+
+    def add(line: str, code: str | None = None) -> None:
+        line = visible(line)
+        out.append(_paint(line, code, color) if code else line)
+
     if plan.base or plan.revision:
         base = plan.base.get("short", "")
         rev = plan.revision.get("short", "")
-        out.append(f"Comparing {base or 'live cluster'} -> {rev or 'working tree'}")
-        out.append("")
+        add(f"Comparing {base or 'live cluster'} -> {rev or 'working tree'}")
+        add("")
     changed_models = [m for m in plan.models if m.status != "unchanged" or m.changes]
-    out.append(_paint("Models", "1", color))
+    add("Models", "1")
     if not changed_models:
-        out.append("  no model changes")
+        add("  no model changes")
     for m in changed_models:
-        out.append(f"  {m.key}: " + "; ".join(m.changes))
-    out.append("")
+        add(f"  {m.key}: " + "; ".join(m.changes))
+    add("")
     out.append(_paint("Objects", "1", color) + f" ({_counts_line(plan)})")
     for o in plan.changed:
         line = f"  {_SYMBOL[o.action]} {o.action:<7} {o.ref}"
@@ -46,24 +98,24 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
             line += f"  [{', '.join(shown)}{more}]"
         if o.drift:
             line += "  drift: " + ", ".join(f"{f} by {m}" for f, m in sorted(o.drift.items()))
-        out.append(_paint(line, _COLOR[o.action], color))
+        add(line, _COLOR[o.action])
     if show_diff:
         for o in plan.changed:
-            diff = unified(o.before, o.after, o.ref)
+            diff = unified(o.before, o.after, visible(o.ref))
             if not diff:
                 continue
-            out.append("")
+            add("")
             for d in diff:
                 if d.startswith(("+++", "---")):
-                    out.append(_paint(d, "1", color))
+                    add(d, "1")
                 elif d.startswith("@@"):
-                    out.append(_paint(d, "36", color))
+                    add(d, "36")
                 elif d.startswith("+"):
-                    out.append(_paint(d, "32", color))
+                    add(d, "32")
                 elif d.startswith("-"):
-                    out.append(_paint(d, "31", color))
+                    add(d, "31")
                 else:
-                    out.append(d)
+                    add(d)
     return "\n".join(out) + "\n"
 
 
@@ -101,10 +153,13 @@ def as_json(plan: Plan) -> str:
 
 
 def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
+    """The PR comment. Every name, value and revision from the repo, the cluster or git is
+    escaped (`md_text`, `md_code`) and each diff sits in a fence no line of it can close, so a
+    PR cannot forge text, tables, HTML or images in the bot's comment."""
     out: list[str] = []
     title = "### Model changes"
     if plan.base or plan.revision:
-        title += f" `{plan.base.get('short', 'live')}` → `{plan.revision.get('short', 'working tree')}`"
+        title += f" {md_code(plan.base.get('short', 'live'))} → {md_code(plan.revision.get('short', 'working tree'))}"
     out.append(title)
     out.append("")
     changed_models = [m for m in plan.models if m.status != "unchanged" or m.changes]
@@ -112,8 +167,8 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
         out.append("| model | status | changes |")
         out.append("|---|---|---|")
         for m in changed_models:
-            changes = "<br>".join(c.replace("|", "\\|") for c in m.changes)
-            out.append(f"| `{m.key}` | {m.status} | {changes} |")
+            changes = "<br>".join(md_text(c) for c in m.changes)
+            out.append(f"| {md_code(m.key)} | {md_text(m.status)} | {changes} |")
     else:
         out.append("No model changes.")
     out.append("")
@@ -121,17 +176,20 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
     out.append("")
     budget = max_diff_lines
     for o in plan.changed:
-        diff = unified(o.before, o.after, o.ref)
-        out.append(f"<details><summary>{o.action} <code>{o.ref}</code></summary>")
-        out.append("")
-        out.append("```diff")
+        diff = [visible(d) for d in unified(o.before, o.after, visible(o.ref))]
+        body: list[str]
         if budget <= 0:
-            out.append("# diff omitted (comment size limit); run `agent diff` locally")
+            body = ["# diff omitted (comment size limit); run `agent diff` locally"]
         else:
-            out.extend(diff[:budget])
+            body = diff[:budget]
             if len(diff) > budget:
-                out.append(f"# ... {len(diff) - budget} more lines")
+                body.append(f"# ... {len(diff) - budget} more lines")
             budget -= len(diff)
-        out.append("```")
+        fence = _fence(body)
+        out.append(f"<details><summary>{md_text(o.action)} <code>{md_text(o.ref)}</code></summary>")
+        out.append("")
+        out.append(f"{fence}diff")
+        out.extend(body)
+        out.append(fence)
         out.append("</details>")
     return "\n".join(out) + "\n"

@@ -207,8 +207,9 @@ def test_diff_markdown(history: History) -> None:
     _assert_no_secrets(h, r.out)
     assert r.out.startswith(f"### Model changes `{h.base[:12]}` → `{h.head[:12]}`")
     assert "| model | status | changes |" in r.out
-    assert (f"| `{h.namespace}/{h.model}` | updated | version {h.old_stable} -> {h.old_canary}<br>"
-            f"canary version {h.old_canary} -> {h.new_canary}<br>canary {h.old_traffic}% -> {h.new_traffic}%<br>") in r.out
+    # ">" is escaped in table cells (renders as ">")
+    assert (f"| `{h.namespace}/{h.model}` | updated | version {h.old_stable} -&gt; {h.old_canary}<br>"
+            f"canary version {h.old_canary} -&gt; {h.new_canary}<br>canary {h.old_traffic}% -&gt; {h.new_traffic}%<br>") in r.out
     assert r.out.count("```diff") == 2
 
 
