@@ -34,6 +34,7 @@ _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL = re.compile(_LABEL)
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
 _QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 _DNS1123_LABEL_RULE = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -61,6 +62,17 @@ def dns1123_subdomain(value: str) -> bool:
 
 def _path_segment(value: str) -> bool:
     return value not in (".", "..") and "/" not in value and "%" not in value
+
+
+def type_problems(api_version: str, kind: str) -> Iterator[Problem]:
+    """apiVersion `[group/]version` (group a DNS subdomain, version a DNS-1035 label) and a
+    CamelCase kind: anything else names no API the server has."""
+    group, slash, version = api_version.rpartition("/")
+    if (slash and not dns1123_subdomain(group)) or not dns1035_label(version):
+        yield ["apiVersion"], (f"{api_version!r} is not a valid apiVersion: [group/]version, the group a DNS "
+                               "subdomain, the version such as v1 or v1beta1")
+    if _KIND.fullmatch(kind) is None:
+        yield ["kind"], f"{kind!r} is not a valid kind: a letter followed by letters and digits, such as ConfigMap"
 
 
 def name_rule(group: str, kind: str) -> tuple[Any, str]:

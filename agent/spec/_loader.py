@@ -424,6 +424,10 @@ def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model
 def _manifest(doc: Document, config: RepositoryConfig, errors: list[SpecError]) -> Manifest | None:
     body = cast(dict[str, Any], doc.data)
     kind, api = body["kind"], body["apiVersion"]
+    malformed = list(_k8s.type_problems(api, kind))
+    if malformed:
+        errors.extend(doc.error(path, message) for path, message in malformed)
+        return None
     group = group_of(api)
     allowed = config.policy.allowed_kinds
     # a bare Kind covers the built-in API groups only; other groups must be named

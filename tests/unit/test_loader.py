@@ -1113,3 +1113,16 @@ def test_null_labels_and_annotations_of_a_raw_manifest_mean_none() -> None:
     assert cm.body["metadata"] == {"name": "cm", "namespace": "fraud"}
     rendered = next(o for o in render(spec) if o["metadata"]["name"] == "cm")
     assert rendered["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelops-agent"
+
+
+@pytest.mark.parametrize(("api", "kind", "field", "message"), [
+    ("apps/v1/x", "Deployment", "apiVersion", "'apps/v1/x' is not a valid apiVersion"),
+    ("Apps/v1", "ConfigMap", "apiVersion", "not a valid apiVersion"),
+    ("v1 ", "ConfigMap", "apiVersion", "not a valid apiVersion"),
+    ("/v1", "ConfigMap", "apiVersion", "not a valid apiVersion"),
+    ("v1", "Config Map", "kind", "'Config Map' is not a valid kind"),
+    ("v1", "config-map", "kind", "not a valid kind"),
+])
+def test_raw_manifest_api_version_and_kind_must_be_well_formed(api: str, kind: str, field: str, message: str) -> None:
+    err = only_error(repo({"infra/x.yaml": f"apiVersion: {api!r}\nkind: {kind!r}\nmetadata: {{name: x, namespace: fraud}}\n"}))
+    assert_error(err, "infra/x.yaml", 1 if field == "apiVersion" else 2, field, message)
