@@ -62,7 +62,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     from agent.output import to_yaml
     from agent.pipeline import load_desired
+    from agent.plan import redact
+
     objects = load_desired(args.path, args.revision).objects
+    if not args.show_secrets:  # Secret values as markers, like diff and apply show them
+        redacted = [redact(o) for o in objects]
+        hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
+        if hidden:
+            print(f"note: values of {hidden} Secret(s) redacted; --show-secrets prints them", file=sys.stderr)
+        objects = redacted
     if args.output == "json":
         doc = {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -292,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="print the Kubernetes objects a model repo renders to")
     _add_source(p)
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="print Secret values (default: redacted markers, as in diffs)")
     p.set_defaults(handler=_cmd_render)
 
     p = sub.add_parser("diff", help="what would change (exit 0 none, 1 changes, 2 error)")

@@ -323,7 +323,7 @@ def _isvc(doc: dict[str, Any], h: History) -> dict[str, Any]:
 
 
 def test_render_json_is_a_list(history: History) -> None:
-    doc = _render_json(history.repo, "--revision", "HEAD")
+    doc = _render_json(history.repo, "--revision", "HEAD", "--show-secrets")
     assert (doc["apiVersion"], doc["kind"]) == ("v1", "List")
     assert doc["items"] and all({"apiVersion", "kind", "metadata"} <= set(o) for o in doc["items"])
     # the same objects as rendering in-process, in the same order
@@ -331,10 +331,35 @@ def test_render_json_is_a_list(history: History) -> None:
 
 
 def test_render_yaml(history: History) -> None:
-    r = agent("render", history.repo, "--revision", "HEAD")
+    r = agent("render", history.repo, "--revision", "HEAD", "--show-secrets")
     assert r.code == 0, r.err
     docs = [d for d in yaml.safe_load_all(r.out) if d]
-    assert docs == _render_json(history.repo, "--revision", "HEAD")["items"]
+    assert docs == _render_json(history.repo, "--revision", "HEAD", "--show-secrets")["items"]
+
+
+_MARKER = re.compile(r"<redacted sha256:[0-9a-f]{8}>")
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_render_redacts_secret_values_unless_asked(history: History, fmt: str) -> None:
+    h = history
+    r = agent("render", h.repo, "-o", fmt)  # the working tree: the rotated value, never cached
+    assert r.code == 0, r.err
+    _assert_no_secrets(h, r.out)
+    assert "--show-secrets" in r.err
+    items = json.loads(r.out)["items"] if fmt == "json" else [d for d in yaml.safe_load_all(r.out) if d]
+    desired = load_desired(h.repo).objects
+    assert [(o["kind"], o["metadata"]["name"]) for o in items] == [(o["kind"], o["metadata"]["name"]) for o in desired]
+    secrets = [(o, d) for o, d in zip(items, desired, strict=True) if o["kind"] == "Secret"]
+    assert secrets
+    for shown, real in secrets:
+        assert set(shown["data"]) == set(real["data"]) and "stringData" not in shown
+        assert all(_MARKER.fullmatch(v) for v in shown["data"].values()), shown["data"]
+    assert [o for o in items if o["kind"] != "Secret"] == [o for o in desired if o["kind"] != "Secret"]
+
+    plain = agent("render", h.repo, "-o", fmt, "--show-secrets")
+    assert plain.code == 0 and plain.err == ""
+    assert base64.b64encode(NEW_SECRET.encode()).decode() in plain.out
 
 
 def test_revision_reads_the_commit_not_the_working_tree(history: History) -> None:
