@@ -42,7 +42,7 @@ from agent.cluster import (
 )
 from agent.errors import AgentError
 from agent.pipeline import Desired, load_desired, revision_info
-from agent.plan import ObjectChange, Plan, build_plan, change
+from agent.plan import ObjectChange, Plan, build_plan, change, secret_data_matches
 from agent.plan._normalize import field_owners, normalize, owned_fields_hash
 from agent.render import (
     MANAGED_BY,
@@ -131,9 +131,13 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
 
 def _matches(want: dict[str, Any], have: dict[str, Any], entry: Entry | None, manager: str) -> bool:
     """No request needed: the live object carries our rendered spec-hash and nobody took a
-    field from us since our last apply (the fields we own hash as they did then)."""
+    field from us since our last apply (the fields we own hash as they did then). A Secret is
+    also compared by its effective data: a write through stringData leaves no trace in
+    managedFields that we could rely on."""
     annotations = (have.get("metadata") or {}).get("annotations") or {}
     if annotations.get(SPEC_HASH_ANNOTATION) != want["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+        return False
+    if not secret_data_matches(want, have):
         return False
     return entry is not None and bool(entry.fields) and entry.fields == owned_fields_hash(have, manager)
 

@@ -10,6 +10,8 @@ renews it every third of its duration, and a Lease not renewed within its durati
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -51,6 +53,22 @@ def _parse(value: Any) -> datetime | None:
         return None
 
 
+def _dead_here(holder: str) -> bool:
+    """A holder `name@host/pid` on this very host whose process is gone (a killed apply) holds
+    nothing: no need to wait out its Lease."""
+    who, _, pid = holder.rpartition("/")
+    host = who.rpartition("@")[2]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def lease_name(target: str) -> str:
     return f"modelops-{target}"
 
@@ -76,7 +94,7 @@ class TargetLease:
     def _free(self, lease: dict[str, Any]) -> bool:
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        if not holder or holder == self.identity:
+        if not holder or holder == self.identity or _dead_here(holder):
             return True
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
         duration = int(spec.get("leaseDurationSeconds") or self.duration)
