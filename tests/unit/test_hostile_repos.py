@@ -187,6 +187,8 @@ MALFORMED = [
          "infra/cm.yaml:4: metadata.generateName: generateName is not supported"),
     Case("raw-resource-version", {"infra/cm.yaml": cm("  name: cm\n  namespace: fraud\n  resourceVersion: '7'\n")},
          "infra/cm.yaml:6: metadata.resourceVersion: metadata.resourceVersion is set by the API server"),
+    Case("raw-api-version-malformed", {"infra/d.yaml": cm("  name: d\n  namespace: fraud\n", kind="ConfigMap", api="core/v1/x")},
+         "infra/d.yaml:1: apiVersion: 'core/v1/x' is not a valid apiVersion"),
     Case("raw-no-name", {"infra/cm.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: {}\n"}, "infra/cm.yaml:1: metadata.name: missing metadata.name"),
     Case("secret-data-list", {"infra/s.yaml": cm("  name: s\n  namespace: fraud\n", kind="Secret", rest="data: [a]\n")},
          "infra/s.yaml:6: data: Secret data must be a mapping"),
@@ -239,6 +241,7 @@ ACCEPTED = [
     Case("crlf", {M: MODEL.replace("\n", "\r\n").encode()}, ""),
     Case("bom", {M: ("\ufeff" + MODEL).encode()}, ""),
     Case("symlink-inside", {}, "", setup=_linked_model),
+    Case("null-labels-on-a-raw-manifest", {"infra/cm.yaml": cm("  name: cm\n  namespace: fraud\n  labels: null\n")}, ""),
     Case("creation-timestamp-null-and-dates", {"infra/cm.yaml": cm("  name: cm\n  namespace: fraud\n  creationTimestamp: null\n",
                                                                    rest="data: {since: 2024-01-31}\n")}, ""),
 ]
@@ -288,7 +291,7 @@ def test_hostile_looking_but_valid_repo_loads(case: Case, tmp_path: Path, capsys
 def test_symlinked_model_is_read_from_its_target(tmp_path: Path) -> None:
     from agent.source import DirectorySource
 
-    root = write_repo(tmp_path / "repo", ACCEPTED[2])
+    root = write_repo(tmp_path / "repo", next(c for c in ACCEPTED if c.id == "symlink-inside"))
     snap = DirectorySource(root).snapshot()
     assert snap.files["models/alias.yaml"] == MODEL.encode() and snap.problems == []
 
