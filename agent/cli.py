@@ -32,6 +32,8 @@ def _cmd_devcluster(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if args.action == "up":
         info = devcluster.up(directory)
+        if info.message:
+            print(f"note: {info.message}", file=sys.stderr)
         print(f"cluster ready: kubeconfig={info.kubeconfig}")
         return EXIT_OK
     if args.action == "down":

@@ -42,13 +42,14 @@ class ClusterInfo:
     client_key: Path
     node_name: str
     pids: dict[str, int]
+    message: str = ""  # what `up` did besides starting or reusing, e.g. a restart on old data
 
 
 class _PortTaken(DevclusterError):
     """A port we picked was taken before the process bound it: worth another try."""
 
 
-def _info(layout: Layout, state: State) -> ClusterInfo:
+def _info(layout: Layout, state: State, message: str = "") -> ClusterInfo:
     pki = _pki.Pki(layout.pki)
     return ClusterInfo(
         directory=layout.directory,
@@ -61,6 +62,7 @@ def _info(layout: Layout, state: State) -> ClusterInfo:
         client_key=pki.key("admin"),
         node_name=_bootstrap.NODE_NAME,
         pids={p.name: p.pid for p in state.processes},
+        message=message,
     )
 
 
@@ -133,12 +135,22 @@ def _write_configs(layout: Layout, state: State, pki: _pki.Pki) -> None:
     layout.kwok_config.write_text(STAGES)
 
 
-def _start(layout: Layout, cache: Path, deadline: float) -> State:
-    """Start every process and prove the cluster works; on any failure stop them all."""
-    _wipe(layout)
-    pki = _pki.create(layout.pki)
-    ports = Ports.from_list(_processes.free_ports(5))
-    state = State(cache=cache, ports=ports, server=_components.server_url(ports))
+def _start(layout: Layout, cache: Path, deadline: float, previous: State | None = None) -> State:
+    """Start every process and prove the cluster works; on any failure stop them all.
+
+    Without `previous` a new cluster: the directory is made afresh. With it the same cluster
+    again: its certificates and etcd data kept, and its ports if they are all free.
+    """
+    if previous is None:
+        _wipe(layout)
+        pki = _pki.create(layout.pki)
+        ports = Ports.from_list(_processes.free_ports(5))
+    else:
+        pki = _pki.Pki(layout.pki)
+        old = previous.ports
+        reuse = _processes.ports_free(list(old.as_dict().values()))
+        ports = old if reuse else Ports.from_list(_processes.free_ports(5))
+    state = State(cache=cache, ports=ports, server=_components.server_url(ports), initialized=previous is not None)
     _state.save(layout.state, state)
     _write_configs(layout, state, pki)
     waiter = _bootstrap.Waiter(deadline, lambda: state.processes)
@@ -174,31 +186,76 @@ def _start(layout: Layout, cache: Path, deadline: float) -> State:
         if _port_taken(state):
             raise _PortTaken(f"a port was taken while starting: {err}") from err
         raise
-    state.ready = True
+    state.ready = state.initialized = True
     _state.save(layout.state, state)
     return state
 
 
+def _restartable(layout: Layout, existing: State) -> str:
+    """Why the stopped cluster recorded in existing cannot be restarted on its data ("" if it can)."""
+    if not existing.initialized:
+        return ""
+    missing = [] if (layout.etcd_data / "member").is_dir() else [f"{layout.etcd_data} (etcd data)"]
+    if not _pki.Pki(layout.pki).complete():
+        missing.append(f"{layout.pki} (certificates)")
+    return ", ".join(missing)
+
+
 def up(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> ClusterInfo:
-    """Start (or reuse, if healthy) the cluster in directory; return when it is usable."""
+    """Start (or reuse, if healthy) the cluster in directory; return when it is usable.
+
+    A cluster whose processes have stopped (killed, crashed, a reboot) is restarted on its
+    data: same etcd store, certificates and, if free, ports; ClusterInfo.message says so. If
+    its data is gone, `up` refuses rather than hand out an empty cluster in its place.
+    """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
         existing = _state.load(directory / "state.json")
+        previous: State | None = None
+        message = ""
+        stopped: list[str] = []
         if existing is not None:
             layout = Layout(directory, existing.cache / "bin")
             if existing.ready and _healthy(layout, existing):
                 return _info(layout, existing)
+            stopped = [p.name for p in existing.processes if not _processes.running(p)] or ["not ready"]
             _processes.stop(existing.processes)
+            if existing.initialized:
+                missing = _restartable(layout, existing)
+                if missing:
+                    raise DevclusterError(
+                        f"the cluster in {directory} has stopped and its data is gone ({missing} missing); "
+                        f"`agent devcluster down --dir {directory}` removes what is left, then `up` starts "
+                        "a new, empty cluster"
+                    )
+                previous = existing
+            elif existing.processes:
+                message = (f"the previous `up` in {directory} never finished (stopped: {', '.join(stopped)}); "
+                           "started a new, empty cluster")
         cache = binaries()
         layout = Layout(directory, cache / "bin")
         deadline = time.monotonic() + timeout
         for attempt in range(1, _START_ATTEMPTS + 1):
             try:
-                return _info(layout, _start(layout, cache, deadline))
+                state = _start(layout, cache, deadline, previous)
             except _PortTaken:
                 if attempt == _START_ATTEMPTS:
                     raise
+                continue
+            except DevclusterError as err:
+                if previous is None:
+                    raise
+                raise DevclusterError(
+                    f"could not restart the cluster in {directory} on its data: {err}\n"
+                    f"`agent devcluster down --dir {directory}` removes it; `up` then starts a new, empty one"
+                ) from err
+            if previous is not None:
+                where = (f"on the same server {state.server}" if state.ports == previous.ports else
+                         f"on new ports (the old ones are taken): server {state.server}, kubeconfig rewritten")
+                message = (f"the cluster in {directory} had stopped ({', '.join(stopped)}); restarted it on "
+                           f"its existing data, {where}")
+            return _info(layout, state, message)
         raise AssertionError("unreachable")
 
 

@@ -63,6 +63,12 @@ class Pki:
     def key(self, name: str) -> Path:
         return self.directory / f"{name}.key"
 
+    def complete(self) -> bool:
+        """Every file `create` makes is there (a restart can reuse them)."""
+        files = [self.ca_cert, self.ca_key, self.sa_key, self.sa_pub]
+        files += [p for name in _LEAVES for p in (self.cert(name), self.key(name))]
+        return all(p.is_file() for p in files)
+
 
 def _openssl(*args: str) -> None:
     exe = shutil.which("openssl")

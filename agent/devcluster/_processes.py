@@ -160,6 +160,22 @@ def free_ports(count: int) -> list[int]:
     raise DevclusterError(f"found no {count} free ports in {_PORT_LOW}-{_PORT_HIGH}")
 
 
+def ports_free(ports: Sequence[int]) -> bool:
+    """Can every one of these loopback ports be listened on again now?
+
+    SO_REUSEADDR as Go's listeners set it: connections of a stopped server still in TIME_WAIT
+    do not keep its port from being reused.
+    """
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def log_tail(proc: Proc, lines: int = 20) -> str:
     try:
         text = Path(proc.log).read_text(errors="replace")

@@ -24,6 +24,8 @@ class State:
     server: str
     processes: list[Proc] = field(default_factory=list)
     ready: bool = False
+    # The etcd data holds a cluster that was ready once: worth keeping across a restart.
+    initialized: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class State:
             "server": self.server,
             "processes": [p.to_json() for p in self.processes],
             "ready": self.ready,
+            "initialized": self.initialized,
         }
 
     @classmethod
@@ -43,6 +46,7 @@ class State:
             server=str(raw["server"]),
             processes=[Proc.from_json(p) for p in raw["processes"]],
             ready=bool(raw["ready"]),
+            initialized=bool(raw.get("initialized", raw["ready"])),
         )
 
 

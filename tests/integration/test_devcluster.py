@@ -7,6 +7,8 @@ and a second cluster side by side through the CLI. Real servers only, no mocks.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -244,3 +246,62 @@ def test_cli_second_cluster_alongside(devcluster: ClusterInfo, tmp_path: Path) -
     assert not (directory / "state.json").exists()
     assert dc.status(directory)["ready"] is False
     assert dc.status(devcluster.directory)["ready"] is True
+
+
+def test_up_restarts_a_stopped_cluster_on_its_data(tmp_path: Path) -> None:
+    """A cluster whose processes all died comes back on its etcd data and ports, and `up` says
+    so; it never hands out a new, empty cluster in its place."""
+    from kubernetes import config
+
+    directory = tmp_path / "restart"
+    agent = [sys.executable, "-m", "agent", "devcluster"]
+    recorded: list[dict[str, Any]] = []
+    marker = f"written-before-the-crash-{time.time_ns()}"
+    try:
+        info = dc.up(directory)
+        recorded += json.loads((directory / "state.json").read_text())["processes"]
+        with config.new_client_from_config(config_file=str(info.kubeconfig)) as api:
+            client.CoreV1Api(api).create_namespaced_config_map(
+                "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="survivor"), data={"k": marker}))
+
+        for proc in recorded:  # the whole control plane dies, no clean shutdown
+            os.kill(proc["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(_alive(p["pid"], p["start_ticks"]) for p in recorded):
+            assert time.monotonic() < deadline, "processes survived SIGKILL"
+            time.sleep(0.1)
+        assert dc.status(directory)["ready"] is False
+
+        again = subprocess.run([*agent, "up", "--dir", str(directory)], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert "restarted it on its existing data, on the same server" in again.stderr, again.stderr
+        state = json.loads((directory / "state.json").read_text())
+        recorded += state["processes"]
+        assert state["server"] == info.server  # same ports: old kubeconfigs keep working
+        assert {p["pid"] for p in state["processes"]}.isdisjoint(info.pids.values())
+        assert dc.status(directory)["ready"] is True
+        with config.new_client_from_config(config_file=str(info.kubeconfig)) as api:
+            survivor = client.CoreV1Api(api).read_namespaced_config_map("survivor", "default")
+        assert survivor.data == {"k": marker}
+    finally:
+        dc.down(directory)
+    assert [p["name"] for p in recorded if _alive(p["pid"], p["start_ticks"])] == []
+
+
+def test_up_refuses_a_stopped_cluster_whose_data_is_gone(tmp_path: Path) -> None:
+    """No binaries needed: `up` refuses before it starts anything."""
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    dead = {"name": "etcd", "pid": 2**22 + 1, "start_ticks": 1, "exe": "/nonexistent/etcd", "log": "/dev/null"}
+    ports = dict(etcd_client=1, etcd_peer=2, apiserver=3, controller_manager=4, scheduler=5)
+    (directory / "state.json").write_text(json.dumps({
+        "version": 1, "cache": str(tmp_path / "cache"), "ports": ports, "server": "https://127.0.0.1:3",
+        "processes": [dead], "ready": True, "initialized": True}))
+    try:
+        with pytest.raises(dc.DevclusterError) as refused:
+            dc.up(directory)
+        assert not (directory / "etcd").exists()  # nothing was started in its place
+    finally:
+        dc.down(directory)  # had `up` started a cluster after all, stop it
+    assert "its data is gone" in str(refused.value)
+    assert f"agent devcluster down --dir {directory}" in str(refused.value)
