@@ -260,7 +260,15 @@ def test_audit_log_verifies_and_detects_tampering(audit_log: Path, kubeconfig: P
     assert "records intact, anchored at seq" in agent(*verify[:2], str(audit_log), *verify[2:], check=0).stdout
     lines = audit_log.read_text().splitlines(keepends=True)
     records = [json.loads(x) for x in lines]
-    assert {r["event"] for r in records} == {"object", "reconcile"}
+    assert {r["event"] for r in records} == {"intent", "object", "reconcile"}
+    # every write was announced before it was sent: an intent precedes each non-dry-run result
+    announced: set[tuple[str, str, str]] = set()
+    for r in records:
+        key = (r.get("object") or {}).get("kind"), (r.get("object") or {}).get("namespace"), (r.get("object") or {}).get("name")
+        if r["event"] == "intent":
+            announced.add(key)
+        elif r["event"] == "object" and not r["dry_run"]:
+            assert key in announced, r
     assert any(r.get("drift") == {"spec.replicas": "kubectl-patch"} for r in records)
     assert all(r["agent"].startswith(FIELD_MANAGER) for r in records)
     secrets = [o for o in load_desired(EXAMPLE).objects if o["kind"] == "Secret"]
@@ -274,15 +282,16 @@ def test_audit_log_verifies_and_detects_tampering(audit_log: Path, kubeconfig: P
         assert expect in proc.stdout, proc.stdout
 
     edited = list(lines)
-    edited[1] = edited[1].replace('"result":"applied"', '"result":"failed"')
-    assert edited[1] != lines[1]
-    check("edited.jsonl", edited, "line 2")
+    at = next(i for i, line in enumerate(lines) if '"result":"applied"' in line)
+    edited[at] = edited[at].replace('"result":"applied"', '"result":"failed"')
+    check("edited.jsonl", edited, f"line {at + 1}")
     check("removed.jsonl", lines[:2] + lines[3:], "line 3")
     check("reordered.jsonl", [lines[1], lines[0], *lines[2:]], "line 1")
     inventory = json.loads(kubectl(kubeconfig, "get", "configmap", "-n", "modelops-system",
                                    "modelops-inventory-ml-platform", "-o", "json"))
     anchored = int(inventory["metadata"]["annotations"]["modelops.dev/audit-seq"])
-    assert anchored >= len(lines) - 2  # only the dry run's two records come after the anchor
+    # after the anchor: the closing record of the last writing reconcile, then the dry run's records
+    assert anchored < len(lines) and not [r for r in records[anchored:] if r["event"] == "intent"]
     check("truncated.jsonl", lines[: anchored - 1], "tail was cut")
     # a torn final line (crash mid-write) does not break the records before it
     torn = tmp_path / "torn.jsonl"
