@@ -26,6 +26,14 @@ EXIT_ERROR = 2
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _visible(line: str) -> str:
+    """A line for the terminal: names and messages from a repo or a cluster may hold control
+    characters; they are shown escaped, never acted on."""
+    from agent.output import visible
+
+    return visible(line)
+
+
 def _cmd_devcluster(args: argparse.Namespace) -> int:
     from agent import devcluster
 
@@ -117,8 +125,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 def _warn_conflicts(plan: Plan) -> None:
     for c in plan.conflicts:
-        print(f"warning: {c.ref} carries the ownership label of target {c.owner_conflict!r}: apply refuses to take it "
-              "over (exit 2) unless --adopt is given", file=sys.stderr)
+        print(_visible(f"warning: {c.ref} carries the ownership label of target {c.owner_conflict!r}: apply refuses "
+                       "to take it over (exit 2) unless --adopt is given"), file=sys.stderr)
 
 
 def _timeouts(args: argparse.Namespace) -> Timeouts:
@@ -178,7 +186,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         verb = "would apply" if args.dry_run else "applied"
         for r in outcome.report.results:
             line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
-            print(line + (f": {r.message}" if r.message else ""))
+            print(_visible(line + (f": {r.message}" if r.message else "")))
         if args.dry_run:
             done = len(outcome.plan.changed)
         else:
@@ -186,7 +194,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
               f"requests: {dict(sorted(outcome.requests.items()))}")
         if outcome.inventory_error:
-            print(f"error: the inventory was not saved: {outcome.inventory_error}", file=sys.stderr)
+            print(_visible(f"error: the inventory was not saved: {outcome.inventory_error}"), file=sys.stderr)
         if status is not None:
             _print_status(status)
     if not outcome.ok:
@@ -195,7 +203,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         print("error: timed out waiting for models to become healthy", file=sys.stderr)
         return EXIT_ERROR
     if status is not None and status.get("degraded"):
-        print(f"error: degraded: {', '.join(status['degraded'])}", file=sys.stderr)
+        print(_visible(f"error: degraded: {', '.join(status['degraded'])}"), file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -219,9 +227,9 @@ def _print_status(status: dict[str, object]) -> None:
     for m in models:
         canary = f"{m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else "-"
         last = m["lastApply"]
-        print(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
+        print(_visible(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
               f"{'yes' if m['synced'] else 'no':<7} {m['health']:<12} "
-              f"{last['result']} {last['commit'][:12]} {m['message']}")
+              f"{last['result']} {last['commit'][:12]} {m['message']}"))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -373,10 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" at {exc.revision}" if exc.revision else ""
         print(f"error: {len(exc.errors)} problem(s) in the model repo{where}:", file=sys.stderr)
         for error in exc.errors:
-            print(str(error), file=sys.stderr)
+            print(_visible(str(error)), file=sys.stderr)
         return EXIT_ERROR
     except AgentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_visible(f"error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR

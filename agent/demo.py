@@ -15,7 +15,7 @@ from pathlib import Path
 from agent import devcluster, output
 from agent.audit import verify
 from agent.cluster import Cluster
-from agent.devcluster._build import repo_root
+from agent.devcluster import repo_root
 from agent.pipeline import load_desired
 from agent.reconcile import Options, observe, plan_against, reconcile
 from agent.status import wait_healthy

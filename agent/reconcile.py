@@ -42,8 +42,16 @@ from agent.cluster import (
 )
 from agent.errors import AgentError
 from agent.pipeline import Desired, load_desired, revision_info
-from agent.plan import ObjectChange, Plan, build_plan, change, secret_data_matches
-from agent.plan._normalize import field_owners, normalize, owned_fields_hash
+from agent.plan import (
+    ObjectChange,
+    Plan,
+    build_plan,
+    change,
+    field_owners,
+    normalize,
+    owned_fields_hash,
+    secret_data_matches,
+)
 from agent.render import (
     MANAGED_BY,
     MANAGED_BY_LABEL,

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from agent.cluster import Cluster, ClusterError
 from agent.errors import AgentError
-from agent.plan import ObjectChange, Plan
-from agent.plan._normalize import owned_fields_hash
+from agent.plan import ObjectChange, Plan, owned_fields_hash
 from agent.render import phase
 
 Outcome = Literal["applied", "deleted", "skipped", "failed", "unchanged"]

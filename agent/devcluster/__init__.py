@@ -4,8 +4,8 @@ Real API semantics (server-side apply, schema validation, RBAC, controllers) wit
 containers: the agent's integration tests and the demo run against it. See tools/k8s.
 """
 
-from agent.devcluster._build import binaries
+from agent.devcluster._build import binaries, repo_root
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
 
-__all__ = ["ClusterInfo", "DevclusterError", "binaries", "down", "status", "up"]
+__all__ = ["ClusterInfo", "DevclusterError", "binaries", "down", "repo_root", "status", "up"]

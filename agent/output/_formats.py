@@ -98,7 +98,9 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
             line += f"  [{', '.join(shown)}{more}]"
         if o.drift:
             line += "  drift: " + ", ".join(f"{f} by {m}" for f, m in sorted(o.drift.items()))
-        add(line, _COLOR[o.action])
+        if o.owner_conflict:
+            line += f"  CONFLICT: owned by target {o.owner_conflict!r} (apply refuses; --adopt takes it)"
+        add(line, "31;1" if o.owner_conflict else _COLOR[o.action])
     if show_diff:
         for o in plan.changed:
             diff = unified(o.before, o.after, visible(o.ref))
@@ -141,6 +143,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
                 "model": o.model,
                 "changedFields": o.changed_fields,
                 "drift": [{"field": f, "manager": m} for f, m in sorted(o.drift.items())],
+                "ownerConflict": o.owner_conflict or None,
                 "diff": "\n".join(unified(o.before, o.after, o.ref)) if o.action != "unchanged" else "",
             }
             for o in plan.objects
@@ -174,6 +177,10 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
     out.append("")
     out.append(f"**Objects:** {_counts_line(plan)}")
     out.append("")
+    for o in plan.conflicts:
+        out.append(f"> **Conflict:** <code>{md_text(o.ref)}</code> belongs to target {md_code(o.owner_conflict)}: "
+                   "apply refuses this commit unless `--adopt` is given.")
+        out.append("")
     budget = max_diff_lines
     for o in plan.changed:
         diff = [visible(d) for d in unified(o.before, o.after, visible(o.ref))]

@@ -220,3 +220,19 @@ def test_a_torn_tail_left_by_a_killed_writer_is_cut_before_the_next_append(tmp_p
     second.close()
     verdict = verify(path)
     assert verdict.ok and verdict.records == 3, verdict.message
+
+
+def test_a_conflict_is_shown_in_every_output_format() -> None:
+    from agent import output
+    from agent.plan import build_plan
+
+    obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "b"}}}
+    theirs = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "a"}}}
+    c = change("update", theirs, obj)
+    c.owner_conflict = "team-a`|<b>"
+    plan = build_plan([c])
+    assert plan.conflicts == [c] and plan.has_changes
+    assert "CONFLICT: owned by target 'team-a`|<b>'" in output.text(plan)
+    assert output.as_dict(plan)["objects"][0]["ownerConflict"] == "team-a`|<b>"
+    md = output.markdown(plan)
+    assert "**Conflict:** <code>Namespace/vision</code> belongs to target <code>team-a&#96;&#124;&lt;b&gt;</code>" in md
