@@ -91,7 +91,7 @@ def bench(n: int, work: Path) -> list[dict[str, Any]]:
     changed_model = one_model_change(repo)
     manifests = {}
     for rev in (rev_a, "HEAD"):
-        _, _, text = run([*AGENT, "render", str(repo), "--revision", rev],
+        _, _, text = run([*AGENT, "render", str(repo), "--revision", rev, "--show-secrets"],
                          env={"AGENT_CACHE_DIR": str(work / f"render-cache-{n}")})
         path = work / f"manifests-{n}-{'a' if rev == rev_a else 'b'}.yaml"
         path.write_text(text)
