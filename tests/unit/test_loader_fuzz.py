@@ -50,7 +50,11 @@ DOCS = {"repo.yaml": CONFIG, "runtimes/sklearn.yaml": RUNTIME, "models/scorer.ya
 TREES = {path: yaml.safe_load(text) for path, text in DOCS.items()}
 
 # Leaves a hostile repo might hold: every YAML scalar type at its edges.
+# Numbers at the edges of what YAML, JSON and Kubernetes can hold
+EDGE_NUMBERS = st.sampled_from([math.nan, math.inf, -math.inf, 2 ** 63, -(2 ** 63) - 1, 10 ** 400, 1e308, -0.0,
+                                0, -1, 101, 1001])
 LEAVES = st.one_of(
+    EDGE_NUMBERS,
     st.none(),
     st.booleans(),
     st.integers(),
@@ -81,12 +85,13 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def mutated_repos(draw: st.DrawFn) -> dict[str, bytes]:
     """The valid baseline with a few fields replaced, deleted or added, dumped as YAML."""
     trees = copy.deepcopy(TREES)
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+    # mostly one change, so that what it breaks is not hidden behind another error
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 4]))):
         path = draw(st.sampled_from(sorted(trees)))
         tree = trees[path]
         where = draw(st.sampled_from(_paths(tree)))
-        action = draw(st.sampled_from(["replace", "delete", "add"]))
-        value = draw(VALUES)
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        value = draw(st.one_of(EDGE_NUMBERS, LEAVES, VALUES))
         if not where:
             trees[path] = value
             continue
@@ -104,7 +109,7 @@ def mutated_repos(draw: st.DrawFn) -> dict[str, bytes]:
     for path, tree in trees.items():
         text = yaml.safe_dump(tree, allow_unicode=draw(st.booleans()), sort_keys=False)
         out[path] = text.encode()
-    if draw(st.booleans()):  # a duplicate of some file under another name
+    if draw(st.integers(min_value=0, max_value=9)) == 0:  # a duplicate of some file under another name
         source = draw(st.sampled_from(sorted(out)))
         out["copy/" + source] = out[source]
     return out
