@@ -128,7 +128,7 @@ def metadata_problems(group: str, kind: str, meta: dict[str, Any]) -> Iterator[P
     if "generateName" in meta:
         yield ["metadata", "generateName"], "generateName is not supported: the agent needs a fixed name to track an object"
     namespace = meta.get("namespace")
-    if isinstance(namespace, str) and not dns1123_label(namespace):
+    if isinstance(namespace, str) and namespace and not dns1123_label(namespace):  # "" means the default
         yield ["metadata", "namespace"], f"{namespace!r} is not a valid namespace: {_DNS1123_LABEL_RULE}"
     for field in _SERVER_FIELDS:
         if field in meta:

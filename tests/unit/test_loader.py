@@ -1053,8 +1053,12 @@ def test_valid_raw_manifest_metadata_passes() -> None:
         "ns.yaml": _cm("  name: team-a\n", "Namespace"),
         "cr.yaml": _cm("  name: system:aggregate-to-view-models\n", "ClusterRole", "rbac.authorization.k8s.io/v1"),
     }
-    spec = loads(repo({"repo.yaml": config, **manifests}))
-    assert sorted(m.name for m in spec.manifests) == ["feature-store.v2", "system:aggregate-to-view-models", "team-a"]
+    manifests["empty-ns.yaml"] = _cm("  name: empty-ns\n  namespace: ''\n")
+    spec = loads(repo({"repo.yaml": config.replace("allowedNamespaces: [", "allowedNamespaces: [default, "),
+                       **manifests}))
+    assert sorted(m.name for m in spec.manifests) == ["empty-ns", "feature-store.v2", "system:aggregate-to-view-models",
+                                                      "team-a"]
+    assert next(m for m in spec.manifests if m.name == "empty-ns").namespace == "default"
 
 
 def test_our_kinds_check_annotation_keys_and_label_key_parts() -> None:
