@@ -42,7 +42,8 @@ class GitSource:
             commit.tree  # noqa: B018 - a well-formed but absent sha only fails when read
             return commit
         except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as exc:
-            raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {exc}") from exc
+            detail = " ".join(str(exc).split())  # git's messages span lines; an error is one line
+            raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {detail}") from exc
 
     def _commit_tree(self, revision: str | None) -> tuple[Any, Any]:
         commit = self.resolve(revision)
