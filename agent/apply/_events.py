@@ -1,9 +1,10 @@
 """Kubernetes Events for applied, failed, skipped and pruned objects, posted off the apply path.
 
-Events are a courtesy (the audit log is the record): a queue feeds one background thread that
-posts each Event once, with a short timeout and no retries, and drops what is left when the API
-server stops answering or when the apply is over and the drain deadline has passed. So a dying
-API server costs the apply no time for its Events.
+Events are a courtesy (the audit log is the record): a queue feeds background threads that
+post each Event once, with a short timeout and no retries, and drop what is left when the API
+server stops answering (the breaker is open) or when the apply is over and the drain deadline
+has passed. So a dying API server costs the apply no time for its Events, and a healthy one
+gets them all.
 """
 
 from __future__ import annotations
@@ -54,16 +55,18 @@ def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, An
 class EventPoster:
     """post() never blocks on the network; close() waits at most `drain` seconds."""
 
-    def __init__(self, cluster: Cluster, drain: float = 5.0) -> None:
+    def __init__(self, cluster: Cluster, drain: float = 30.0, workers: int = 2) -> None:
         self.cluster = cluster
         self.drain = drain
         self.posted = 0
         self.dropped = 0
+        self._count = threading.Lock()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._closing = threading.Event()
         self._deadline = float("inf")
-        self._thread = threading.Thread(target=self._run, name="event-poster", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"event-poster-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def post(self, result: ObjectResult) -> None:
         event = event_for(result)
@@ -76,17 +79,24 @@ class EventPoster:
             event = self._queue.get()
             if event is None:
                 return
-            if self.cluster.breaker.is_open or time.monotonic() > self._deadline:
-                self.dropped += 1
-                continue
-            try:
-                self.cluster.request("POST", kind.collection_path(event["metadata"]["namespace"]), body=event,
-                                     retries=0, timeout=_TIMEOUT)
-                self.posted += 1
-            except (ClusterError, AgentError):
-                self.dropped += 1
+            posted = False
+            if not self.cluster.breaker.is_open and time.monotonic() <= self._deadline:
+                try:
+                    self.cluster.request("POST", kind.collection_path(event["metadata"]["namespace"]), body=event,
+                                         retries=0, timeout=_TIMEOUT)
+                    posted = True
+                except (ClusterError, AgentError):
+                    pass
+            with self._count:
+                if posted:
+                    self.posted += 1
+                else:
+                    self.dropped += 1
 
     def close(self) -> None:
+        """Wait for the queue to drain, at most `drain` seconds; whatever is left is dropped."""
         self._deadline = time.monotonic() + self.drain
-        self._queue.put(None)
-        self._thread.join(timeout=self.drain + sum(_TIMEOUT))
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, self._deadline - time.monotonic()) + sum(_TIMEOUT))
