@@ -41,9 +41,8 @@ class GitSource:
             commit = self.repo.commit(revision or "HEAD")
             commit.tree  # noqa: B018 - a well-formed but absent sha only fails when read
             return commit
-        except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as exc:
-            detail = " ".join(str(exc).split())  # git's messages span lines; an error is one line
-            raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {detail}") from exc
+        except Exception as exc:  # GitPython's rev-parse raises BadName, BadObject, ValueError, IndexError, ...
+            raise SourceError(f"unknown revision {revision or 'HEAD'!r}: {_describe(exc)}") from exc
 
     def _commit_tree(self, revision: str | None) -> tuple[Any, Any]:
         commit = self.resolve(revision)
@@ -112,3 +111,12 @@ class GitSource:
 def _in_hidden_dir(rel: str) -> bool:
     """Like DirectorySource, skip directories whose name starts with a dot (.github, .git-crypt)."""
     return any(part.startswith(".") for part in rel.split("/")[:-1])
+
+
+def _describe(exc: Exception) -> str:
+    """One line about a GitPython error (some cannot even print themselves: BadObject of a str)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return " ".join(text.split()) or type(exc).__name__

@@ -365,9 +365,10 @@ def test_empty_git_repository(tmp_path: Path, cache: Path, capsys: pytest.Captur
 
 
 @needs_git
-@pytest.mark.parametrize("revision", ["no-such-branch", "deadbeef" * 5, "HEAD~5", "HEAD:repo.yaml"])
+@pytest.mark.parametrize("revision", ["no-such-branch", "deadbeef" * 5, "HEAD~5", "HEAD:repo.yaml", "gone@{upstream}",
+                                      "--output=x"])
 def test_revision_that_does_not_exist(history: Path, revision: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = validate([str(history), "--revision", revision], capsys)
+    code, _, err = validate([str(history), f"--revision={revision}"], capsys)
     _one_clean_error(code, err, f"unknown revision {revision!r}")
 
 

@@ -138,6 +138,10 @@ def test_second_commit_and_older_revisions(repo: Path) -> None:
     "HEAD:a.yaml",       # a blob, not a commit
     "HEAD^{tree}",       # a tree, not a commit
     "--output=/tmp/x",   # not an option smuggled to git
+    "main@{upstream}",   # no upstream
+    "gone@{upstream}",   # GitPython's BadObject cannot print itself: once an internal error
+    "HEAD@{-1}",
+    "HEAD~99999999999999999999",
 ])
 def test_unknown_revision(repo: Path, revision: str) -> None:
     write(repo, "a.yaml", CM.format(name="a", v="1"))
