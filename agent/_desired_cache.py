@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import agent
-from agent.spec._schema import schemas_dir
+from agent.spec import schemas_dir
 
 _KEEP = 16  # entries kept; older ones are removed
 

@@ -37,6 +37,7 @@ from agent.cluster import (
     Inventory,
     TargetLease,
     Timeouts,
+    lease_name,
     load_inventory,
     save_inventory,
 )
@@ -298,6 +299,7 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
     started = time.monotonic()
     config = desired.spec.config
     target = config.name
+    _refuse_own_state(desired, options.inventory_namespace)
     prune = config.policy.prune if options.prune is None else options.prune
     run = _Run(desired, cluster, options)
     try:
@@ -327,6 +329,18 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
         run.close()
     outcome.requests = dict(cluster.requests)
     return outcome
+
+
+def _refuse_own_state(desired: Desired, namespace: str) -> None:
+    """The repo may not render the agent's own bookkeeping (its inventory or its Lease): applying
+    it would overwrite what prune and the lock rely on."""
+    target = desired.spec.config.name
+    own = {("", "ConfigMap", namespace, Inventory(target=target).name),
+           ("coordination.k8s.io", "Lease", namespace, lease_name(target))}
+    clash = sorted(f"{k[1]}/{k[2]}/{k[3]}" for k in own & {object_key(o) for o in desired.objects})
+    if clash:
+        raise AgentError(f"the repo renders {', '.join(clash)}, the agent's own state for target {target!r}: "
+                         "remove it from the repo")
 
 
 def _refuse(run: _Run, plan: Plan, observed: Observed, prune: bool, started: float) -> None:

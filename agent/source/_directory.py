@@ -14,8 +14,7 @@ from pathlib import Path
 
 from agent.errors import SourceError, SpecError
 from agent.source._base import FILE, LINK, OTHER, Snapshot, resolve_link
-from agent.spec import is_manifest_path
-from agent.spec._yaml import MAX_FILE_BYTES
+from agent.spec import MAX_FILE_BYTES, is_manifest_path
 
 
 class DirectorySource:

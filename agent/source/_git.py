@@ -15,8 +15,7 @@ import git
 
 from agent.errors import SourceError, SpecError
 from agent.source._base import FILE, LINK, OTHER, Revision, Snapshot, resolve_link
-from agent.spec import is_manifest_path
-from agent.spec._yaml import MAX_FILE_BYTES
+from agent.spec import MAX_FILE_BYTES, is_manifest_path
 
 _SYMLINK_MODE = 0o120000
 _FILE_MODES = (0o100644, 0o100755, 0o100664)

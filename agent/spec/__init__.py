@@ -2,6 +2,7 @@
 
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._loader import is_manifest_path, load
+from agent.spec._schema import schemas_dir
 from agent.spec._types import (
     API_VERSION,
     GROUP,
@@ -23,10 +24,11 @@ from agent.spec._types import (
     Spec,
     group_of,
 )
+from agent.spec._yaml import MAX_FILE_BYTES
 
 __all__ = [
-    "API_VERSION", "CLUSTER_SCOPED", "GROUP", "Autoscaling", "Canary", "Gate", "Location",
+    "API_VERSION", "CLUSTER_SCOPED", "GROUP", "MAX_FILE_BYTES", "Autoscaling", "Canary", "Gate", "Location",
     "Manifest", "MetricNames", "Model", "ModelVersion", "Monitor", "MonitorRule", "Policy",
     "PruneBudget", "RepositoryConfig", "Resources", "ServingRuntime", "Spec", "group_of", "is_manifest_path",
-    "load",
+    "load", "schemas_dir",
 ]

@@ -236,3 +236,21 @@ def test_a_conflict_is_shown_in_every_output_format() -> None:
     assert output.as_dict(plan)["objects"][0]["ownerConflict"] == "team-a`|<b>"
     md = output.markdown(plan)
     assert "**Conflict:** <code>Namespace/vision</code> belongs to target <code>team-a&#96;&#124;&lt;b&gt;</code>" in md
+
+
+def test_a_repo_may_not_render_the_agents_own_inventory_or_lease(tmp_path: Path) -> None:
+    import shutil
+
+    from agent.pipeline import load_desired
+    from agent.reconcile import Options, reconcile
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    config = repo / "repo.yaml"
+    config.write_text(config.read_text().replace("      - recsys\n", "      - recsys\n      - modelops-system\n", 1))
+    (repo / "infra" / "sneaky.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: modelops-inventory-ml-platform, namespace: modelops-system}\n"
+        "data: {objects: '[]'}\n")
+    desired = load_desired(repo, cached=False)
+    with pytest.raises(AgentError, match="ConfigMap/modelops-system/modelops-inventory-ml-platform, the agent's own state"):
+        reconcile(desired, None, Options())  # type: ignore[arg-type]  # refused before any request
