@@ -1,0 +1,1 @@
+"""The in-cluster controller: agent run."""
