@@ -1,0 +1,145 @@
+"""The controller's Prometheus metrics, on a registry of its own.
+
+Each `Metrics` has its own `CollectorRegistry` (not prometheus_client's global one), so two
+controllers in one process, or two tests, never share or collide on a series. Label values are
+closed sets (triggers, drift policies), so no caller can grow the number of series.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "modelops_agent_"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format that `generate_latest` writes, named as every Prometheus parses it."""
+
+TRIGGERS = ("poll", "webhook", "watch", "resync", "startup")
+DRIFT_POLICIES = ("heal", "detect")
+
+# From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
+RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
+
+
+class _LastCommit(Collector):
+    """`last_synced_commit_info{commit=...} 1`, absent until the first sync. A collector of its
+    own rather than a labelled Gauge, so a scrape never sees zero or two commits at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._commit: str | None = None
+
+    def set(self, commit: str) -> None:
+        with self._lock:
+            self._commit = commit
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            commit = self._commit
+        family = GaugeMetricFamily(
+            PREFIX + "last_synced_commit_info", "The commit of the last successful sync.", labels=["commit"]
+        )
+        if commit is not None:
+            family.add_metric([commit], 1.0)
+        yield family
+
+
+class Metrics:
+    """What the controller loop reports; `exposition()` is what /metrics serves."""
+
+    def __init__(self, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._reconcile = Histogram(
+            PREFIX + "reconcile_duration_seconds",
+            "Duration of a reconcile (observe, plan, apply), by what triggered it.",
+            ["trigger"],
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self._applied = Counter(PREFIX + "objects_applied", "Objects created or updated.", registry=r)
+        self._pruned = Counter(PREFIX + "objects_pruned", "Objects deleted by pruning.", registry=r)
+        self._failed = Counter(PREFIX + "objects_failed", "Objects whose apply or delete failed.", registry=r)
+        self._drift = Counter(
+            PREFIX + "drift_events",
+            "Objects found changed in the cluster by someone else, by drift policy.",
+            ["policy"],
+            registry=r,
+        )
+        self._synced_at = Gauge(
+            PREFIX + "last_synced_timestamp_seconds",
+            "Unix time of the last successful sync (0 before the first one).",
+            registry=r,
+        )
+        self._last_commit = _LastCommit()
+        r.register(self._last_commit)
+        self._fetch_errors = Counter(PREFIX + "git_fetch_errors", "Failed fetches of the model repo.", registry=r)
+        self._invalid = Counter(
+            PREFIX + "invalid_commits", "Commits that failed validation (nothing of them applied).", registry=r
+        )
+        self._leader = Gauge(PREFIX + "leader", "1 while this replica holds the leader Lease, else 0.", registry=r)
+        self._queue = Gauge(PREFIX + "work_queue_depth", "Sync requests waiting to be handled.", registry=r)
+        self._webhooks = Counter(
+            PREFIX + "webhook_requests", "Webhook deliveries, by provider and HTTP status.", ["provider", "code"],
+            registry=r,
+        )
+        for trigger in TRIGGERS:  # every series exists from the start, so rate() sees the first event
+            self._reconcile.labels(trigger=trigger)
+        for policy in DRIFT_POLICIES:
+            self._drift.labels(policy=policy)
+        if process:
+            ProcessCollector(namespace="", registry=r)
+
+    def observe_reconcile(
+        self, trigger: str, seconds: float, applied: int = 0, pruned: int = 0, failed: int = 0
+    ) -> None:
+        """One finished reconcile; `trigger` is one of TRIGGERS."""
+        if trigger not in TRIGGERS:
+            raise ValueError(f"unknown reconcile trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
+        self._reconcile.labels(trigger=trigger).observe(seconds)
+        _inc(self._applied, applied)
+        _inc(self._pruned, pruned)
+        _inc(self._failed, failed)
+
+    def drift(self, policy: str, n: int = 1) -> None:
+        """`n` drifted objects seen under `policy` (heal: restored; detect: only reported)."""
+        if policy not in DRIFT_POLICIES:
+            raise ValueError(f"unknown drift policy {policy!r}; one of {', '.join(DRIFT_POLICIES)}")
+        _inc(self._drift.labels(policy=policy), n)
+
+    def synced(self, commit: str, when: float | None = None) -> None:
+        """A successful sync of `commit` at Unix time `when` (now by default)."""
+        self._last_commit.set(commit)
+        self._synced_at.set(time.time() if when is None else when)
+
+    def fetch_error(self) -> None:
+        self._fetch_errors.inc()
+
+    def invalid_commit(self) -> None:
+        self._invalid.inc()
+
+    def set_leader(self, leader: bool) -> None:
+        self._leader.set(1 if leader else 0)
+
+    def set_queue_depth(self, n: int) -> None:
+        self._queue.set(n)
+
+    def webhook(self, provider: str | None, code: int) -> None:
+        """One webhook delivery answered with `code`; provider "unknown" when none was recognized."""
+        self._webhooks.labels(provider=provider or "unknown", code=str(code)).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format (content type `CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+
+def _inc(counter: Counter, n: int) -> None:
+    if n < 0:
+        raise ValueError(f"a count cannot be negative: {n}")
+    if n:
+        counter.inc(n)
