@@ -13,6 +13,7 @@ from agent.cluster._inventory import (
 )
 from agent.cluster._kinds import KindInfo, well_known
 from agent.cluster._lease import LeaseHeld, TargetLease, lease_name
+from agent.cluster._watch import watch
 
 __all__ = [
     "AUDIT_HASH",
@@ -33,5 +34,6 @@ __all__ = [
     "lease_name",
     "load_inventory",
     "save_inventory",
+    "watch",
     "well_known",
 ]
