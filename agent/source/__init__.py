@@ -1,21 +1,35 @@
-"""Edge: where repo files come from (a directory or a git commit)."""
+"""Edge: where repo files come from (a directory, a git commit, a mirror of a git remote)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent.errors import SourceError
 from agent.source._base import Revision, Snapshot, Source
 from agent.source._directory import DirectorySource
 from agent.source._git import GitSource
+from agent.source._mirror import Backoff, Credentials, Mirror, redact_url
 
-__all__ = ["DirectorySource", "GitSource", "Revision", "Snapshot", "Source", "open_source"]
+__all__ = [
+    "Backoff", "Credentials", "DirectorySource", "GitSource", "Mirror", "Revision", "Snapshot", "Source",
+    "open_source", "redact_url",
+]
 
 
 def open_source(path: str | Path, revision: str | None = None) -> Source:
     """A GitSource when a revision is asked for (PATH may be a subdirectory of the repo),
-    otherwise the directory as it is on disk."""
+    otherwise the directory as it is on disk.
+
+    A bare repository (the controller's mirror) has no files on disk: with a revision, PATH
+    may be `BARE/sub/dir`, and the part below the bare repository names a directory of the
+    commit's tree, whatever exists (or not) under that name inside the git directory."""
     p = Path(path)
+    if revision is not None:
+        bare = _bare_repo_above(p)
+        if bare is not None:
+            sub = Path(os.path.abspath(p)).relative_to(bare).as_posix()
+            return GitSource(bare, "" if sub == "." else sub)
     if not p.exists():
         raise SourceError(f"{path}: no such file or directory")
     if revision is None:
@@ -32,3 +46,28 @@ def open_source(path: str | Path, revision: str | None = None) -> Source:
     top.close()
     sub = p.resolve().relative_to(root.resolve()).as_posix()
     return GitSource(root, "" if sub == "." else sub)
+
+
+def _bare_repo_above(path: Path) -> Path | None:
+    """The bare repository that `path` is (or lies textually under), if any; the search stops
+    at the first git directory or work tree, so paths in work trees behave as before."""
+    from git.repo.fun import is_git_dir
+
+    here = Path(os.path.abspath(path))
+    for candidate in (here, *here.parents):
+        if not candidate.is_dir():
+            continue
+        if is_git_dir(candidate):
+            import git
+
+            try:
+                repo = git.Repo(candidate, search_parent_directories=False)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                return None
+            try:
+                return candidate if repo.bare else None
+            finally:
+                repo.close()
+        if os.path.lexists(candidate / ".git"):
+            return None
+    return None
