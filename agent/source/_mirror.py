@@ -128,6 +128,8 @@ class _Remote:
 def _parse_remote(url: str) -> _Remote:
     if not url or url.startswith("-") or any(c in url for c in "\x00\r\n"):
         raise SourceError(f"not a git remote URL: {url!r}")
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*::", url):  # git's <transport>::<address>, e.g. ext::<command>
+        raise SourceError(f"{redact_url(url)}: transport helpers are not supported (use https, ssh, file or a path)")
     if "://" in url:
         scheme = url.split("://", 1)[0].lower()
         if scheme not in ("file", "https", "http", "ssh"):
@@ -357,6 +359,8 @@ class Mirror:
         env.pop("SSH_ASKPASS", None)
         env.pop(_TOKEN_ENV, None)
         env.pop(_USER_ENV, None)
+        if self.credentials.token_env:  # the token is handed over under our name only, when needed
+            env.pop(self.credentials.token_env, None)
         env.update({
             "LC_ALL": "C",
             "GIT_TERMINAL_PROMPT": "0",
