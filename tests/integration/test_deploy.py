@@ -1,0 +1,251 @@
+"""Issue #8's install on the real control plane: deploy/overlays/example applies and its
+Deployment becomes Available (on the kwok node: no container really runs), and the agent,
+authenticated as the overlay's ServiceAccount, applies a copy of the example repo where the
+RBAC grants it and is refused (exit 2, the API server's 403 on stderr) where it does not.
+
+Other tests share this cluster: the example repo's target `ml-platform` and its namespaces
+`fraud`/`recsys` belong to test_reconcile. So the copy applied here is renamed (target
+`deploy-test`, namespaces `dep-*`), it is granted by a test-specific set of RoleBindings like the
+overlay's, and everything created here is deleted (and waited for) at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from agent.pipeline import load_desired
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "model-repo"
+OVERLAY = ROOT / "deploy" / "overlays" / "example"
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+SYSTEM = "modelops-system"
+SA = "modelops-agent"
+TARGET = "deploy-test"
+RENAMED = {"fraud": "dep-fraud", "recsys": "dep-recsys"}
+DENIED = "dep-denied"  # allowed by the repo's policy, not granted by any RoleBinding
+
+
+def kubectl(kubeconfig: Path | None, *args: str, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [KUBECTL, *(["--kubeconfig", str(kubeconfig)] if kubeconfig else []), *args]
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=180)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(args)}: exit {proc.returncode}\n{proc.stderr}"
+    return proc
+
+
+def agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=300)
+
+
+def namespace_exists(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except client.ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+def namespaces_gone(core: client.CoreV1Api, names: set[str]) -> bool:
+    return not any(namespace_exists(core, n) for n in names)
+
+
+def deployment_available(apps: client.AppsV1Api) -> bool:
+    dep = apps.read_namespaced_deployment(SA, SYSTEM)
+    conditions = {c.type: c.status for c in dep.status.conditions or []}
+    return conditions.get("Available") == "True" and (dep.status.available_replicas or 0) == dep.spec.replicas
+
+
+@pytest.fixture(scope="module")
+def installed(kubeconfig: Path, api_client: client.ApiClient, wait_for: Any) -> Iterator[list[dict[str, Any]]]:
+    """The example overlay, server-side applied; deleted again at the end (`kubectl delete -k`,
+    minus the Namespaces that existed before: modelops-system holds other tests' inventories and
+    Leases, and fraud/recsys are test_reconcile's if it ran first)."""
+    rendered = kubectl(None, "kustomize", str(OVERLAY)).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    core = client.CoreV1Api(api_client)
+    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    existed = {n for n in namespaces if namespace_exists(core, n)}
+    try:
+        kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=rendered)
+        yield docs
+    finally:
+        keep = [d for d in docs if not (d["kind"] == "Namespace" and d["metadata"]["name"] in existed)]
+        kubectl(kubeconfig, "delete", "--ignore-not-found", "--wait=true", "-f", "-",
+                stdin=yaml.safe_dump_all(keep), check=False)
+        # a namespace still terminating would refuse the next test's objects in it
+        wait_for(lambda: namespaces_gone(core, namespaces - existed), "the overlay's namespaces deleted", timeout=180)
+
+
+def test_overlay_renders_the_install(installed: list[dict[str, Any]]) -> None:
+    kinds = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in installed}
+    assert {("Namespace", "", SYSTEM), ("ServiceAccount", SYSTEM, SA), ("Deployment", SYSTEM, SA),
+            ("Service", SYSTEM, SA), ("NetworkPolicy", SYSTEM, SA), ("ServiceMonitor", SYSTEM, SA),
+            ("RoleBinding", "fraud", SA), ("RoleBinding", "recsys", SA)} <= kinds
+    cluster_wide = {d["metadata"]["name"] for d in installed if d["kind"] == "ClusterRole"}
+    assert cluster_wide == {"modelops-agent-namespace", "modelops-agent-namespaces", "modelops-agent-list"}
+    # nothing cluster-wide but namespaces and (the stopgap) list: no write outside the bindings
+    for role in (d for d in installed if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "modelops-agent-namespace"):
+        for rule in role["rules"]:
+            assert rule["resources"] == ["namespaces"] or rule["verbs"] == ["list"], rule
+
+    dep = next(d for d in installed if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["agent"] and container["args"][0] == "run" and "--leader-elect" in container["args"]
+    assert pod["securityContext"]["runAsUser"] == 65532 and pod["securityContext"]["runAsNonRoot"] is True
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert all(v["secret"]["optional"] for v in pod["volumes"] if "secret" in v)
+
+
+def test_overlay_deployment_becomes_available(installed: list[dict[str, Any]], api_client: client.ApiClient,
+                                              wait_for: Any) -> None:
+    apps = client.AppsV1Api(api_client)
+    wait_for(lambda: deployment_available(apps), "the agent's Deployment Available", timeout=180)
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(SYSTEM, label_selector=f"app.kubernetes.io/name={SA}")
+    assert len(pods.items) == 2
+    assert all(p.spec.service_account_name == SA for p in pods.items)
+
+
+def renamed_copy(dest: Path) -> Path:
+    """examples/model-repo as target `deploy-test` in namespaces dep-fraud/dep-recsys."""
+    shutil.copytree(EXAMPLE, dest)
+    line = re.compile(r"(?m)^(\s*(?:namespace:|name:|-)\s*)(" + "|".join(RENAMED) + r")\s*$")
+    for path in dest.rglob("*.yaml"):
+        text = line.sub(lambda m: m.group(1) + RENAMED[m.group(2)], path.read_text(encoding="utf-8"))
+        if path.name == "repo.yaml":
+            text = text.replace("name: ml-platform", f"name: {TARGET}", 1)
+        path.write_text(text, encoding="utf-8")
+    desired = load_desired(dest)
+    assert desired.spec.config.name == TARGET
+    used = {o["metadata"].get("namespace") or o["metadata"]["name"] for o in desired.objects}
+    assert used == set(RENAMED.values()), used  # nothing left in fraud/recsys
+    return dest
+
+
+def namespace_bindings() -> str:
+    """The RBAC an overlay for the renamed repo would carry: the namespace template bound in
+    dep-fraud and dep-recsys, and get/update on this target's Lease and inventory (the example
+    overlay narrows them to ml-platform's)."""
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": SA, "namespace": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelops-agent-namespace"},
+         "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM}]}
+        for ns in RENAMED.values()
+    ]
+    name = f"{SA}-{TARGET}"
+    docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name, "namespace": SYSTEM},
+                 "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+                            "resourceNames": [f"modelops-{TARGET}"]},
+                           {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update"],
+                            "resourceNames": [f"modelops-inventory-{TARGET}"]}]})
+    docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": SYSTEM},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                 "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM}]})
+    return yaml.safe_dump_all(docs)
+
+
+@pytest.fixture
+def granted(installed: list[dict[str, Any]], kubeconfig: Path, api_client: client.ApiClient,
+            wait_for: Any) -> Iterator[None]:
+    """Namespaces dep-fraud, dep-recsys (bound) and dep-denied (not bound), created by the admin
+    as an installer would; deleted at the end with this target's Lease, inventory and Role."""
+    core = client.CoreV1Api(api_client)
+    created = {*RENAMED.values(), DENIED}
+    for ns in sorted(created):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    bindings = namespace_bindings()
+    try:
+        kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=bindings)
+        yield
+    finally:
+        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", "-", stdin=bindings, check=False)
+        kubectl(kubeconfig, "delete", "--ignore-not-found", "-n", SYSTEM, f"lease/modelops-{TARGET}",
+                f"configmap/modelops-inventory-{TARGET}", check=False)
+        for ns in created:
+            core.delete_namespace(ns)
+        wait_for(lambda: namespaces_gone(core, created), "the test's namespaces deleted", timeout=180)
+
+
+def service_account_kubeconfig(admin: Path, dest: Path) -> Path:
+    """The session cluster's server and CA with a token of the agent's ServiceAccount."""
+    token = kubectl(admin, "create", "token", SA, "-n", SYSTEM, "--duration=30m").stdout.strip()
+    config = yaml.safe_load(admin.read_text(encoding="utf-8"))
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])["context"]
+    cluster = next(c for c in config["clusters"] if c["name"] == context["cluster"])["cluster"]
+    dest.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "agent",
+        "clusters": [{"name": "devcluster", "cluster": cluster}],
+        "users": [{"name": SA, "user": {"token": token}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "devcluster", "user": SA}}],
+    }), encoding="utf-8")
+    return dest
+
+
+def test_agent_applies_with_the_service_account_only_where_granted(
+        granted: None, kubeconfig: Path, api_client: client.ApiClient, tmp_path: Path) -> None:
+    repo = renamed_copy(tmp_path / "model-repo")
+    sa_config = service_account_kubeconfig(kubeconfig, tmp_path / "agent.kubeconfig")
+    assert kubectl(sa_config, "auth", "can-i", "patch", "configmaps", "-n", DENIED, check=False).stdout.strip() == "no"
+
+    out = agent("apply", str(repo), "--kubeconfig", str(sa_config), "--color", "never")
+    assert out.returncode == 0, f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+    custom = client.CustomObjectsApi(api_client)
+    isvc = custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", "dep-fraud", "inferenceservices", "fraud-scorer")
+    assert isvc["metadata"]["labels"]["modelops.dev/target"] == TARGET
+    assert client.AppsV1Api(api_client).read_namespaced_deployment("ranker", "dep-recsys").metadata.labels[
+        "modelops.dev/target"] == TARGET
+    core = client.CoreV1Api(api_client)
+    assert core.read_namespaced_config_map(f"modelops-inventory-{TARGET}", SYSTEM).data
+    client.CoordinationV1Api(api_client).read_namespaced_lease(f"modelops-{TARGET}", SYSTEM)
+    # reading back what it wrote: a live diff as the ServiceAccount finds nothing to change
+    diff = agent("diff", str(repo), "--kubeconfig", str(sa_config), "--color", "never")
+    assert diff.returncode == 0, f"stdout:\n{diff.stdout}\nstderr:\n{diff.stderr}"
+
+    # a ConfigMap in a namespace the repo's policy allows but no RoleBinding grants
+    config = repo / "repo.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "      - dep-recsys\n", f"      - dep-recsys\n      - {DENIED}\n", 1), encoding="utf-8")
+    (repo / "infra" / "denied.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: not-granted
+          namespace: {DENIED}
+        data:
+          reason: no RoleBinding for the agent here
+        """), encoding="utf-8")
+    assert agent("validate", str(repo)).returncode == 0
+
+    out = agent("apply", str(repo), "--kubeconfig", str(sa_config), "--color", "never")
+    assert out.returncode == 2, f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+    # the API server's 403, verbatim in the object's `failed` line (which the agent prints with
+    # the other results, on stdout today): verb, resource and namespace
+    printed = out.stdout + out.stderr
+    assert f'cannot patch resource "configmaps" in API group "" in the namespace "{DENIED}"' in printed, printed
+    assert "failed    create  ConfigMap/dep-denied/not-granted" in printed, printed
+    with pytest.raises(client.ApiException) as err:
+        core.read_namespaced_config_map("not-granted", DENIED)
+    assert err.value.status == 404
