@@ -18,6 +18,7 @@ that would store the token, no `url.insteadOf` rewriting the remote) and never p
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -50,11 +51,11 @@ case "$1" in
   *) printf '%s\\n' "${_TOKEN_ENV}" ;;
 esac
 """
-# Inherited GIT_* variables that only say how to reach a server; every other one (GIT_DIR,
-# GIT_CONFIG_*, GIT_ASKPASS, ...) would change which repository or config git uses.
+# Inherited GIT_* variables that only say how to reach a server; every other one would change
+# which repository or config git uses (GIT_DIR, GIT_CONFIG_*, GIT_ASKPASS) or print the
+# Authorization header to stderr (GIT_CURL_VERBOSE), which ends up in error messages.
 _INHERITED_GIT_ENV = frozenset({
-    "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
-    "GIT_PROXY_COMMAND", "GIT_CURL_VERBOSE", "GIT_TRACE", "GIT_TRACE_PACKET",
+    "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_PROXY_COMMAND",
 })
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^@/:]+:(?!//)")
 _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|/\.")
@@ -305,6 +306,17 @@ class Mirror:
             return None
         return out.strip() or None
 
+    def gc(self) -> None:
+        """Pack the mirror and drop what force-pushes left unreachable. Automatic gc is off
+        (it would run detached, outliving the call); the controller calls this now and then."""
+        with self._locked():
+            try:
+                run_git(["git", "-c", "gc.autoDetach=false", "gc", "--quiet", "--prune=now"], env=self._env(),
+                        timeout=max(self.timeout, 600.0), cwd=self.path)
+            except _GitFailed as exc:
+                reason = "timed out" if exc.timed_out else _one_line(exc.stderr)
+                raise SourceError(f"{self.path}: git gc: {reason}") from None
+
     def close(self) -> None:
         """Nothing stays open between calls (each git child is reaped when it ends)."""
         return None
@@ -401,9 +413,11 @@ class Mirror:
         token = self.credentials.token() if self.credentials.has_token else None
         if token is not None and not self._askpass.is_file():
             self._write_askpass()
+        secrets = [] if token is None else [
+            token, base64.b64encode(f"{self.credentials.username}:{token}".encode()).decode()]
         try:
             return run_git(self.git_argv(args), env=self._env(token), timeout=self.timeout, cwd=self.path,
-                           secrets=[token] if token else [])
+                           secrets=secrets)
         except _GitFailed as exc:
             self.stats["errors"] += 1
             if exc.timed_out:

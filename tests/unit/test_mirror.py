@@ -94,6 +94,20 @@ def children() -> set[int]:
     return pids
 
 
+def dead(pid: int) -> bool:
+    """The process was killed: gone, or a zombie its new parent has not reaped. SIGKILL is
+    delivered asynchronously, so a process of the killed group may need a moment to die."""
+    for _ in range(1000):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
 def processes_in(directory: Path) -> list[int]:
     """Processes of any parent whose working directory is `directory` (a detached git)."""
     found = []
@@ -198,6 +212,20 @@ def test_an_unreachable_remote_is_a_source_error_and_the_last_commit_stays(remot
     assert mirror.sync() == newer
 
 
+def test_gc_keeps_the_branch_and_drops_what_a_force_push_left(remote: Remote, cache: Path) -> None:
+    mirror = Mirror(remote.url, "main", cache)
+    old = mirror.sync()
+    git(remote.work, "reset", "-q", "--hard", "HEAD~0")
+    git(remote.work, "commit", "-q", "--amend", "-m", "amended")
+    git(remote.work, "push", "-q", "--force", "origin", "main")
+    new = mirror.sync()
+    mirror.gc()
+    assert mirror.local_head() == new
+    gone = subprocess.run(["git", "cat-file", "-e", f"{old}^{{commit}}"], cwd=mirror.path, capture_output=True)
+    assert gone.returncode != 0
+    assert load_desired(mirror.path / "deploy", new, cached=False).revision.commit == new
+
+
 def test_a_branch_missing_on_the_remote(remote: Remote, cache: Path) -> None:
     mirror = Mirror(remote.url, "release", cache)
     with pytest.raises(SourceError, match=r"no branch 'release'"):
@@ -229,18 +257,13 @@ def test_a_hanging_transport_times_out_and_its_process_group_is_killed(
     fake_ssh.chmod(0o755)
     monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
     before = children()
-    mirror = Mirror("ssh://git.example.invalid/models.git", "main", cache, timeout=0.5)
+    mirror = Mirror("ssh://git.example.invalid/models.git", "main", cache, timeout=1.5)
 
     with pytest.raises(SourceError, match=r"ssh://git\.example\.invalid/models\.git: timed out"):
         mirror.head()
 
     assert children() - before == set()
-    pid = int(pidfile.read_text())
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z", "X")  # killed with its group; reaped by init or waiting for it
+    assert dead(int(pidfile.read_text()))  # the transport was killed with git's process group
 
 
 def test_run_git_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
@@ -248,15 +271,10 @@ def test_run_git_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
     script = f"sleep 300 & echo $! > {pidfile}; wait"
     before = children()
     with pytest.raises(Exception) as info:
-        run_git(["sh", "-c", script], env=dict(os.environ), timeout=0.5)
+        run_git(["sh", "-c", script], env=dict(os.environ), timeout=1.5)
     assert getattr(info.value, "timed_out", False)
     assert children() - before == set()
-    pid = int(pidfile.read_text())
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z", "X")
+    assert dead(int(pidfile.read_text()))
 
 
 def test_200_polls_leave_no_git_process(remote: Remote, cache: Path) -> None:
@@ -278,10 +296,12 @@ def test_200_polls_leave_no_git_process(remote: Remote, cache: Path) -> None:
 
 
 @pytest.fixture
-def token_mirror(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
+def token_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
     monkeypatch.setenv("MODELS_GIT_TOKEN", SECRET)
-    # a closed local port: git really runs, with the token, and fails without any network
-    mirror = Mirror("https://127.0.0.1:1/org/models.git", "main", cache,
+    monkeypatch.setenv("GIT_CURL_VERBOSE", "1")  # would print the Authorization header: not passed on
+    # a closed local port: git really runs, with the token, and fails without any network;
+    # a space in the path of the askpass helper
+    mirror = Mirror("https://127.0.0.1:1/org/models.git", "main", tmp_path / "cache dir",
                     credentials=Credentials(token_env="MODELS_GIT_TOKEN"), timeout=20)
     yield mirror
     mirror.close()
@@ -308,6 +328,7 @@ def test_the_token_goes_only_to_the_child_through_the_askpass_helper(token_mirro
     assert env["GIT_ALLOW_PROTOCOL"] == "https"  # no redirect of the token to plain http
     assert [k for k, v in env.items() if SECRET in v] == ["MODELOPS_GIT_TOKEN"]
     assert SECRET not in "".join(token_mirror._env().values())  # calls without the token
+    assert "GIT_CURL_VERBOSE" not in env
     assert "MODELS_GIT_TOKEN" in os.environ  # the agent's own environment is left alone
     helper = str(token_mirror.path / "modelops-askpass.sh")
     ask = [subprocess.run([helper, prompt], env=env, capture_output=True, text=True, check=True).stdout
@@ -346,9 +367,9 @@ def test_the_askpass_helper_answers_a_real_basic_auth_challenge(token_mirror: Mi
     finally:
         server.shutdown()
         server.server_close()
-    assert SECRET not in str(info.value)
-    assert all(SECRET not in path for path, _ in seen)
     expected = "Basic " + base64.b64encode(f"x-access-token:{SECRET}".encode()).decode()
+    assert SECRET not in str(info.value) and expected not in str(info.value)
+    assert all(SECRET not in path for path, _ in seen)
     assert (seen[0][1], seen[-1][1]) == (None, expected)
 
 
