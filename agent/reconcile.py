@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +76,7 @@ class Options:
     manager: str = FIELD_MANAGER
     adopt: bool = False  # take over objects that carry another target's ownership label
     lock_timeout: float = 0.0  # seconds to wait for the target's Lease held by someone else
+    audit_noop: bool = True  # a no-op gets its closing record (the controller's resyncs do not)
 
 
 @dataclass
@@ -125,16 +126,22 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     kinds |= {(e.api_version, e.kind) for e in inventory.entries.values()}
     sel = selector()  # every target's: an object of another target must be seen to be refused
     infos = [cluster.kind(api_version, kind) for api_version, kind in sorted(kinds)]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
+        listed = [obj for items in pool.map(lambda info: list(cluster.list(info, sel)), infos) for obj in items]
+    return observed_from(listed, inventory, target)
+
+
+def observed_from(objects: Iterable[dict[str, Any]], inventory: Inventory, target: str) -> Observed:
+    """Observed state from objects managed by the agent (any target): ours apart from others'.
+    The controller builds it from its watch cache, the CLI from its LISTs."""
     live: dict[ObjectKey, dict[str, Any]] = {}
     foreign: dict[ObjectKey, tuple[str, dict[str, Any]]] = {}
-    with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
-        for items in pool.map(lambda info: list(cluster.list(info, sel)), infos):
-            for obj in items:
-                owner = ((obj.get("metadata") or {}).get("labels") or {}).get(TARGET_LABEL, "")
-                if owner == target:
-                    live[object_key(obj)] = obj
-                else:
-                    foreign[object_key(obj)] = (owner, obj)
+    for obj in objects:
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(TARGET_LABEL, "")
+        if owner == target:
+            live[object_key(obj)] = obj
+        else:
+            foreign[object_key(obj)] = (owner, obj)
     return Observed(live=live, inventory=inventory, foreign=foreign)
 
 
@@ -290,12 +297,19 @@ class _Run:
 
 
 def reconcile(desired: Desired, cluster: Cluster, options: Options,
-              progress: Callable[[ObjectResult], None] | None = None) -> Outcome:
+              progress: Callable[[ObjectResult], None] | None = None, *,
+              observed: Observed | None = None, lease: TargetLease | None = None,
+              writes: Callable[[Plan], bool] | None = None) -> Outcome:
     """Make the cluster match `desired` (already validated).
 
     Raises PruneRefused or OwnershipConflict before any write when the deletions exceed the
     budget or an object belongs to another target (unless options.adopt); the exception
-    carries the plan (`.plan`)."""
+    carries the plan (`.plan`).
+
+    The controller passes what it already has: `observed` (live state from its watch cache and
+    the inventory it keeps, so a resync makes no request), `lease` (the leader's Lease, held
+    across reconciles, so none is taken or released here) and `writes(plan)` (False: report
+    the plan, write nothing, e.g. drift under `--drift-policy detect` or a follower)."""
     started = time.monotonic()
     config = desired.spec.config
     target = config.name
@@ -303,7 +317,8 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
     prune = config.policy.prune if options.prune is None else options.prune
     run = _Run(desired, cluster, options)
     try:
-        observed = observe(cluster, desired.objects, target, options.inventory_namespace)
+        if observed is None:
+            observed = observe(cluster, desired.objects, target, options.inventory_namespace)
         plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
                             concurrency=options.concurrency, adopt=options.adopt)
         _refuse(run, plan, observed, prune, started)
@@ -314,7 +329,13 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
             run.closing("succeeded", plan, started)
         elif not plan.has_changes and not observed.stale:
             outcome = Outcome(plan=plan)  # a no-op writes nothing to the cluster: no Lease, no inventory
-            run.closing("succeeded", plan, started)
+            if options.audit_noop:
+                run.closing("succeeded", plan, started)
+        elif writes is not None and not writes(plan):
+            outcome = Outcome(plan=plan)  # reported by the caller, not written
+        elif lease is not None:
+            lease.check()
+            outcome = _write(run, plan, observed, lease, progress, started)
         else:
             with TargetLease(cluster, target, options.inventory_namespace, identity(), wait=options.lock_timeout) as lease:
                 current = load_inventory(cluster, target, options.inventory_namespace)
