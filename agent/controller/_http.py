@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from agent.controller._metrics import CONTENT_TYPE, Metrics
 from agent.controller._webhook import MAX_BODY_BYTES, verify_and_parse
@@ -221,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
-        path = urlsplit(self.path).path
+        path = self.path.partition("?")[0].partition("#")[0]
         if path in _READ_ENDPOINTS:
             if self.command not in ("GET", "HEAD"):
                 self._send(405, "method not allowed\n", headers=[("Allow", "GET, HEAD")])
