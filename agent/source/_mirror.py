@@ -225,8 +225,8 @@ def _one_line(stderr: str) -> str:
 class Mirror:
     """One bare mirror repository of one remote URL under `cache_dir`, tracking one branch.
 
-    Not shared between threads without a lock of the caller's; two processes may share a
-    cache_dir (a file lock serializes their writes to the same mirror)."""
+    Writes (sync, gc) hold a thread lock and a file lock next to the mirror, so threads and
+    processes may share a cache_dir; a mirror removed from under it is made again on sync."""
 
     def __init__(self, url: str, branch: str, cache_dir: str | Path, *, credentials: Credentials | None = None,
                  timeout: float = 60.0) -> None:
@@ -263,6 +263,8 @@ class Mirror:
     def head(self) -> str:
         """The commit the remote branch is at now (`git ls-remote`), or SourceError."""
         self.stats["ls_remote"] += 1
+        if not (self.path / "HEAD").is_file():  # git runs inside the mirror: make it again if removed
+            self._ensure_repo()
         ref = f"refs/heads/{self.branch}"
         out = self._remote_git(["ls-remote", "--", self.remote.url, ref])
         for line in out.splitlines():
@@ -278,6 +280,7 @@ class Mirror:
         On any failure the mirror keeps its last good state and SourceError names the URL."""
         remote = self.head()
         with self._locked():
+            self._create_if_missing()
             if self.local_head() == remote:
                 return remote
             self.stats["fetches"] += 1
@@ -303,6 +306,8 @@ class Mirror:
         except _GitFailed as exc:
             if exc.timed_out:
                 raise SourceError(f"{self.path}: git rev-parse timed out after {self.timeout:g}s") from None
+            return None
+        except FileNotFoundError:  # the mirror was removed: nothing fetched
             return None
         return out.strip() or None
 
@@ -336,24 +341,28 @@ class Mirror:
             raise SourceError("the git user name holds a line break")
 
     def _ensure_repo(self) -> None:
-        """Create the bare repository once; its config holds the URL without any secret."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            if not (self.path / "HEAD").is_file():
-                self.path.mkdir(mode=0o700, exist_ok=True)
-                env = self._env()
-                try:
-                    run_git(["git", "init", "--quiet", "--bare", "--", str(self.path)], env=env, timeout=self.timeout,
-                            cwd=self.path)
-                    # for people looking at the mirror; git is always given the URL itself
-                    for key, value in (("remote.origin.url", self.remote.url), ("gc.auto", "0")):
-                        run_git(["git", "config", "--", key, value], env=env, timeout=self.timeout, cwd=self.path)
-                    run_git(["git", "symbolic-ref", "HEAD", f"refs/heads/{self.branch}"], env=env,
-                            timeout=self.timeout, cwd=self.path)
-                except _GitFailed as exc:
-                    raise SourceError(f"{self.path}: cannot create the mirror: {_one_line(exc.stderr)}") from None
-            if self.credentials.has_token:
-                self._write_askpass()
+            self._create_if_missing()
+
+    def _create_if_missing(self) -> None:
+        """Create the bare repository once; its config holds the URL without any secret."""
+        if not (self.path / "HEAD").is_file():
+            env = self._env()
+            try:
+                self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                run_git(["git", "init", "--quiet", "--bare", "--", str(self.path)], env=env, timeout=self.timeout,
+                        cwd=self.path)
+                # for people looking at the mirror; git is always given the URL itself
+                for key, value in (("remote.origin.url", self.remote.url), ("gc.auto", "0")):
+                    run_git(["git", "config", "--", key, value], env=env, timeout=self.timeout, cwd=self.path)
+                run_git(["git", "symbolic-ref", "HEAD", f"refs/heads/{self.branch}"], env=env,
+                        timeout=self.timeout, cwd=self.path)
+            except _GitFailed as exc:
+                raise SourceError(f"{self.path}: cannot create the mirror: {_one_line(exc.stderr)}") from None
+            except OSError as exc:
+                raise SourceError(f"{self.path}: cannot create the mirror: {exc.strerror or exc}") from None
+        if self.credentials.has_token and not self._askpass.is_file():
+            self._write_askpass()
 
     def _write_askpass(self) -> None:
         """The helper git runs for a username/password: it holds no secret, only reads env."""
@@ -431,7 +440,11 @@ class Mirror:
     def _locked(self) -> Iterator[None]:
         """One writer per mirror, across threads and processes sharing the cache dir."""
         with self._thread_lock:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise SourceError(f"{self._lock_path}: cannot lock the mirror: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield

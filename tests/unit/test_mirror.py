@@ -226,6 +226,27 @@ def test_gc_keeps_the_branch_and_drops_what_a_force_push_left(remote: Remote, ca
     assert load_desired(mirror.path / "deploy", new, cached=False).revision.commit == new
 
 
+def test_a_mirror_removed_from_under_it_is_made_again(remote: Remote, cache: Path) -> None:
+    mirror = Mirror(remote.url, "main", cache)
+    commit = mirror.sync()
+    shutil.rmtree(cache)
+    assert mirror.local_head() is None
+    assert mirror.sync() == commit and mirror.local_head() == commit
+
+
+def test_only_lock_files_left_by_the_failed_fetch_are_removed(remote: Remote, cache: Path) -> None:
+    """What a fetch killed on timeout leaves would block every later fetch."""
+    mirror = Mirror(remote.url, "main", cache)
+    mirror.sync()
+    ours = mirror.path / "refs" / "heads" / "main.lock"
+    ours.write_text("")
+    old = mirror.path / "packed-refs.lock"
+    old.write_text("")
+    os.utime(old, (1_000_000, 1_000_000))
+    mirror._remove_stale_locks(since=ours.stat().st_mtime)
+    assert not ours.exists() and old.exists()
+
+
 def test_a_branch_missing_on_the_remote(remote: Remote, cache: Path) -> None:
     mirror = Mirror(remote.url, "release", cache)
     with pytest.raises(SourceError, match=r"no branch 'release'"):
