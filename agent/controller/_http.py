@@ -17,6 +17,7 @@ import logging
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,8 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         self._lock = threading.Lock()
         self._active: dict[socket.socket, float] = {}  # connection -> deadline (monotonic)
+        self._refused = 0
+        self._refusal_logged = -float("inf")
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -164,7 +167,11 @@ class _Server(ThreadingHTTPServer):
                 full = False
                 self._active[request] = time.monotonic() + self.app.request_deadline
         if full:
-            log.warning("refusing a connection: %d open already", self.app.max_connections)
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refusal_logged >= 10:  # a flood must not flood the log too
+                log.warning("refused %d connection(s): %d open already", self._refused, self.app.max_connections)
+                self._refused, self._refusal_logged = 0, now
             socketserver.TCPServer.shutdown_request(self, request)
             return
         super().process_request(request, client_address)
@@ -189,7 +196,11 @@ class _Server(ThreadingHTTPServer):
                 _cut(conn)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("error while serving a request")
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away, or we cut the connection
+            log.debug("connection error: %s", error)
+        else:
+            log.exception("error while serving a request")
 
 
 def _cut(conn: socket.socket) -> None:
