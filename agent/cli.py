@@ -275,6 +275,75 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.ok else EXIT_CHANGES
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from agent.controller import Controller, RunConfig, describe
+    from agent.source import Credentials
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.repo and not args.watch_dir:
+        raise AgentError("agent run needs --repo URL (or AGENT_REPO), or --watch-dir PATH")
+    credentials = None
+    if args.git_token_file or args.git_token_env or args.ssh_key_file or args.known_hosts_file:
+        credentials = Credentials(
+            token_file=Path(args.git_token_file) if args.git_token_file else None, token_env=args.git_token_env,
+            ssh_key_file=Path(args.ssh_key_file) if args.ssh_key_file else None,
+            known_hosts_file=Path(args.known_hosts_file) if args.known_hosts_file else None)
+    config = RunConfig(
+        repo=args.repo or str(args.watch_dir), branch=args.branch, path=args.repo_path.strip("/"),
+        interval=_seconds(args.interval), resync=_seconds(args.resync), kubeconfig=args.kubeconfig,
+        context=args.context, http_addr=args.http_addr or None,
+        audit_log=Path(args.audit_log) if args.audit_log else None, leader_elect=args.leader_elect,
+        lease_name=args.lease_name, lease_namespace=args.lease_namespace or args.inventory_namespace,
+        inventory_namespace=args.inventory_namespace, drift_policy=args.drift_policy,
+        prune=True if args.prune else None, watch_dir=Path(args.watch_dir) if args.watch_dir else None,
+        webhook_secret_file=Path(args.webhook_secret_file) if args.webhook_secret_file else None,
+        credentials=credentials, timeouts=_timeouts(args),
+    )
+    if args.cache_dir:
+        config.cache_dir = Path(args.cache_dir)
+    controller = Controller(config)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("modelops.controller").info("signal %d: stopping", signum)
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logging.getLogger("modelops.controller").info("agent run: %s", describe(config))
+    return controller.run()
+
+
+def _seconds(value: str) -> float:
+    """`60`, `60s`, `5m`, `1h` -> seconds."""
+    text = str(value).strip().lower()
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            number, factor = text[: -len(suffix)], scale[suffix]
+            break
+    else:
+        number, factor = text, 1.0
+    try:
+        seconds = float(number) * factor
+    except ValueError as exc:
+        raise AgentError(f"{value!r} is not a duration (60, 60s, 5m, 1h)") from exc
+    if seconds <= 0:
+        raise AgentError(f"{value!r}: a duration must be positive")
+    return seconds
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"AGENT_{name}", default)
+
+
+def _env_flag(name: str) -> bool:
+    return (os.environ.get(f"AGENT_{name}") or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -358,6 +427,33 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--target", help="read the anchor from this target's inventory in the cluster")
     _add_cluster(v)
     v.set_defaults(handler=_cmd_audit)
+
+    p = sub.add_parser("run", help="the controller: keep the cluster as Git says (every flag also AGENT_<FLAG>)")
+    p.add_argument("--repo", default=_env("REPO"), help="git remote: a path, file://, https:// or ssh:// URL")
+    p.add_argument("--branch", default=_env("BRANCH", "main"))
+    p.add_argument("--path", dest="repo_path", default=_env("PATH_IN_REPO", _env("REPO_PATH", "")),
+                   help="directory of the model repo inside the git repo (AGENT_REPO_PATH)")
+    p.add_argument("--interval", default=_env("INTERVAL", "60s"), help="poll interval, jittered (default 60s)")
+    p.add_argument("--resync", default=_env("RESYNC", "10m"), help="full re-plan from the cache (default 10m)")
+    p.add_argument("--http-addr", default=_env("HTTP_ADDR", ":8080"),
+                   help="/healthz /readyz /metrics /webhook (default :8080; empty: none)")
+    p.add_argument("--audit-log", default=_env("AUDIT_LOG"))
+    p.add_argument("--leader-elect", action="store_true", default=_env_flag("LEADER_ELECT"),
+                   help="only the holder of the target's Lease writes")
+    p.add_argument("--lease-name", default=_env("LEASE_NAME"), help="default modelops-<target>")
+    p.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE"), help="default: the inventory namespace")
+    p.add_argument("--drift-policy", choices=["heal", "detect"], default=_env("DRIFT_POLICY", "heal"))
+    p.add_argument("--prune", action="store_true", default=_env_flag("PRUNE"))
+    p.add_argument("--watch-dir", default=_env("WATCH_DIR"), help="a working copy to follow instead of a remote")
+    p.add_argument("--webhook-secret-file", default=_env("WEBHOOK_SECRET_FILE"))
+    p.add_argument("--git-token-file", default=_env("GIT_TOKEN_FILE"), help="https token, read on every fetch")
+    p.add_argument("--git-token-env", default=_env("GIT_TOKEN_ENV"), help="name of a variable holding the token")
+    p.add_argument("--ssh-key-file", default=_env("SSH_KEY_FILE"))
+    p.add_argument("--known-hosts-file", default=_env("KNOWN_HOSTS_FILE"))
+    p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    _add_cluster(p)
+    p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
     p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")

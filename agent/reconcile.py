@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,7 @@ class Options:
     adopt: bool = False  # take over objects that carry another target's ownership label
     lock_timeout: float = 0.0  # seconds to wait for the target's Lease held by someone else
     audit_noop: bool = True  # a no-op gets its closing record (the controller's resyncs do not)
+    stop: threading.Event | None = None  # set (SIGTERM): the object in flight finishes, no further write starts
 
 
 @dataclass
@@ -412,6 +414,8 @@ def _write(run: _Run, plan: Plan, observed: Observed, lease: TargetLease,
     events = EventPoster(cluster) if options.events else None
 
     def before(c: ObjectChange) -> None:
+        if options.stop is not None and options.stop.is_set():
+            raise AgentError("not written: the agent is shutting down")
         lease.check()
         run.record("intent", sync=False, **_intent_record(c, commit))
 

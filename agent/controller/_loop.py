@@ -1,0 +1,507 @@
+"""`agent run`: keep the cluster as Git says, without anyone typing a command.
+
+One worker thread takes triggers from a queue and runs the pipeline (source -> spec -> render
+-> plan -> sync -> audit): a poll of the remote (each interval, jittered; a head check first,
+a fetch only when it moved), a webhook push, a watch event on an object we manage, a periodic
+resync, a change in a `--watch-dir` working copy. Live state comes from a watch-fed cache, so a
+resync with nothing changed costs no API request. An invalid commit applies nothing: the last
+good commit stays in force and the failure is reported (log, metric, Event, audit record).
+Drift between commits is healed (`heal`) or only reported (`detect`); an object someone keeps
+rewriting is healed with a growing delay and reported, naming the other field manager, instead
+of in a hot loop. With `--leader-elect` only the holder of the target's Lease writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.cache import LiveCache
+from agent.cluster import (
+    FIELD_MANAGER,
+    INVENTORY_NAMESPACE,
+    Cluster,
+    ClusterError,
+    Inventory,
+    LeaseHeld,
+    TargetLease,
+    Timeouts,
+    load_inventory,
+)
+from agent.controller._http import HttpServer, parse_http_addr
+from agent.controller._metrics import Metrics
+from agent.controller._webhook import read_webhook_secret
+from agent.errors import AgentError, SourceError, ValidationFailed
+from agent.pipeline import Desired, load_desired
+from agent.plan import Plan
+from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
+from agent.render import ObjectKey, object_key
+from agent.source import Backoff, Credentials, Mirror, redact_url
+
+log = logging.getLogger("modelops.controller")
+
+Trigger = Literal["poll", "webhook", "watch", "resync", "startup"]
+DriftPolicy = Literal["heal", "detect"]
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get("AGENT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelops-agent")
+    return Path(root) / "controller"
+
+
+@dataclass
+class RunConfig:
+    """Everything `agent run` takes (each flag also from an AGENT_* variable, see cli.py)."""
+
+    repo: str
+    branch: str = "main"
+    path: str = ""
+    interval: float = 60.0
+    resync: float = 600.0
+    kubeconfig: str | None = None
+    context: str | None = None
+    http_addr: str | None = ":8080"
+    audit_log: Path | None = None
+    leader_elect: bool = False
+    lease_name: str | None = None
+    lease_namespace: str = INVENTORY_NAMESPACE
+    inventory_namespace: str = INVENTORY_NAMESPACE
+    drift_policy: DriftPolicy = "heal"
+    prune: bool | None = None
+    watch_dir: Path | None = None
+    webhook_secret_file: Path | None = None
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    credentials: Credentials | None = None
+    timeouts: Timeouts | None = None
+    lease_duration: int = 15
+    identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
+
+
+@dataclass
+class _Fight:
+    """Heals of one object in a row: someone keeps rewriting it."""
+
+    heals: list[float] = field(default_factory=list)
+    delay: float = 0.0
+    until: float = 0.0
+    managers: str = ""
+
+
+class Controller:
+    """The loop. `run(stop)` returns when `stop` is set (SIGTERM): the current object is
+    finished or abandoned, the audit log flushed, the Lease released."""
+
+    FIGHT_WINDOW = 60.0
+    FIGHT_HEALS = 3
+
+    def __init__(self, config: RunConfig, cluster: Cluster | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self._own_cluster = cluster is None
+        self.cluster = cluster or Cluster.connect(config.kubeconfig, config.context, timeouts=config.timeouts)
+        self._queue: queue.Queue[Trigger | None] = queue.Queue()
+        self._pending: set[Trigger] = set()
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.mirror: Mirror | None = None
+        if config.watch_dir is None:
+            self.mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
+        self.desired: Desired | None = None  # the last good commit
+        self.commit = ""  # the commit of self.desired ("" for a working copy)
+        self.fetched = ""  # the newest commit seen, good or not
+        self.invalid: dict[str, Any] = {}  # the newest invalid commit and its errors
+        self.inventory: Inventory | None = None
+        self.cache: LiveCache | None = None
+        self.lease: TargetLease | None = None
+        self._elector: threading.Thread | None = None
+        self._leader = threading.Event()
+        self.ready = False
+        self.last_error = ""
+        self.fights: dict[ObjectKey, _Fight] = {}
+        self.http: HttpServer | None = None
+        self._watcher: Any = None
+        self._worker_alive = False
+        self._source_backoff = Backoff(initial=2.0, maximum=max(2.0, 5 * config.interval))
+        self.outcomes: list[tuple[Trigger, Outcome]] = []  # the recent ones, for tests and status
+        self._applied: Desired | None = None  # the desired state last written in full
+        self._keys: frozenset[ObjectKey] = frozenset()
+
+    # --- triggers ---------------------------------------------------------------------------
+    def request(self, trigger: Trigger) -> None:
+        """Ask for a pass; a trigger already waiting is not queued twice."""
+        with self._pending_lock:
+            if trigger in self._pending:
+                return
+            self._pending.add(trigger)
+            self.metrics.set_queue_depth(len(self._pending))
+        self._queue.put(trigger)
+
+    def _take(self, timeout: float) -> Trigger | None:
+        item = self._queue.get(timeout=timeout)
+        if item is not None:
+            with self._pending_lock:
+                self._pending.discard(item)
+                self.metrics.set_queue_depth(len(self._pending))
+        return item
+
+    def _on_push(self, _commit: str | None) -> None:
+        self.request("webhook")
+
+    def _on_watch(self, _event: str, key: ObjectKey, _obj: dict[str, Any]) -> None:
+        if self._is_ours(key):
+            self.request("watch")
+
+    def _is_ours(self, key: ObjectKey) -> bool:
+        inventory = self.inventory
+        return key in self._keys or (inventory is not None and key in inventory.entries)
+
+    # --- probes -----------------------------------------------------------------------------
+    def _health(self) -> tuple[bool, str]:
+        if not self._worker_alive:
+            return False, "the reconcile loop is not running"
+        return True, "ok"
+
+    def _ready(self) -> tuple[bool, str]:
+        if self.ready:
+            return True, "ok"
+        return False, self.last_error or "no successful sync yet"
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+
+    def run(self) -> int:
+        """Serve until stop(); 0 on a clean stop."""
+        config = self.config
+        if config.http_addr:
+            host, port = parse_http_addr(config.http_addr)
+            secret = read_webhook_secret(config.webhook_secret_file) if config.webhook_secret_file else None
+            self.http = HttpServer(host, port, health=self._health, ready=self._ready, metrics=self.metrics,
+                                   webhook_secret=secret, branch=config.branch,
+                                   on_push=self._on_push if secret else None)
+            self.http.start()
+            log.info("serving /healthz /readyz /metrics%s on %s", " /webhook" if secret else "", self.http.url)
+        if config.watch_dir is not None:
+            self._watch_directory(config.watch_dir)
+        self._worker_alive = True
+        try:
+            self._loop()
+        finally:
+            self._worker_alive = False
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.join(timeout=5)
+        if self._elector is not None:
+            self._elector.join(timeout=5)
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        self._leader.clear()
+        if self.cache is not None:
+            self.cache.stop()
+        if self.http is not None:
+            self.http.stop()
+        if self._own_cluster:
+            self.cluster.close()
+
+    def _loop(self) -> None:
+        config = self.config
+        next_poll = time.monotonic()
+        next_resync = time.monotonic() + config.resync
+        self.request("startup")
+        while not self._stop.is_set():
+            now = time.monotonic()
+            wait = max(0.0, min(next_poll, next_resync, self._fight_due()) - now)
+            try:
+                trigger = self._take(wait)
+            except queue.Empty:
+                now = time.monotonic()
+                trigger = "poll" if now >= next_poll else "resync"
+            if trigger is None or self._stop.is_set():
+                break
+            if trigger in ("poll", "startup", "webhook"):
+                delay = self._fetch()
+                now = time.monotonic()
+                next_poll = now + (delay if delay is not None else config.interval * random.uniform(0.9, 1.1))
+            if trigger == "resync":
+                next_resync = time.monotonic() + config.resync
+            self._pass(trigger)
+
+    # --- source -----------------------------------------------------------------------------
+    def _fetch(self) -> float | None:
+        """Bring the newest commit in and load it if it is new. Returns a backoff delay after a
+        failed fetch (None: the normal interval)."""
+        if self.config.watch_dir is not None:
+            self._load(None)
+            return None
+        assert self.mirror is not None
+        try:
+            head = self.mirror.head()
+            if head != self.fetched or self.mirror.local_head() != head:
+                head = self.mirror.sync()
+        except SourceError as exc:
+            self.metrics.fetch_error()
+            self.last_error = str(exc)
+            delay = self._source_backoff.failure()
+            log.warning("git: %s; keeping commit %s, next try in %.0f s", exc, self.commit[:12] or "(none)", delay)
+            return delay
+        self._source_backoff.success()
+        if head != self.fetched:
+            self.fetched = head
+            self._load(head)
+        return None
+
+    def _load(self, commit: str | None) -> None:
+        config = self.config
+        if commit is None:
+            assert config.watch_dir is not None
+            where: str | Path = config.watch_dir
+        else:
+            assert self.mirror is not None
+            where = self.mirror.path / config.path if config.path else self.mirror.path
+        try:
+            desired = load_desired(where, commit)
+        except ValidationFailed as exc:
+            self._invalid(commit or "working tree", exc)
+            return
+        except SourceError as exc:
+            self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)))
+            return
+        if self.desired is not None and desired.spec.config.name != self.desired.spec.config.name:
+            self._invalid(commit or "working tree", ValidationFailed([], revision=(
+                f"the target changed from {self.desired.spec.config.name!r} to {desired.spec.config.name!r}: "
+                "a running controller keeps its target; restart it to switch")))
+            return
+        self.desired = desired
+        self._keys = frozenset(object_key(o) for o in desired.objects)
+        self.commit = commit or ""
+        self.invalid = {}
+        log.info("loaded %s: %d objects", (commit or "working tree")[:12], len(desired.objects))
+
+    def _invalid(self, commit: str, exc: ValidationFailed) -> None:
+        errors = [str(e) for e in exc.errors] or [exc.revision]
+        self.invalid = {"commit": commit, "errors": errors[:20],
+                        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.metrics.invalid_commit()
+        self.last_error = f"commit {commit[:12]} is invalid: {errors[0]}"
+        log.error("commit %s is invalid, nothing applied, %s stays in force: %s", commit[:12],
+                  self.commit[:12] or "nothing", "; ".join(errors[:5]))
+        if self.config.audit_log is not None:
+            from agent.audit import AuditLog
+
+            with AuditLog(self.config.audit_log, self.config.identity) as audit:
+                audit.write("invalid-commit", commit=commit, errors=errors[:20], kept=self.commit)
+        self._event_invalid(commit, errors)
+
+    def _event_invalid(self, commit: str, errors: list[str]) -> None:
+        """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it."""
+        if self.desired is None:
+            return
+        target = self.desired.spec.config.name
+        namespace = self.config.inventory_namespace
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": "modelops-invalid-commit.", "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,
+                               "name": Inventory(target=target).name},
+            "reason": "InvalidCommit", "type": "Warning",
+            "message": f"commit {commit[:12]} is invalid and was not applied ({self.commit[:12] or 'nothing'} stays): "
+                       + "; ".join(errors[:3])[:900],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(), "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        with contextlib.suppress(ClusterError, AgentError):
+            self.cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event, retries=0)
+
+    # --- live state -------------------------------------------------------------------------
+    def _ensure_cache(self, desired: Desired) -> LiveCache:
+        infos = [self.cluster.kind(a, k) for a, k in sorted({(str(o["apiVersion"]), str(o["kind"]))
+                                                               for o in desired.objects})]
+        if self.inventory is not None:
+            for entry in self.inventory.entries.values():
+                with contextlib.suppress(AgentError):
+                    infos.append(self.cluster.kind(entry.api_version, entry.kind))
+        if self.cache is None:
+            self.cache = LiveCache(self.cluster, infos, selector())
+            self.cache.subscribe(self._on_watch)
+            self.cache.start()
+        else:
+            known = {(i.api_version, i.kind) for i in self.cache.kinds}
+            for info in infos:
+                if (info.api_version, info.kind) not in known:
+                    self.cache.add_kind(info)
+        if not self.cache.wait_synced(120):
+            raise AgentError("the live cache did not sync within 120 s")
+        return self.cache
+
+    def _inventory(self, target: str) -> Inventory:
+        if self.inventory is None or self.inventory.target != target:
+            self.inventory = load_inventory(self.cluster, target, self.config.inventory_namespace)
+        return self.inventory
+
+    # --- leadership -------------------------------------------------------------------------
+    def _may_write(self, target: str) -> bool:
+        if not self.config.leader_elect:
+            return True
+        if self._elector is None:
+            self._elector = threading.Thread(target=self._elect, args=(target,), name="leader-election", daemon=True)
+            self._elector.start()
+        return self._leader.is_set()
+
+    def _elect(self, target: str) -> None:
+        """Hold the target's Lease while we can; retry every lease_duration / 5 while another does."""
+        config = self.config
+        retry = max(1.0, config.lease_duration / 5)
+        while not self._stop.is_set():
+            lease = self.lease
+            if lease is not None and lease.lost:
+                log.warning("%s: no longer the leader", lease.lost)
+                self._leader.clear()
+                self.metrics.set_leader(False)
+                self.lease = None
+            if self.lease is None:
+                candidate = TargetLease(self.cluster, target, config.lease_namespace, config.identity,
+                                        duration=config.lease_duration)
+                if config.lease_name:
+                    candidate.name = config.lease_name
+                try:
+                    candidate.acquire()
+                except LeaseHeld:
+                    pass
+                except (ClusterError, AgentError) as exc:
+                    log.warning("leader election: %s", exc)
+                else:
+                    self.lease = candidate
+                    self.inventory = None  # the previous leader wrote it: read it again
+                    self._leader.set()
+                    self.metrics.set_leader(True)
+                    log.info("leader for target %s (Lease %s/%s)", target, config.lease_namespace, candidate.name)
+                    self.request("resync")
+            self._stop.wait(retry)
+
+    # --- one pass ---------------------------------------------------------------------------
+    def _fight_due(self) -> float:
+        dues = [f.until for f in self.fights.values() if f.until > time.monotonic()]
+        return min(dues) if dues else float("inf")
+
+    def _pass(self, trigger: Trigger) -> None:
+        desired = self.desired
+        if desired is None:
+            return
+        target = desired.spec.config.name
+        started = time.monotonic()
+        try:
+            may_write = self._may_write(target)
+            if self.config.leader_elect and not may_write:
+                return  # a follower keeps its source current and waits
+            inventory = self._inventory(target)
+            cache = self._ensure_cache(desired)
+            observed = observed_from(cache.objects().values(), inventory, target)
+            new_commit = desired is not self._applied  # a new commit (or working copy) applies whatever the drift policy
+            options = Options(prune=self.config.prune, audit_log=self.config.audit_log,
+                              inventory_namespace=self.config.inventory_namespace, audit_noop=False,
+                              lock_timeout=30.0, stop=self._stop)
+            gate = self._gate(new_commit)
+            outcome = reconcile(desired, self.cluster, options, observed=observed,
+                                lease=self.lease if self.config.leader_elect else None, writes=gate)
+        except (AgentError, ClusterError) as exc:
+            self.last_error = str(exc)
+            log.error("%s pass failed: %s", trigger, exc)
+            if isinstance(exc, ClusterError):
+                self.inventory = None  # read it again next time
+            return
+        self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
+        results = outcome.report.results
+        applied = sum(1 for r in results if r.outcome == "applied")
+        pruned = sum(1 for r in results if r.outcome == "deleted")
+        failed = sum(1 for r in results if r.outcome == "failed")
+        self.metrics.observe_reconcile(trigger, time.monotonic() - started, applied, pruned, failed)
+        if outcome.ok and (results or not outcome.plan.has_changes):
+            self._applied = desired
+            self.ready = True
+            self.last_error = ""
+            self.metrics.synced(self.commit or "working-tree")
+        elif not outcome.ok:
+            failures = "; ".join(f"{r.change.ref}: {r.message}" for r in outcome.report.failed)
+            self.last_error = (outcome.inventory_error or failures)[:500]
+        if applied or pruned or failed:
+            log.info("%s: %d applied, %d pruned, %d failed (commit %s)", trigger, applied, pruned, failed,
+                     self.commit[:12] or "working tree")
+
+    def _gate(self, new_commit: bool) -> Callable[[Plan], bool]:
+        """Whether a plan may be written: a new commit always; drift per policy, and not while
+        an object is in a fight with another writer."""
+        policy = self.config.drift_policy
+
+        def allow(plan: Plan) -> bool:
+            drifted = [c for c in plan.changed if c.drift]
+            if drifted:
+                self.metrics.drift(policy if not new_commit else "heal", len(drifted))
+            if new_commit:
+                return True
+            if policy == "detect":
+                for c in drifted:
+                    log.warning("drift on %s: %s (policy detect: not healed)", c.ref,
+                                ", ".join(f"{f} by {m}" for f, m in sorted(c.drift.items())))
+                return False
+            now = time.monotonic()
+            for c in plan.changed:
+                if c.desired is None:
+                    continue
+                fight = self.fights.setdefault(object_key(c.desired), _Fight())
+                if now < fight.until:
+                    return False  # still backing off; the timer brings us back
+                fight.heals = [t for t in fight.heals if now - t < self.FIGHT_WINDOW] + [now]
+                if len(fight.heals) > self.FIGHT_HEALS:
+                    fight.delay = min(max(2 * fight.delay, 5.0), 300.0)
+                    fight.until = now + fight.delay
+                    fight.managers = ", ".join(sorted(set(c.drift.values()))) or "another writer"
+                    log.warning("%s is rewritten again and again by %s: %d heals in %.0f s; next heal in %.0f s",
+                                c.ref, fight.managers, len(fight.heals), self.FIGHT_WINDOW, fight.delay)
+                    return False
+            return True
+
+        return allow
+
+    # --- --watch-dir ------------------------------------------------------------------------
+    def _watch_directory(self, directory: Path) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        controller = self
+
+        class Handler(FileSystemEventHandler):  # type: ignore[misc]
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                path = str(getattr(event, "src_path", ""))
+                if f"{os.sep}.git" in path or event.event_type in ("opened", "closed_no_write"):
+                    return
+                controller.request("poll")
+
+        observer = Observer()
+        observer.schedule(Handler(), str(directory), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._watcher = observer
+
+
+def describe(config: RunConfig) -> str:
+    source = f"{config.watch_dir} (working copy)" if config.watch_dir else f"{redact_url(config.repo)}@{config.branch}"
+    return f"{source}{'/' + config.path if config.path else ''}, every {config.interval:g} s"
