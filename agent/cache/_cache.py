@@ -76,10 +76,10 @@ class LiveCache:
     def start(self) -> None:
         """Start one thread per kind: it LISTs (all kinds at once), then WATCHes. Returns at once."""
         with self._lock:
-            if self._started:
-                return
             if self._stop.is_set():
                 raise RuntimeError("a stopped LiveCache cannot be started again")
+            if self._started:
+                return
             self._started = True
             informers = list(self._informers.values())
         for informer in informers:

@@ -102,6 +102,7 @@ class Informer:
         self.synced = threading.Event()  # the first list is in (or the kind is not served)
         self.thread = threading.Thread(target=self._run, name=f"livecache-{info.kind}", daemon=True)
         self._listed = False
+        self.version: str | None = None  # where the next watch starts; None: (re)list first
 
     def _count(self, **increments: int) -> None:
         with self._counters_lock:
@@ -109,18 +110,17 @@ class Informer:
                 setattr(self.counters, name, getattr(self.counters, name) + n)
 
     def _run(self) -> None:
-        version: str | None = None  # None: a (re)list is needed
         failures = 0
         while not self.stop.is_set():
             try:
-                if version is None:
-                    version = self._list()
-                    if version is None:  # not served: empty, look again later
+                if self.version is None:
+                    self.version = self._list()
+                    if self.version is None:  # not served: empty, look again later
                         failures += 1
                         self.stop.wait(self.backoff.delay(failures, self.backoff.not_served_cap))
                         continue
                 started = time.monotonic()
-                version, delivered = self._watch(version)
+                delivered = self._watch()
                 if delivered or time.monotonic() - started >= min(1.0, self.watch_timeout / 2):
                     failures = 0  # a normal end (server timeout): resume at once, no relist
                 else:  # ended at once with nothing: never spin on an empty stream
@@ -133,7 +133,7 @@ class Informer:
                 if isinstance(exc, Gone) or (isinstance(exc, ClusterError) and exc.status in (404, 410)):
                     # too old (relist), or the kind went away (the list will see a 404); the first
                     # time at once, a repeat after a backoff
-                    version = None
+                    self.version = None
                     if failures == 1:
                         continue
                 else:
@@ -165,24 +165,26 @@ class Informer:
         if self._listed and changes:
             self.notify(changes)
 
-    def _watch(self, version: str) -> tuple[str, bool]:
-        """One watch until it ends; the version to resume from, and whether anything came."""
+    def _watch(self) -> bool:
+        """One watch until it ends (or fails), moving `self.version` along as events come, so a
+        broken watch resumes where it broke; whether anything came."""
+        assert self.version is not None
         self._count(watches=1)
         delivered = False
-        for event in self.watcher(self.info, self.selector, version, self.watch_timeout, self.stop):
+        for event in self.watcher(self.info, self.selector, self.version, self.watch_timeout, self.stop):
             if self.stop.is_set():
                 break
             kind = str(event.get("type", ""))
             obj: dict[str, Any] = event.get("object") or {}
             delivered = True
             if kind == "BOOKMARK":
-                version = resource_version(obj) or version
+                self.version = resource_version(obj) or self.version
                 self._count(bookmarks=1)
             elif kind in (ADDED, MODIFIED, DELETED):
                 obj.setdefault("apiVersion", self.info.api_version)
                 obj.setdefault("kind", self.info.kind)
                 key = self.store.apply(kind, obj)
-                version = resource_version(obj) or version
+                self.version = resource_version(obj) or self.version
                 self._count(events=1)
                 self.notify([(kind, key, obj)])
             elif kind == "ERROR":
@@ -190,7 +192,7 @@ class Informer:
                     raise Gone(str(obj.get("message", "")))
                 raise ClusterError(int(obj.get("code") or 0), str(obj.get("message", "watch error")),
                                    str(obj.get("reason", "")))
-        return version, delivered
+        return delivered
 
     def start(self) -> None:
         self.thread.start()
