@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,8 +170,16 @@ class Informer:
         broken watch resumes where it broke; whether anything came."""
         assert self.version is not None
         self._count(watches=1)
+        events = self.watcher(self.info, self.selector, self.version, self.watch_timeout, self.stop)
+        try:
+            return self._consume(events)
+        finally:
+            if isinstance(events, Generator):
+                events.close()  # at once, not when collected: it ends the request and its thread
+
+    def _consume(self, events: Iterator[dict[str, Any]]) -> bool:
         delivered = False
-        for event in self.watcher(self.info, self.selector, self.version, self.watch_timeout, self.stop):
+        for event in events:
             if self.stop.is_set():
                 break
             kind = str(event.get("type", ""))

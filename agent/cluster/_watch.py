@@ -28,7 +28,8 @@ from agent.cluster._kinds import KindInfo
 
 WATCH_VERB = "WATCH"  # the label of a watch in Cluster.requests
 READ_GRACE = 15.0  # the client's read timeout exceeds the server's timeoutSeconds by this much
-_CLOSER_POLL = 0.2  # how often the closer thread looks at `stop` (the bound on stop latency)
+_CLOSER_POLL = 0.2  # how often the closer thread checks whether the watch ended by itself
+# (setting `stop` wakes it at once: this only bounds how long a finished watch waits for it)
 _CHUNK = 64 * 1024
 
 
@@ -37,7 +38,7 @@ def watch(cluster: Cluster, info: KindInfo, label_selector: str, resource_versio
     """Raw watch events ({"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": {...}}) of
     one kind in every namespace, from `resource_version` on ("" = from now, with a synthetic
     ADDED per existing object), until the server ends the watch after `timeout_seconds`, the
-    stream breaks, or `stop` is set (then it returns within about 0.2 s, even mid-read).
+    stream breaks, or `stop` is set (then it returns at once, even from a blocked read).
 
     ERROR events (e.g. code 410: the resourceVersion is too old, relist) are yielded, not
     raised: what to do about them is the caller's decision. An HTTP error status raises
