@@ -92,11 +92,15 @@ class LiveCache:
         return wait_all(events, timeout)
 
     def stop(self) -> None:
-        """End every watch (their sockets are shut down, not waited out) and join the threads."""
+        """End every watch (their sockets are shut down, not waited out) and join the threads.
+        A thread inside a LIST (a normal request: its own timeouts) may take longer than the
+        join allows; it is then logged, and being a daemon it never holds up the process exit."""
         self._stop.set()
         with self._lock:
             informers = list(self._informers.values())
         for informer in informers:
+            if informer.thread is threading.current_thread():
+                continue  # stop() from a subscriber: this watch thread ends when the callback returns
             if informer.thread.is_alive():
                 informer.thread.join(STOP_JOIN_TIMEOUT)
                 if informer.thread.is_alive():

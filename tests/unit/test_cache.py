@@ -427,3 +427,12 @@ def test_a_stream_blocked_in_read_ends_when_stop_is_set_from_another_thread() ->
     assert not thread.is_alive() and response.shut.is_set()
     assert response.closed and not response.released  # a stopped stream's connection is dropped
     assert not [t for t in threading.enumerate() if t.name.startswith("watch-closer-")]
+
+
+def test_a_subscriber_may_stop_the_cache(server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    cache = make_cache()
+    cache.subscribe(lambda kind, k, obj: cache.stop())
+    cache.start()
+    eventually(lambda: server.watches() == ["1"], "the first watch")
+    server.send(ev(ADDED, cm("a", "2")))
+    eventually(lambda: not [t for t in threading.enumerate() if t.name.startswith("livecache-")], "no thread")
