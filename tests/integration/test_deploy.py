@@ -1,7 +1,8 @@
 """Issue #8's install on the real control plane: deploy/overlays/example applies and its
 Deployment becomes Available (on the kwok node: no container really runs), and the agent,
 authenticated as the overlay's ServiceAccount, applies a copy of the example repo where the
-RBAC grants it and is refused (exit 2, the API server's 403 on stderr) where it does not.
+RBAC grants it and is refused (exit 2, the API server's 403) where it does not; `agent run`
+(watches, leader election) syncs with the same identity.
 
 Other tests share this cluster: the example repo's target `ml-platform` and its namespaces
 `fraud`/`recsys` belong to test_reconcile. So the copy applied here is renamed (target
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,10 +105,11 @@ def test_overlay_renders_the_install(installed: list[dict[str, Any]]) -> None:
             ("RoleBinding", "fraud", SA), ("RoleBinding", "recsys", SA)} <= kinds
     cluster_wide = {d["metadata"]["name"] for d in installed if d["kind"] == "ClusterRole"}
     assert cluster_wide == {"modelops-agent-namespace", "modelops-agent-namespaces", "modelops-agent-list"}
-    # nothing cluster-wide but namespaces and (the stopgap) list: no write outside the bindings
+    # cluster-wide: namespaces, and (the stopgap component) list/watch; no write outside the bindings
     for role in (d for d in installed if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "modelops-agent-namespace"):
         for rule in role["rules"]:
-            assert rule["resources"] == ["namespaces"] or rule["verbs"] == ["list"], rule
+            assert rule["resources"] == ["namespaces"] or rule["verbs"] == ["list", "watch"], rule
+            assert "delete" not in rule["verbs"]
 
     dep = next(d for d in installed if d["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 2
@@ -249,3 +255,63 @@ def test_agent_applies_with_the_service_account_only_where_granted(
     with pytest.raises(client.ApiException) as err:
         core.read_namespaced_config_map("not-granted", DENIED)
     assert err.value.status == 404
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
+def test_controller_syncs_with_the_service_account(
+        granted: None, kubeconfig: Path, api_client: client.ApiClient, tmp_path: Path, wait_for: Any) -> None:
+    """`agent run --leader-elect` as in the Deployment (on this machine, as the ServiceAccount):
+    its LIST + WATCH cache, the Lease and the inventory are all within the overlay's RBAC, so it
+    becomes leader and Ready (a successful sync), and stops cleanly on SIGTERM."""
+    repo = renamed_copy(tmp_path / "model-repo")
+    git = ["git", "-c", "user.name=Tester", "-c", "user.email=tester@modelops.invalid", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "model repo"], cwd=repo, check=True)
+    sa_config = service_account_kubeconfig(kubeconfig, tmp_path / "agent.kubeconfig")
+    port = free_port()
+    log = (tmp_path / "agent-run.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--repo", str(repo), "--branch", "main",
+                             "--kubeconfig", str(sa_config), "--leader-elect", "--http-addr", f"127.0.0.1:{port}",
+                             "--interval", "5s", "--audit-log", str(tmp_path / "audit.jsonl")],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        try:
+            wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
+                     "agent run Ready", timeout=180)
+        finally:
+            log.flush()
+        output = (tmp_path / "agent-run.log").read_text(encoding="utf-8")
+        assert proc.poll() is None, f"agent run exited {proc.returncode}:\n{output}"
+        assert http_status(f"http://127.0.0.1:{port}/readyz") == 200, output
+        assert "forbidden" not in output.lower(), output
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(f"modelops-{TARGET}", SYSTEM)
+        assert (lease.spec.holder_identity or "").startswith("modelops-agent@"), lease.spec
+        isvc = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", "dep-fraud", "inferenceservices", "fraud-scorer")
+        assert isvc["metadata"]["labels"]["modelops.dev/target"] == TARGET
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "agent-run.log").read_text(encoding="utf-8")
