@@ -236,6 +236,7 @@ class Controller:
                 trigger = "poll" if now >= next_poll else "resync"
             if trigger is None or self._stop.is_set():
                 break
+            log.debug("trigger: %s", trigger)
             if trigger in ("poll", "startup", "webhook"):
                 delay = self._fetch()
                 now = time.monotonic()
