@@ -149,7 +149,7 @@ class Cluster:
         original = rest.request
 
         def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            verb = method.upper() + (" (dry-run)" if "dryRun=All" in url else "")
+            verb = "WATCH" if "watch=true" in url else method.upper() + (" (dry-run)" if "dryRun=All" in url else "")
             with self._lock:
                 self.requests[verb] += 1
             return original(method, url, *args, **kwargs)

@@ -68,8 +68,6 @@ def watch(cluster: Cluster, info: KindInfo, label_selector: str, resource_versio
         unreachable = cluster._unreachable(exc)
         cluster.breaker.failure(started, str(unreachable))
         raise unreachable from exc
-    finally:
-        _relabel(cluster)
     cluster.breaker.success()
     raw: Any = response.response  # the urllib3 HTTPResponse, body not read yet
     if not 200 <= int(response.status) <= 299:
@@ -129,13 +127,3 @@ def _close_on_stop(raw: Any, stop: threading.Event, done: threading.Event) -> No
             with contextlib.suppress(ValueError, RuntimeError, OSError):
                 raw.shutdown()
             return
-
-
-def _relabel(cluster: Cluster) -> None:
-    """The client's counter saw a GET: make it one WATCH instead."""
-    with cluster._lock:
-        if cluster.requests["GET"] > 0:
-            cluster.requests["GET"] -= 1
-            if not cluster.requests["GET"]:
-                del cluster.requests["GET"]
-        cluster.requests[WATCH_VERB] += 1
