@@ -44,20 +44,11 @@ from agent.cluster import (
 )
 from agent.errors import AgentError
 from agent.pipeline import Desired, load_desired, revision_info
-from agent.plan import (
-    ObjectChange,
-    Plan,
-    build_plan,
-    change,
-    field_owners,
-    normalize,
-    owned_fields_hash,
-    secret_data_matches,
-)
+from agent.plan import ObjectChange, Plan, owned_fields_hash
+from agent.plan import live_plan as live_plan_of
 from agent.render import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
-    SPEC_HASH_ANNOTATION,
     TARGET_LABEL,
     ObjectKey,
     object_key,
@@ -147,82 +138,19 @@ def observed_from(objects: Iterable[dict[str, Any]], inventory: Inventory, targe
     return Observed(live=live, inventory=inventory, foreign=foreign)
 
 
-def _matches(want: dict[str, Any], have: dict[str, Any], entry: Entry | None, manager: str) -> bool:
-    """No request needed: the live object carries our rendered spec-hash and nobody took a
-    field from us since our last apply (the fields we own hash as they did then). A Secret is
-    also compared by its effective data: a write through stringData leaves no trace in
-    managedFields that we could rely on."""
-    annotations = (have.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(SPEC_HASH_ANNOTATION) != want["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
-        return False
-    if not secret_data_matches(want, have):
-        return False
-    return entry is not None and bool(entry.fields) and entry.fields == owned_fields_hash(have, manager)
-
-
-def _dry_run_compare(cluster: Cluster, want: dict[str, Any], have: dict[str, Any], manager: str) -> ObjectChange:
-    """A change is suspected: ask the server what applying would produce, and compare that
-    with the live object (both server-side, so defaults never show up as differences)."""
-    try:
-        dry = cluster.apply(want, force=True, dry_run=True, field_manager=manager)
-    except ClusterError as exc:
-        meta = want["metadata"]
-        raise AgentError(f"dry-run of {want['kind']}/{meta.get('namespace', '')}/{meta['name']} failed: {exc}") from exc
-    before, after = normalize(have), normalize(dry)
-    if before == after:
-        result = change("unchanged", before, after, [])
-    else:
-        result = change("update", before, after)
-        for path in result.changed_fields:
-            owners = field_owners(have, path, manager)
-            if owners:
-                result.drift[path] = ", ".join(owners)
-    result.desired = want
-    result.live = have
-    return result
-
-
 def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, manager: str = FIELD_MANAGER,
                  prune: bool = True, concurrency: int = 8, adopt: bool = False) -> Plan:
-    want = {object_key(o): o for o in desired.objects}
-    entries = observed.inventory.entries
-    changes: dict[ObjectKey, ObjectChange] = {}
-    suspects: list[ObjectKey] = []
-    for key, obj in want.items():
-        have = observed.live.get(key)
-        other = observed.foreign.get(key)
-        if have is None and other is not None:
-            owner, theirs = other
-            if adopt:  # taken over on purpose: an update of their object, labels included
-                changes[key] = _dry_run_compare(cluster, obj, theirs, manager)
-                if changes[key].action == "unchanged":
-                    changes[key] = change("update", normalize(theirs), obj)
-                    changes[key].desired, changes[key].live = obj, theirs
-            else:
-                changes[key] = change("update", normalize(theirs), obj)
-                changes[key].live = theirs
-                changes[key].owner_conflict = owner or "(no target label)"
-        elif have is None:
-            changes[key] = change("create", None, obj)
-        elif _matches(obj, have, entries.get(key), manager):
-            changes[key] = change("unchanged", obj, obj, [])
-            changes[key].live = have
-        else:
-            suspects.append(key)
-    if suspects:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            checked = pool.map(lambda k: _dry_run_compare(cluster, want[k], observed.live[k], manager), suspects)
-            changes.update(zip(suspects, checked, strict=True))
-    ordered = [changes[key] for key in sorted(changes)]
-    if prune:
-        for key in sorted(set(entries) - set(want)):
-            have = observed.live.get(key)
-            if have is None:
-                continue  # already gone
-            gone = change("delete", normalize(have), None)
-            gone.live = have
-            ordered.append(gone)
-    return build_plan(ordered, base={"short": "live"}, revision=revision_info(desired.revision))
+    """The live plan (agent.plan.live_plan) with the server-side-apply dry-run as its dry-runner."""
+    def dry_run(want: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return cluster.apply(want, force=True, dry_run=True, field_manager=manager)
+        except ClusterError as exc:
+            meta = want["metadata"]
+            raise AgentError(f"dry-run of {want['kind']}/{meta.get('namespace', '')}/{meta['name']} failed: {exc}") from exc
+
+    owned = {key: entry.fields for key, entry in observed.inventory.entries.items()}
+    return live_plan_of(desired.objects, observed.live, observed.foreign, owned, dry_run, manager=manager, prune=prune,
+                        adopt=adopt, concurrency=concurrency, revision=revision_info(desired.revision))
 
 
 def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str | None = None,

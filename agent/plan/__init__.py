@@ -2,6 +2,7 @@
 and a model-level summary. Pure: the cluster-facing side lives in agent.cluster/agent.apply."""
 
 from agent.plan._fields import changed_paths
+from agent.plan._live import DryRun, compare, live_plan, matches
 from agent.plan._normalize import field_owners, normalize, owned_fields_hash
 from agent.plan._plan import build_plan, change, diff_objects, model_of, summarize
 from agent.plan._redact import REDACTED_PREFIX, redact
@@ -9,7 +10,24 @@ from agent.plan._secret import secret_data_matches
 from agent.plan._types import Action, ModelChange, ObjectChange, Plan
 
 __all__ = [
-    "REDACTED_PREFIX", "Action", "ModelChange", "ObjectChange", "Plan", "build_plan", "change",
-    "changed_paths", "diff_objects", "field_owners", "model_of", "normalize", "owned_fields_hash", "redact",
-    "secret_data_matches", "summarize",
+    "REDACTED_PREFIX",
+    "Action",
+    "DryRun",
+    "ModelChange",
+    "ObjectChange",
+    "Plan",
+    "build_plan",
+    "change",
+    "changed_paths",
+    "compare",
+    "diff_objects",
+    "field_owners",
+    "live_plan",
+    "matches",
+    "model_of",
+    "normalize",
+    "owned_fields_hash",
+    "redact",
+    "secret_data_matches",
+    "summarize",
 ]
