@@ -36,6 +36,7 @@ from agent.cluster import (
     ClusterError,
     Entry,
     Inventory,
+    KindInfo,
     TargetLease,
     Timeouts,
     lease_name,
@@ -119,9 +120,29 @@ def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,
     kinds |= {(e.api_version, e.kind) for e in inventory.entries.values()}
     sel = selector()  # every target's: an object of another target must be seen to be refused
     infos = [cluster.kind(api_version, kind) for api_version, kind in sorted(kinds)]
+    namespaces: dict[tuple[str, str], set[str]] = {}
+    for api_version, kind, ns in [(str(o["apiVersion"]), str(o["kind"]), str(o["metadata"].get("namespace") or ""))
+                                  for o in desired] + [(e.api_version, e.kind, e.namespace) for e in inventory.entries.values()]:
+        if ns:
+            namespaces.setdefault((api_version, kind), set()).add(ns)
+
+    def list_kind(info: KindInfo) -> list[dict[str, Any]]:
+        """One LIST over every namespace; where that is forbidden (a least-privilege install,
+        RoleBindings per managed namespace), one LIST per namespace the kind is managed in."""
+        if (info.api_version, info.kind) not in cluster.namespace_scoped:
+            try:
+                return list(cluster.list(info, sel))
+            except ClusterError as exc:
+                if exc.status != 403 or not info.namespaced:
+                    raise
+                cluster.namespace_scoped.add((info.api_version, info.kind))
+        return [obj for ns in sorted(namespaces.get((info.api_version, info.kind), ()))
+                for obj in cluster.list(info, sel, namespace=ns)]
+
     with ThreadPoolExecutor(max_workers=4) as pool:  # the LISTs are independent: overlap their latency
-        listed = [obj for items in pool.map(lambda info: list(cluster.list(info, sel)), infos) for obj in items]
+        listed = [obj for items in pool.map(list_kind, infos) for obj in items]
     return observed_from(listed, inventory, target)
+
 
 
 def observed_from(objects: Iterable[dict[str, Any]], inventory: Inventory, target: str) -> Observed:

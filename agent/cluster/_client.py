@@ -142,6 +142,9 @@ class Cluster:
         self.timeouts = timeouts or Timeouts.from_env()
         self.breaker = breaker or Breaker()
         self.requests: Counter[str] = Counter()
+        # (apiVersion, kind) this identity may not LIST across all namespaces (a 403 was seen):
+        # listed per managed namespace from then on, without asking again
+        self.namespace_scoped: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], KindInfo] = {}
