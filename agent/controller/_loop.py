@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.apply import ObjectResult
 from agent.cache import LiveCache
 from agent.cluster import (
     FIELD_MANAGER,
@@ -136,6 +137,10 @@ class Controller:
         self._source_backoff = Backoff(initial=2.0, maximum=max(2.0, 5 * config.interval))
         self.outcomes: list[tuple[Trigger, Outcome]] = []  # the recent ones, for tests and status
         self._applied: Desired | None = None  # the desired state last written in full
+        # objects as our last writes returned them, until the watch brings their echo: a pass
+        # in between plans against these, not against the cache's older copies
+        self._written: dict[ObjectKey, dict[str, Any]] = {}
+        self._written_lock = threading.Lock()
         self._keys: frozenset[ObjectKey] = frozenset()
 
     # --- triggers ---------------------------------------------------------------------------
@@ -159,7 +164,15 @@ class Controller:
     def _on_push(self, _commit: str | None) -> None:
         self.request("webhook")
 
-    def _on_watch(self, _event: str, key: ObjectKey, _obj: dict[str, Any]) -> None:
+    def _on_watch(self, _event: str, key: ObjectKey, obj: dict[str, Any]) -> None:
+        """An object we manage changed. The echo of our own write (the resourceVersion our
+        apply returned) is no news: it only tells that the cache has caught up."""
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        with self._written_lock:
+            mine = self._written.get(key)
+            if mine is not None and (mine.get("metadata") or {}).get("resourceVersion") == rv:
+                del self._written[key]
+                return
         if self._is_ours(key):
             self.request("watch")
 
@@ -415,13 +428,13 @@ class Controller:
                 return  # a follower keeps its source current and waits
             inventory = self._inventory(target)
             cache = self._ensure_cache(desired)
-            observed = observed_from(cache.objects().values(), inventory, target)
+            observed = observed_from(self._view(cache).values(), inventory, target)
             new_commit = desired is not self._applied  # a new commit (or working copy) applies whatever the drift policy
             options = Options(prune=self.config.prune, audit_log=self.config.audit_log,
                               inventory_namespace=self.config.inventory_namespace, audit_noop=False,
                               lock_timeout=30.0, stop=self._stop)
             gate = self._gate(new_commit)
-            outcome = reconcile(desired, self.cluster, options, observed=observed,
+            outcome = reconcile(desired, self.cluster, options, progress=self._wrote, observed=observed,
                                 lease=self.lease if self.config.leader_elect else None, writes=gate)
         except (AgentError, ClusterError) as exc:
             self.last_error = str(exc)
@@ -446,6 +459,26 @@ class Controller:
         if applied or pruned or failed:
             log.info("%s: %d applied, %d pruned, %d failed (commit %s)", trigger, applied, pruned, failed,
                      self.commit[:12] or "working tree")
+
+    def _wrote(self, result: ObjectResult) -> None:
+        """Called as each write returns (before its watch echo, as a rule)."""
+        with self._written_lock:
+            if result.outcome == "applied" and result.live is not None:
+                self._written[object_key(result.live)] = result.live
+            elif result.outcome == "deleted" and result.change.live is not None:
+                self._written.pop(object_key(result.change.live), None)
+
+    def _view(self, cache: LiveCache) -> dict[ObjectKey, dict[str, Any]]:
+        """The cache, with our own latest writes over copies the watch has not brought yet."""
+        view = cache.objects()
+        with self._written_lock:
+            for key, mine in list(self._written.items()):
+                theirs = view.get(key)
+                if theirs is not None and not _older(theirs, mine):
+                    del self._written[key]  # the cache caught up (or someone wrote after us)
+                else:
+                    view[key] = mine
+        return view
 
     def _gate(self, new_commit: bool) -> Callable[[Plan], bool]:
         """Whether a plan may be written: a new commit always; drift per policy, and not while
@@ -501,6 +534,15 @@ class Controller:
         observer.daemon = True
         observer.start()
         self._watcher = observer
+
+
+def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether object copy `a` is older than `b` by resourceVersion. Kubernetes calls them
+    opaque; every etcd-backed server hands out increasing integers, which is all this needs
+    (anything else counts as not older, so the cache wins)."""
+    ra = str((a.get("metadata") or {}).get("resourceVersion") or "")
+    rb = str((b.get("metadata") or {}).get("resourceVersion") or "")
+    return ra.isdigit() and rb.isdigit() and int(ra) < int(rb)
 
 
 def describe(config: RunConfig) -> str:
