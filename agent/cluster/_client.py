@@ -131,6 +131,15 @@ def _error(exc: ApiException) -> ClusterError:
     return ClusterError(int(exc.status or 0), message, reason)
 
 
+class _NoDiscovery:
+    """The dynamic client's discoverer, replaced: we address every resource from our own kind
+    table, so the dynamic client needs no discovery round trips and writes no discovery cache
+    file to /tmp (its default discoverer does both on construction)."""
+
+    def __init__(self, client: Any, cache_file: Any) -> None:
+        self.client = client
+
+
 class Cluster:
     """A connection to one API server, counting requests by HTTP verb."""
 
@@ -321,7 +330,7 @@ class Cluster:
     def dynamic(self) -> DynamicClient:
         with self._lock:
             if self._dynamic is None:
-                self._dynamic = DynamicClient(self.api)
+                self._dynamic = DynamicClient(self.api, discoverer=_NoDiscovery)
             return self._dynamic
 
     def apply(self, obj: dict[str, Any], *, force: bool, dry_run: bool = False,

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,11 @@ def write_metrics(kubeconfig: Path, resources: set[str]) -> Counter[str]:
 
 
 def test_apply_examples_then_noop(repo: Path, kubeconfig: Path, audit_log: Path, wait_for: Any) -> None:
+    discovery_files = set(Path(tempfile.gettempdir()).glob("osrcp-*.json"))
     out = agent("apply", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig),
                 "--audit-log", str(audit_log), "--color", "never", check=0)
+    # the dynamic client's default discoverer writes a cache file to /tmp; ours does not discover
+    assert set(Path(tempfile.gettempdir()).glob("osrcp-*.json")) == discovery_files
     desired = load_desired(repo, "HEAD")
     live = managed(kubeconfig)
     assert set(live) == {object_key(o) for o in desired.objects}, out.stdout
