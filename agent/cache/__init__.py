@@ -4,8 +4,8 @@ The CLI lists once per run; a long-running controller keeps a LiveCache so its r
 API request and it hears about each changed object as it changes.
 """
 
-from agent.cache._cache import DEFAULT_WATCH_TIMEOUT, CacheStats, LiveCache
-from agent.cache._informer import Backoff, Callback, Lister, Watcher, list_kind
+from agent.cache._cache import DEFAULT_WATCH_TIMEOUT, CacheStats, LiveCache, Namespaces
+from agent.cache._informer import Backoff, Callback, Forbidden, Lister, Watcher, list_kind
 from agent.cache._store import ADDED, DELETED, MODIFIED
 
 __all__ = [
@@ -16,8 +16,10 @@ __all__ = [
     "Backoff",
     "CacheStats",
     "Callback",
+    "Forbidden",
     "Lister",
     "LiveCache",
+    "Namespaces",
     "Watcher",
     "list_kind",
 ]

@@ -34,11 +34,12 @@ _CHUNK = 64 * 1024
 
 
 def watch(cluster: Cluster, info: KindInfo, label_selector: str, resource_version: str,
-          timeout_seconds: int, stop: threading.Event) -> Iterator[dict[str, Any]]:
+          timeout_seconds: int, stop: threading.Event, namespace: str | None = None) -> Iterator[dict[str, Any]]:
     """Raw watch events ({"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": {...}}) of
-    one kind in every namespace, from `resource_version` on ("" = from now, with a synthetic
-    ADDED per existing object), until the server ends the watch after `timeout_seconds`, the
-    stream breaks, or `stop` is set (then it returns at once, even from a blocked read).
+    one kind in every namespace (or in `namespace` only), from `resource_version` on ("" = from
+    now, with a synthetic ADDED per existing object), until the server ends the watch after
+    `timeout_seconds`, the stream breaks, or `stop` is set (then it returns at once, even from
+    a blocked read).
 
     ERROR events (e.g. code 410: the resourceVersion is too old, relist) are yielded, not
     raised: what to do about them is the caller's decision. An HTTP error status raises
@@ -50,7 +51,7 @@ def watch(cluster: Cluster, info: KindInfo, label_selector: str, resource_versio
         query["labelSelector"] = label_selector
     if resource_version:
         query["resourceVersion"] = resource_version
-    url_path = info.collection_path() + "?" + urlencode(query)
+    url_path = info.collection_path(namespace) + "?" + urlencode(query)
     api: Any = cluster.api  # the generated client is only partly annotated
     cluster.breaker.check(cluster.host)
     serialized = api.param_serialize("GET", url_path, header_params={"Accept": "application/json"},
