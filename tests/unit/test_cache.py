@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -51,31 +52,46 @@ def ev(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 class FakeServer:
     """LIST answers from `state` (or a scripted exception); each WATCH is a queue the test feeds
-    (events, exceptions to raise, END); a watch with nothing queued stays open, like a quiet one."""
+    (events, exceptions to raise, END); a watch with nothing queued stays open, like a quiet one.
+
+    A scope is a kind ("ConfigMap": across all namespaces) or a kind in a namespace
+    ("ConfigMap/ns-a": the LIST answers the state's objects in that namespace). A scope in
+    `forbidden` answers every LIST with 403, as the API server does without the RBAC for it."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.state: dict[str, tuple[list[dict[str, Any]], str]] = {}  # kind -> (objects, list rv)
-        self.list_errors: dict[str, list[Exception]] = {}
-        self.list_calls: list[str] = []
-        self.watch_calls: list[tuple[str, str, int]] = []  # (kind, resourceVersion, timeout)
+        self.list_errors: dict[str, list[Exception]] = {}  # scope -> errors, one per LIST
+        self.forbidden: set[str] = set()  # scopes
+        self.list_calls: list[str] = []  # scopes
+        self.watch_calls: list[tuple[str, str, int]] = []  # (scope, resourceVersion, timeout)
         self.streams: dict[str, queue.Queue[Any]] = {}
 
-    def lister(self, info: KindInfo, selector: str) -> tuple[list[dict[str, Any]], str]:
+    @staticmethod
+    def scope(info: KindInfo, namespace: str | None) -> str:
+        return info.kind + (f"/{namespace}" if namespace else "")
+
+    def lister(self, info: KindInfo, selector: str, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        scope = self.scope(info, namespace)
         with self.lock:
-            self.list_calls.append(info.kind)
-            errors = self.list_errors.get(info.kind)
+            self.list_calls.append(scope)
+            if scope in self.forbidden:
+                where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+                raise ClusterError(403, f'{info.plural} is forbidden: User "sa" cannot list resource '
+                                        f'"{info.plural}" in API group "" {where}', "Forbidden")
+            errors = self.list_errors.get(scope)
             if errors:
                 raise errors.pop(0)
             objects, rv = self.state.get(info.kind, ([], "1"))
-            return [dict(o) for o in objects], rv
+            return [dict(o) for o in objects if namespace is None or o["metadata"].get("namespace") == namespace], rv
 
     def watcher(self, info: KindInfo, selector: str, rv: str, timeout: int,
-                stop: threading.Event) -> Iterator[dict[str, Any]]:
+                stop: threading.Event, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        scope = self.scope(info, namespace)
         stream: queue.Queue[Any] = queue.Queue()
         with self.lock:
-            self.watch_calls.append((info.kind, rv, timeout))
-            self.streams[info.kind] = stream
+            self.watch_calls.append((scope, rv, timeout))
+            self.streams[scope] = stream
         while not stop.is_set():
             try:
                 item = stream.get(timeout=0.01)
@@ -88,6 +104,7 @@ class FakeServer:
             yield item
 
     def watches(self, kind: str = "ConfigMap") -> list[str]:
+        """The resourceVersions the watches of a scope started from."""
         with self.lock:
             return [rv for k, rv, _ in self.watch_calls if k == kind]
 
@@ -96,6 +113,10 @@ class FakeServer:
             stream = self.streams[kind]
         for item in items:
             stream.put(item)
+
+    def lists(self, scope: str) -> int:
+        with self.lock:
+            return self.list_calls.count(scope)
 
 
 class RecordingBackoff(Backoff):
@@ -119,9 +140,9 @@ def server() -> FakeServer:
 def make_cache(server: FakeServer) -> Iterator[Callable[..., LiveCache]]:
     caches: list[LiveCache] = []
 
-    def make(kinds: list[KindInfo] | None = None, **kwargs: Any) -> LiveCache:
+    def make(kinds: list[KindInfo] | None = None, cluster: Any = None, **kwargs: Any) -> LiveCache:
         kwargs.setdefault("backoff", RecordingBackoff())
-        cache = LiveCache(None, kinds or [CONFIGMAPS], "app=x", lister=server.lister, watcher=server.watcher,
+        cache = LiveCache(cluster, kinds or [CONFIGMAPS], "app=x", lister=server.lister, watcher=server.watcher,
                           **kwargs)
         caches.append(cache)
         return cache
@@ -375,6 +396,204 @@ def test_stop_ends_every_thread_and_each_kind_lists_concurrently(
 def test_a_cache_needs_a_cluster_or_both_functions(server: FakeServer) -> None:
     with pytest.raises(ValueError):
         LiveCache(None, [CONFIGMAPS], "app=x", lister=server.lister)
+
+
+# --- least privilege: per-namespace lists where a list across all namespaces is forbidden ---
+
+NAMESPACES = well_known("v1", "Namespace")
+assert NAMESPACES is not None
+
+
+def test_store_replace_of_one_namespace_leaves_the_other_namespaces_alone() -> None:
+    store = Store()
+    store.replace(("", "ConfigMap"), [cm("a", "1", "ns-a")], namespace="ns-a")
+    store.replace(("", "ConfigMap"), [cm("b", "1", "ns-b"), cm("c", "1", "ns-b")], namespace="ns-b")
+    changes = store.replace(("", "ConfigMap"), [cm("b", "2", "ns-b")], namespace="ns-b")
+    assert sorted((k, n[2], n[3]) for k, n, _ in changes) == [(DELETED, "ns-b", "c"), (MODIFIED, "ns-b", "b")]
+    assert store.replace(("", "ConfigMap"), [], namespace="ns-c") == []
+    assert set(store.snapshot()) == {key("a", "ns-a"), key("b", "ns-b")}
+    dropped = store.retain(("", "ConfigMap"), {"ns-b"})
+    assert [(k, n) for k, n, _ in dropped] == [(DELETED, key("a", "ns-a"))]
+    assert set(store.snapshot()) == {key("b", "ns-b")}
+
+
+def test_a_stopped_writer_cannot_put_objects_back() -> None:
+    store, guard = Store(), threading.Event()
+    guard.set()
+    assert store.apply(ADDED, cm("a", "1"), guard=guard) is None
+    assert store.replace(("", "ConfigMap"), [cm("a", "1")], guard=guard) == []
+    assert store.snapshot() == {}
+
+
+def test_a_403_across_all_namespaces_falls_back_to_a_list_and_watch_per_managed_namespace(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a"), cm("b", "6", "ns-b"), cm("other", "7", "elsewhere")], "9")
+    server.forbidden.add("ConfigMap")
+    asked: list[str] = []
+
+    def managed(info: KindInfo) -> set[str]:
+        asked.append(info.kind)
+        return {"ns-a", "ns-b"}
+
+    cache = make_cache(namespaces=managed)
+    events = recorder(cache)
+    cache.start()
+    assert cache.wait_synced(30)
+    # only the managed namespaces: the one list that failed, then one list per namespace
+    assert set(cache.objects()) == {key("a", "ns-a"), key("b", "ns-b")} and events == []
+    assert server.list_calls[0] == "ConfigMap" and sorted(server.list_calls[1:]) == ["ConfigMap/ns-a", "ConfigMap/ns-b"]
+    assert asked == ["ConfigMap"]
+    assert cache.per_namespace == {("", "ConfigMap"): frozenset({"ns-a", "ns-b"})}
+    eventually(lambda: server.watches("ConfigMap/ns-a") == ["9"] and server.watches("ConfigMap/ns-b") == ["9"],
+               "a watch per namespace from its list's resourceVersion")
+    assert server.watches("ConfigMap") == []  # no watch across all namespaces
+
+    server.send(ev(ADDED, cm("a2", "10", "ns-a")), kind="ConfigMap/ns-a")
+    server.send(ev(MODIFIED, cm("b", "11", "ns-b", v="2")), kind="ConfigMap/ns-b")
+    eventually(lambda: len(events) == 2, "the events of both namespaces")
+    assert sorted((k, n) for k, n, _ in events) == [(ADDED, key("a2", "ns-a")), (MODIFIED, key("b", "ns-b"))]
+    assert cache.get(key("b", "ns-b"))["data"] == {"v": "2"}  # type: ignore[index]
+    stats = cache.stats
+    # the switch is no error (the cache was built for it) and every namespace is readable
+    assert (stats.lists, stats.forbidden, stats.errors, stats.events) == (2, 1, 0, 2)
+    assert cache.forbidden == frozenset()
+
+
+def test_a_relist_in_one_namespace_never_drops_another_namespace_s_objects(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a"), cm("b", "5", "ns-b")], "5")
+    server.forbidden.add("ConfigMap")
+    cache = make_cache(namespaces=lambda info: {"ns-a", "ns-b"})
+    events = recorder(cache)
+    cache.start()
+    assert cache.wait_synced(30)
+    eventually(lambda: server.watches("ConfigMap/ns-a") == ["5"], "the ns-a watch")
+    # while ns-a's watch was away: a deleted, a2 created there (ns-b's content unchanged)
+    server.state["ConfigMap"] = ([cm("a2", "20", "ns-a"), cm("b", "5", "ns-b")], "20")
+    server.send(ClusterError(410, "too old resource version", "Gone"), kind="ConfigMap/ns-a")
+    eventually(lambda: server.watches("ConfigMap/ns-a") == ["5", "20"], "a watch from the relist's version")
+    assert server.lists("ConfigMap/ns-a") == 2 and server.lists("ConfigMap/ns-b") == 1
+    assert sorted((k, n) for k, n, _ in events) == [(ADDED, key("a2", "ns-a")), (DELETED, key("a", "ns-a"))]
+    assert set(cache.objects()) == {key("a2", "ns-a"), key("b", "ns-b")}
+    assert cache.stats.relists == 1
+
+
+def test_refresh_namespaces_starts_new_namespaces_and_stops_dropped_ones(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a"), cm("b", "5", "ns-b")], "5")
+    server.forbidden.add("ConfigMap")
+    wanted = {"ns-a"}
+    cache = make_cache(namespaces=lambda info: set(wanted))
+    events = recorder(cache)
+    cache.start()
+    assert cache.wait_synced(30)
+    assert set(cache.objects()) == {key("a", "ns-a")}
+    eventually(lambda: server.watches("ConfigMap/ns-a") == ["5"], "the ns-a watch")
+
+    wanted.add("ns-b")  # a new commit manages ns-b too
+    cache.refresh_namespaces()
+    assert cache.wait_synced(30)  # waits for the new namespace's first list
+    assert set(cache.objects()) == {key("a", "ns-a"), key("b", "ns-b")}
+    eventually(lambda: server.watches("ConfigMap/ns-b") == ["5"], "the ns-b watch")
+    cache.refresh_namespaces()  # nothing new: nothing listed again
+    assert server.lists("ConfigMap/ns-a") == 1 and server.lists("ConfigMap/ns-b") == 1
+    assert server.lists("ConfigMap") == 1  # never asked across all namespaces again
+
+    wanted.discard("ns-a")  # and then no longer ns-a
+    stream_a = server.streams["ConfigMap/ns-a"]
+    cache.refresh_namespaces()
+    assert set(cache.objects()) == {key("b", "ns-b")}  # at once
+    assert cache.per_namespace == {("", "ConfigMap"): frozenset({"ns-b"})}
+    eventually(lambda: not [t for t in threading.enumerate() if t.name == "livecache-ConfigMap-ns-a"],
+               "the ns-a thread ended")
+    stream_a.put(ev(ADDED, cm("late", "30", "ns-a")))  # nobody reads it any more
+    server.send(ev(ADDED, cm("b2", "31", "ns-b")), kind="ConfigMap/ns-b")
+    eventually(lambda: cache.get(key("b2", "ns-b")), "ns-b still watched")
+    assert set(cache.objects()) == {key("b", "ns-b"), key("b2", "ns-b")}
+    assert [(k, n) for k, n, _ in events] == [(ADDED, key("b2", "ns-b"))]  # dropping ns-a is no DELETED
+
+
+def test_a_forbidden_namespace_does_not_block_the_sync_and_is_retried_until_allowed(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a"), cm("d", "5", "denied")], "5")
+    server.forbidden |= {"ConfigMap", "ConfigMap/denied"}
+    backoff = RecordingBackoff()
+    cache = make_cache(namespaces=lambda info: {"ns-a", "denied"}, backoff=backoff)
+    events = recorder(cache)
+    cache.start()
+    assert cache.wait_synced(30)  # the namespace we may not read counts as synced, empty
+    assert set(cache.objects()) == {key("a", "ns-a")}
+    assert cache.forbidden == frozenset({("", "ConfigMap", "denied")})
+    eventually(lambda: server.lists("ConfigMap/denied") >= 3, "the forbidden namespace listed again")
+    assert backoff.asked[:2] == [1, 2]  # with a growing backoff
+    assert cache.stats.errors >= 2 and cache.stats.forbidden >= 3
+    assert server.watches("ConfigMap/denied") == []
+
+    server.forbidden.discard("ConfigMap/denied")  # a RoleBinding is added
+    eventually(lambda: cache.get(key("d", "denied")), "the namespace's object once allowed")
+    assert [(k, n) for k, n, _ in events] == [(ADDED, key("d", "denied"))]  # news since the empty start
+    assert cache.forbidden == frozenset()
+    eventually(lambda: server.watches("ConfigMap/denied") == ["5"], "a watch there")
+
+
+def test_dropping_a_forbidden_namespace_clears_it(server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.forbidden |= {"ConfigMap", "ConfigMap/denied"}
+    wanted = {"ns-a", "denied"}
+    cache = make_cache(namespaces=lambda info: set(wanted))
+    cache.start()
+    assert cache.wait_synced(30)
+    assert cache.forbidden == frozenset({("", "ConfigMap", "denied")})
+    wanted.discard("denied")
+    cache.refresh_namespaces()
+    assert cache.forbidden == frozenset()
+
+
+@pytest.mark.parametrize("case", ["no-namespaces", "cluster-scoped"])
+def test_without_a_fallback_a_403_is_an_error_and_the_kind_does_not_sync(
+        server: FakeServer, make_cache: Callable[..., LiveCache], case: str) -> None:
+    info = CONFIGMAPS if case == "no-namespaces" else NAMESPACES
+    server.forbidden.add(info.kind)
+    kwargs: dict[str, Any] = {} if case == "no-namespaces" else {"namespaces": lambda i: {"ns-a"}}
+    cache = make_cache([info], **kwargs)
+    cache.start()
+    eventually(lambda: server.lists(info.kind) >= 3, "the list retried")
+    assert not cache.wait_synced(0.05)
+    assert cache.forbidden == frozenset({("", info.kind, "")}) and cache.per_namespace == {}
+    assert cache.stats.errors >= 2
+    server.forbidden.clear()  # a ClusterRoleBinding is added
+    assert cache.wait_synced(30)
+    assert cache.forbidden == frozenset()
+
+
+def test_a_watch_refused_later_relists_and_falls_back(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a"), cm("other", "5", "elsewhere")], "5")
+    cache = make_cache(namespaces=lambda info: {"ns-a"})
+    cache.start()
+    assert cache.wait_synced(30)
+    assert set(cache.objects()) == {key("a", "ns-a"), key("other", "elsewhere")}
+    eventually(lambda: server.watches() == ["5"], "the watch across all namespaces")
+    server.forbidden.add("ConfigMap")  # the ClusterRoleBinding is removed
+    server.send(ClusterError(403, "configmaps is forbidden", "Forbidden"))
+    eventually(lambda: server.watches("ConfigMap/ns-a") == ["5"], "a watch in the managed namespace")
+    assert set(cache.objects()) == {key("a", "ns-a")}  # nothing from namespaces it no longer reads
+    assert cache.per_namespace == {("", "ConfigMap"): frozenset({"ns-a"})}
+
+
+def test_a_kind_the_cluster_already_lists_per_namespace_is_never_listed_across_all(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a")], "5")
+    server.state["Secret"] = ([], "5")
+    server.forbidden |= {"ConfigMap", "Secret"}
+    cluster = SimpleNamespace(namespace_scoped={("v1", "ConfigMap")})  # what observe() found out
+    cache = make_cache([CONFIGMAPS, SECRETS], cluster=cluster, namespaces=lambda info: {"ns-a"})
+    cache.start()
+    assert cache.wait_synced(30)
+    assert set(cache.objects()) == {key("a", "ns-a")}
+    assert server.lists("ConfigMap") == 0 and server.lists("ConfigMap/ns-a") == 1
+    # a kind found out by the cache is remembered for the Cluster's other readers
+    assert server.lists("Secret") == 1 and server.lists("Secret/ns-a") == 1
+    assert cluster.namespace_scoped == {("v1", "ConfigMap"), ("v1", "Secret")}
 
 
 # --- the watch stream (agent.cluster.watch's reader) ---------------------------------------
