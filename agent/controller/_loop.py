@@ -129,7 +129,8 @@ class Controller:
         self._elector: threading.Thread | None = None
         self._leader = threading.Event()
         self.ready = False
-        self.last_error = ""
+        self.last_error = ""  # of the last pass (plan/apply), or why the first sync has not happened
+        self.source_error = ""  # of the last fetch ("" once the remote answers again)
         self.fights: dict[ObjectKey, _Fight] = {}
         self.http: HttpServer | None = None
         self._watcher: Any = None
@@ -189,7 +190,7 @@ class Controller:
     def _ready(self) -> tuple[bool, str]:
         if self.ready:
             return True, "ok"
-        return False, self.last_error or "no successful sync yet"
+        return False, self.last_error or self.source_error or "no successful sync yet"
 
     # --- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -272,11 +273,12 @@ class Controller:
                 head = self.mirror.sync()
         except SourceError as exc:
             self.metrics.fetch_error()
-            self.last_error = str(exc)
+            self.source_error = str(exc)
             delay = self._source_backoff.failure()
             log.warning("git: %s; keeping commit %s, next try in %.0f s", exc, self.commit[:12] or "(none)", delay)
             return delay
         self._source_backoff.success()
+        self.source_error = ""
         if head != self.fetched:
             self.fetched = head
             self._load(head)

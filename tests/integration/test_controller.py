@@ -307,3 +307,32 @@ def test_probes_metrics_and_sigterm(tmp_path: Path, kubeconfig: Path, wait_for: 
     verify = subprocess.run([sys.executable, "-m", "agent", "audit", "verify", str(tmp_path / "term.jsonl")],
                             capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_an_unreachable_remote_keeps_the_last_good_state_and_recovers(
+        tmp_path: Path, kubeconfig: Path, wait_for: Any, run_controller: Callable[..., Controller]) -> None:
+    remote = Remote(tmp_path, "ctl-gone", "ctlgone")
+    controller = run_controller(remote)
+    wait_for(lambda: ready(controller), "the first sync", timeout=120)
+    good = controller.commit
+    hidden = remote.bare.with_name("hidden.git")
+    remote.bare.rename(hidden)
+    try:
+        wait_for(lambda: metric(controller, "modelops_agent_git_fetch_errors_total") >= 2, "fetch errors counted")
+        assert controller.commit == good and "remote.git" in controller.source_error
+        assert controller.ready  # the last good commit is still in force
+    finally:
+        hidden.rename(remote.bare)
+    set_replicas(remote, 3, 8)
+    remote.push("eight replicas for model-0003")
+    wait_for(lambda: min_replicas(kubeconfig, "ctlgone-0", "model-0003") == 8, "applied after the remote came back",
+             timeout=120)
+
+
+def test_watch_dir_applies_a_working_copy_edit_without_a_commit(
+        tmp_path: Path, kubeconfig: Path, wait_for: Any, run_controller: Callable[..., Controller]) -> None:
+    remote = Remote(tmp_path, "ctl-dir", "ctldir")
+    controller = run_controller(remote, watch_dir=remote.work, interval=3600.0)
+    wait_for(lambda: ready(controller), "the first sync", timeout=120)
+    set_replicas(remote, 0, 9)  # edited on disk, not committed
+    wait_for(lambda: min_replicas(kubeconfig, "ctldir-0", "model-0000") == 9, "the edit applied", timeout=30)
