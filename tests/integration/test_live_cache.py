@@ -2,8 +2,9 @@
 
 The cache follows creates, updates, deletes and label changes (subscribers hear each one), a
 resync read costs zero requests, stop() leaves no thread, a watch the server ends is resumed
-without a relist, and a real `410 Gone` (a watch from a resourceVersion the server no longer
-keeps) costs exactly a relist.
+without a relist, a real `410 Gone` (a watch from a resourceVersion the server no longer
+keeps) costs exactly a relist, and an identity bound in one namespace only (least-privilege
+RBAC) lists and watches there after its LIST across all namespaces is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from agent.cache import ADDED, DELETED, MODIFIED, Backoff, LiveCache, list_kind
-from agent.cluster import Cluster, KindInfo, watch, well_known
+from agent.cluster import Cluster, ClusterError, KindInfo, watch, well_known
 from agent.render import ObjectKey
 
 pytestmark = pytest.mark.integration
@@ -254,3 +255,124 @@ def test_watch_streams_events_and_stops_from_another_thread(
     assert cluster.requests["WATCH"] == 1 and cluster.requests["GET"] == 1
 
 
+
+
+def may_list(cluster: Cluster, namespace: str) -> bool:
+    try:
+        cluster.request("GET", CONFIGMAPS.collection_path(namespace), query={"limit": "1"}, retries=0)
+    except ClusterError as err:
+        if err.status == 403:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture
+def reader_in_one_namespace(api_client: client.ApiClient, namespace: str, wait_for: Any) -> Iterator[Cluster]:
+    """A Cluster authenticated as a ServiceAccount that may list/watch ConfigMaps in `namespace`
+    only (a Role and a RoleBinding there, nothing cluster-wide): least-privilege RBAC."""
+    core = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    name = f"cache-reader-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+    reader: Cluster | None = None
+    try:
+        rbac.create_namespaced_role(namespace, client.V1Role(
+            metadata=client.V1ObjectMeta(name=name),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list", "watch"])]))
+        rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=name),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)]))
+        token = core.create_namespaced_service_account_token(name, namespace, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=1800))).status.token
+        admin = api_client.configuration
+        config = client.Configuration()
+        config.host = admin.host
+        config.ssl_ca_cert = admin.ssl_ca_cert
+        config.verify_ssl = admin.verify_ssl
+        config.api_key = {"authorization": f"Bearer {token}"}
+        reader = Cluster(client.ApiClient(config))
+        # the Role is in force (the authorizer's cache follows RBAC objects within moments)
+        wait_for(lambda: may_list(reader, namespace), "the Role in force")
+        reader.requests.clear()
+        yield reader
+    finally:
+        if reader is not None:
+            reader.close()
+        for delete in (rbac.delete_namespaced_role_binding, rbac.delete_namespaced_role,
+                       core.delete_namespaced_service_account):
+            try:
+                delete(name, namespace)
+            except client.ApiException as err:
+                if err.status != 404:
+                    raise
+
+
+@pytest.fixture
+def other_namespace(api_client: client.ApiClient) -> Iterator[str]:
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+def test_an_identity_bound_in_one_namespace_lists_and_watches_there(
+        reader_in_one_namespace: Cluster, api_client: client.ApiClient, namespace: str, other_namespace: str,
+        selector: str, wait_for: Any) -> None:
+    """No cluster-wide permission: the LIST across all namespaces answers 403 and the cache
+    lists and watches in the namespace it manages instead (and only there)."""
+    reader = reader_in_one_namespace
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(namespace, configmap(namespace, "before", selector, a="1"))
+    core.create_namespaced_config_map(other_namespace, configmap(other_namespace, "elsewhere", selector, x="1"))
+    urls: list[tuple[str, str]] = []
+    rest = reader.api.rest_client
+    counted = rest.request
+
+    def recorded(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        urls.append((method, url))
+        return counted(method, url, *args, **kwargs)
+
+    rest.request = recorded
+    events: list[Event] = []
+    cache = LiveCache(reader, [CONFIGMAPS], selector, namespaces=lambda info: {namespace})
+    cache.subscribe(lambda kind, key, obj: events.append((kind, key, obj)))
+    cache.start()
+    try:
+        assert cache.wait_synced(60)
+        assert set(cache.objects()) == {key_of(namespace, "before")}  # not the other namespace's
+        assert cache.per_namespace == {("", "ConfigMap"): frozenset({namespace})}
+        assert cache.forbidden == frozenset()
+        assert ("v1", "ConfigMap") in reader.namespace_scoped  # observe() on this Cluster skips the 403 too
+
+        core.create_namespaced_config_map(namespace, configmap(namespace, "new", selector, b="2"))
+        wait_for(lambda: (ADDED, key_of(namespace, "new")) in [(k, key) for k, key, _ in events], "ADDED")
+        core.patch_namespaced_config_map("new", namespace, {"data": {"b": "3"}})
+        wait_for(lambda: any(k == MODIFIED and o["data"] == {"b": "3"} for k, _, o in events), "MODIFIED")
+        assert (cache.get(key_of(namespace, "new")) or {}).get("data") == {"b": "3"}
+        core.delete_namespaced_config_map("new", namespace)
+        wait_for(lambda: (DELETED, key_of(namespace, "new")) in [(k, key) for k, key, _ in events], "DELETED")
+        assert cache.get(key_of(namespace, "new")) is None
+        core.patch_namespaced_config_map("elsewhere", other_namespace, {"data": {"x": "2"}})
+        core.create_namespaced_config_map(namespace, configmap(namespace, "last", selector, c="4"))
+        wait_for(lambda: cache.get(key_of(namespace, "last")), "the last ConfigMap")
+        assert set(cache.objects()) == {key_of(namespace, "before"), key_of(namespace, "last")}
+        assert not [e for e in events if e[1][2] != namespace]
+
+        # the requests: the refused LIST across all namespaces, then one LIST and one WATCH in
+        # the namespace, nothing else
+        assert reader.requests["GET"] == 2 and reader.requests["WATCH"] == 1, reader.requests
+        paths = [(method, url.split("://", 1)[-1].split("/", 1)[1].split("?")[0], "watch=true" in url)
+                 for method, url in urls]
+        assert paths == [("GET", "api/v1/configmaps", False),
+                         ("GET", f"api/v1/namespaces/{namespace}/configmaps", False),
+                         ("GET", f"api/v1/namespaces/{namespace}/configmaps", True)], paths
+        stats = cache.stats
+        assert (stats.lists, stats.watches, stats.forbidden, stats.errors) == (1, 1, 1, 0)
+    finally:
+        cache.stop()
+    assert not cache_threads()
