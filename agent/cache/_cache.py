@@ -238,33 +238,38 @@ class LiveCache:
             with self._lock:
                 if key in self._kinds:
                     return []
-            namespaces = (self._wanted(info) or set()) if per_namespace else set()
+            namespaces = self._wanted(info) if per_namespace else None
             with self._lock:
                 if key in self._kinds:
                     return []
-                kind = _Kind(info, per_namespace=per_namespace)
+                kind = _Kind(info, per_namespace=namespaces is not None)
                 self._kinds[key] = kind
-                if per_namespace:
+                if namespaces is not None:
                     return self._set_namespaces(kind, namespaces)
+                # across all namespaces (or, when the callback failed, the 403 then asks it again)
                 informer = self._informer(info, None)
                 kind.informers[None] = informer
                 return [informer]
 
     def _fall_back(self, informer: Informer) -> bool:
         """From an informer across all namespaces whose LIST answered 403: hand its kind over
-        to one informer per managed namespace. False when the cache is stopping."""
+        to one informer per managed namespace. False when the cache is stopping or `namespaces`
+        failed (the informer then retries with backoff, and asks again on its next 403)."""
         info = informer.info
         with self._refresh_lock:
-            namespaces = self._wanted(info) or set()
+            namespaces = self._wanted(info)
             with self._lock:
                 kind = self._kinds.get(informer.kind)
-                if self._stop.is_set() or kind is None or kind.informers.get(None) is not informer:
+                if (self._stop.is_set() or namespaces is None or kind is None
+                        or kind.informers.get(None) is not informer):
                     return False
                 kind.per_namespace = True
                 del kind.informers[None]
                 self._retired.append(informer)
                 new = self._set_namespaces(kind, namespaces)
                 self._store.retain(informer.kind, namespaces)  # from an earlier list across all namespaces
+            with self._shared.lock:
+                self._shared.forbidden.discard(informer.scope)  # an earlier 403 that could not switch yet
         if self._cluster is not None:
             self._cluster.namespace_scoped.add((info.api_version, info.kind))
         log.info("live cache: %s may not be listed across all namespaces (403): listing and watching it in "

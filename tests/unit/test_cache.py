@@ -580,6 +580,26 @@ def test_a_watch_refused_later_relists_and_falls_back(
     assert cache.per_namespace == {("", "ConfigMap"): frozenset({"ns-a"})}
 
 
+def test_a_failing_namespaces_callback_is_asked_again_on_the_next_403(
+        server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
+    server.state["ConfigMap"] = ([cm("a", "5", "ns-a")], "5")
+    server.forbidden.add("ConfigMap")
+    calls: list[int] = []
+
+    def flaky(info: KindInfo) -> set[str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("desired state not loaded yet")
+        return {"ns-a"}
+
+    cache = make_cache(namespaces=flaky)
+    cache.start()
+    assert cache.wait_synced(30)  # not synced empty on the failure: synced once ns-a is listed
+    assert set(cache.objects()) == {key("a", "ns-a")}
+    assert server.lists("ConfigMap") == 2 and len(calls) == 2
+    assert cache.forbidden == frozenset() and cache.stats.errors == 1
+
+
 def test_a_kind_the_cluster_already_lists_per_namespace_is_never_listed_across_all(
         server: FakeServer, make_cache: Callable[..., LiveCache]) -> None:
     server.state["ConfigMap"] = ([cm("a", "5", "ns-a")], "5")
