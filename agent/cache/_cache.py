@@ -209,6 +209,7 @@ class LiveCache:
             kind.informers[ns] = informer
             new.append(informer)
         dropped = current - namespaces
+        self._retired = [i for i in self._retired if i.thread.is_alive()]  # a long run drops many: keep the live ones
         for ns in sorted(dropped):
             informer = kind.informers.pop(ns)
             informer.stop.set()  # before the objects are dropped: its later writes are no-ops
