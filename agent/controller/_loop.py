@@ -35,6 +35,7 @@ from agent.cluster import (
     Cluster,
     ClusterError,
     Inventory,
+    KindInfo,
     LeaseHeld,
     TargetLease,
     Timeouts,
@@ -143,6 +144,7 @@ class Controller:
         self._written: dict[ObjectKey, dict[str, Any]] = {}
         self._written_lock = threading.Lock()
         self._keys: frozenset[ObjectKey] = frozenset()
+        self._cached_for: Desired | None = None  # the desired state the cache's namespaces follow
 
     # --- triggers ---------------------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -356,7 +358,7 @@ class Controller:
                 with contextlib.suppress(AgentError):
                     infos.append(self.cluster.kind(entry.api_version, entry.kind))
         if self.cache is None:
-            self.cache = LiveCache(self.cluster, infos, selector())
+            self.cache = LiveCache(self.cluster, infos, selector(), namespaces=self._namespaces_of)
             self.cache.subscribe(self._on_watch)
             self.cache.start()
         else:
@@ -364,9 +366,26 @@ class Controller:
             for info in infos:
                 if (info.api_version, info.kind) not in known:
                     self.cache.add_kind(info)
+            if desired is not self._cached_for:
+                self.cache.refresh_namespaces()  # a least-privilege install lists per namespace: follow new ones
+        self._cached_for = desired
         if not self.cache.wait_synced(120):
             raise AgentError("the live cache did not sync within 120 s")
         return self.cache
+
+    def _namespaces_of(self, info: KindInfo) -> set[str]:
+        """Where a kind is managed (its desired objects' and inventory entries' namespaces): where
+        the cache lists it when it may not list it across all namespaces."""
+        out: set[str] = set()
+        desired, inventory = self.desired, self.inventory
+        if desired is not None:
+            out |= {str(o["metadata"].get("namespace") or "") for o in desired.objects
+                    if o["kind"] == info.kind and o["apiVersion"] == info.api_version}
+        if inventory is not None:
+            out |= {e.namespace for e in inventory.entries.values()
+                    if e.kind == info.kind and e.api_version == info.api_version}
+        out.discard("")
+        return out
 
     def _inventory(self, target: str) -> Inventory:
         if self.inventory is None or self.inventory.target != target:
