@@ -2,7 +2,8 @@
 Deployment becomes Available (on the kwok node: no container really runs), and the agent,
 authenticated as the overlay's ServiceAccount, applies a copy of the example repo where the
 RBAC grants it and is refused (exit 2, the API server's 403) where it does not; `agent run`
-(watches, leader election) syncs with the same identity.
+(watches, leader election) syncs with the same identity. Nothing grants a read across all
+namespaces: the agent lists and watches per managed namespace.
 
 Other tests share this cluster: the example repo's target `ml-platform` and its namespaces
 `fraud`/`recsys` belong to test_reconcile. So the copy applied here is renamed (target
@@ -103,7 +104,7 @@ def installed(kubeconfig: Path, api_client: client.ApiClient, wait_for: Any) -> 
         wait_for(lambda: namespaces_gone(core, namespaces - existed), "the overlay's namespaces deleted", timeout=180)
 
 
-def test_overlay_renders_the_install(installed: list[dict[str, Any]]) -> None:
+def test_overlay_renders_the_install(installed: list[dict[str, Any]], tmp_path: Path) -> None:
     base = [d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(ROOT / "deploy")).stdout) if d]
     assert {d["kind"] for d in base} >= {"Namespace", "Deployment", "ClusterRole"}  # `kubectl kustomize deploy/` too
     assert not any(d["kind"] == "RoleBinding" and d["metadata"]["namespace"] != SYSTEM for d in base)
@@ -112,12 +113,24 @@ def test_overlay_renders_the_install(installed: list[dict[str, Any]]) -> None:
             ("Service", SYSTEM, SA), ("NetworkPolicy", SYSTEM, SA), ("ServiceMonitor", SYSTEM, SA),
             ("RoleBinding", "fraud", SA), ("RoleBinding", "recsys", SA)} <= kinds
     cluster_wide = {d["metadata"]["name"] for d in installed if d["kind"] == "ClusterRole"}
-    assert cluster_wide == {"modelops-agent-namespace", "modelops-agent-namespaces", "modelops-agent-list"}
-    # cluster-wide: namespaces, and (the stopgap component) list/watch; no write outside the bindings
-    for role in (d for d in installed if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "modelops-agent-namespace"):
-        for rule in role["rules"]:
-            assert rule["resources"] == ["namespaces"] or rule["verbs"] == ["list", "watch"], rule
-            assert "delete" not in rule["verbs"]
+    assert cluster_wide == {"modelops-agent-namespace", "modelops-agent-namespaces"}
+    # cluster-wide: Namespaces only (no delete); every other kind only where a RoleBinding binds
+    # the template, so no cluster-wide read of Secrets & co. (the agent lists per namespace)
+    bound = {d["roleRef"]["name"] for d in installed if d["kind"] == "ClusterRoleBinding"}
+    assert bound == {"modelops-agent-namespaces"}
+    (namespaces,) = (d for d in installed if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "modelops-agent-namespaces")
+    for rule in namespaces["rules"]:
+        assert rule["resources"] == ["namespaces"] and "delete" not in rule["verbs"], rule
+
+    # the optional component (very large installs) still renders on top of the overlay
+    larger_overlay = shutil.copytree(ROOT / "deploy", tmp_path / "deploy") / "overlays" / "larger"
+    larger_overlay.mkdir()
+    (larger_overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../example"], "components": ["../../components/cluster-list"]}), encoding="utf-8")
+    larger = [d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(larger_overlay)).stdout) if d]
+    (listing,) = (d for d in larger if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "modelops-agent-list")
+    assert all(rule["verbs"] == ["list", "watch"] for rule in listing["rules"])
 
     dep = next(d for d in installed if d["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 2
@@ -223,6 +236,9 @@ def test_agent_applies_with_the_service_account_only_where_granted(
     repo = renamed_copy(tmp_path / "model-repo")
     sa_config = service_account_kubeconfig(kubeconfig, tmp_path / "agent.kubeconfig")
     assert kubectl(sa_config, "auth", "can-i", "patch", "configmaps", "-n", DENIED, check=False).stdout.strip() == "no"
+    # least privilege: no read of the managed kinds across all namespaces (the agent lists per namespace)
+    for kind in ("secrets", "configmaps", "deployments.apps"):
+        assert kubectl(sa_config, "auth", "can-i", "list", kind, "--all-namespaces", check=False).stdout.strip() == "no"
 
     out = agent("apply", str(repo), "--kubeconfig", str(sa_config), "--color", "never")
     assert out.returncode == 0, f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
@@ -255,11 +271,15 @@ def test_agent_applies_with_the_service_account_only_where_granted(
 
     out = agent("apply", str(repo), "--kubeconfig", str(sa_config), "--color", "never")
     assert out.returncode == 2, f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
-    # the API server's 403, verbatim in the object's `failed` line (which the agent prints with
-    # the other results, on stdout today): verb, resource and namespace
+    # the API server's 403, verbatim: verb, resource and namespace. Without a cluster-wide read
+    # the agent lists ConfigMaps per managed namespace, and dep-denied refuses that LIST: the
+    # commit is refused before any write. (Were that LIST allowed, the write would be refused
+    # instead, as the object's `failed` line.)
     printed = out.stdout + out.stderr
-    assert f'cannot patch resource "configmaps" in API group "" in the namespace "{DENIED}"' in printed, printed
-    assert "failed    create  ConfigMap/dep-denied/not-granted" in printed, printed
+    refused = re.search(r'cannot (list|patch) resource "configmaps" in API group "" in the namespace "(\S+)"', printed)
+    assert refused and refused.group(2) == DENIED, printed
+    if refused.group(1) == "patch":
+        assert "failed    create  ConfigMap/dep-denied/not-granted" in printed, printed
     with pytest.raises(client.ApiException) as err:
         core.read_namespaced_config_map("not-granted", DENIED)
     assert err.value.status == 404
@@ -284,8 +304,9 @@ def http_status(url: str) -> int:
 def test_controller_syncs_with_the_service_account(
         granted: None, kubeconfig: Path, api_client: client.ApiClient, tmp_path: Path, wait_for: Any) -> None:
     """`agent run --leader-elect` as in the Deployment (on this machine, as the ServiceAccount):
-    its LIST + WATCH cache, the Lease and the inventory are all within the overlay's RBAC, so it
-    becomes leader and Ready (a successful sync), and stops cleanly on SIGTERM."""
+    its LIST + WATCH cache (per managed namespace: the LIST across all namespaces is refused),
+    the Lease and the inventory are all within the overlay's RBAC, so it becomes leader and
+    Ready (a successful sync) without a single error, and stops cleanly on SIGTERM."""
     repo = renamed_copy(tmp_path / "model-repo")
     git = ["git", "-c", "user.name=Tester", "-c", "user.email=tester@modelops.invalid", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
