@@ -157,16 +157,13 @@ class Cluster:
         self._lock = threading.RLock()
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], KindInfo] = {}
-        rest = api_client.rest_client
-        original = rest.request
 
-        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            verb = "WATCH" if "watch=true" in url else method.upper() + (" (dry-run)" if "dryRun=All" in url else "")
-            with self._lock:
-                self.requests[verb] += 1
-            return original(method, url, *args, **kwargs)
-
-        setattr(rest, "request", counted)  # noqa: B010 - count every request, whatever the caller
+    def count(self, method: str, url: str) -> None:
+        """Count one request by verb. Every request the agent sends goes through `request`,
+        `apply` or the watch, and each counts itself here (no patching of the client)."""
+        verb = "WATCH" if "watch=true" in url else method.upper() + (" (dry-run)" if "dryRun=All" in url else "")
+        with self._lock:
+            self.requests[verb] += 1
 
     # --- connection -----------------------------------------------------------------------
     @classmethod
@@ -251,6 +248,7 @@ class Cluster:
         def call() -> Any:
             serialized = self.api.param_serialize(method, url_path, header_params=headers, body=body,
                                                   auth_settings=["BearerToken"])
+            self.count(method, url_path)
             try:
                 response = self.api.call_api(*serialized, _request_timeout=timeout or self._timeout)
             except ApiException as exc:
@@ -343,6 +341,7 @@ class Cluster:
         path = info.object_path(meta["name"], meta.get("namespace") if info.namespaced else None)
 
         def call() -> dict[str, Any]:
+            self.count("PATCH", path + ("?dryRun=All" if dry_run else ""))
             try:
                 response = self.dynamic.request(
                     "patch", path, body=obj, content_type="application/apply-patch+yaml",

@@ -5,9 +5,8 @@ re-LISTing them, so it needs a request that stays open for minutes and can still
 from another thread at once: a thread blocked reading the stream is woken by shutting the
 socket down (urllib3's `HTTPResponse.shutdown`), not by waiting for the server.
 
-Counting: the client counts every request by verb in `cluster.requests`; a watch goes out as a
-GET and is then re-labelled "WATCH" (counted once, never as a GET), so "how many reads did a
-resync make" is not blurred by the long-running watches.
+Counting: a watch counts itself once in `cluster.requests` as "WATCH" (never as a GET), so "how
+many reads did a resync make" is not blurred by the long-running watches.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ def watch(cluster: Cluster, info: KindInfo, label_selector: str, resource_versio
                                      auth_settings=["BearerToken"])
     started = time.monotonic()
     try:
+        cluster.count("GET", url_path)
         response = api.call_api(*serialized, _request_timeout=(cluster.timeouts.connect,
                                                                timeout_seconds + READ_GRACE))
     except ApiException as exc:
