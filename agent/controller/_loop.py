@@ -50,6 +50,7 @@ from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
 from agent.render import ObjectKey, object_key
 from agent.source import Backoff, Credentials, Mirror, redact_url
+from agent.spec import group_of
 
 log = logging.getLogger("modelops.controller")
 
@@ -145,6 +146,7 @@ class Controller:
         self._written_lock = threading.Lock()
         self._keys: frozenset[ObjectKey] = frozenset()
         self._cached_for: Desired | None = None  # the desired state the cache's namespaces follow
+        self._managed_namespaces: dict[tuple[str, str], frozenset[str]] = {}
 
     # --- triggers ---------------------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -357,6 +359,7 @@ class Controller:
             for entry in self.inventory.entries.values():
                 with contextlib.suppress(AgentError):
                     infos.append(self.cluster.kind(entry.api_version, entry.kind))
+        self._map_namespaces(desired)
         if self.cache is None:
             self.cache = LiveCache(self.cluster, infos, selector(), namespaces=self._namespaces_of)
             self.cache.subscribe(self._on_watch)
@@ -371,21 +374,27 @@ class Controller:
         self._cached_for = desired
         if not self.cache.wait_synced(120):
             raise AgentError("the live cache did not sync within 120 s")
+        denied = sorted(f"{kind} in {ns or 'all namespaces'}" for _group, kind, ns in self.cache.forbidden)
+        if denied:  # the plan would take what it cannot see as missing: refuse to write from it
+            raise AgentError(f"not allowed to list {', '.join(denied)}: grant the agent's ServiceAccount "
+                             "list/watch there (deploy/README.md)")
         return self.cache
 
     def _namespaces_of(self, info: KindInfo) -> set[str]:
-        """Where a kind is managed (its desired objects' and inventory entries' namespaces): where
-        the cache lists it when it may not list it across all namespaces."""
-        out: set[str] = set()
-        desired, inventory = self.desired, self.inventory
-        if desired is not None:
-            out |= {str(o["metadata"].get("namespace") or "") for o in desired.objects
-                    if o["kind"] == info.kind and o["apiVersion"] == info.api_version}
-        if inventory is not None:
-            out |= {e.namespace for e in inventory.entries.values()
-                    if e.kind == info.kind and e.api_version == info.api_version}
-        out.discard("")
-        return out
+        """Where a kind is managed: where the cache lists it when it may not list it across all
+        namespaces. Called from the cache's threads: it only reads a map the loop rebuilt."""
+        return set(self._managed_namespaces.get((group_of(info.api_version), info.kind), ()))
+
+    def _map_namespaces(self, desired: Desired) -> None:
+        """(group, kind) -> namespaces of the desired objects and inventory entries (loop thread)."""
+        out: dict[tuple[str, str], set[str]] = {}
+        rows = [(str(o["apiVersion"]), str(o["kind"]), str(o["metadata"].get("namespace") or "")) for o in desired.objects]
+        if self.inventory is not None:
+            rows += [(e.api_version, e.kind, e.namespace) for e in self.inventory.entries.values()]
+        for api_version, kind, ns in rows:
+            if ns:
+                out.setdefault((group_of(api_version), kind), set()).add(ns)
+        self._managed_namespaces = {k: frozenset(v) for k, v in out.items()}
 
     def _inventory(self, target: str) -> Inventory:
         if self.inventory is None or self.inventory.target != target:
