@@ -230,6 +230,11 @@ def _print_status(status: dict[str, object]) -> None:
         print(_visible(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
               f"{'yes' if m['synced'] else 'no':<7} {m['health']:<12} "
               f"{last['result']} {last['commit'][:12]} {m['message']}"))
+    invalid = status.get("invalidCommit")
+    if isinstance(invalid, dict):
+        errors = invalid.get("errors") or [""]
+        print(_visible(f"invalid commit {str(invalid.get('commit', ''))[:12]} at {invalid.get('time', '')} was not "
+                       f"applied ({len(errors)} problem(s), first: {errors[0]}); the last good commit stays in force"))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -247,6 +252,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         _print_status(status)
     healthy = all(m["synced"] and m["health"] in ("Healthy", "Unknown") for m in status["models"])
+    healthy = healthy and not status.get("invalidCommit")
     return EXIT_OK if healthy else EXIT_CHANGES
 
 

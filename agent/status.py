@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from agent import health
-from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, Cluster
+from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, Cluster
 from agent.pipeline import Desired, revision_info
 from agent.plan import model_of
 from agent.reconcile import observe
@@ -51,10 +51,12 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             "lastApply": {"commit": last.get("commit", ""), "time": last.get("time", ""),
                           "result": "failed" if failed else last.get("result", "never")},
         })
+    invalid = json.loads(observed.inventory.annotations.get(LAST_INVALID, "{}") or "{}")
     return {
         "target": desired.spec.config.name,
         "revision": revision_info(desired.revision),
         "lastApply": last,
+        "invalidCommit": invalid or None,  # a commit the controller refused; the last good one stays applied
         "models": models,
     }
 

@@ -21,6 +21,7 @@ INVENTORY_NAMESPACE = "modelops-system"
 AUDIT_SEQ = "modelops.dev/audit-seq"
 AUDIT_HASH = "modelops.dev/audit-hash"
 LAST_APPLY = "modelops.dev/last-apply"
+LAST_INVALID = "modelops.dev/last-invalid"  # the controller's newest invalid commit, until a good one applies
 
 _COMPRESS_OVER = 256 * 1024
 

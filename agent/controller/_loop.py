@@ -14,6 +14,7 @@ of in a hot loop. With `--leader-elect` only the holder of the target's Lease wr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -32,6 +33,7 @@ from agent.cache import LiveCache
 from agent.cluster import (
     FIELD_MANAGER,
     INVENTORY_NAMESPACE,
+    LAST_INVALID,
     Cluster,
     ClusterError,
     Inventory,
@@ -310,6 +312,8 @@ class Controller:
                 "a running controller keeps its target; restart it to switch")))
             return
         self.desired = desired
+        if self.inventory is not None and LAST_INVALID in self.inventory.annotations:
+            self._annotate_invalid(None)  # a good commit again: status no longer reports the bad one
         self._keys = frozenset(object_key(o) for o in desired.objects)
         self.commit = commit or ""
         self.invalid = {}
@@ -329,6 +333,28 @@ class Controller:
             with AuditLog(self.config.audit_log, self.config.identity) as audit:
                 audit.write("invalid-commit", commit=commit, errors=errors[:20], kept=self.commit)
         self._event_invalid(commit, errors)
+        self._annotate_invalid(json.dumps(self.invalid, sort_keys=True))
+
+    def _annotate_invalid(self, value: str | None) -> None:
+        """Record the invalid commit on the inventory (None: remove it), where `agent status`
+        shows it. Only a writer does (the leader, with --leader-elect)."""
+        inventory, desired = self.inventory, self.desired
+        if inventory is None or desired is None or inventory.resource_version is None:
+            return
+        if self.config.leader_elect and not self._leader.is_set():
+            return
+        body = {"metadata": {"annotations": {LAST_INVALID: value}}}
+        try:
+            patched = self.cluster.request("PATCH", f"/api/v1/namespaces/{inventory.namespace}/configmaps/{inventory.name}",
+                                           body=body, content_type="application/merge-patch+json")
+        except (ClusterError, AgentError) as exc:
+            log.warning("could not record the invalid commit on the inventory: %s", exc)
+            return
+        if value is None:
+            inventory.annotations.pop(LAST_INVALID, None)
+        else:
+            inventory.annotations[LAST_INVALID] = value
+        inventory.resource_version = patched["metadata"]["resourceVersion"]
 
     def _event_invalid(self, commit: str, errors: list[str]) -> None:
         """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it."""

@@ -188,11 +188,18 @@ def test_a_bad_commit_keeps_the_last_good_state_and_is_reported(
     assert controller.config.audit_log is not None
     audit = [json.loads(line) for line in controller.config.audit_log.read_text().splitlines()]
     assert any(r["event"] == "invalid-commit" and r["commit"] == bad for r in audit)
+    status = subprocess.run([sys.executable, "-m", "agent", "status", str(remote.work), "--revision", good,
+                             "--kubeconfig", str(kubeconfig)], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert f"invalid commit {bad[:12]}" in status.stdout and "spec.replicas" in status.stdout
 
     remote.edit_model(0, lambda m: m["spec"].update(replicas=1))
     fixed = remote.push("fix replicas")
     wait_for(lambda: min_replicas(kubeconfig, "ctlbad-1", "model-0001") == 7, "the next good commit applied", timeout=60)
     assert controller.commit == fixed
+    status = subprocess.run([sys.executable, "-m", "agent", "status", str(remote.work), "--revision", fixed,
+                             "--kubeconfig", str(kubeconfig), "-o", "json"], capture_output=True, text=True, timeout=120)
+    assert json.loads(status.stdout)["invalidCommit"] is None
 
 
 @pytest.mark.parametrize("policy", ["heal", "detect"])
