@@ -11,7 +11,7 @@ from agent.errors import ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
 from agent.source import GitSource, Revision, open_source
-from agent.spec import Spec, load
+from agent.spec import DEFAULT_LOADER, Loader, Spec
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Desired:
     revision: Revision
 
 
-def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True) -> Desired:
+def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True,
+                 loader: Loader | None = None) -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
@@ -38,7 +39,7 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
         snapshot = source.snapshot(revision)
     finally:
         source.close()
-    spec = load(snapshot.files, snapshot.problems)
+    spec = (loader or DEFAULT_LOADER).load(snapshot.files, snapshot.problems)
     desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
     if tree_id:
         _desired_cache.put(tree_id, (desired.spec, desired.objects))

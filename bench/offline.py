@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.pipeline import load_desired, offline_plan
-from agent.spec import _loader
+from agent.spec import DEFAULT_LOADER
 
 API = "modelops.dev/v1alpha1"
 NAMESPACES = [f"team-{i:02d}" for i in range(10)]
@@ -159,7 +159,7 @@ def best_of(runs: int, fn: Callable[[], Any]) -> tuple[float, float, Any]:
     reuse of the previous load's parsed files is cleared first, as in a fresh `agent` process."""
     best, best_gc, result = float("inf"), 0.0, None
     for _ in range(runs):
-        _loader._last_load.clear()
+        DEFAULT_LOADER.forget()
         shutil.rmtree(os.environ["AGENT_CACHE_DIR"], ignore_errors=True)  # no rendered-tree cache either
         timer = GcTimer()
         gc.callbacks.append(timer)

@@ -52,7 +52,7 @@ from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
 from agent.render import ObjectKey, object_key
 from agent.source import Backoff, Credentials, Mirror, redact_url
-from agent.spec import group_of
+from agent.spec import Loader, group_of
 
 log = logging.getLogger("modelops.controller")
 
@@ -123,6 +123,7 @@ class Controller:
         self.mirror: Mirror | None = None
         if config.watch_dir is None:
             self.mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
+        self.loader = Loader()  # its reuse of the previous commit's parsed files is this controller's own
         self.desired: Desired | None = None  # the last good commit
         self.commit = ""  # the commit of self.desired ("" for a working copy)
         self.fetched = ""  # the newest commit seen, good or not
@@ -299,7 +300,7 @@ class Controller:
             assert self.mirror is not None
             where = self.mirror.path / config.path if config.path else self.mirror.path
         try:
-            desired = load_desired(where, commit)
+            desired = load_desired(where, commit, loader=self.loader)
         except ValidationFailed as exc:
             self._invalid(commit or "working tree", exc)
             return

@@ -1,7 +1,7 @@
 """Parse and validate a model repo into a typed, pure Spec (no I/O beyond the bytes given)."""
 
 from agent.spec._k8s import CLUSTER_SCOPED
-from agent.spec._loader import is_manifest_path, load
+from agent.spec._loader import DEFAULT_LOADER, Loader, is_manifest_path, load
 from agent.spec._schema import schemas_dir
 from agent.spec._types import (
     API_VERSION,
@@ -27,7 +27,7 @@ from agent.spec._types import (
 from agent.spec._yaml import MAX_FILE_BYTES
 
 __all__ = [
-    "API_VERSION", "CLUSTER_SCOPED", "GROUP", "MAX_FILE_BYTES", "Autoscaling", "Canary", "Gate", "Location",
+    "API_VERSION", "CLUSTER_SCOPED", "DEFAULT_LOADER", "GROUP", "MAX_FILE_BYTES", "Autoscaling", "Canary", "Gate", "Loader", "Location",
     "Manifest", "MetricNames", "Model", "ModelVersion", "Monitor", "MonitorRule", "Policy",
     "PruneBudget", "RepositoryConfig", "Resources", "ServingRuntime", "Spec", "group_of", "is_manifest_path",
     "load", "schemas_dir",

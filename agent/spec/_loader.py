@@ -42,8 +42,6 @@ def is_manifest_path(path: str) -> bool:
 
 
 _Parsed = tuple[list[Document], list[SpecError]]
-_cache_lock = threading.Lock()
-_last_load: dict[tuple[str, bytes], _Parsed] = {}  # the previous load's files, for reuse
 
 
 @contextlib.contextmanager
@@ -59,37 +57,60 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_all(files: Mapping[str, bytes]) -> list[tuple[str, list[Document], list[SpecError]]]:
-    """Parse each manifest file, reusing what the previous load parsed from identical bytes
-    (two revisions of a repo, or two polls of the controller, share almost every file).
-    Parsed documents are never mutated, so sharing them is safe."""
-    global _last_load
-    with _cache_lock:
-        previous = _last_load
-    current: dict[tuple[str, bytes], _Parsed] = {}
-    out = []
-    for path in sorted(files):
-        if not is_manifest_path(path):
-            continue
-        key = (path, files[path])
-        hit = previous.get(key)
-        docs, errs = hit if hit is not None else parse(path, files[path])
-        current[key] = (docs, errs)
-        out.append((path, docs, errs))
-    with _cache_lock:
-        _last_load = current
-    return out
+class Loader:
+    """Loads repos, keeping what the previous load parsed: two revisions of a repo (a diff), or
+    two polls of the controller, share almost every file, and a file's bytes decide its parse.
+    The state is this object's, not the process's: the CLI uses the default loader, a
+    controller or a test can own one. `pause_gc` pauses the cyclic collector while loading
+    (hundreds of thousands of long-lived objects, no garbage)."""
+
+    def __init__(self, *, pause_gc: bool = True) -> None:
+        self.pause_gc = pause_gc
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, bytes], _Parsed] = {}
+
+    def forget(self) -> None:
+        """Drop what the previous load parsed (the next load starts cold)."""
+        with self._lock:
+            self._last = {}
+
+    def load(self, files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec:
+        """Parse, validate and resolve a repo. Raises ValidationFailed listing every problem."""
+        if not self.pause_gc:
+            return _load(self._parse_all(files), problems)
+        with _gc_paused():
+            return _load(self._parse_all(files), problems)
+
+    def _parse_all(self, files: Mapping[str, bytes]) -> list[tuple[str, list[Document], list[SpecError]]]:
+        """Parse each manifest file, reusing the previous load's parse of identical bytes.
+        Parsed documents are never mutated, so sharing them is safe."""
+        with self._lock:
+            previous = self._last
+        current: dict[tuple[str, bytes], _Parsed] = {}
+        out = []
+        for path in sorted(files):
+            if not is_manifest_path(path):
+                continue
+            key = (path, files[path])
+            hit = previous.get(key)
+            docs, errs = hit if hit is not None else parse(path, files[path])
+            current[key] = (docs, errs)
+            out.append((path, docs, errs))
+        with self._lock:
+            self._last = current
+        return out
+
+
+DEFAULT_LOADER = Loader()
 
 
 def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec:
-    """Parse, validate and resolve a repo. Raises ValidationFailed listing every problem."""
-    with _gc_paused():
-        return _load(files, problems)
+    """Parse, validate and resolve a repo with the default loader. Raises ValidationFailed."""
+    return DEFAULT_LOADER.load(files, problems)
 
 
-def _load(files: Mapping[str, bytes], problems: Iterable[SpecError]) -> Spec:
+def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: Iterable[SpecError]) -> Spec:
     errors: list[SpecError] = list(problems)
-    parsed = _parse_all(files)
 
     config_docs = [d for _, docs, _ in parsed for d in docs if _is_ours(d, "RepositoryConfig")]
     config = _config(config_docs, errors)

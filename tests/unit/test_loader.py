@@ -1130,3 +1130,29 @@ def test_null_labels_and_annotations_of_a_raw_manifest_mean_none() -> None:
 def test_raw_manifest_api_version_and_kind_must_be_well_formed(api: str, kind: str, field: str, message: str) -> None:
     err = only_error(repo({"infra/x.yaml": f"apiVersion: {api!r}\nkind: {kind!r}\nmetadata: {{name: x, namespace: fraud}}\n"}))
     assert_error(err, "infra/x.yaml", 1 if field == "apiVersion" else 2, field, message)
+
+
+def test_each_loader_owns_its_reuse_of_the_previous_load() -> None:
+    """Two loaders (the CLI's default and a controller's) never share parsed files."""
+    from agent.spec import Loader
+    from agent.spec import _loader as loader_module
+
+    calls: list[str] = []
+    original = loader_module.parse
+
+    def counting(path: str, data: bytes) -> object:
+        calls.append(path)
+        return original(path, data)
+
+    files = {"repo.yaml": b"apiVersion: modelops.dev/v1alpha1\nkind: RepositoryConfig\nmetadata: {name: t}\nspec: {}\n"}
+    loader_module.parse = counting  # type: ignore[assignment]
+    try:
+        first, second = Loader(), Loader(pause_gc=False)
+        first.load(files)
+        first.load(files)  # reused: not parsed again
+        second.load(files)  # its own state: parsed
+        first.forget()
+        first.load(files)
+    finally:
+        loader_module.parse = original  # type: ignore[assignment]
+    assert calls == ["repo.yaml", "repo.yaml", "repo.yaml"]
