@@ -1,0 +1,219 @@
+"""Sync: write a plan to the cluster and keep the books (gitops-engine's pkg/sync).
+
+Apart from the decision (reconcile: observe, plan, refuse) this is the write path: take the
+plan's objects in order through agent.apply, record the intent first (inventory entries and
+audit records before each request), post Events off the path, then save the inventory with its
+audit anchor and write the closing audit record with the true result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.apply import ApplyReport, EventPoster, ObjectResult, execute
+from agent.cluster import (
+    AUDIT_HASH,
+    AUDIT_SEQ,
+    FIELD_MANAGER,
+    INVENTORY_NAMESPACE,
+    LAST_APPLY,
+    Cluster,
+    ClusterError,
+    Entry,
+    Inventory,
+    TargetLease,
+    save_inventory,
+)
+from agent.errors import AgentError
+from agent.pipeline import Desired
+from agent.plan import ObjectChange, Plan, owned_fields_hash
+from agent.render import ObjectKey, object_key
+
+
+@dataclass
+class Options:
+    prune: bool | None = None  # None: the repo config decides
+    dry_run: bool = False
+    allow_mass_prune: bool = False
+    force_conflicts: bool = True
+    concurrency: int = 8
+    inventory_namespace: str = INVENTORY_NAMESPACE
+    events: bool = True
+    audit_log: Path | None = None
+    manager: str = FIELD_MANAGER
+    adopt: bool = False  # take over objects that carry another target's ownership label
+    lock_timeout: float = 0.0  # seconds to wait for the target's Lease held by someone else
+    audit_noop: bool = True  # a no-op gets its closing record (the controller's resyncs do not)
+    stop: threading.Event | None = None  # set (SIGTERM): the object in flight finishes, no further write starts
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    report: ApplyReport = field(default_factory=ApplyReport)
+    requests: dict[str, int] = field(default_factory=dict)
+    inventory_error: str = ""  # the inventory could not be saved: the apply failed, whatever its objects did
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and not self.inventory_error
+
+
+def identity() -> str:
+    return f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}"
+
+
+def object_record(result: ObjectResult, dry_run: bool) -> dict[str, Any]:
+    c = result.change
+    return {
+        "action": c.action,
+        "object": {"apiVersion": c.api_version, "kind": c.kind, "namespace": c.namespace, "name": c.name},
+        "model": c.model,
+        "fields": c.changed_fields,
+        "drift": c.drift,
+        "dry_run": dry_run,
+        "result": result.outcome,
+        "error": result.message if result.outcome in ("failed", "skipped") else "",
+    }
+
+
+
+def intent_record(c: ObjectChange, commit: str) -> dict[str, Any]:
+    return {"action": c.action, "commit": commit, "model": c.model, "fields": c.changed_fields,
+            "object": {"apiVersion": c.api_version, "kind": c.kind, "namespace": c.namespace, "name": c.name}}
+
+
+class Run:
+    """One reconcile's bookkeeping: the audit sink (if any), the inventory, the anchor."""
+
+    def __init__(self, desired: Desired, cluster: Cluster, options: Options) -> None:
+        self.desired, self.cluster, self.options = desired, cluster, options
+        self.target = desired.spec.config.name
+        self.audit: Any = None
+        if options.audit_log:
+            from agent.audit import AuditLog  # structlog is only needed when auditing
+
+            self.audit = AuditLog(options.audit_log, identity())
+        self.anchor: tuple[int, str] | None = None
+
+    def record(self, event: str, *, sync: bool = True, **fields: Any) -> None:
+        if self.audit is not None:
+            self.anchor = self.audit.write(event, sync=sync, **fields)
+
+    def closing(self, result: str, plan: Plan, started: float, **extra: Any) -> None:
+        rev = self.desired.revision
+        self.record("reconcile", target=self.target, commit=rev.commit, author=rev.author, message=rev.message,
+                    dry_run=self.options.dry_run, result=result, counts=plan.counts(),
+                    duration_s=round(time.monotonic() - started, 3), **extra)
+
+    def save(self, inventory: Inventory) -> None:
+        """Save the inventory, anchored at the latest audit record (made durable first)."""
+        if self.audit is not None:
+            self.audit.sync()
+        if self.anchor is not None:
+            inventory.annotations.update({AUDIT_SEQ: str(self.anchor[0]), AUDIT_HASH: self.anchor[1]})
+        save_inventory(self.cluster, inventory)
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def write(run: Run, plan: Plan, inventory: Inventory, stale: list[ObjectKey], lease: TargetLease,
+          progress: Callable[[ObjectResult], None] | None, started: float) -> Outcome:
+    """Write `plan` under the held `lease`: intent first, then each object, then the books."""
+    options, cluster, desired = run.options, run.cluster, run.desired
+    commit = desired.revision.commit
+    saved = inventory.content()
+    # intent first: every object we may create is in the inventory before its request is sent,
+    # so a crash can never leave an object that prune does not know; gone entries are dropped
+    for key in stale:
+        inventory.entries.pop(key, None)
+    for c in plan.changed:
+        if c.desired is not None and object_key(c.desired) not in inventory.entries:
+            meta = c.desired["metadata"]
+            inventory.entries[object_key(c.desired)] = Entry(
+                str(c.desired["apiVersion"]), str(c.desired["kind"]), str(meta.get("namespace") or ""), str(meta["name"]), "")
+    outcome = Outcome(plan=plan)
+    inventory_error = ""
+    try:
+        if inventory.content() != saved:
+            run.save(inventory)
+    except ClusterError as exc:
+        inventory_error = f"inventory {inventory.namespace}/{inventory.name}: {exc}"
+    events = EventPoster(cluster) if options.events else None
+
+    def before(c: ObjectChange) -> None:
+        if options.stop is not None and options.stop.is_set():
+            raise AgentError("not written: the agent is shutting down")
+        lease.check()
+        run.record("intent", sync=False, **intent_record(c, commit))
+
+    def on_result(result: ObjectResult) -> None:
+        run.record("object", sync=False, commit=commit, **object_record(result, False))
+        if events is not None:
+            events.post(result)
+        if progress is not None:
+            progress(result)
+
+    try:
+        if not inventory_error:
+            outcome.report = execute(cluster, plan, manager=options.manager, force=options.force_conflicts,
+                                     concurrency=options.concurrency, on_result=on_result, before=before)
+            try:
+                update_inventory(run, inventory, outcome)
+            except ClusterError as exc:
+                inventory_error = f"inventory {inventory.namespace}/{inventory.name}: {exc}"
+    finally:
+        if events is not None:
+            events.close()
+    outcome.inventory_error = inventory_error
+    ok = outcome.report.ok and not inventory_error
+    run.closing("succeeded" if ok else "failed", plan, started,
+                failed=[r.change.ref for r in outcome.report.failed],
+                **({"error": inventory_error} if inventory_error else {}))
+    if run.audit is not None:
+        run.audit.sync()
+    return outcome
+
+
+def update_inventory(run: Run, inventory: Inventory, outcome: Outcome) -> None:
+    """Record what we own now, with the owned-fields hash of each object as it stands."""
+    manager, desired = run.options.manager, run.desired
+    by_key = {object_key(r.change.desired): r for r in outcome.report.results if r.change.desired is not None}
+    for c in outcome.plan.objects:
+        if c.desired is None:
+            continue
+        key = object_key(c.desired)
+        result = by_key.get(key)
+        if result is not None and result.outcome == "applied":
+            fields = result.fields
+        elif c.action == "unchanged" and c.live is not None:
+            fields = owned_fields_hash(c.live, manager)
+        else:
+            existing = inventory.entries.get(key)
+            if existing is None:
+                continue
+            fields = existing.fields  # failed or skipped: keep the entry (its intent) as it was
+        meta = c.desired["metadata"]
+        inventory.entries[key] = Entry(str(c.desired["apiVersion"]), str(c.desired["kind"]),
+                                       str(meta.get("namespace") or ""), str(meta["name"]), fields)
+    for r in outcome.report.results:
+        if r.outcome == "deleted" and r.change.live is not None:
+            inventory.entries.pop(object_key(r.change.live), None)
+    inventory.annotations[LAST_APPLY] = json.dumps({
+        "commit": desired.revision.commit,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "result": "succeeded" if outcome.report.ok else "failed",
+        "failed": {r.change.ref: r.message[:200] for r in outcome.report.failed},
+    }, sort_keys=True)
+    run.save(inventory)
