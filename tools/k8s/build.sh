@@ -5,16 +5,23 @@
 #
 #   AGENT_K8S_CACHE   root of the cache (default: ~/.cache/modelops-agent/k8s)
 #
-# A cached start only checks that the files are there; a cold build takes minutes.
+# A cached start only checks that the files are there; a cold build takes minutes. Runs into
+# the same cache directory are serialized by a lock (flock on <dir>/.lock): a second run waits
+# for the first, says so on stderr, and then finds the cache complete.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
+
+# The version of the build commands below (go build flags, which files are installed where).
+# It is part of the cache key instead of this file's hash, so editing comments, messages or the
+# locking does not force a cold rebuild: bump it when a change alters what ends up in the cache.
+recipe=1
 
 k8s_version=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' go.mod)
 kwok_version=$(awk '$1=="sigs.k8s.io/kwok"{print $2; exit}' go.mod)
 # shellcheck source=crds.env
 source "$here/crds.env"
-key=$(cat go.mod go.sum crds.env build.sh cmd/etcd/main.go | sha256sum | cut -c1-12)
+key=$({ cat go.mod go.sum crds.env cmd/etcd/main.go; echo "recipe $recipe"; } | sha256sum | cut -c1-12)
 root=${AGENT_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops-agent/k8s}
 dir="$root/$k8s_version-$key"
 bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
@@ -24,9 +31,31 @@ complete() {
   [ -f "$dir/crds/.complete" ] || return 1
 }
 
+# Fast path, without the lock: every file lands by a rename and .complete is written last, so
+# a complete-looking directory is complete.
 if complete; then echo "$dir"; exit 0; fi
 
 mkdir -p "$dir/bin" "$dir/crds"
+if command -v flock >/dev/null; then
+  exec 9>"$dir/.lock"
+  if ! flock -n 9; then
+    echo "another build.sh is building $dir: waiting for its lock ($dir/.lock)" >&2
+    flock 9
+  fi
+  if complete; then
+    echo "reusing $dir, completed by the other build" >&2
+    echo "$dir"
+    exit 0
+  fi
+else
+  echo "warning: flock not found; concurrent builds into $dir are not serialized" >&2
+fi
+
+# Everything is written into a private temporary directory next to its destination (same file
+# system) and renamed into place; a build that dies leaves no half-written file behind.
+tmp=$(mktemp -d "$dir/.tmp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
 start=$(date +%s)
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 minor=$(echo "$k8s_version" | cut -d. -f2)
@@ -45,15 +74,18 @@ for b in "${bins[@]}"; do
     *) pkg=k8s.io/kubernetes/cmd/$b ;;
   esac
   echo "  go build $pkg" >&2
-  go build -trimpath -ldflags "$ldflags" -o "$dir/bin/$b.tmp" "$pkg"
-  mv "$dir/bin/$b.tmp" "$dir/bin/$b"
+  go build -trimpath -ldflags "$ldflags" -o "$tmp/$b" "$pkg"
+  mv -f "$tmp/$b" "$dir/bin/$b"
 done
 
 fetch_crds() {  # module@version subdir file...
   local mod=$1 sub=$2; shift 2
   local mdir
   mdir=$(go mod download -json "$mod" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  for f in "$@"; do install -m 0644 "$mdir/$sub/$f" "$dir/crds/$f"; done
+  for f in "$@"; do
+    install -m 0644 "$mdir/$sub/$f" "$tmp/$f"
+    mv -f "$tmp/$f" "$dir/crds/$f"
+  done
 }
 fetch_crds "github.com/kserve/kserve@$KSERVE_VERSION" config/crd/full \
   serving.kserve.io_inferenceservices.yaml serving.kserve.io_servingruntimes.yaml \
@@ -62,7 +94,8 @@ fetch_crds "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERA
   example/prometheus-operator-crd \
   monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml \
   monitoring.coreos.com_podmonitors.yaml
-printf 'kserve %s\nprometheus-operator %s\n' "$KSERVE_VERSION" "$PROMETHEUS_OPERATOR_VERSION" > "$dir/crds/.complete"
+printf 'kserve %s\nprometheus-operator %s\n' "$KSERVE_VERSION" "$PROMETHEUS_OPERATOR_VERSION" > "$tmp/.complete"
+mv -f "$tmp/.complete" "$dir/crds/.complete"
 
 echo "built in $(( $(date +%s) - start ))s; cache size $(du -sh "$dir" | cut -f1)" >&2
 echo "$dir"
