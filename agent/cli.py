@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentError, ValidationFailed
 
@@ -165,7 +166,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             raise
         if progress is not None:
             print(file=sys.stderr)
-        status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace) if args.wait else None
+        status = None
+        if args.wait:
+            waiting = _wait_printer() if sys.stderr.isatty() else None
+            status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace,
+                                  allow_unknown=args.allow_unknown, progress=waiting)
+            if waiting is not None:
+                print(file=sys.stderr)
     if args.output == "json":
         import json
 
@@ -200,7 +207,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if not outcome.ok:
         return EXIT_ERROR
     if status is not None and status.get("timedOut"):
-        print("error: timed out waiting for models to become healthy", file=sys.stderr)
+        pending = status.get("unsettled") or []
+        assert isinstance(pending, list)
+        health = {f"{m['namespace']}/{m['name']}": m["health"] for m in status["models"]}
+        names = ", ".join(f"{name} ({health.get(name, '?')})" for name in pending)
+        hint = "" if args.allow_unknown else "; --allow-unknown accepts Unknown (no controller reports on it)"
+        print(_visible(f"error: timed out after {args.timeout:g}s waiting for {len(pending)} model(s) to settle: "
+                       f"{names}{hint}"), file=sys.stderr)
         return EXIT_ERROR
     if status is not None and status.get("degraded"):
         print(_visible(f"error: degraded: {', '.join(status['degraded'])}"), file=sys.stderr)
@@ -215,6 +228,19 @@ def _progress_printer() -> Callable[[object], None]:
         count[0] += 1
         ref = getattr(getattr(result, "change", None), "ref", "")
         sys.stderr.write(f"\r\033[K[{count[0]}] {getattr(result, 'outcome', '')} {ref}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _wait_printer() -> Callable[[dict[str, Any], list[str]], None]:
+    started = time.monotonic()
+
+    def show(status: dict[str, Any], pending: list[str]) -> None:
+        total = len(status["models"])
+        first = f": {pending[0]}{' ...' if len(pending) > 1 else ''}" if pending else ""
+        line = f"waiting {time.monotonic() - started:.0f}s: {total - len(pending)}/{total} models settled{first}"
+        sys.stderr.write("\r\033[K" + _visible(line))
         sys.stderr.flush()
 
     return show
@@ -251,9 +277,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         _print_status(status)
-    healthy = all(m["synced"] and m["health"] in ("Healthy", "Unknown") for m in status["models"])
-    healthy = healthy and not status.get("invalidCommit")
-    return EXIT_OK if healthy else EXIT_CHANGES
+    return EXIT_OK if status_ok(status, args.allow_unknown) else EXIT_CHANGES
+
+
+def status_ok(status: dict[str, Any], allow_unknown: bool = False) -> bool:
+    """`agent status` exits 0 only when every model is synced and Healthy (Unknown too with
+    --allow-unknown: no controller reports on it, e.g. no KServe) and no commit was refused."""
+    accepted = ("Healthy", "Unknown") if allow_unknown else ("Healthy",)
+    healthy = all(m["synced"] and m["health"] in accepted for m in status["models"])
+    return healthy and not status.get("invalidCommit")
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -413,16 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the target's Lease when another apply or the controller holds it "
                         "(default 0: fail at once, naming the holder)")
     p.add_argument("--no-events", action="store_true", help="do not emit Kubernetes Events")
-    p.add_argument("--wait", action="store_true", help="wait until every model is healthy")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to --wait (default 300)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until every model has settled: Healthy or Degraded (exit 2 when Degraded, or "
+                        "on timeout naming the models still Progressing or Unknown)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to --wait (default 300)")
+    p.add_argument("--allow-unknown", action="store_true",
+                   help="with --wait: Unknown health counts as settled (a cluster without the KServe controller "
+                        "never reports on InferenceServices)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.set_defaults(handler=_cmd_apply)
 
-    p = sub.add_parser("status", help="per model: synced, health, last apply (exit 0 all good, 1 not)")
+    p = sub.add_parser("status", help="per model: synced, health, last apply (exit 0 all good, 1 not)",
+                       description="Per model: synced, health, last apply. Exit 0 when every model is synced "
+                                   "and Healthy, 1 when some model is not synced, Progressing, Degraded or Unknown "
+                                   "(Unknown: no controller reports on it; accepted with --allow-unknown), "
+                                   "or the controller refused a commit; 2 on error.")
     _add_source(p)
     _add_cluster(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--allow-unknown", action="store_true",
+                   help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
     p.set_defaults(handler=_cmd_status)
 
     p = sub.add_parser("audit", help="audit log tools")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent import health
@@ -61,19 +62,33 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
     }
 
 
-SETTLED = ("Healthy", "Unknown", "Degraded")  # states that waiting will not change by itself
+SETTLED = ("Healthy", "Degraded")  # states that waiting will not change by itself
+
+
+def unsettled(status: dict[str, Any], allow_unknown: bool = False) -> list[str]:
+    """Models still Progressing, or Unknown (no controller has reported on them yet) unless
+    Unknown is accepted (a cluster without the KServe controller never reports)."""
+    settled = SETTLED + (("Unknown",) if allow_unknown else ())
+    return [f"{m['namespace']}/{m['name']}" for m in status["models"] if m["health"] not in settled]
 
 
 def wait_healthy(desired: Desired, cluster: Cluster, timeout: float, interval: float = 1.0,
-                 inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
-    """Poll status until every model has settled: Healthy, Unknown (no controller reports on
-    it) or Degraded (waiting longer will not help: the caller reports it)."""
+                 inventory_namespace: str = INVENTORY_NAMESPACE, *, allow_unknown: bool = True,
+                 progress: Callable[[dict[str, Any], list[str]], None] | None = None) -> dict[str, Any]:
+    """Poll status until every model has settled: Healthy or Degraded (waiting longer will
+    not help: the caller reports it); Unknown too when `allow_unknown` (the default for
+    library callers such as the demo; `agent apply --wait` accepts it only with
+    `--allow-unknown`). `status["unsettled"]` names the models still pending at the timeout;
+    `progress(status, pending)` is called after every poll."""
     deadline = time.monotonic() + timeout
     while True:
         status = model_status(desired, cluster, inventory_namespace)
-        pending = [m for m in status["models"] if m["health"] not in SETTLED]
+        pending = unsettled(status, allow_unknown)
+        if progress is not None:
+            progress(status, pending)
         if not pending or time.monotonic() >= deadline:
             status["timedOut"] = bool(pending)
+            status["unsettled"] = pending
             status["degraded"] = [f"{m['namespace']}/{m['name']}" for m in status["models"] if m["health"] == "Degraded"]
             return status
         time.sleep(interval)

@@ -169,17 +169,41 @@ class Cluster:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, pool: int = 16,
                 timeouts: Timeouts | None = None) -> Cluster:
+        """Credentials as kubectl finds them: --kubeconfig, else $KUBECONFIG (a list of files
+        joined by the path separator), else ~/.kube/config; the in-cluster service account only
+        when none of these is configured at all. A kubeconfig that is named but missing or
+        broken is an error naming it, never a silent fall-back to in-cluster."""
         configuration = k8s.Configuration()
+        if kubeconfig:
+            where, files = f"--kubeconfig {kubeconfig}", [kubeconfig]
+        elif os.environ.get("KUBECONFIG"):
+            raw = os.environ["KUBECONFIG"]
+            where, files = f"KUBECONFIG={raw}", [f for f in raw.split(os.pathsep) if f]
+        elif os.path.exists(os.path.expanduser("~/.kube/config")):
+            where, files = "~/.kube/config", [os.path.expanduser("~/.kube/config")]
+        else:
+            where, files = "", []
         try:
-            if kubeconfig is None and context is None:
-                try:
-                    k8s_config.load_kube_config(client_configuration=configuration)
-                except k8s_config.ConfigException:
-                    k8s_config.load_incluster_config(client_configuration=configuration)
+            if files:
+                paths = [os.path.expanduser(f) for f in files]
+                if not any(os.path.isfile(f) for f in paths):
+                    missing = ", ".join(paths)
+                    raise AgentError(f"cannot load cluster credentials: kubeconfig {missing} ({where}): "
+                                     "no such file")
+                k8s_config.load_kube_config(config_file=os.pathsep.join(paths), context=context,
+                                            client_configuration=configuration)
+            elif context:
+                raise AgentError(f"cannot load cluster credentials: --context {context} needs a kubeconfig "
+                                 "(--kubeconfig, $KUBECONFIG or ~/.kube/config; none exists)")
             else:
-                k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+                try:
+                    k8s_config.load_incluster_config(client_configuration=configuration)
+                except k8s_config.ConfigException as exc:
+                    raise AgentError(
+                        "cannot load cluster credentials: no kubeconfig (--kubeconfig, $KUBECONFIG and "
+                        f"~/.kube/config all absent) and not running in a cluster ({exc})") from exc
         except (k8s_config.ConfigException, OSError) as exc:
-            raise AgentError(f"cannot load cluster credentials: {exc}") from exc
+            raise AgentError(f"cannot load cluster credentials from {where or 'the in-cluster config'}: {exc}") from exc
         configuration.connection_pool_maxsize = pool
         configuration.retries = 0  # retries are ours (budget + breaker), not urllib3's silent ones
         return cls(k8s.ApiClient(configuration), timeouts=timeouts)

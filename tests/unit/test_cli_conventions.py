@@ -1,0 +1,154 @@
+"""CLI conventions (issue #9): settled health for --wait and status, kubeconfig errors, the
+repo root found from a subdirectory. No cluster: the cluster-facing parts are replaced."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import pytest
+
+from agent import cli, status
+from agent.cluster import Cluster
+
+
+def _model(name: str, health: str, synced: bool = True) -> dict[str, Any]:
+    return {"namespace": "ns", "name": name, "version": "1", "canary": None, "synced": synced, "health": health,
+            "message": "", "objects": [], "lastApply": {"commit": "", "time": "", "result": "never"}}
+
+
+def _status(*models: dict[str, Any]) -> dict[str, Any]:
+    return {"target": "t", "revision": {}, "lastApply": {}, "invalidCommit": None, "models": list(models)}
+
+
+# --- item 3: Unknown and Progressing are not settled ------------------------------------------
+
+def test_wait_does_not_take_unknown_for_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = []
+
+    def fake(*_a: object, **_k: object) -> dict[str, Any]:
+        polls.append(1)
+        return _status(_model("a", "Healthy"), _model("b", "Unknown"), _model("c", "Progressing"))
+
+    monkeypatch.setattr(status, "model_status", fake)
+    seen: list[list[str]] = []
+    result = status.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=False,  # type: ignore[arg-type]
+                                 progress=lambda _s, pending: seen.append(pending))
+    assert len(polls) > 1  # it waited instead of returning at once
+    assert result["timedOut"] and result["unsettled"] == ["ns/b", "ns/c"]
+    assert seen[-1] == ["ns/b", "ns/c"]
+
+    result = status.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=True)  # type: ignore[arg-type]
+    assert result["timedOut"] and result["unsettled"] == ["ns/c"]
+
+
+def test_wait_returns_once_healthy_or_degraded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(status, "model_status", lambda *_a, **_k: _status(_model("a", "Healthy"), _model("d", "Degraded")))
+    result = status.wait_healthy(None, None, timeout=10, allow_unknown=False)  # type: ignore[arg-type]
+    assert not result["timedOut"] and result["unsettled"] == [] and result["degraded"] == ["ns/d"]
+
+
+def _offline_status(monkeypatch: pytest.MonkeyPatch, result: dict[str, Any]) -> None:
+    import agent.pipeline
+
+    monkeypatch.setattr(agent.pipeline, "load_desired", lambda *_a, **_k: object())
+    monkeypatch.setattr(Cluster, "connect", classmethod(lambda cls, *_a, **_k: nullcontext()))
+    monkeypatch.setattr(status, "model_status", lambda *_a, **_k: result)
+
+
+@pytest.mark.parametrize(("health", "flags", "code"), [
+    ("Healthy", [], 0),
+    ("Unknown", [], 1),
+    ("Unknown", ["--allow-unknown"], 0),
+    ("Progressing", ["--allow-unknown"], 1),
+    ("Degraded", ["--allow-unknown"], 1),
+])
+def test_status_exit_code_on_health(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                    health: str, flags: list[str], code: int) -> None:
+    _offline_status(monkeypatch, _status(_model("a", "Healthy"), _model("b", health)))
+    assert cli.main(["status", ".", *flags]) == code
+    assert "ns/b" in capsys.readouterr().out
+
+
+def test_status_not_synced_is_1_even_with_allow_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline_status(monkeypatch, _status(_model("a", "Unknown", synced=False)))
+    assert cli.main(["status", ".", "--allow-unknown", "-o", "json"]) == 1
+
+
+def test_allow_unknown_is_documented() -> None:
+    parser = cli.build_parser()
+    for command in ("status", "apply"):
+        sub = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == command)[1]  # type: ignore[union-attr]
+        assert "--allow-unknown" in sub.format_help()
+
+
+# --- item 4: a missing kubeconfig is named, in-cluster only when none is configured -------------
+
+KUBECONFIG_TEXT = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+@pytest.fixture
+def no_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> list[str]:
+    """HOME without ~/.kube/config, no $KUBECONFIG; records in-cluster attempts."""
+    from kubernetes import config as k8s_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    calls: list[str] = []
+
+    def incluster(**_k: object) -> None:
+        calls.append("in-cluster")
+        raise k8s_config.ConfigException("Service host/port is not set.")
+
+    monkeypatch.setattr(k8s_config, "load_incluster_config", incluster)
+    return calls
+
+
+def test_missing_kubeconfig_env_is_named(monkeypatch: pytest.MonkeyPatch, no_kubeconfig: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.errors import AgentError
+
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent")
+    with pytest.raises(AgentError, match=r"kubeconfig /nonexistent \(KUBECONFIG=/nonexistent\): no such file"):
+        Cluster.connect()
+    assert no_kubeconfig == []  # a configured kubeconfig is never replaced by in-cluster credentials
+    assert cli.main(["audit", "verify", "audit.jsonl", "--target", "t"]) == 2  # the CLI's message
+    err = capsys.readouterr().err
+    assert "/nonexistent" in err and "Service host/port" not in err
+
+
+def test_missing_explicit_kubeconfig_is_named(no_kubeconfig: list[str], tmp_path: Any) -> None:
+    from agent.errors import AgentError
+
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(AgentError, match=rf"kubeconfig {missing} \(--kubeconfig {missing}\): no such file"):
+        Cluster.connect(str(missing))
+    assert no_kubeconfig == []
+
+
+def test_in_cluster_only_when_no_kubeconfig_at_all(no_kubeconfig: list[str]) -> None:
+    from agent.errors import AgentError
+
+    with pytest.raises(AgentError, match=r"no kubeconfig .* not running in a cluster"):
+        Cluster.connect()
+    assert no_kubeconfig == ["in-cluster"]
+
+
+def test_home_and_env_kubeconfig_are_used(monkeypatch: pytest.MonkeyPatch, no_kubeconfig: list[str],
+                                          tmp_path: Any) -> None:
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(KUBECONFIG_TEXT)
+    with Cluster.connect() as cluster:
+        assert cluster.host == "https://127.0.0.1:6443"
+    other = tmp_path / "other.yaml"
+    other.write_text(KUBECONFIG_TEXT.replace("6443", "7443"))
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing.yaml'}:{other}")  # a list: the files present count
+    with Cluster.connect() as cluster:
+        assert cluster.host == "https://127.0.0.1:7443"
+    assert no_kubeconfig == []
