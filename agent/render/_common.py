@@ -10,15 +10,17 @@ from agent.spec import Model, ModelVersion, Resources, ServingRuntime
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-def merge_resources(*layers: Resources | None) -> Resources:
-    """First value wins: model, then its runtime, then the repo defaults."""
-    present = [layer for layer in layers if layer is not None]
+def merge_resources(model: Resources, runtime: Resources | None, defaults: Resources) -> Resources:
+    """Field by field, the most specific layer that sets the field wins: the Model, then its
+    ServingRuntime (what that server needs), then the RepositoryConfig's `defaults.resources`
+    (the fallback for whatever neither says). An explicit `gpu: 0` is set: it drops a GPU."""
+    present = [layer for layer in (model, runtime, defaults) if layer is not None]
 
     def pick(attr: str) -> Any:
-        return next((getattr(layer, attr) for layer in present if getattr(layer, attr)), None)
+        return next((value for layer in present if (value := getattr(layer, attr)) is not None), None)
 
     return Resources(
-        cpu=pick("cpu"), memory=pick("memory"), gpu=pick("gpu") or 0,
+        cpu=pick("cpu"), memory=pick("memory"), gpu=pick("gpu"),
         cpu_limit=pick("cpu_limit"), memory_limit=pick("memory_limit"),
     )
 
@@ -35,7 +37,7 @@ def requirements(res: Resources) -> dict[str, Any]:
         limits["cpu"] = res.cpu_limit
     if res.memory_limit or res.memory:
         limits["memory"] = str(res.memory_limit or res.memory)
-    if res.gpu:
+    if res.gpu is not None:  # an explicit 0 is rendered: it overrides a GPU the runtime's container asks for
         requests[GPU_RESOURCE] = str(res.gpu)
         limits[GPU_RESOURCE] = str(res.gpu)
     out: dict[str, Any] = {}

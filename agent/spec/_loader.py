@@ -229,7 +229,7 @@ def _resources(raw: Mapping[str, Any] | None, base: Resources = _NO_RESOURCES) -
     return Resources(
         cpu=q("cpu", base.cpu),
         memory=q("memory", base.memory),
-        gpu=int(raw.get("gpu", base.gpu)),
+        gpu=int(raw["gpu"]) if "gpu" in raw else base.gpu,
         cpu_limit=q("cpuLimit", base.cpu_limit),
         memory_limit=q("memoryLimit", base.memory_limit),
     )
@@ -392,7 +392,7 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         backend=backend,
         stage=spec.get("stage", config.default_stage),
         runtime=runtime_name,
-        resources=_resources(spec.get("resources")),  # render layers runtime and repo defaults
+        resources=_resources(spec.get("resources")),  # render layers the runtime's, then the repo defaults
         replicas=spec.get("replicas"),
         autoscaling=autoscaling,
         gates=gates,

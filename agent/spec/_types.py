@@ -26,9 +26,12 @@ class Location:
 
 @dataclass(frozen=True)
 class Resources:
+    """One layer of sizing (a Model's, a ServingRuntime's or the repo defaults'). None means
+    unset: the next layer decides. `gpu=0` is a value (no GPU), not unset."""
+
     cpu: str | None = None
     memory: str | None = None
-    gpu: int = 0
+    gpu: int | None = None
     cpu_limit: str | None = None
     memory_limit: str | None = None
 

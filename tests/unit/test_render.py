@@ -843,3 +843,100 @@ def test_stage_label_and_owner_annotation_on_model_objects_not_pods() -> None:
     for deployment in (o for o in objects if o["kind"] == "Deployment"):
         assert "modelops.dev/stage" in deployment["metadata"]["labels"]
         assert "modelops.dev/stage" not in deployment["spec"]["template"]["metadata"]["labels"]
+
+
+# --- resource precedence: Model, then its ServingRuntime, then the repo defaults -------------
+
+
+def _sized_repo(backend: str, defaults: str, runtime: str, model: str) -> dict[str, bytes]:
+    """A repo whose three sizing layers are given as YAML flow mappings ("" leaves one out)."""
+    def res(flow: str) -> str:
+        return f"\n  resources: {flow}" if flow else ""
+
+    return {
+        "repo.yaml": (f"apiVersion: modelops.dev/v1alpha1\nkind: RepositoryConfig\nmetadata: {{name: sizing}}\n"
+                      f"spec:\n  defaults: {{resources: {defaults or '{}'}}}\n").encode(),
+        "runtime.yaml": (f"apiVersion: modelops.dev/v1alpha1\nkind: ServingRuntime\nmetadata: {{name: server}}\n"
+                         f"spec:\n  image: example.com/server:1\n  formats: [onnx]{res(runtime)}\n").encode(),
+        "model.yaml": (f"apiVersion: modelops.dev/v1alpha1\nkind: Model\nmetadata: {{name: m, namespace: ml}}\n"
+                       f"spec:\n  format: onnx\n  runtime: server\n  backend: {backend}\n"
+                       f"  versions: [{{version: '1', uri: 's3://b/m/1'}}]\n  stable: '1'{res(model)}\n").encode(),
+    }
+
+
+def _model_resources(backend: str, defaults: str, runtime: str, model: str) -> dict[str, Any]:
+    objects = render_files(_sized_repo(backend, defaults, runtime, model))
+    if backend == "kserve":
+        return dict(find(objects, "InferenceService", "m", "ml")["spec"]["predictor"]["model"].get("resources", {}))
+    container = find(objects, "Deployment", "m", "ml")["spec"]["template"]["spec"]["containers"][0]
+    return dict(container.get("resources", {}))
+
+
+BACKENDS = ["kserve", "kubernetes"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runtime_resources_win_over_repo_defaults(backend: str) -> None:
+    """issue #9: defaults {cpu: 500m, memory: 1Gi}, runtime {cpu: "1", memory: 2Gi}, a Model
+    that says nothing: the runtime's sizing (what its server needs) wins, as docs/spec.md says."""
+    got = _model_resources(backend, "{cpu: 500m, memory: 1Gi}", '{cpu: "1", memory: 2Gi}', "")
+    assert got == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    # the Model's own value wins over both; a field only the defaults set still comes from them
+    got = _model_resources(backend, "{cpu: 500m, memory: 1Gi, cpuLimit: '3'}", '{cpu: "1", memory: 2Gi}', "{memory: 4Gi}")
+    assert got == {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"cpu": "3", "memory": "4Gi"}}
+
+
+# field -> (defaults value, runtime value, model value), each rendered at (section, key)
+_FIELDS = {
+    "cpu": (("500m", "'1'", "'2'"), ("requests", "cpu"), ("500m", "1", "2")),
+    "memory": (("1Gi", "2Gi", "3Gi"), ("requests", "memory"), ("1Gi", "2Gi", "3Gi")),
+    "gpu": (("1", "2", "3"), ("limits", "nvidia.com/gpu"), ("1", "2", "3")),
+    "cpuLimit": (("'4'", "'5'", "'6'"), ("limits", "cpu"), ("4", "5", "6")),
+    "memoryLimit": (("4Gi", "5Gi", "6Gi"), ("limits", "memory"), ("4Gi", "5Gi", "6Gi")),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("field", sorted(_FIELDS))
+def test_resource_precedence_per_field(backend: str, field: str) -> None:
+    (d, r, m), (section, key), (rendered_d, rendered_r, rendered_m) = _FIELDS[field]
+
+    def wrap(value: str) -> str:
+        return f"{{{field}: {value}}}" if value else ""
+
+    def got(defaults: str, runtime: str, model: str) -> Any:
+        return _model_resources(backend, wrap(defaults), wrap(runtime), wrap(model)).get(section, {}).get(key)
+
+    assert got(d, r, m) == rendered_m  # the Model wins
+    assert got(d, r, "") == rendered_r  # then the runtime
+    assert got(d, "", "") == rendered_d  # then the repo defaults
+    assert got("", r, "") == rendered_r
+    assert got("", "", m) == rendered_m
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_explicit_zero_gpu_drops_the_runtimes_gpu(backend: str) -> None:
+    """`gpu: 0` is a value, not "unset": a CPU-only Model on a GPU runtime gets no GPU (it used
+    to inherit the runtime's). It is rendered as "0" so that on kserve it also overrides the GPU
+    of the rendered ServingRuntime's container."""
+    got = _model_resources(backend, "{gpu: 2}", "{gpu: 1, cpu: '1'}", "{gpu: 0}")
+    assert got["requests"] == {"cpu": "1", "nvidia.com/gpu": "0"}
+    assert got["limits"] == {"nvidia.com/gpu": "0"}
+    got = _model_resources(backend, "{gpu: 2}", "{gpu: 0}", "")  # the runtime's 0 wins over the default
+    assert got["limits"] == {"nvidia.com/gpu": "0"}
+    assert "nvidia.com/gpu" not in str(_model_resources(backend, "", "{cpu: '1'}", ""))  # nobody asks: none
+
+
+def test_docs_state_the_precedence_the_renderer_implements() -> None:
+    """issue #9: the docs said Model, then defaults.resources, then the runtime; the renderer
+    has always done Model, then runtime, then defaults. Pin the docs to the code."""
+    root = Path(__file__).resolve().parents[2]
+    spec_md = (root / "docs" / "spec.md").read_text(encoding="utf-8")
+    assert "the Model's own value, then its ServingRuntime's `resources`, then this default" in spec_md
+    assert "then this default, then the runtime" not in spec_md
+    assert "come from `defaults.resources`, then from the runtime" not in spec_md
+    example = (root / "examples" / "model-repo" / "repo.yaml").read_text(encoding="utf-8")
+    assert "the Model's own resources, then its\n    # runtime's resources (runtimes/), then these defaults" in example
+    model_schema = json.loads((root / "schemas" / "model.schema.json").read_text(encoding="utf-8"))
+    described = model_schema["properties"]["spec"]["properties"]["resources"]["description"]
+    assert "from the ServingRuntime's resources, then from the RepositoryConfig's defaults.resources" in described
