@@ -53,6 +53,15 @@ def revision_info(revision: Revision) -> dict[str, str]:
     return info
 
 
+def _offline_info(revision: Revision) -> dict[str, str]:
+    """revision_info plus `ref`, the revision as the user named it (`main`, `HEAD~1`), which
+    labels that side of an offline diff; a side read from disk has none."""
+    info = revision_info(revision)
+    if revision.commit and revision.ref:
+        info["ref"] = revision.ref
+    return info
+
+
 def _labelled(path: str | Path, revision: str | None, label: str) -> Desired:
     try:
         return load_desired(path, revision)
@@ -66,6 +75,6 @@ def offline_plan(path: str | Path, base: str, revision: str | None = None) -> Pl
     after = _labelled(path, revision, f"the revision {revision!r}" if revision else "the working tree")
     return build_plan(
         diff_objects(after.objects, before.objects),
-        base=revision_info(before.revision),
-        revision=revision_info(after.revision),
+        base=_offline_info(before.revision),
+        revision=_offline_info(after.revision),
     )

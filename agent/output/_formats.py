@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Any
 
-from agent.output._yamldiff import unified
+from agent.output._yamldiff import LIVE_SIDES, unified
 from agent.plan import Plan
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
@@ -64,6 +64,24 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if color else text
 
 
+def revision_label(info: dict[str, str]) -> str:
+    """One side of an offline diff: `main (1a2b3c4d5e6f)` for a named revision, the short
+    commit alone when it was named by (a prefix of) its SHA, `working-tree` for the files on disk."""
+    short = info.get("short") or "working-tree"
+    ref = info.get("ref") or ""
+    if ref and not info.get("commit", "").startswith(ref):
+        return f"{ref} ({short})"
+    return short
+
+
+def diff_sides(plan: Plan) -> tuple[str, str]:
+    """What the two sides of each object's diff are called: the revisions for an offline plan
+    (its base is a commit), `live` and `desired` for a plan against a cluster."""
+    if plan.base.get("commit"):
+        return revision_label(plan.base), revision_label(plan.revision)
+    return LIVE_SIDES
+
+
 def _counts_line(plan: Plan) -> str:
     c = plan.counts()
     return f"{c['create']} to create, {c['update']} to update, {c['delete']} to delete, {c['unchanged']} unchanged"
@@ -102,8 +120,9 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
             line += f"  CONFLICT: owned by target {o.owner_conflict!r} (apply refuses; --adopt takes it)"
         add(line, "31;1" if o.owner_conflict else _COLOR[o.action])
     if show_diff:
+        sides = diff_sides(plan)
         for o in plan.changed:
-            diff = unified(o.before, o.after, visible(o.ref))
+            diff = unified(o.before, o.after, visible(o.ref), sides)
             if not diff:
                 continue
             add("")
@@ -122,6 +141,7 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
 
 
 def as_dict(plan: Plan) -> dict[str, Any]:
+    sides = diff_sides(plan)
     return {
         "apiVersion": "modelops.dev/v1alpha1",
         "kind": "Plan",
@@ -144,7 +164,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
                 "changedFields": o.changed_fields,
                 "drift": [{"field": f, "manager": m} for f, m in sorted(o.drift.items())],
                 "ownerConflict": o.owner_conflict or None,
-                "diff": "\n".join(unified(o.before, o.after, o.ref)) if o.action != "unchanged" else "",
+                "diff": "\n".join(unified(o.before, o.after, o.ref, sides)) if o.action != "unchanged" else "",
             }
             for o in plan.objects
         ],
@@ -182,8 +202,9 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
                    "apply refuses this commit unless `--adopt` is given.")
         out.append("")
     budget = max_diff_lines
+    sides = diff_sides(plan)
     for o in plan.changed:
-        diff = [visible(d) for d in unified(o.before, o.after, visible(o.ref))]
+        diff = [visible(d) for d in unified(o.before, o.after, visible(o.ref), sides)]
         body: list[str]
         if budget <= 0:
             body = ["# diff omitted (comment size limit); run `agent diff` locally"]

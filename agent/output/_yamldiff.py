@@ -14,7 +14,13 @@ def to_yaml(obj: dict[str, Any] | None) -> str:
     return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False, width=120)
 
 
-def unified(before: dict[str, Any] | None, after: dict[str, Any] | None, name: str) -> list[str]:
+LIVE_SIDES = ("live", "desired")
+
+
+def unified(before: dict[str, Any] | None, after: dict[str, Any] | None, name: str,
+            sides: tuple[str, str] = LIVE_SIDES) -> list[str]:
+    """The diff's header names each side `<side>/<name>` (`/dev/null` when the object is
+    absent there): `live`/`desired` against a cluster, the two revisions offline."""
     a, b = to_yaml(before).splitlines(), to_yaml(after).splitlines()
-    return list(difflib.unified_diff(a, b, f"live/{name}" if before else "/dev/null",
-                                     f"desired/{name}" if after else "/dev/null", lineterm="", n=3))
+    return list(difflib.unified_diff(a, b, f"{sides[0]}/{name}" if before else "/dev/null",
+                                     f"{sides[1]}/{name}" if after else "/dev/null", lineterm="", n=3))

@@ -213,6 +213,29 @@ def test_diff_markdown(history: History) -> None:
     assert r.out.count("```diff") == 2
 
 
+def test_offline_diff_sides_are_the_revisions(history: History) -> None:
+    """issue #9: `agent diff --base main --revision branch` compares two commits, not the live
+    cluster: each diff names its sides by the revisions, in text, JSON and Markdown."""
+    h = history
+    git(h.repo, "branch", "-f", "before-promotion", h.base)
+    isvc = f"InferenceService/{h.namespace}/{h.model}"
+    old, new = f"--- before-promotion ({h.base[:12]})/{isvc}", f"+++ main ({h.head[:12]})/{isvc}"
+    r = agent("diff", h.repo, "--base", "before-promotion", "--revision", "main")
+    assert r.code == 1, r.err
+    assert f"\n{old}\n{new}\n" in r.out
+    assert "live/" not in r.out and "desired/" not in r.out
+    j = agent("diff", h.repo, "--base", "before-promotion", "--revision", "main", "-o", "json")
+    doc = json.loads(j.out)
+    assert (doc["base"]["ref"], doc["revision"]["ref"]) == ("before-promotion", "main")
+    diff = next(o["diff"] for o in doc["objects"] if o["kind"] == "InferenceService" and o["action"] == "update")
+    assert diff.startswith(f"{old}\n{new}\n")
+    md = agent("diff", h.repo, "--base", "before-promotion", "--revision", "main", "-o", "markdown").out
+    assert f"\n{old}\n{new}\n" in md and "live/" not in md
+    # named by SHA: the short SHA; the working tree: `working-tree`
+    r = agent("diff", h.repo, "--base", h.head)
+    assert f"\n--- {h.head[:12]}/{isvc}\n+++ working-tree/{isvc}\n" in r.out
+
+
 def test_diff_color_always(history: History) -> None:
     r = agent("diff", history.repo, "--base", "HEAD~1", "--revision", "HEAD", "--color", "always")
     assert r.code == 1

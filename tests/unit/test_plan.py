@@ -504,6 +504,59 @@ def test_markdown_diff_budget(busy_plan: Plan) -> None:
     assert md.count("```diff") == md.count("```") // 2 == 6
 
 
+_BASE_SHA, _HEAD_SHA = "1a2b3c4d5e6f" + "0" * 28, "5e6f7a8b9c0d" + "1" * 28
+
+
+def _offline(plan: Plan, base_ref: str = "main", head_ref: str = "branch") -> Plan:
+    """plan as `offline_plan` labels it: both sides are commits named by the user."""
+    plan.base = {"commit": _BASE_SHA, "short": _BASE_SHA[:12], "ref": base_ref}
+    plan.revision = {"commit": _HEAD_SHA, "short": _HEAD_SHA[:12], "ref": head_ref}
+    return plan
+
+
+def test_offline_diff_names_the_revisions_not_live(busy_plan: Plan) -> None:
+    """issue #9: an offline diff (`--base main --revision branch`) compares two commits; its
+    sides are the revisions in text, in the JSON `diff` field and in Markdown alike."""
+    plan = _offline(busy_plan)
+    isvc = "InferenceService/fraud/scorer"
+    old, new = f"--- main (1a2b3c4d5e6f)/{isvc}", f"+++ branch (5e6f7a8b9c0d)/{isvc}"
+    text = output.text(plan)
+    doc = json.loads(output.as_json(plan))
+    md = output.markdown(plan)
+    json_diff = next(o["diff"] for o in doc["objects"] if o["kind"] == "InferenceService")
+    for rendered in (text, json_diff, md):
+        assert f"{old}\n{new}\n" in rendered + "\n"
+        assert "live/" not in rendered and "desired/" not in rendered
+    # created / deleted objects: /dev/null on the side without them
+    assert "--- /dev/null\n+++ branch (5e6f7a8b9c0d)/Deployment/recsys/new\n" in text
+    assert "--- main (1a2b3c4d5e6f)/Deployment/recsys/old\n+++ /dev/null\n" in text
+
+
+def test_offline_diff_labels_by_sha_and_working_tree(busy_plan: Plan) -> None:
+    """A side named by (a prefix of) its SHA is labelled by the short SHA alone; files on disk
+    are the `working-tree`."""
+    plan = _offline(busy_plan, base_ref=_BASE_SHA[:7])
+    plan.revision = {"commit": "", "short": "working-tree"}
+    text = output.text(plan)
+    assert "--- 1a2b3c4d5e6f/InferenceService/fraud/scorer\n+++ working-tree/InferenceService/fraud/scorer\n" in text
+    # a hostile ref cannot reach the terminal or the Markdown raw
+    plan = _offline(busy_plan, head_ref="x\x1b[2J```")
+    assert "\x1b" not in output.text(plan)
+    md = output.markdown(plan)
+    assert "+++ x\\x1b[2J``` (5e6f7a8b9c0d)/InferenceService/fraud/scorer" in md
+    # the fence of every diff naming the ref outgrows its backticks (deletions do not name it)
+    assert md.count("````diff") == sum(o.action != "delete" for o in plan.changed) == 4
+
+
+def test_live_diff_keeps_live_and_desired(busy_plan: Plan) -> None:
+    busy_plan.base = {"short": "live"}
+    busy_plan.revision = {"commit": _HEAD_SHA, "short": _HEAD_SHA[:12], "author": "a", "message": "m"}
+    for rendered in (output.text(busy_plan), output.as_json(busy_plan), output.markdown(busy_plan)):
+        assert "live/InferenceService/fraud/scorer" in rendered
+        assert "desired/InferenceService/fraud/scorer" in rendered
+        assert "5e6f7a8b9c0d)/" not in rendered
+
+
 def test_markdown_escapes_table_pipes() -> None:
     plan = plan_of([], objects(RT, model_doc("scorer", "fraud", "12")))
     plan.models[0].changes.append("a | b")
