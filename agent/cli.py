@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,63 @@ def _visible(line: str) -> str:
     return visible(line)
 
 
+_CONFIG_KIND = re.compile(rb"""^kind:[ \t]*["']?RepositoryConfig["']?[ \t]*(#.*)?\r?$""", re.MULTILINE)
+_CONFIG_SCAN_BYTES = 1 << 20  # a RepositoryConfig is small; a huge file is not read whole for this
+
+
+def _holds_repo_config(directory: Path) -> bool:
+    """A cheap text check: some *.yaml / *.yml file directly in `directory` has a top-level
+    `kind: RepositoryConfig` line."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.suffix not in (".yaml", ".yml") or not entry.is_file():
+            continue
+        try:
+            with entry.open("rb") as f:
+                head = f.read(_CONFIG_SCAN_BYTES)
+        except OSError:
+            continue
+        if _CONFIG_KIND.search(head):
+            return True
+    return False
+
+
+def find_repo_root(path: str) -> Path | None:
+    """The model repo PATH lies inside, found the way git finds its top level: the nearest
+    ancestor of PATH holding a RepositoryConfig, stopping at the git top level (a directory
+    with `.git`) or the filesystem root. None when PATH holds one itself, is not a directory,
+    or no ancestor does (PATH is then the repo, with the default config)."""
+    start = Path(path)
+    if not start.is_dir() or _holds_repo_config(start):
+        return None
+    here = Path(os.path.abspath(start))
+    if os.path.lexists(here / ".git"):
+        return None
+    for candidate in here.parents:
+        if _holds_repo_config(candidate):
+            return candidate
+        if os.path.lexists(candidate / ".git"):
+            break
+    return None
+
+
+def _repo_path(args: argparse.Namespace) -> str:
+    """PATH of the command, moved up to the model repo's root when PATH is a directory inside
+    it (a note on stderr says so). With --revision the root is found on disk and that
+    directory is read at the revision."""
+    path = str(args.path)
+    root = find_repo_root(path)
+    if root is None:
+        return path
+    shown = str(root) if os.path.isabs(path) else os.path.relpath(root)
+    print(_visible(f"note: using the model repo at {shown} (the nearest directory above {path} holding a "
+                   "RepositoryConfig)"), file=sys.stderr)
+    return shown
+
+
 def _cmd_devcluster(args: argparse.Namespace) -> int:
     from agent import devcluster
 
@@ -58,10 +116,11 @@ def _cmd_devcluster(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from agent.pipeline import load_desired
 
-    desired = load_desired(args.path, args.revision)
+    path = _repo_path(args)
+    desired = load_desired(path, args.revision)
     spec = desired.spec
     print(
-        f"ok: {args.path} @ {desired.revision.short}: {len(spec.models)} models, "
+        f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
         f"{len(spec.monitors)} monitors, {len(spec.runtimes)} runtimes, "
         f"{len(spec.manifests)} manifests -> {len(desired.objects)} objects"
     )
@@ -75,7 +134,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from agent.pipeline import load_desired
     from agent.plan import redact
 
-    objects = load_desired(args.path, args.revision).objects
+    objects = load_desired(_repo_path(args), args.revision).objects
     if not args.show_secrets:  # Secret values as markers, like diff and apply show them
         redacted = [redact(o) for o in objects]
         hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
@@ -113,12 +172,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if args.base is None:
         from agent.reconcile import live_plan
 
-        plan = live_plan(args.path, args.revision, kubeconfig=args.kubeconfig, context=args.context,
+        plan = live_plan(_repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
                          inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args))
     else:
         from agent.pipeline import offline_plan
 
-        plan = offline_plan(args.path, args.base, args.revision)
+        plan = offline_plan(_repo_path(args), args.base, args.revision)
     _print_plan(plan, args)
     _warn_conflicts(plan)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
@@ -143,7 +202,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.reconcile import Options, OwnershipConflict, reconcile
     from agent.status import wait_healthy
 
-    desired = load_desired(args.path, args.revision)  # invalid commit: raises, nothing applied
+    desired = load_desired(_repo_path(args), args.revision)  # invalid commit: raises, nothing applied
     options = Options(
         prune=True if args.prune else None,
         dry_run=args.dry_run,
@@ -270,7 +329,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from agent.pipeline import load_desired
     from agent.status import model_status
 
-    desired = load_desired(args.path, args.revision)
+    desired = load_desired(_repo_path(args), args.revision)
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
         status = model_status(desired, cluster, args.inventory_namespace)
     if args.output == "json":

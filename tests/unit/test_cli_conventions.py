@@ -152,3 +152,62 @@ def test_home_and_env_kubeconfig_are_used(monkeypatch: pytest.MonkeyPatch, no_ku
     with Cluster.connect() as cluster:
         assert cluster.host == "https://127.0.0.1:7443"
     assert no_kubeconfig == []
+
+
+# --- item 2: the repo root, found from a subdirectory ------------------------------------------
+
+GIT = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"]
+
+
+@pytest.fixture
+def model_repo(tmp_path: Any) -> Any:
+    """tmp/outer/{git top}/model-repo: a copy of the example inside a git repository."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    top = tmp_path / "top"
+    repo = top / "model-repo"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "model-repo", repo)
+    subprocess.run([*GIT, "init", "-q", str(top)], check=True)
+    subprocess.run([*GIT, "-C", str(top), "add", "-A"], check=True)
+    subprocess.run([*GIT, "-C", str(top), "commit", "-qm", "models"], check=True)
+    return repo
+
+
+@pytest.mark.parametrize("revision", [[], ["--revision", "HEAD"]])
+def test_validate_from_a_subdirectory_uses_the_repo_root(model_repo: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], revision: list[str]) -> None:
+    sub = model_repo / "teams" / "fraud"
+    monkeypatch.chdir(sub)
+    assert cli.main(["validate", *revision]) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "note: using the model repo at ../.." in captured.err
+    assert captured.out.startswith("ok: ../.. @")
+    # an explicit PATH below the root too, named as given
+    monkeypatch.chdir(model_repo.parent)
+    assert cli.main(["validate", "model-repo/teams", *revision]) == 0
+    assert "using the model repo at model-repo " in capsys.readouterr().err
+
+
+def test_the_root_itself_gets_no_note(model_repo: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(model_repo)]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_render_from_a_subdirectory_renders_the_whole_repo(model_repo: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", str(model_repo), "-o", "json"]) == 0
+    whole = capsys.readouterr().out
+    assert cli.main(["render", str(model_repo / "teams"), "-o", "json"]) == 0
+    assert capsys.readouterr().out == whole
+
+
+def test_the_walk_stops_at_the_git_top_level(model_repo: Any) -> None:
+    import shutil
+
+    top = model_repo.parent
+    shutil.move(str(model_repo / "repo.yaml"), str(top.parent / "repo.yaml"))  # above the git top level
+    (model_repo / "stray.yml").write_text("kind: Model  # not kind: RepositoryConfig\n")
+    assert cli.find_repo_root(str(model_repo / "teams")) is None
+    shutil.move(str(top.parent / "repo.yaml"), str(top / "repo.yml"))  # the git top level itself counts
+    assert cli.find_repo_root(str(model_repo / "teams")) == top
