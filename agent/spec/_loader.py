@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from agent.errors import SpecError, ValidationFailed
@@ -235,6 +237,42 @@ def _resources(raw: Mapping[str, Any] | None, base: Resources = _NO_RESOURCES) -
     )
 
 
+_QUANTITY = re.compile(r"([0-9.eE+-]+?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+_SUFFIX = {"": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+           "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10,
+           "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60}
+
+
+def _quantity(value: str) -> Decimal | None:
+    """The amount a Kubernetes quantity (as the schema admits it) stands for; None if unreadable."""
+    match = _QUANTITY.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    except InvalidOperation:
+        return None
+
+
+# (request field, limit field, the limit's YAML key, what): a limit below its request is a 422
+_REQUEST_LIMIT = (("cpu", "cpu_limit", "cpuLimit", "CPU"), ("memory", "memory_limit", "memoryLimit", "memory"))
+
+
+def _limits_below_requests(layers: list[tuple[str, Resources]]) -> Iterator[str]:
+    """Each request that the layered resources (most specific first: Model, ServingRuntime,
+    repo defaults; each field from the first layer that sets it) put above its limit, naming
+    the layer each value came from. The API server refuses such a container."""
+    for request_attr, limit_attr, limit_key, what in _REQUEST_LIMIT:
+        request = next(((v, who) for who, layer in layers if (v := getattr(layer, request_attr)) is not None), None)
+        limit = next(((v, who) for who, layer in layers if (v := getattr(layer, limit_attr)) is not None), None)
+        if request is None or limit is None:
+            continue
+        amount, cap = _quantity(request[0]), _quantity(limit[0])
+        if amount is not None and cap is not None and amount > cap:
+            yield (f"the {what} request {request[0]} ({request[1]}) is above the {what} limit {limit[0]} ({limit[1]}): "
+                   f"the API server would refuse the container; set {limit_key} (or lower the request)")
+
+
 def _config(docs: list[Document], errors: list[SpecError]) -> RepositoryConfig:
     valid = []
     for doc in docs:
@@ -300,6 +338,12 @@ def _check_namespace(doc: Document, path: list[str | int], ns: str, config: Repo
 
 def _runtime(doc: Document, errors: list[SpecError]) -> ServingRuntime | None:
     meta, spec = doc.data["metadata"], doc.data["spec"]
+    resources = _resources(spec.get("resources"))
+    problems = list(_limits_below_requests([("this ServingRuntime", resources)]))
+    for problem in problems:
+        errors.append(doc.error(["spec", "resources"], problem))
+    if problems:
+        return None
     return ServingRuntime(
         name=meta["name"],
         image=spec["image"],
@@ -310,7 +354,7 @@ def _runtime(doc: Document, errors: list[SpecError]) -> ServingRuntime | None:
         metrics_path=spec.get("metricsPath", "/metrics"),
         args=tuple(spec.get("args", ())),
         env=dict(spec.get("env", {})),
-        resources=_resources(spec.get("resources")),
+        resources=resources,
         labels=dict(meta.get("labels", {})),
         location=_loc(doc),
     )
@@ -363,6 +407,15 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
     elif backend == "kubernetes":
         errors.append(doc.error(["spec", "runtime"], "the kubernetes backend needs a runtime (it provides the container image)"))
 
+    resources = _resources(spec.get("resources"))
+    runtime_of = runtimes.get(runtime_name) if runtime_name is not None else None
+    layers = [("the Model", resources)]
+    if runtime_of is not None:
+        layers.append((f"ServingRuntime {runtime_of.name!r}", runtime_of.resources))
+    layers.append(("defaults.resources", config.default_resources))
+    for problem in _limits_below_requests(layers):
+        errors.append(doc.error(["spec", "resources"], problem))
+
     gates = tuple(Gate(metric=g["metric"], min=g.get("min"), max=g.get("max")) for g in spec.get("gates", ()))
     serving = [("stable", stable)] + ([("canary", canary.version)] if canary else [])
     for role, version in serving:
@@ -392,7 +445,7 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         backend=backend,
         stage=spec.get("stage", config.default_stage),
         runtime=runtime_name,
-        resources=_resources(spec.get("resources")),  # render layers the runtime's, then the repo defaults
+        resources=resources,  # render layers the runtime's, then the repo defaults
         replicas=spec.get("replicas"),
         autoscaling=autoscaling,
         gates=gates,

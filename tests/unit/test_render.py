@@ -940,3 +940,35 @@ def test_docs_state_the_precedence_the_renderer_implements() -> None:
     model_schema = json.loads((root / "schemas" / "model.schema.json").read_text(encoding="utf-8"))
     described = model_schema["properties"]["spec"]["properties"]["resources"]["description"]
     assert "from the ServingRuntime's resources, then from the RepositoryConfig's defaults.resources" in described
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inherited_limit_below_the_models_request_is_refused_offline(backend: str) -> None:
+    """Per-field layering can combine a Model's request with a lower limit of its runtime (or of
+    the repo defaults): the API server would refuse that container with a 422 after other
+    objects were applied, so the loader refuses the commit and names where each value came from."""
+    files = _sized_repo(backend, "{cpuLimit: 500m}", "{memory: 1Gi, memoryLimit: 2Gi}", "{cpu: '1', memory: 4Gi}")
+    with pytest.raises(ValidationFailed) as caught:
+        load(files)
+    assert [str(e) for e in caught.value.errors] == [
+        "model.yaml:10: spec.resources: the CPU request 1 (the Model) is above the CPU limit 500m "
+        "(defaults.resources): the API server would refuse the container; set cpuLimit (or lower the request)",
+        "model.yaml:10: spec.resources: the memory request 4Gi (the Model) is above the memory limit 2Gi "
+        "(ServingRuntime 'server'): the API server would refuse the container; set memoryLimit (or lower the request)",
+    ]
+    # the Model that raises its limit too is fine; so is an inherited limit above the request
+    ok = _model_resources(backend, "{cpuLimit: 500m}", "{memory: 1Gi, memoryLimit: 2Gi}",
+                          "{cpu: 250m, memory: 4Gi, memoryLimit: 6Gi}")
+    assert ok == {"requests": {"cpu": "250m", "memory": "4Gi"}, "limits": {"cpu": "500m", "memory": "6Gi"}}
+    assert _model_resources(backend, "", "{memoryLimit: 4096Mi}", "{memory: 4Gi}")["limits"] == {"memory": "4096Mi"}
+
+
+def test_runtime_whose_own_limit_is_below_its_request_is_refused() -> None:
+    files = _sized_repo("kserve", "", "{cpu: '2', cpuLimit: 1500m}", "")
+    with pytest.raises(ValidationFailed) as caught:
+        load(files)
+    assert [str(e) for e in caught.value.errors] == [
+        "model.yaml:6: spec.runtime: ServingRuntime 'server' not found in the repo (none declared)",  # left out
+        "runtime.yaml:7: spec.resources: the CPU request 2 (this ServingRuntime) is above the CPU limit 1500m "
+        "(this ServingRuntime): the API server would refuse the container; set cpuLimit (or lower the request)",
+    ]
