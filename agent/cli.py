@@ -93,6 +93,72 @@ def _repo_path(args: argparse.Namespace) -> str:
     return shown
 
 
+def _plain(value: object) -> str:
+    """A value as a person reads it, never a Python repr: yes/no, `GET 11, PATCH 2`, `a, b`, `-`."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_plain(v) for v in value) or "-"
+    return "-" if value is None or value == "" else str(value)
+
+
+def tested_with(root: Path | None = None) -> dict[str, str]:
+    """Kubernetes, KServe and Prometheus-Operator versions the agent was tested with, read from
+    tools/k8s/go.mod and tools/k8s/crds.env when the source tree is there ("unknown" if not)."""
+    tools = (root or Path(__file__).resolve().parents[1]) / "tools" / "k8s"
+    found = {"Kubernetes": "unknown", "KServe": "unknown", "Prometheus Operator": "unknown"}
+    try:
+        match = re.search(r"^\s*k8s\.io/kubernetes\s+(v\S+)", (tools / "go.mod").read_text(), re.MULTILINE)
+        if match:
+            found["Kubernetes"] = match.group(1)
+    except OSError:
+        pass
+    try:
+        env = dict(line.split("=", 1) for line in (tools / "crds.env").read_text().splitlines()
+                   if "=" in line and not line.lstrip().startswith("#"))
+        found["KServe"] = env.get("KSERVE_VERSION", "unknown").strip() or "unknown"
+        found["Prometheus Operator"] = env.get("PROMETHEUS_OPERATOR_VERSION", "unknown").strip() or "unknown"
+    except OSError:
+        pass
+    return found
+
+
+def agent_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("modelops-agent")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _version_text() -> str:
+    tested = ", ".join(f"{name} {version}" for name, version in tested_with().items())
+    return f"agent {agent_version()}\ntested with: {tested}\n"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(_version_text())
+        parser.exit(EXIT_OK)
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    if args.output == "json":
+        import json
+
+        print(json.dumps({"version": agent_version(), "testedWith": tested_with()}, indent=2))
+    else:
+        sys.stdout.write(_version_text())
+    return EXIT_OK
+
+
 def _cmd_devcluster(args: argparse.Namespace) -> int:
     from agent import devcluster
 
@@ -108,8 +174,9 @@ def _cmd_devcluster(args: argparse.Namespace) -> int:
         print(f"cluster in {directory} stopped")
         return EXIT_OK
     state = devcluster.status(directory)
+    width = max(len(name) for name in state) + 1
     for name, value in state.items():
-        print(f"{name}: {value}")
+        print(_visible(f"{name + ':':<{width}} {_plain(value)}"))
     return EXIT_OK if state.get("ready") else EXIT_CHANGES
 
 
@@ -258,7 +325,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         else:
             done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
         print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
-              f"requests: {dict(sorted(outcome.requests.items()))}")
+              f"requests: {_plain(dict(sorted(outcome.requests.items())))}")
         if outcome.inventory_error:
             print(_visible(f"error: the inventory was not saved: {outcome.inventory_error}"), file=sys.stderr)
         if status is not None:
@@ -452,6 +519,11 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="read this git commit/branch/tag instead of the working tree")
 
 
+def _add_color(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="color the diff: auto (default: on a terminal, unless $NO_COLOR), always or never")
+
+
 def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--context", help="kubeconfig context")
@@ -467,6 +539,7 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="validate a model repo (exit 0 valid, 2 invalid)")
@@ -475,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="print the Kubernetes objects a model repo renders to")
     _add_source(p)
-    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml",
+                   help="yaml: documents separated by ---; json: one v1 List (default yaml)")
     p.add_argument("--show-secrets", action="store_true",
                    help="print Secret values (default: redacted markers, as in diffs)")
     p.set_defaults(handler=_cmd_render)
@@ -483,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diff", help="what would change (exit 0 none, 1 changes, 2 error)")
     _add_source(p)
     p.add_argument("--base", help="compare against this git revision instead of the live cluster")
-    p.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text",
+                   help="text (default), json (docs/diff-json.md) or markdown (a PR comment)")
+    _add_color(p)
     _add_cluster(p)
     p.set_defaults(handler=_cmd_diff)
 
@@ -497,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit-log", help="append hash-chained audit records to this file")
     p.add_argument("--conflicts", choices=["force", "skip"], default="force",
                    help="fields owned by another manager: take them (force, Git wins) or skip the object")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=8, metavar="N",
+                   help="objects applied at once within a phase (default 8)")
     p.add_argument("--adopt", action="store_true",
                    help="take over objects that carry another target's ownership label (refused by default)")
     p.add_argument("--lock-timeout", type=float, default=0.0, metavar="S",
@@ -511,8 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unknown", action="store_true",
                    help="with --wait: Unknown health counts as settled (a cluster without the KServe controller "
                         "never reports on InferenceServices)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                   help="text (default): the diff, one line per object and a summary; json: plan, results, "
+                        "request counts and status in one document")
+    _add_color(p)
     p.set_defaults(handler=_cmd_apply)
 
     p = sub.add_parser("status", help="per model: synced, health, last apply (exit 0 all good, 1 not)",
@@ -522,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or the controller refused a commit; 2 on error.")
     _add_source(p)
     _add_cluster(p)
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                   help="text (default): a table; json: the full status document")
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
     p.set_defaults(handler=_cmd_status)
@@ -530,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
     v = audit_sub.add_parser("verify", help="verify the hash chain (exit 0 intact, 1 broken)")
-    v.add_argument("file")
+    v.add_argument("file", help="the audit log (JSON Lines) to verify")
     v.add_argument("--anchor", help="SEQ:HASH of the last committed record (default: from the cluster)")
     v.add_argument("--target", help="read the anchor from this target's inventory in the cluster")
     _add_cluster(v)
@@ -538,28 +617,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the controller: keep the cluster as Git says (every flag also AGENT_<FLAG>)")
     p.add_argument("--repo", default=_env("REPO"), help="git remote: a path, file://, https:// or ssh:// URL")
-    p.add_argument("--branch", default=_env("BRANCH", "main"))
+    p.add_argument("--branch", default=_env("BRANCH", "main"), help="branch to follow (default main)")
     p.add_argument("--path", dest="repo_path", default=_env("PATH_IN_REPO", _env("REPO_PATH", "")),
                    help="directory of the model repo inside the git repo (AGENT_REPO_PATH)")
     p.add_argument("--interval", default=_env("INTERVAL", "60s"), help="poll interval, jittered (default 60s)")
     p.add_argument("--resync", default=_env("RESYNC", "10m"), help="full re-plan from the cache (default 10m)")
     p.add_argument("--http-addr", default=_env("HTTP_ADDR", ":8080"),
                    help="/healthz /readyz /metrics /webhook (default :8080; empty: none)")
-    p.add_argument("--audit-log", default=_env("AUDIT_LOG"))
+    p.add_argument("--audit-log", default=_env("AUDIT_LOG"), help="append hash-chained audit records to this file")
     p.add_argument("--leader-elect", action="store_true", default=_env_flag("LEADER_ELECT"),
                    help="only the holder of the target's Lease writes")
     p.add_argument("--lease-name", default=_env("LEASE_NAME"), help="default modelops-<target>")
     p.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE"), help="default: the inventory namespace")
-    p.add_argument("--drift-policy", choices=["heal", "detect"], default=_env("DRIFT_POLICY", "heal"))
-    p.add_argument("--prune", action="store_true", default=_env_flag("PRUNE"))
+    p.add_argument("--drift-policy", choices=["heal", "detect"], default=_env("DRIFT_POLICY", "heal"),
+                   help="live changes to managed objects: undo them (heal, default) or only report them (detect)")
+    p.add_argument("--prune", action="store_true", default=_env_flag("PRUNE"),
+                   help="delete managed objects no longer in the repo")
     p.add_argument("--watch-dir", default=_env("WATCH_DIR"), help="a working copy to follow instead of a remote")
-    p.add_argument("--webhook-secret-file", default=_env("WEBHOOK_SECRET_FILE"))
+    p.add_argument("--webhook-secret-file", default=_env("WEBHOOK_SECRET_FILE"),
+                   help="HMAC secret that signs /webhook requests (no file: /webhook is off)")
     p.add_argument("--git-token-file", default=_env("GIT_TOKEN_FILE"), help="https token, read on every fetch")
     p.add_argument("--git-token-env", default=_env("GIT_TOKEN_ENV"), help="name of a variable holding the token")
-    p.add_argument("--ssh-key-file", default=_env("SSH_KEY_FILE"))
-    p.add_argument("--known-hosts-file", default=_env("KNOWN_HOSTS_FILE"))
+    p.add_argument("--ssh-key-file", default=_env("SSH_KEY_FILE"), help="private key for an ssh:// remote")
+    p.add_argument("--known-hosts-file", default=_env("KNOWN_HOSTS_FILE"),
+                   help="known_hosts for an ssh:// remote (host keys are always checked)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_cluster(p)
     p.set_defaults(handler=_cmd_run)
 
@@ -569,9 +652,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_demo)
 
     dc = sub.add_parser("devcluster", help="local etcd + kube-apiserver + controllers + kwok")
-    dc.add_argument("action", choices=["up", "down", "status"])
-    dc.add_argument("--dir", default=".devcluster", help="state directory (default .devcluster)")
-    dc.set_defaults(handler=_cmd_devcluster)
+    dc_sub = dc.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
+    for action, text in (("up", "start the local control plane (reuses a running one; builds it on first use)"),
+                         ("down", "stop it"),
+                         ("status", "what runs where (exit 0 ready, 1 not)")):
+        d = dc_sub.add_parser(action, help=text, description=text)
+        d.add_argument("--dir", default=".devcluster", help="state directory (default .devcluster)")
+        d.set_defaults(handler=_cmd_devcluster)
+
+    p = sub.add_parser("version", help="the agent's version and the Kubernetes/CRD versions it was tested with")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text", help="text (default) or json")
+    p.set_defaults(handler=_cmd_version)
     return parser
 
 

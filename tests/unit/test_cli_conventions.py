@@ -211,3 +211,63 @@ def test_the_walk_stops_at_the_git_top_level(model_repo: Any) -> None:
     assert cli.find_repo_root(str(model_repo / "teams")) is None
     shutil.move(str(top.parent / "repo.yaml"), str(top / "repo.yml"))  # the git top level itself counts
     assert cli.find_repo_root(str(model_repo / "teams")) == top
+
+
+# --- conventions: version, help on every flag, no Python reprs ---------------------------------
+
+def _parsers(parser: Any, path: tuple[str, ...] = ()) -> Any:
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_version_flag_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"agent {cli.agent_version()}\n") and cli.agent_version() != "unknown"
+    assert "tested with: Kubernetes v1." in text and "KServe v" in text and "Prometheus Operator v" in text
+    assert cli.main(["version"]) == 0 and capsys.readouterr().out == text
+
+
+def test_tested_with_says_unknown_outside_the_source_tree(tmp_path: Any) -> None:
+    assert set(cli.tested_with(tmp_path).values()) == {"unknown"}
+
+
+def test_every_flag_has_help() -> None:
+    missing = [f"agent {' '.join(path)} {action.option_strings or action.dest}"
+               for path, parser in _parsers(cli.build_parser()) for action in parser._actions
+               if not action.help and not action.__class__.__name__.startswith("_SubParsers")]
+    assert not missing
+
+
+def test_devcluster_actions_are_subcommands_with_their_own_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["devcluster", "up", "--help"])
+    assert "--dir DIR" in capsys.readouterr().out
+    args = cli.build_parser().parse_args(["devcluster", "status", "--dir", "x"])
+    assert (args.action, args.dir) == ("status", "x")
+
+
+def test_devcluster_status_prints_no_python_reprs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import agent.devcluster
+
+    monkeypatch.setattr(agent.devcluster, "status", lambda _d: {
+        "ready": True, "directory": str(tmp_path), "pids": {"etcd": 10, "kube-apiserver": 11},
+        "running": {"etcd": True, "kube-apiserver": False}, "ports": {}})
+    assert cli.main(["devcluster", "status", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "True" not in out
+    assert "pids:      etcd 10, kube-apiserver 11\n" in out and "running:   etcd yes, kube-apiserver no\n" in out
+    assert "ready:     yes\n" in out and "ports:     -\n" in out
+
+
+def test_plain_values() -> None:
+    assert cli._plain({"GET": 11, "PATCH (dry-run)": 2}) == "GET 11, PATCH (dry-run) 2"
+    assert cli._plain({}) == "-" and cli._plain(None) == "-" and cli._plain(["a", "b"]) == "a, b"
