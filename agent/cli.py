@@ -184,6 +184,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from agent.pipeline import load_desired
 
     path = _repo_path(args)
+    if args.output != "text":
+        return _validate_document(path, args)
     desired = load_desired(path, args.revision)
     spec = desired.spec
     print(
@@ -192,6 +194,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{len(spec.manifests)} manifests -> {len(desired.objects)} objects"
     )
     return EXIT_OK
+
+
+def _validate_document(path: str, args: argparse.Namespace) -> int:
+    """validate -o json|yaml: {valid, path, revision, counts, errors}, errors as a list of
+    {file, line, field, message}; exit 2 when invalid, as in text."""
+    from agent.pipeline import load_desired
+
+    doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
+    try:
+        desired = load_desired(path, args.revision)
+    except ValidationFailed as exc:
+        doc.update(valid=False, revision=exc.revision or args.revision,
+                   errors=[{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in exc.errors])
+    else:
+        spec = desired.spec
+        doc.update(revision=desired.revision.short, counts={
+            "models": len(spec.models), "monitors": len(spec.monitors), "runtimes": len(spec.runtimes),
+            "manifests": len(spec.manifests), "objects": len(desired.objects)})
+    _write_document(doc, args.output)
+    return EXIT_OK if doc["valid"] else EXIT_ERROR
+
+
+def _write_document(doc: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        from agent.output import to_yaml
+
+        sys.stdout.write(to_yaml(doc))
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -390,8 +423,6 @@ def _print_status(status: dict[str, object]) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    import json
-
     from agent.cluster import Cluster
     from agent.pipeline import load_desired
     from agent.status import model_status
@@ -399,8 +430,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     desired = load_desired(_repo_path(args), args.revision)
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
         status = model_status(desired, cluster, args.inventory_namespace)
-    if args.output == "json":
-        print(json.dumps(status, indent=2))
+    if args.output in ("json", "yaml"):
+        _write_document(status, args.output)
     else:
         _print_status(status)
     return EXIT_OK if status_ok(status, args.allow_unknown) else EXIT_CHANGES
@@ -544,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate a model repo (exit 0 valid, 2 invalid)")
     _add_source(p)
+    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
+                   help="text (default); json or yaml: {valid, path, revision, counts, errors}, each error "
+                        "{file, line, field, message}")
     p.set_defaults(handler=_cmd_validate)
 
     p = sub.add_parser("render", help="print the Kubernetes objects a model repo renders to")
@@ -600,8 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or the controller refused a commit; 2 on error.")
     _add_source(p)
     _add_cluster(p)
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
-                   help="text (default): a table; json: the full status document")
+    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
+                   help="text (default): a table; json or yaml: the full status document")
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
     p.set_defaults(handler=_cmd_status)

@@ -271,3 +271,31 @@ def test_devcluster_status_prints_no_python_reprs(monkeypatch: pytest.MonkeyPatc
 def test_plain_values() -> None:
     assert cli._plain({"GET": 11, "PATCH (dry-run)": 2}) == "GET 11, PATCH (dry-run) 2"
     assert cli._plain({}) == "-" and cli._plain(None) == "-" and cli._plain(["a", "b"]) == "a, b"
+
+
+# --- conventions: machine-readable validate and status -----------------------------------------
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_validate_output_documents(fmt: str, model_repo: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    assert cli.main(["validate", str(model_repo), "-o", fmt]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)  # JSON is YAML
+    assert doc["valid"] is True and doc["errors"] == []
+    assert doc["counts"]["models"] == 5 and doc["counts"]["objects"] > 0
+
+    model = next((model_repo / "teams").rglob("models/*.yaml"))
+    model.write_text(model.read_text().replace("apiVersion:", "bogusField: 1\napiVersion:", 1))
+    assert cli.main(["validate", str(model_repo), "-o", fmt]) == 2
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert doc["valid"] is False and doc["counts"] is None
+    assert doc["errors"] and set(doc["errors"][0]) == {"file", "line", "field", "message"}
+    assert any(e["file"].endswith(model.name) and isinstance(e["line"], int) for e in doc["errors"])
+
+
+def test_status_yaml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    _offline_status(monkeypatch, _status(_model("a", "Healthy")))
+    assert cli.main(["status", ".", "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["models"][0]["name"] == "a"
