@@ -265,7 +265,7 @@ def _print_plan(plan: Plan, args: argparse.Namespace) -> None:
     elif args.output == "markdown":
         sys.stdout.write(output.markdown(plan))
     else:
-        sys.stdout.write(output.text(plan, color=_use_color(args.color)))
+        sys.stdout.write(output.text(plan, color=_use_color(args.color), show_diff=not getattr(args, "quiet", False)))
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -348,9 +348,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
     else:
-        _print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color))
+        _print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color, quiet=args.quiet))
         verb = "would apply" if args.dry_run else "applied"
         for r in outcome.report.results:
+            if args.quiet and r not in outcome.report.failed:  # -q: per-object lines of failures only
+                continue
             line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
             print(_visible(line + (f": {r.message}" if r.message else "")))
         if args.dry_run:
@@ -548,6 +550,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
     p.add_argument("--revision", help="read this git commit/branch/tag instead of the working tree")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
 
 
 def _add_color(p: argparse.ArgumentParser) -> None:
@@ -614,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the target's Lease when another apply or the controller holds it "
                         "(default 0: fail at once, naming the holder)")
     p.add_argument("--no-events", action="store_true", help="do not emit Kubernetes Events")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no diff and no line per applied object: the per-model summary, failures and the totals")
     p.add_argument("--wait", action="store_true",
                    help="wait until every model has settled: Healthy or Degraded (exit 2 when Degraded, or "
                         "on timeout naming the models still Progressing or Unknown)")
@@ -704,6 +709,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if getattr(args, "verbose", False):
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return handler(args)
     except ValidationFailed as exc:

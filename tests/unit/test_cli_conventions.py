@@ -299,3 +299,52 @@ def test_status_yaml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     _offline_status(monkeypatch, _status(_model("a", "Healthy")))
     assert cli.main(["status", ".", "-o", "yaml"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["models"][0]["name"] == "a"
+
+
+# --- conventions: apply -q, -v ------------------------------------------------------------------
+
+def _offline_apply(monkeypatch: pytest.MonkeyPatch, repo: Any, seen: list[Any] | None = None) -> Any:
+    """apply against no cluster: reconcile is replaced by one that 'applies' every object."""
+    import agent.reconcile
+    from agent.apply import ApplyReport
+    from agent.apply._engine import ObjectResult
+    from agent.pipeline import load_desired
+    from agent.plan import build_plan, diff_objects
+    from agent.sync import Outcome
+
+    plan = build_plan(diff_objects(load_desired(repo).objects, []))
+    outcome = Outcome(plan, ApplyReport([ObjectResult(c, "applied") for c in plan.changed]), {"GET": 11, "PATCH": 2})
+    outcome.report.results[0].outcome = "failed"
+    outcome.report.results[0].message = "boom"
+
+    def fake(desired: Any, cluster: Any, options: Any, progress: Any = None) -> Outcome:
+        if seen is not None:
+            seen.append(options)
+        return outcome
+
+    monkeypatch.setattr(agent.reconcile, "reconcile", fake)
+    monkeypatch.setattr(Cluster, "connect", classmethod(lambda cls, *_a, **_k: nullcontext()))
+    return outcome
+
+
+def test_apply_quiet_prints_summaries_and_failures_only(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = _offline_apply(monkeypatch, model_repo)
+    assert cli.main(["apply", str(model_repo), "--color", "never"]) == 2  # one object failed
+    loud = capsys.readouterr().out
+    assert cli.main(["apply", str(model_repo), "--color", "never", "-q"]) == 2
+    quiet = capsys.readouterr().out
+    first_ok = outcome.report.results[1].change.ref
+    assert f"applied   create  {first_ok}" in loud and "applied   create" not in quiet  # no line per applied object
+    assert "+++" not in quiet and "+++" in loud  # no diff
+    assert "boom" in quiet  # failures still named
+    assert "requests: GET 11, PATCH 2" in quiet and "{" not in quiet.splitlines()[-1]
+
+
+def test_verbose_logs_debug_to_stderr(monkeypatch: pytest.MonkeyPatch, model_repo: Any) -> None:
+    import logging
+
+    configured: list[int] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **k: configured.append(k["level"]))
+    assert cli.main(["validate", str(model_repo), "-v"]) == 0
+    assert configured == [logging.DEBUG]
