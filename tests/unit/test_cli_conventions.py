@@ -348,3 +348,39 @@ def test_verbose_logs_debug_to_stderr(monkeypatch: pytest.MonkeyPatch, model_rep
     monkeypatch.setattr(logging, "basicConfig", lambda **k: configured.append(k["level"]))
     assert cli.main(["validate", str(model_repo), "-v"]) == 0
     assert configured == [logging.DEBUG]
+
+
+# --- conventions: shell completion --------------------------------------------------------------
+
+def _bash_complete(script: str, *words: str) -> list[str]:
+    import shlex
+    import subprocess
+
+    line = " ".join(shlex.quote(w) for w in words)
+    program = (f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _agent_complete; "
+               'printf "%s\\n" "${COMPREPLY[@]}"')
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], capture_output=True, text=True,
+                          check=True, timeout=30)
+    return done.stdout.split()
+
+
+def test_bash_completion_completes_commands_flags_and_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert {"validate", "render", "diff", "apply", "status", "devcluster", "version"} <= set(_bash_complete(script, "agent", ""))
+    assert _bash_complete(script, "agent", "ap") == ["apply"]
+    assert {"--allow-unknown", "--wait", "--prune", "-q"} <= set(_bash_complete(script, "agent", "apply", "x", ""))
+    assert _bash_complete(script, "agent", "status", "-o", "") == ["text", "json", "yaml"]
+    assert _bash_complete(script, "agent", "devcluster", "")[:3] == ["up", "down", "status"]
+    assert "--dir" in _bash_complete(script, "agent", "devcluster", "up", "--")
+
+
+def test_zsh_and_fish_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", "zsh"]) == 0
+    zsh = capsys.readouterr().out
+    assert "bashcompinit" in zsh and "complete -o default -F _agent_complete agent" in zsh
+    assert cli.main(["completion", "fish"]) == 0
+    fish = capsys.readouterr().out
+    assert "complete -c agent -n '__fish_use_subcommand' -a apply" in fish
+    assert "complete -c agent -n '__fish_seen_subcommand_from status' -l allow-unknown" in fish
+    assert "-s o -l output -x -a 'text json yaml'" in fish
