@@ -150,3 +150,27 @@ def test_cache_key_is_the_pins_and_the_recipe_not_the_script(fake_env: dict[str,
     rc, out, err = _finish(_start(script, fake_env))
     assert rc == 0, err
     assert out.strip().splitlines()[-1] != cache
+
+
+def test_an_interrupted_build_is_completed_and_its_leftovers_removed(fake_env: dict[str, str]) -> None:
+    rc, out, err = _finish(_start(K8S / "build.sh", fake_env))
+    assert rc == 0, err
+    cache = Path(out.strip().splitlines()[-1])
+    # What a build killed mid-way leaves: one binary missing, its temporary directory, no marker.
+    (cache / "bin" / "kwok").unlink()
+    (cache / "crds" / ".complete").unlink()
+    stale = cache / ".tmp.AbC123"
+    stale.mkdir()
+    (stale / "kwok").write_text("half a binary")
+    calls = Path(fake_env["FAKE_GO_DIR"]) / "calls"
+    calls.write_text("")
+
+    rc, out, err = _finish(_start(K8S / "build.sh", fake_env))
+    assert rc == 0, err
+    assert out.strip().splitlines()[-1] == str(cache)
+    builds = [c for c in calls.read_text().splitlines() if c.startswith("go build")]
+    assert len(builds) == 1 and builds[0].endswith(" sigs.k8s.io/kwok/cmd/kwok"), builds  # only what was missing
+    assert os.access(cache / "bin" / "kwok", os.X_OK)
+    assert (cache / "crds" / ".complete").is_file()
+    assert not stale.exists()
+    assert [p for p in cache.rglob("*") if ".tmp" in p.name] == []

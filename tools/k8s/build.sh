@@ -47,6 +47,8 @@ if command -v flock >/dev/null; then
     echo "$dir"
     exit 0
   fi
+  # Holding the lock, no other build is running here: a temporary directory is a killed build's.
+  rm -rf "$dir"/.tmp.*
 else
   echo "warning: flock not found; concurrent builds into $dir are not serialized" >&2
 fi
