@@ -336,6 +336,59 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Filter:
+    """`-n/--namespace NS` and `--model NAME` (diff, status, apply). With --model: the objects
+    of the models of that name (in NS when -n is given); with -n alone: every object in NS and
+    the Namespace NS itself."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.namespace: str | None = getattr(args, "namespace", None)
+        self.models: tuple[str, ...] = tuple(getattr(args, "model", None) or ())
+
+    @property
+    def active(self) -> bool:
+        return bool(self.namespace or self.models)
+
+    def describe(self) -> str:
+        parts = ([f"--model {', '.join(self.models)}"] if self.models else []) + (
+            [f"-n {self.namespace}"] if self.namespace else [])
+        return " ".join(parts)
+
+    def model(self, namespace: str, name: str) -> bool:
+        if self.models and name not in self.models:
+            return False
+        return self.namespace is None or namespace == self.namespace
+
+    def _matches(self, kind: str, namespace: str, name: str, model: str | None) -> bool:
+        if self.models:
+            if model is None:
+                return False
+            model_ns, _, model_name = model.partition("/")
+            return self.model(model_ns, model_name)
+        return self.namespace is None or namespace == self.namespace or (kind == "Namespace" and name == self.namespace)
+
+    def object(self, obj: dict[str, Any]) -> bool:
+        from agent.plan import model_of
+
+        meta = obj.get("metadata") or {}
+        return self._matches(str(obj.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")),
+                             model_of(obj))
+
+    def plan(self, plan: Plan) -> Plan:
+        from agent.plan import build_plan
+
+        if not self.active:
+            return plan
+        kept = [c for c in plan.objects if self._matches(c.kind, c.namespace, c.name, c.model)]
+        if not kept:
+            raise AgentError(f"no object matches {self.describe()}")
+        return build_plan(kept, plan.base, plan.revision)
+
+    def check_models(self, models: Iterable[tuple[str, str]]) -> None:
+        if self.models and not any(self.model(ns, name) for ns, name in models):
+            raise AgentError(f"no model matches {self.describe()} in the repo")
+
+
 def _use_color(choice: str) -> bool:
     if choice == "always":
         return True
@@ -365,6 +418,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from agent.pipeline import offline_plan
 
         plan = offline_plan(_repo_path(args), args.base, args.revision)
+    plan = _Filter(args).plan(plan)
     _print_plan(plan, args)
     _warn_conflicts(plan)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
@@ -390,8 +444,20 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.status import wait_healthy
 
     desired = load_desired(_repo_path(args), args.revision)  # invalid commit: raises, nothing applied
+    selected = _Filter(args)
+    if selected.active:
+        if args.prune:
+            raise AgentError(f"--prune with {selected.describe()} is refused: pruning needs every object of the "
+                             "repo to know what is no longer in it; apply without the filter to prune")
+        selected.check_models((m.namespace, m.name) for m in desired.spec.models)
+        import dataclasses
+
+        kept = [o for o in desired.objects if selected.object(o)]
+        if not kept:
+            raise AgentError(f"no object matches {selected.describe()}")
+        desired = dataclasses.replace(desired, objects=kept)
     options = Options(
-        prune=True if args.prune else None,
+        prune=False if selected.active else (True if args.prune else None),
         dry_run=args.dry_run,
         allow_mass_prune=args.allow_mass_prune,
         force_conflicts=args.conflicts == "force",
@@ -416,7 +482,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         if args.wait:
             waiting = _wait_printer() if sys.stderr.isatty() else None
             status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace,
-                                  allow_unknown=args.allow_unknown, progress=waiting)
+                                  allow_unknown=args.allow_unknown, progress=waiting,
+                                  select=lambda m: selected.model(m["namespace"], m["name"]))
             if waiting is not None:
                 print(file=sys.stderr)
     if args.output == "json":
@@ -517,8 +584,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from agent.status import model_status
 
     desired = load_desired(_repo_path(args), args.revision)
+    selected = _Filter(args)
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
         status = model_status(desired, cluster, args.inventory_namespace)
+    if selected.active:
+        status = {**status, "models": [m for m in status["models"] if selected.model(m["namespace"], m["name"])]}
+        if not status["models"]:
+            raise AgentError(f"no model matches {selected.describe()} in the repo")
     if args.output in ("json", "yaml"):
         _write_document(status, args.output)
     else:
@@ -640,6 +712,13 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
 
 
+def _add_filter(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("-n", "--namespace", metavar="NS",
+                   help=f"{verb} only objects in namespace NS (with --model: only that namespace's models of that name)")
+    p.add_argument("--model", action="append", metavar="NAME",
+                   help=f"{verb} only the objects of the model(s) NAME (repeatable)")
+
+
 def _add_color(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="color the diff: auto (default: on a terminal, unless $NO_COLOR), always or never")
@@ -680,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diff", help="what would change (exit 0 none, 1 changes, 2 error)")
     _add_source(p)
+    _add_filter(p, "diff")
     p.add_argument("--base", help="compare against this git revision instead of the live cluster")
     p.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text",
                    help="text (default), json (docs/diff-json.md) or markdown (a PR comment)")
@@ -689,6 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help="make the cluster match the repo (server-side apply)")
     _add_source(p)
+    _add_filter(p, "apply (no --prune with a filter)")
     _add_cluster(p)
     p.add_argument("--prune", action="store_true", help="delete managed objects no longer in the repo")
     p.add_argument("--allow-mass-prune", action="store_true", help="override the prune budget")
@@ -725,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(Unknown: no controller reports on it; accepted with --allow-unknown), "
                                    "or the controller refused a commit; 2 on error.")
     _add_source(p)
+    _add_filter(p, "show")
     _add_cluster(p)
     p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
                    help="text (default): a table; json or yaml: the full status document")

@@ -74,15 +74,19 @@ def unsettled(status: dict[str, Any], allow_unknown: bool = False) -> list[str]:
 
 def wait_healthy(desired: Desired, cluster: Cluster, timeout: float, interval: float = 1.0,
                  inventory_namespace: str = INVENTORY_NAMESPACE, *, allow_unknown: bool = True,
-                 progress: Callable[[dict[str, Any], list[str]], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[dict[str, Any], list[str]], None] | None = None,
+                 select: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     """Poll status until every model has settled: Healthy or Degraded (waiting longer will
     not help: the caller reports it); Unknown too when `allow_unknown` (the default for
     library callers such as the demo; `agent apply --wait` accepts it only with
     `--allow-unknown`). `status["unsettled"]` names the models still pending at the timeout;
-    `progress(status, pending)` is called after every poll."""
+    `progress(status, pending)` is called after every poll; `select(model)` keeps only the
+    models it accepts (an apply of some models waits for those)."""
     deadline = time.monotonic() + timeout
     while True:
         status = model_status(desired, cluster, inventory_namespace)
+        if select is not None:
+            status["models"] = [m for m in status["models"] if select(m)]
         pending = unsettled(status, allow_unknown)
         if progress is not None:
             progress(status, pending)

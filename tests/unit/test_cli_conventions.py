@@ -384,3 +384,63 @@ def test_zsh_and_fish_scripts(capsys: pytest.CaptureFixture[str]) -> None:
     assert "complete -c agent -n '__fish_use_subcommand' -a apply" in fish
     assert "complete -c agent -n '__fish_seen_subcommand_from status' -l allow-unknown" in fish
     assert "-s o -l output -x -a 'text json yaml'" in fish
+
+
+# --- conventions: -n/--namespace and --model filters -------------------------------------------
+
+def test_apply_with_a_filter_applies_only_those_objects(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import agent.reconcile
+
+    applied: list[Any] = []
+    _offline_apply(monkeypatch, model_repo)
+    inner = agent.reconcile.reconcile
+
+    def spy(desired: Any, cluster: Any, options: Any, progress: Any = None) -> Any:
+        applied.append((desired.objects, options))
+        return inner(desired, cluster, options, progress)
+
+    monkeypatch.setattr(agent.reconcile, "reconcile", spy)
+    cli.main(["apply", str(model_repo), "--model", "fraud-scorer", "-q"])
+    objects, options = applied[-1]
+    assert objects and all(o["metadata"]["labels"]["modelops.dev/model"] == "fraud-scorer" for o in objects)
+    assert options.prune is False  # never the repo policy's prune with a filter
+
+    cli.main(["apply", str(model_repo), "-n", "recsys", "-q"])
+    objects, _ = applied[-1]
+    assert {o["metadata"].get("namespace") or o["metadata"]["name"] for o in objects} == {"recsys"}
+    assert any(o["kind"] == "Namespace" for o in objects)
+
+
+def test_prune_with_a_filter_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    def no_cluster(*_a: object, **_k: object) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr(Cluster, "connect", classmethod(no_cluster))
+    assert cli.main(["apply", str(model_repo), "--model", "ranker", "--prune"]) == 2
+    assert "--prune with --model ranker is refused" in capsys.readouterr().err
+    assert cli.main(["apply", str(model_repo), "--model", "no-such-model"]) == 2
+    assert "no model matches --model no-such-model" in capsys.readouterr().err
+
+
+def test_diff_and_status_filters(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import agent.pipeline
+    from agent.plan import build_plan, diff_objects
+
+    everything = build_plan(diff_objects(agent.pipeline.load_desired(model_repo).objects, []))
+    monkeypatch.setattr(agent.pipeline, "offline_plan", lambda *_a, **_k: everything)
+    assert cli.main(["diff", str(model_repo), "--base", "HEAD", "--model", "ranker", "-o", "json"]) == 1
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in doc["models"]] == ["ranker"]
+    assert cli.main(["diff", str(model_repo), "--base", "HEAD", "-n", "nowhere"]) == 2
+    assert "no object matches -n nowhere" in capsys.readouterr().err
+
+    _offline_status(monkeypatch, _status(_model("a", "Healthy"), _model("b", "Degraded")))
+    assert cli.main(["status", ".", "--model", "a"]) == 0  # b's Degraded is not looked at
+    out = capsys.readouterr().out
+    assert "ns/a" in out and "ns/b" not in out
+    assert cli.main(["status", ".", "-n", "ns"]) == 1
