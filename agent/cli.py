@@ -700,6 +700,40 @@ def _env_flag(name: str) -> bool:
     return (os.environ.get(f"AGENT_{name}") or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from agent import output
+    from agent.promote import Change, promote
+
+    if args.stable or args.rollback:
+        if args.canary is not None or args.traffic is not None:
+            raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
+        change = Change("stable" if args.stable else "rollback")
+    elif args.traffic is None:
+        raise AgentError("say what to do: --canary VERSION --traffic PCT, --traffic PCT, --stable or --rollback")
+    else:
+        change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
+    if change.traffic is not None and not 0 <= change.traffic <= 100:
+        raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
+    outcome = promote(_repo_path(args), args.model, args.namespace, change, commit=args.commit,
+                      branch=args.branch, dry_run=args.dry_run)
+    if args.dry_run:
+        for line in outcome.diff.splitlines() or ["no change to the file"]:
+            print(_visible(line.rstrip("\r")))
+        print("\ncommit message:\n" + "\n".join("    " + line for line in outcome.message.splitlines()))
+        print()
+    sys.stdout.write(output.text(outcome.plan, show_diff=False))
+    if outcome.after == outcome.before:
+        print(_visible(f"no change: {outcome.model} is already so; nothing written"))
+    elif args.dry_run:
+        print("dry run: nothing written")
+    elif outcome.commit:
+        where = f" on branch {outcome.branch}" if outcome.branch else ""
+        print(_visible(f"committed {outcome.commit[:12]}{where}: {outcome.message.splitlines()[0]}"))
+    else:
+        print(_visible(f"wrote {outcome.file}"))
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -853,6 +887,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_cluster(p)
     p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("promote", help="edit a model's canary/stable in the repo (validated first; optionally committed)",
+                       description="Edit a Model's canary and stable version in the model repo's files, keeping "
+                                   "everything else of the file byte for byte. The whole repo, edit included, is "
+                                   "validated (promotion gates too) before anything is written; then the model-level "
+                                   "plan of the change is printed.")
+    p.add_argument("model", help="the Model's metadata.name")
+    p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
+    p.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--canary", metavar="VERSION", help="start or change the canary: this version, with --traffic PCT")
+    what.add_argument("--stable", action="store_true", help="make the canary version the stable version; the canary is removed")
+    what.add_argument("--rollback", action="store_true", help="drop the canary (the stable version takes all traffic)")
+    p.add_argument("--traffic", type=int, metavar="PCT",
+                   help="percent of requests to the canary, 0-100 (alone: move an existing canary's split)")
+    p.add_argument("--commit", action="store_true",
+                   help="git commit the file with a structured message (Model, From-Version, To-Version, Traffic trailers)")
+    p.add_argument("--branch", metavar="NAME",
+                   help="create or switch to branch NAME, then commit there (implies --commit; refused when the "
+                        "work tree has uncommitted changes)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the file's unified diff and the commit message; write nothing, run no git command")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+    p.set_defaults(handler=_cmd_promote)
 
     p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
     p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")
