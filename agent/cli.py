@@ -709,6 +709,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
             raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
         change = Change("stable" if args.stable else "rollback")
     elif args.traffic is None:
+        if args.canary is not None:
+            raise AgentError(f"--canary {args.canary} needs --traffic PCT (the canary's share of requests, 0-100)")
         raise AgentError("say what to do: --canary VERSION --traffic PCT, --traffic PCT, --stable or --rollback")
     else:
         change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)

@@ -245,7 +245,9 @@ def test_gate_failure_is_refused_and_writes_nothing(repo: Path, capsys: pytest.C
 @pytest.mark.parametrize(("args", "message"), [
     (["--canary", "99", "--traffic", "5"], "has no version '99'"),
     (["--traffic", "101"], "outside 0-100"),
-    (["--canary", "13"], "say what to do"),
+    (["--canary", "13"], "--canary 13 needs --traffic PCT"),
+    ([], "say what to do"),
+    (["--stable", "--traffic", "5"], "--stable takes no --canary or --traffic"),
     (["-n", "recsys", "--stable"], "no model 'fraud-scorer' in namespace 'recsys'"),
 ])
 def test_errors_are_one_line_exit_2(repo: Path, capsys: pytest.CaptureFixture[str], args: list[str],
