@@ -17,7 +17,6 @@ import difflib
 import json
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,19 +312,19 @@ def describe(change: Change, key: str, stable: str, canary: str | None, canary_t
             f"To-Version: {target}\nTraffic: {traffic}\n")
 
 
-def _git(cwd: Path, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+def _git(cwd: Path, *args: str) -> str:
+    """git through the source edge's runner (timeout, process group killed and reaped)."""
+    from agent.source import GitFailed, run_git
+
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, check=False, env=env)
+        return run_git(["git", *args], env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=GIT_TIMEOUT, cwd=cwd)
     except FileNotFoundError as exc:
         raise PromoteError("git is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise PromoteError(f"git {args[0]} took longer than {GIT_TIMEOUT:g}s") from exc
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise PromoteError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else done.returncode}")
-    return done.stdout
+    except GitFailed as exc:
+        if exc.timed_out:
+            raise PromoteError(f"git {args[0]} took longer than {GIT_TIMEOUT:g}s") from exc
+        detail = exc.stderr.strip().splitlines()
+        raise PromoteError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else 'no error message'}") from exc
 
 
 def _dirty(cwd: Path, *paths: str) -> list[str]:
@@ -409,7 +408,7 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     if commit:
         try:
             _git(root, "add", "--", str(target.resolve()))
-            _git(root, "commit", "--quiet", "-F", "-", "--", str(target.resolve()), stdin=message)
+            _git(root, "commit", "--quiet", "-m", message, "--", str(target.resolve()))
         except PromoteError as exc:  # put the file back as it was: no half-done promotion
             _write(target, files[rel])
             _git(root, "reset", "--quiet", "--", str(target.resolve()))

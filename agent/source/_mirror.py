@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agent.errors import SourceError
 
-__all__ = ["Backoff", "Credentials", "Mirror", "redact_url"]
+__all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "run_git"]
 
 # The environment variables (set only for one git child) through which the askpass helper
 # learns what to answer. Their names are not secret; their values are.
@@ -159,7 +159,9 @@ def _mirror_dir_name(shown_url: str) -> str:
     return f"{slug}-{digest}.git"
 
 
-class _GitFailed(Exception):
+class GitFailed(Exception):
+    """A git child failed (or timed out); stderr with any secret masked."""
+
     def __init__(self, stderr: str, timed_out: bool = False) -> None:
         super().__init__(stderr)
         self.stderr = stderr
@@ -171,7 +173,7 @@ def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd:
     """Run one git (or any) child with a timeout and return its stdout; never leaves it behind.
 
     The child leads its own process group, so on timeout the whole group (git and its
-    transport helpers) is killed, then reaped. Raises _GitFailed with stderr (secrets masked)."""
+    transport helpers) is killed, then reaped. Raises GitFailed with stderr (secrets masked)."""
     proc = subprocess.Popen(  # an argv list, no shell
         list(args), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
@@ -192,9 +194,9 @@ def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd:
     for secret in secrets:
         stderr = stderr.replace(secret, "***")
     if timed_out:
-        raise _GitFailed(stderr, timed_out=True)
+        raise GitFailed(stderr, timed_out=True)
     if proc.returncode != 0:
-        raise _GitFailed(stderr)
+        raise GitFailed(stderr)
     return out.decode("utf-8", "replace")
 
 
@@ -303,7 +305,7 @@ class Mirror:
         try:
             out = run_git(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}^{{commit}}"],
                           env=self._env(), timeout=self.timeout, cwd=self.path)
-        except _GitFailed as exc:
+        except GitFailed as exc:
             if exc.timed_out:
                 raise SourceError(f"{self.path}: git rev-parse timed out after {self.timeout:g}s") from None
             return None
@@ -318,7 +320,7 @@ class Mirror:
             try:
                 run_git(["git", "-c", "gc.autoDetach=false", "gc", "--quiet", "--prune=now"], env=self._env(),
                         timeout=max(self.timeout, 600.0), cwd=self.path)
-            except _GitFailed as exc:
+            except GitFailed as exc:
                 reason = "timed out" if exc.timed_out else _one_line(exc.stderr)
                 raise SourceError(f"{self.path}: git gc: {reason}") from None
 
@@ -357,7 +359,7 @@ class Mirror:
                     run_git(["git", "config", "--", key, value], env=env, timeout=self.timeout, cwd=self.path)
                 run_git(["git", "symbolic-ref", "HEAD", f"refs/heads/{self.branch}"], env=env,
                         timeout=self.timeout, cwd=self.path)
-            except _GitFailed as exc:
+            except GitFailed as exc:
                 raise SourceError(f"{self.path}: cannot create the mirror: {_one_line(exc.stderr)}") from None
             except OSError as exc:
                 raise SourceError(f"{self.path}: cannot create the mirror: {exc.strerror or exc}") from None
@@ -427,7 +429,7 @@ class Mirror:
         try:
             return run_git(self.git_argv(args), env=self._env(token), timeout=self.timeout, cwd=self.path,
                            secrets=secrets)
-        except _GitFailed as exc:
+        except GitFailed as exc:
             self.stats["errors"] += 1
             if exc.timed_out:
                 raise SourceError(f"git {args[0]} {self.url}: timed out after {self.timeout:g}s") from None
