@@ -26,10 +26,14 @@ from agent.spec import schemas_dir
 _KEEP = 16  # entries kept; older ones are removed
 
 
+def cache_root() -> Path:
+    """The agent's cache directory: $AGENT_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache)/modelops-agent."""
+    return Path(os.environ.get("AGENT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelops-agent"))
+
+
 def _root() -> Path:
-    base = os.environ.get("AGENT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelops-agent")
-    return Path(base) / "desired"
+    return cache_root() / "desired"
 
 
 @cache

@@ -236,7 +236,7 @@ def _refuse(run: Run, plan: Plan, observed: Observed, prune: bool, started: floa
     if refusal is None:
         return
     refusal.plan = plan
-    if run.audit is not None:
+    if run.auditing:
         run.closing("refused", plan, started, error=str(refusal))
         if not options.dry_run:
             with contextlib.suppress(ClusterError):  # the refusal stands; the anchor is a courtesy here

@@ -93,21 +93,31 @@ def intent_record(c: ObjectChange, commit: str) -> dict[str, Any]:
 
 
 class Run:
-    """One reconcile's bookkeeping: the audit sink (if any), the inventory, the anchor."""
+    """One reconcile's bookkeeping: the audit sink (if any), the inventory, the anchor.
+
+    The audit log is opened at the first record, so a pass that records nothing (the
+    controller's no-op resyncs) touches no file."""
 
     def __init__(self, desired: Desired, cluster: Cluster, options: Options) -> None:
         self.desired, self.cluster, self.options = desired, cluster, options
         self.target = desired.spec.config.name
         self.audit: Any = None
-        if options.audit_log:
-            from agent.audit import AuditLog  # structlog is only needed when auditing
-
-            self.audit = AuditLog(options.audit_log, identity())
+        self._opening = threading.Lock()
         self.anchor: tuple[int, str] | None = None
 
+    @property
+    def auditing(self) -> bool:
+        return self.options.audit_log is not None
+
     def record(self, event: str, *, sync: bool = True, **fields: Any) -> None:
-        if self.audit is not None:
-            self.anchor = self.audit.write(event, sync=sync, **fields)
+        if self.options.audit_log is None:
+            return
+        with self._opening:  # records come from the apply's worker threads
+            if self.audit is None:
+                from agent.audit import AuditLog  # structlog is only needed when auditing
+
+                self.audit = AuditLog(self.options.audit_log, identity())
+        self.anchor = self.audit.write(event, sync=sync, **fields)
 
     def closing(self, result: str, plan: Plan, started: float, **extra: Any) -> None:
         rev = self.desired.revision

@@ -1,6 +1,6 @@
 """Execute plans: ordering, concurrency, conflict policy, prune budget."""
 
 from agent.apply._engine import ApplyReport, ObjectResult, PruneRefused, check_prune_budget, execute
-from agent.apply._events import EventPoster, event_for
+from agent.apply._events import EventPoster, event_for, make_event
 
-__all__ = ["ApplyReport", "EventPoster", "ObjectResult", "PruneRefused", "check_prune_budget", "event_for", "execute"]
+__all__ = ["ApplyReport", "EventPoster", "ObjectResult", "PruneRefused", "check_prune_budget", "event_for", "execute", "make_event"]

@@ -24,25 +24,19 @@ _REASONS = {"applied": "Applied", "deleted": "Pruned", "failed": "ApplyFailed", 
 _TIMEOUT = (2.0, 5.0)
 
 
-def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, Any] | None:
-    """The Event an object result deserves, or None (pure)."""
-    c = result.change
-    reason = _REASONS.get(result.outcome)
-    if reason is None:
-        return None
+def make_event(involved: dict[str, Any], reason: str, message: str, *, warning: bool,
+               now: datetime | None = None) -> dict[str, Any]:
+    """An Event of the agent about `involved` (apiVersion, kind, name[, namespace, uid]), posted
+    in the object's namespace (cluster-scoped objects: "default") (pure)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    uid = ((result.live or c.live or {}).get("metadata") or {}).get("uid")
-    message = {"Applied": f"{c.action}d by modelops-agent",
-               "Pruned": "deleted by modelops-agent (no longer in Git)"}.get(reason, result.message)
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{c.name}.", "namespace": c.namespace or "default"},
-        "involvedObject": {"apiVersion": c.api_version, "kind": c.kind, "name": c.name,
-                           **({"namespace": c.namespace} if c.namespace else {}), **({"uid": uid} if uid else {})},
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved.get("namespace") or "default"},
+        "involvedObject": involved,
         "reason": reason,
         "message": message[:1000],
-        "type": "Normal" if reason in ("Applied", "Pruned") else "Warning",
+        "type": "Warning" if warning else "Normal",
         "source": {"component": FIELD_MANAGER},
         "reportingComponent": FIELD_MANAGER,
         "reportingInstance": socket.gethostname(),
@@ -50,6 +44,20 @@ def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, An
         "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, Any] | None:
+    """The Event an object result deserves, or None (pure)."""
+    c = result.change
+    reason = _REASONS.get(result.outcome)
+    if reason is None:
+        return None
+    uid = ((result.live or c.live or {}).get("metadata") or {}).get("uid")
+    message = {"Applied": f"{c.action}d by modelops-agent",
+               "Pruned": "deleted by modelops-agent (no longer in Git)"}.get(reason, result.message)
+    involved = {"apiVersion": c.api_version, "kind": c.kind, "name": c.name,
+                **({"namespace": c.namespace} if c.namespace else {}), **({"uid": uid} if uid else {})}
+    return make_event(involved, reason, message, warning=reason not in ("Applied", "Pruned"), now=now)
 
 
 class EventPoster:

@@ -394,8 +394,24 @@ class Cluster:
             if exc.status != 404:
                 raise
 
-    def create(self, info: KindInfo, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = self.request("POST", info.collection_path(namespace), body=obj)
+    def create(self, info: KindInfo, obj: dict[str, Any], namespace: str | None = None, *,
+               make_namespace: bool = False) -> dict[str, Any]:
+        """POST obj; with make_namespace, a missing namespace (404) is created first (the agent's
+        own bookkeeping namespace on a fresh cluster), then the POST is sent again."""
+        path = info.collection_path(namespace)
+        try:
+            out: dict[str, Any] = self.request("POST", path, body=obj)
+        except ClusterError as exc:
+            if not (make_namespace and namespace and exc.status == 404):
+                raise
+            ns = self.kind("v1", "Namespace")
+            try:
+                self.request("POST", ns.collection_path(), body={"apiVersion": "v1", "kind": "Namespace",
+                                                                  "metadata": {"name": namespace}})
+            except ClusterError as again:
+                if again.status != 409:  # created meanwhile: fine
+                    raise
+            out = self.request("POST", path, body=obj)
         return out
 
     def replace(self, info: KindInfo, obj: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.cluster._client import Cluster, ClusterError
+from agent.cluster._client import Cluster
 from agent.cluster._kinds import well_known
 from agent.render import ObjectKey
 from agent.spec import group_of
@@ -89,8 +89,7 @@ class Inventory:
 
 
 _CM = well_known("v1", "ConfigMap")
-_NS = well_known("v1", "Namespace")
-assert _CM is not None and _NS is not None
+assert _CM is not None
 
 
 def load_inventory(cluster: Cluster, target: str, namespace: str = INVENTORY_NAMESPACE) -> Inventory:
@@ -101,16 +100,10 @@ def load_inventory(cluster: Cluster, target: str, namespace: str = INVENTORY_NAM
 
 def save_inventory(cluster: Cluster, inv: Inventory) -> None:
     """Create or replace (optimistic concurrency through resourceVersion)."""
-    assert _CM is not None and _NS is not None
+    assert _CM is not None
     body = inv.to_configmap()
     if inv.resource_version is None:
-        try:
-            created = cluster.create(_CM, body, inv.namespace)
-        except ClusterError as exc:
-            if exc.status != 404:
-                raise
-            cluster.create(_NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": inv.namespace}})
-            created = cluster.create(_CM, body, inv.namespace)
+        created = cluster.create(_CM, body, inv.namespace, make_namespace=True)
         inv.resource_version = created["metadata"]["resourceVersion"]
     else:
         replaced = cluster.replace(_CM, body)

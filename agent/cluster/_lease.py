@@ -22,8 +22,7 @@ from agent.cluster._kinds import well_known
 from agent.errors import AgentError
 
 _LEASE = well_known("coordination.k8s.io/v1", "Lease")
-_NS = well_known("v1", "Namespace")
-assert _LEASE is not None and _NS is not None
+assert _LEASE is not None
 
 
 class LeaseHeld(AgentError):
@@ -117,20 +116,6 @@ class TargetLease:
             "acquireTime": spec.get("acquireTime") if spec.get("holderIdentity") == self.identity else now,
             "renewTime": now, "leaseTransitions": transitions}}
 
-    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
-        assert _LEASE is not None and _NS is not None
-        try:
-            return dict(self.cluster.create(_LEASE, body, self.namespace))
-        except ClusterError as exc:
-            if exc.status != 404:
-                raise
-        try:
-            self.cluster.create(_NS, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
-        except ClusterError as exc:
-            if exc.status != 409:
-                raise
-        return dict(self.cluster.create(_LEASE, body, self.namespace))
-
     def acquire(self) -> None:
         assert _LEASE is not None
         deadline = time.monotonic() + self.wait
@@ -139,7 +124,8 @@ class TargetLease:
             if current is None or self._free(current):
                 body = self._body(current)
                 try:
-                    self._record = self._create(body) if current is None else self.cluster.replace(_LEASE, body)
+                    self._record = (self.cluster.create(_LEASE, body, self.namespace, make_namespace=True) if current is None
+                                    else self.cluster.replace(_LEASE, body))
                 except ClusterError as exc:
                     if exc.status != 409:  # someone else got there first: look again
                         raise

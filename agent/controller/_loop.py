@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.apply import ObjectResult
+from agent._desired_cache import cache_root
+from agent.apply import ObjectResult, make_event
 from agent.cache import LiveCache
 from agent.cluster import (
     FIELD_MANAGER,
@@ -61,9 +62,7 @@ DriftPolicy = Literal["heal", "detect"]
 
 
 def _default_cache_dir() -> Path:
-    root = os.environ.get("AGENT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelops-agent")
-    return Path(root) / "controller"
+    return cache_root() / "controller"
 
 
 @dataclass
@@ -150,6 +149,7 @@ class Controller:
         self._keys: frozenset[ObjectKey] = frozenset()
         self._cached_for: Desired | None = None  # the desired state the cache's namespaces follow
         self._managed_namespaces: dict[tuple[str, str], frozenset[str]] = {}
+        self._cached_inventory: Inventory | None = None  # the inventory object the cache's kinds follow
 
     # --- triggers ---------------------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -361,31 +361,36 @@ class Controller:
         """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it."""
         if self.desired is None:
             return
-        target = self.desired.spec.config.name
         namespace = self.config.inventory_namespace
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": "modelops-invalid-commit.", "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,
-                               "name": Inventory(target=target).name},
-            "reason": "InvalidCommit", "type": "Warning",
-            "message": f"commit {commit[:12]} is invalid and was not applied ({self.commit[:12] or 'nothing'} stays): "
-                       + "; ".join(errors[:3])[:900],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": socket.gethostname(), "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
+        inventory = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,
+                     "name": Inventory(target=self.desired.spec.config.name).name}
+        event = make_event(inventory, "InvalidCommit", f"commit {commit[:12]} is invalid and was not applied "
+                           f"({self.commit[:12] or 'nothing'} stays): " + "; ".join(errors[:3]), warning=True)
         with contextlib.suppress(ClusterError, AgentError):
             self.cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event, retries=0)
 
     # --- live state -------------------------------------------------------------------------
     def _ensure_cache(self, desired: Desired) -> LiveCache:
-        infos = [self.cluster.kind(a, k) for a, k in sorted({(str(o["apiVersion"]), str(o["kind"]))
-                                                               for o in desired.objects})]
+        """The watch cache, covering the kinds and namespaces of `desired` and the inventory. Those
+        are worked out again only when either was replaced, not on every resync."""
+        if self.cache is None or desired is not self._cached_for or self.inventory is not self._cached_inventory:
+            self._follow(desired)
+        assert self.cache is not None
+        if not self.cache.wait_synced(120):
+            raise AgentError("the live cache did not sync within 120 s")
+        denied = sorted(f"{kind} in {ns or 'all namespaces'}" for _group, kind, ns in self.cache.forbidden)
+        if denied:  # the plan would take what it cannot see as missing: refuse to write from it
+            raise AgentError(f"not allowed to list {', '.join(denied)}: grant the agent's ServiceAccount "
+                             "list/watch there (deploy/README.md)")
+        return self.cache
+
+    def _follow(self, desired: Desired) -> None:
+        wanted = {(str(o["apiVersion"]), str(o["kind"])) for o in desired.objects}
+        infos = [self.cluster.kind(api_version, kind) for api_version, kind in sorted(wanted)]
         if self.inventory is not None:
-            for entry in self.inventory.entries.values():
-                with contextlib.suppress(AgentError):
-                    infos.append(self.cluster.kind(entry.api_version, entry.kind))
+            for api_version, kind in sorted({(e.api_version, e.kind) for e in self.inventory.entries.values()} - wanted):
+                with contextlib.suppress(AgentError):  # a kind of an old commit the cluster no longer serves
+                    infos.append(self.cluster.kind(api_version, kind))
         self._map_namespaces(desired)
         if self.cache is None:
             self.cache = LiveCache(self.cluster, infos, selector(), namespaces=self._namespaces_of)
@@ -396,16 +401,8 @@ class Controller:
             for info in infos:
                 if (info.api_version, info.kind) not in known:
                     self.cache.add_kind(info)
-            if desired is not self._cached_for:
-                self.cache.refresh_namespaces()  # a least-privilege install lists per namespace: follow new ones
-        self._cached_for = desired
-        if not self.cache.wait_synced(120):
-            raise AgentError("the live cache did not sync within 120 s")
-        denied = sorted(f"{kind} in {ns or 'all namespaces'}" for _group, kind, ns in self.cache.forbidden)
-        if denied:  # the plan would take what it cannot see as missing: refuse to write from it
-            raise AgentError(f"not allowed to list {', '.join(denied)}: grant the agent's ServiceAccount "
-                             "list/watch there (deploy/README.md)")
-        return self.cache
+            self.cache.refresh_namespaces()  # a least-privilege install lists per namespace: follow new ones
+        self._cached_for, self._cached_inventory = desired, self.inventory
 
     def _namespaces_of(self, info: KindInfo) -> set[str]:
         """Where a kind is managed: where the cache lists it when it may not list it across all

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import BASE, CONFIG, MODEL, RUNTIME, t
 
 from agent.cli import main
 from agent.spec._yaml import MAX_FILE_BYTES
+from tests.unit.conftest import BASE, CONFIG, MODEL, RUNTIME, t
 
 M = "models/scorer.yaml"
 # MODEL's lines: 4 metadata.name, 5 metadata.namespace, 7 spec.format, 8 spec.runtime,

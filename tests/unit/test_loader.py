@@ -4,7 +4,13 @@ defaults and policy. In memory only: no cluster, no network, no files except the
 from __future__ import annotations
 
 import pytest
-from conftest import (
+
+from agent.errors import SpecError, ValidationFailed
+from agent.render import render
+from agent.source import DirectorySource
+from agent.spec import load
+from agent.spec._yaml import MAX_FILE_BYTES
+from tests.unit.conftest import (
     CONFIG,
     EXAMPLE_REPO,
     MODEL,
@@ -16,12 +22,6 @@ from conftest import (
     repo,
     t,
 )
-
-from agent.errors import SpecError, ValidationFailed
-from agent.render import render
-from agent.source import DirectorySource
-from agent.spec import load
-from agent.spec._yaml import MAX_FILE_BYTES
 
 # --- the error type ---------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ import os
 from typing import Any
 
 import yaml
-from conftest import BASE, CONFIG, MODEL, RUNTIME, files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ValidationFailed
 from agent.render import render
 from agent.spec import Spec, load
+from tests.unit.conftest import BASE, CONFIG, MODEL, RUNTIME, files
 
 # AGENT_FUZZ_EXAMPLES=5000 explores with a random seed; by default a fixed, small run
 _EXAMPLES = os.environ.get("AGENT_FUZZ_EXAMPLES")

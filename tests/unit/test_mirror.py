@@ -21,12 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_REPO
 
 from agent.errors import SourceError
 from agent.pipeline import load_desired
 from agent.source import Backoff, Credentials, GitSource, Mirror, open_source, redact_url
 from agent.source._mirror import run_git
+from tests.unit.conftest import EXAMPLE_REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI")
 

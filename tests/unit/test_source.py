@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_REPO
 
 from agent.errors import SourceError, SpecError
 from agent.source import DirectorySource, GitSource, Snapshot, open_source
 from agent.spec import load
 from agent.spec._yaml import MAX_FILE_BYTES
+from tests.unit.conftest import EXAMPLE_REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI")
 
