@@ -16,7 +16,7 @@ import yaml
 from agent.devcluster._api import Api, ApiError, Json
 from agent.devcluster._components import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
 from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc, log_tail, running
+from agent.devcluster._processes import Proc, exit_status, log_tail, running
 
 NODE_NAME = "kwok-node-0"
 # GPUs too, so GPU models schedule on the fake node like on a real GPU pool
@@ -25,6 +25,10 @@ CHECK_NAMESPACE = "devcluster-check"
 CHECK_APP = "devcluster-check"
 FIELD_MANAGER = "agent-devcluster"
 _CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+class ComponentExited(DevclusterError):
+    """A process of the cluster ended while `up` waited for it."""
 
 
 class Waiter:
@@ -44,8 +48,10 @@ class Waiter:
                 last = err
             for proc in self.processes():
                 if not running(proc):
-                    raise DevclusterError(
-                        f"{proc.name} exited while waiting for {what}; {proc.log} ends:\n" + log_tail(proc)
+                    status = exit_status(proc)
+                    raise ComponentExited(
+                        f"{proc.name} exited{f' ({status})' if status else ''} while waiting for {what}; "
+                        f"{proc.log} ends:\n" + log_tail(proc)
                     )
             if time.monotonic() > self.deadline:
                 detail = f" (last error: {last})" if last else ""

@@ -245,6 +245,12 @@ def up(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> ClusterInfo:
                 continue
             except DevclusterError as err:
                 if previous is None:
+                    # A component of a new, empty cluster that died while starting (seen once
+                    # under load: etcd gone in its first second) gets one more go on new ports.
+                    if isinstance(err, _bootstrap.ComponentExited) and attempt < _START_ATTEMPTS:
+                        first_line = str(err).splitlines()[0]
+                        message = f"the first start failed ({first_line}); started again on new ports"
+                        continue
                     raise
                 raise DevclusterError(
                     f"could not restart the cluster in {directory} on its data: {err}\n"

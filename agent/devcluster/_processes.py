@@ -23,6 +23,8 @@ from agent.devcluster._errors import DevclusterError
 
 # Popen objects of processes started by this Python process: polling them reaps zombies.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# Exit codes of children reaped by running(), for exit_status().
+_EXITED: dict[int, int] = {}
 _PORT_LOW, _PORT_HIGH = 20000, 32000
 
 
@@ -89,6 +91,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, cwd: Path) -> Proc:
             close_fds=True,
         )
     _CHILDREN[popen.pid] = popen
+    _EXITED.pop(popen.pid, None)
     stat = _stat(popen.pid)
     if stat is None:
         raise DevclusterError(f"{name} exited immediately; see {log}")
@@ -96,15 +99,35 @@ def spawn(name: str, argv: Sequence[str], log: Path, cwd: Path) -> Proc:
 
 
 def running(proc: Proc) -> bool:
-    """True if proc's pid is still that very process (same start time and executable)."""
-    child = _CHILDREN.get(proc.pid)
-    if child is not None and child.poll() is not None:
-        del _CHILDREN[proc.pid]
-        return False
+    """True if proc's pid is still that very process (same start time and executable).
+
+    /proc decides, not Popen.poll(): poll() reports a child as exited (status 0) when waitpid
+    fails with ECHILD, which says nothing about the process itself. poll() only reaps a zombie.
+    """
     stat = _stat(proc.pid)
-    if stat is None or stat[0] in ("Z", "X") or stat[1] != proc.start_ticks:
-        return False
-    return _argv0(proc.pid) == proc.exe
+    alive = (stat is not None and stat[0] not in ("Z", "X") and stat[1] == proc.start_ticks
+             and _argv0(proc.pid) == proc.exe)
+    if not alive:
+        child = _CHILDREN.get(proc.pid)
+        if child is not None and child.poll() is not None:
+            _EXITED[proc.pid] = child.returncode
+            del _CHILDREN[proc.pid]
+    return alive
+
+
+def exit_status(proc: Proc) -> str:
+    """How a stopped child of ours ended ("exit status 1", "killed by SIGKILL"), or ""."""
+    code = _EXITED.get(proc.pid)
+    if code is None:
+        child = _CHILDREN.get(proc.pid)
+        code = child.poll() if child is not None else None
+    if code is None:
+        return ""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _stop_one(proc: Proc, timeout: float) -> bool:
