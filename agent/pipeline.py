@@ -50,6 +50,8 @@ def revision_info(revision: Revision) -> dict[str, str]:
     info = {"commit": revision.commit, "short": revision.short}
     if revision.commit:
         info.update(author=revision.author, message=revision.message.splitlines()[0] if revision.message else "")
+        if revision.pull_request:
+            info["pullRequest"] = revision.pull_request
     return info
 
 

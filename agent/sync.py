@@ -121,6 +121,8 @@ class Run:
 
     def closing(self, result: str, plan: Plan, started: float, **extra: Any) -> None:
         rev = self.desired.revision
+        if rev.pull_request:
+            extra = {"pull_request": rev.pull_request, **extra}
         self.record("reconcile", target=self.target, commit=rev.commit, author=rev.author, message=rev.message,
                     dry_run=self.options.dry_run, result=result, counts=plan.counts(),
                     duration_s=round(time.monotonic() - started, 3), **extra)

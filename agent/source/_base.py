@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,6 +23,27 @@ class Revision:
     @property
     def short(self) -> str:
         return self.commit[:12] if self.commit else "working-tree"
+
+    @property
+    def pull_request(self) -> str:
+        """The pull/merge request a merge commit came from, as its forge writes it ("#12",
+        "group/project!12"), or "" if the message names none. Read from the message the forge
+        wrote on merge, so the audit log can say which PR a rollout was."""
+        for pattern in _PR_PATTERNS:
+            found = pattern.search(self.message)
+            if found:
+                return found.group(1)
+        return ""
+
+
+# Merge commit messages, most specific first: GitLab's trailer, Gitea's and GitHub's merge
+# commits, then a squash-merge subject ending in "(#12)" (GitHub, Gitea).
+_PR_PATTERNS = (
+    re.compile(r"^See merge request ([\w./-]+![0-9]+)\s*$", re.MULTILINE),
+    re.compile(r"^Merge pull request '.*' \((#[0-9]+)\) from ", re.MULTILINE),
+    re.compile(r"^Merge pull request (#[0-9]+) from ", re.MULTILINE),
+    re.compile(r"\A[^\n]*\((#[0-9]+)\)[ \t]*$", re.MULTILINE),
+)
 
 
 @dataclass
