@@ -66,3 +66,28 @@ def commit(root: Path, message: str) -> str:
     subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
     subprocess.run([*GIT, "commit", "-q", "--allow-empty", "-m", message], cwd=root, check=True)
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
+
+
+def renamed_example(dest: Path, target: str, renamed: dict[str, str]) -> Path:
+    """examples/model-repo copied to dest as target `target`, its namespaces renamed (e.g.
+    fraud -> dep-fraud), so a test applies it to the shared cluster without touching others'."""
+    import re
+    import shutil
+
+    from agent.pipeline import load_desired
+
+    shutil.copytree(EXAMPLE, dest)
+    line = re.compile(r"(?m)^(\s*(?:namespace:|name:|-)\s*)(" + "|".join(renamed) + r")\s*$")
+    for path in dest.rglob("*.yaml"):
+        text = line.sub(lambda m: m.group(1) + renamed[m.group(2)], path.read_text(encoding="utf-8"))
+        if path.name == "repo.yaml":
+            text = text.replace("name: ml-platform", f"name: {target}", 1)
+        path.write_text(text, encoding="utf-8")
+    desired = load_desired(dest)
+    assert desired.spec.config.name == target
+    used = {o["metadata"].get("namespace") or o["metadata"]["name"] for o in desired.objects}
+    assert used == set(renamed.values()), used  # nothing left in the original namespaces
+    return dest

@@ -30,12 +30,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agent.pipeline import load_desired
+from tests.integration._repos import renamed_example
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "model-repo"
 OVERLAY = ROOT / "deploy" / "overlays" / "example"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 SYSTEM = "modelops-system"
@@ -157,18 +156,7 @@ def test_overlay_deployment_becomes_available(installed: list[dict[str, Any]], a
 
 def renamed_copy(dest: Path) -> Path:
     """examples/model-repo as target `deploy-test` in namespaces dep-fraud/dep-recsys."""
-    shutil.copytree(EXAMPLE, dest)
-    line = re.compile(r"(?m)^(\s*(?:namespace:|name:|-)\s*)(" + "|".join(RENAMED) + r")\s*$")
-    for path in dest.rglob("*.yaml"):
-        text = line.sub(lambda m: m.group(1) + RENAMED[m.group(2)], path.read_text(encoding="utf-8"))
-        if path.name == "repo.yaml":
-            text = text.replace("name: ml-platform", f"name: {TARGET}", 1)
-        path.write_text(text, encoding="utf-8")
-    desired = load_desired(dest)
-    assert desired.spec.config.name == TARGET
-    used = {o["metadata"].get("namespace") or o["metadata"]["name"] for o in desired.objects}
-    assert used == set(RENAMED.values()), used  # nothing left in fraud/recsys
-    return dest
+    return renamed_example(dest, TARGET, RENAMED)
 
 
 def namespace_bindings() -> str:
