@@ -2,10 +2,16 @@
 
 Real API semantics (server-side apply, schema validation, RBAC, controllers) without
 containers: the agent's integration tests and the demo run against it. See tools/k8s.
+Beside it, a local Gitea (`forge_up`): a real Git forge over HTTPS with its own CA, so the agent
+is tested as the Git client it is in production. See tools/gitea.
 """
 
 from agent.devcluster._build import binaries, repo_root
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
+from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up
 
-__all__ = ["ClusterInfo", "DevclusterError", "binaries", "down", "repo_root", "status", "up"]
+__all__ = [
+    "ClusterInfo", "DevclusterError", "ForgeInfo", "binaries", "down", "forge_binaries", "forge_create_repo",
+    "forge_down", "forge_up", "repo_root", "status", "up",
+]

@@ -88,10 +88,10 @@ def _serial() -> str:
     return "0x" + secrets.token_hex(16)
 
 
-def create(directory: Path) -> Pki:
-    """Make a fresh CA, the leaf certificates and the service-account key pair."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pki = Pki(directory)
+_LOCAL_SERVER_SANS = ("DNS:localhost", "IP:127.0.0.1")
+
+
+def _write_config(directory: Path) -> Path:
     config = directory / "openssl.cnf"
     config.write_text(
         "[req]\ndistinguished_name = dn\n[dn]\n"
@@ -105,24 +105,57 @@ def create(directory: Path) -> Pki:
         "[clientAuth]\nbasicConstraints = critical,CA:FALSE\n"
         "keyUsage = critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage = clientAuth\n"
+        "[localServer]\nbasicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        f"subjectAltName = {','.join(_LOCAL_SERVER_SANS)}\n"
     )
+    return config
+
+
+def _new_ca(pki: Pki, config: Path, subject: str) -> None:
     _new_key(pki.ca_key)
     _openssl(
-        "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", "/CN=devcluster-ca",
+        "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", subject,
         "-days", _DAYS, "-set_serial", _serial(), "-config", str(config), "-extensions", "ca",
         "-out", str(pki.ca_cert),
     )  # fmt: skip
+
+
+def _new_leaf(pki: Pki, config: Path, name: str, subject: str, extensions: str) -> None:
+    csr = pki.directory / f"{name}.csr"
+    _new_key(pki.key(name))
+    _openssl("req", "-new", "-key", str(pki.key(name)), "-subj", subject,
+             "-config", str(config), "-out", str(csr))  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key),
+        "-set_serial", _serial(), "-days", _DAYS, "-extfile", str(config),
+        "-extensions", extensions, "-out", str(pki.cert(name)),
+    )  # fmt: skip
+    csr.unlink()
+
+
+def create(directory: Path) -> Pki:
+    """Make a fresh CA, the leaf certificates and the service-account key pair."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = Pki(directory)
+    config = _write_config(directory)
+    _new_ca(pki, config, "/CN=devcluster-ca")
     for name, (subject, usage) in _LEAVES.items():
-        csr = directory / f"{name}.csr"
-        _new_key(pki.key(name))
-        _openssl("req", "-new", "-key", str(pki.key(name)), "-subj", subject,
-                 "-config", str(config), "-out", str(csr))  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key),
-            "-set_serial", _serial(), "-days", _DAYS, "-extfile", str(config),
-            "-extensions", usage, "-out", str(pki.cert(name)),
-        )  # fmt: skip
-        csr.unlink()
+        _new_leaf(pki, config, name, subject, usage)
     _new_key(pki.sa_key)
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    return pki
+
+
+def create_local_server(directory: Path, name: str = "server", ca_subject: str = "/CN=devcluster-local-ca") -> Pki:
+    """A serving certificate name.crt/.key for DNS:localhost and IP:127.0.0.1, signed by the CA
+    in directory (made first if there is none): a local server that clients reach over real TLS.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = Pki(directory)
+    config = _write_config(directory)
+    if not (pki.ca_cert.is_file() and pki.ca_key.is_file()):
+        _new_ca(pki, config, ca_subject)
+    _new_leaf(pki, config, name, "/CN=localhost", "localServer")
     return pki

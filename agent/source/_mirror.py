@@ -69,13 +69,16 @@ class Credentials:
     https: a token read from `token_file` (e.g. a mounted Secret, re-read on every call so a
     rotated token is picked up) or from the environment variable named `token_env`, sent as
     the password of `username` (GitHub, GitLab and Gitea accept any user name with a token).
-    ssh: a private key file and the known_hosts file the server's key must be in."""
+    ssh: a private key file and the known_hosts file the server's key must be in.
+    https with a private CA (a company forge, the local Gitea): `ca_file`, the PEM bundle git
+    trusts instead of the system's (GIT_SSL_CAINFO of every git child)."""
 
     token_file: Path | None = None
     token_env: str | None = None
     username: str = "x-access-token"
     ssh_key_file: Path | None = None
     known_hosts_file: Path | None = None
+    ca_file: Path | None = None
 
     @property
     def has_token(self) -> bool:
@@ -102,6 +105,21 @@ class Credentials:
         if "\n" in value or "\r" in value:
             raise SourceError(f"{where} holds more than one line")
         return value
+
+    def ca_path(self) -> str | None:
+        """The CA bundle's absolute path, checked readable now (else git would only say that a
+        certificate failed to verify); a SourceError naming the file."""
+        if self.ca_file is None:
+            return None
+        path = os.path.abspath(self.ca_file)
+        try:
+            with open(path, "rb") as f:
+                content = f.read(8 << 20)  # a CA bundle is well below this
+        except OSError as exc:
+            raise SourceError(f"cannot read the git CA file {self.ca_file}: {exc.strerror or exc}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in content:
+            raise SourceError(f"the git CA file {self.ca_file} holds no PEM certificate")
+        return path
 
 
 def redact_url(url: str) -> str:
@@ -339,6 +357,8 @@ class Mirror:
                               + (" (http would show it to the network)" if kind == "http" else ""))
         if creds.has_ssh and kind != "ssh":
             raise SourceError(f"{self.url}: an ssh key or known_hosts file needs an ssh URL")
+        if creds.ca_file is not None and kind != "https":
+            raise SourceError(f"{self.url}: a CA file is only used for https")
         if creds.has_token and any(c in creds.username for c in "\x00\r\n"):
             raise SourceError("the git user name holds a line break")
 
@@ -399,6 +419,9 @@ class Mirror:
             env.update({"GIT_ASKPASS": str(self._askpass), _TOKEN_ENV: token, _USER_ENV: self.credentials.username})
         if self.credentials.has_ssh:
             env["GIT_SSH_COMMAND"] = self.ssh_command()
+        if self.credentials.ca_file is not None:  # this CA only: an inherited GIT_SSL_CAPATH would add others
+            env["GIT_SSL_CAINFO"] = os.path.abspath(self.credentials.ca_file)
+            env.pop("GIT_SSL_CAPATH", None)
         return env
 
     def ssh_command(self) -> str:
@@ -422,6 +445,7 @@ class Mirror:
         """Run a git command that talks to the remote (from inside the mirror, so no other
         repository's config applies); failures become a SourceError naming the URL."""
         token = self.credentials.token() if self.credentials.has_token else None
+        self.credentials.ca_path()  # readable now, or a SourceError naming it
         if token is not None and not self._askpass.is_file():
             self._write_askpass()
         secrets = [] if token is None else [
