@@ -643,11 +643,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.repo and not args.watch_dir:
         raise AgentError("agent run needs --repo URL (or AGENT_REPO), or --watch-dir PATH")
     credentials = None
-    if args.git_token_file or args.git_token_env or args.ssh_key_file or args.known_hosts_file:
+    if args.git_token_file or args.git_token_env or args.ssh_key_file or args.known_hosts_file or args.git_ca_file:
         credentials = Credentials(
             token_file=Path(args.git_token_file) if args.git_token_file else None, token_env=args.git_token_env,
             ssh_key_file=Path(args.ssh_key_file) if args.ssh_key_file else None,
-            known_hosts_file=Path(args.known_hosts_file) if args.known_hosts_file else None)
+            known_hosts_file=Path(args.known_hosts_file) if args.known_hosts_file else None,
+            ca_file=Path(args.git_ca_file) if args.git_ca_file else None)
     config = RunConfig(
         repo=args.repo or str(args.watch_dir), branch=args.branch, path=args.repo_path.strip("/"),
         interval=_seconds(args.interval), resync=_seconds(args.resync), kubeconfig=args.kubeconfig,
@@ -702,7 +703,7 @@ def _env_flag(name: str) -> bool:
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     from agent import output
-    from agent.promote import Change, promote
+    from agent.promote import Change, GitAuth, connect_forge, forge_options, plan_push, promote, username_for
 
     if args.stable or args.rollback:
         if args.canary is not None or args.traffic is not None:
@@ -716,8 +717,57 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
     if change.traffic is not None and not 0 <= change.traffic <= 100:
         raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
-    outcome = promote(_repo_path(args), args.model, args.namespace, change, commit=args.commit,
-                      branch=args.branch, dry_run=args.dry_run)
+    if args.open_pr and args.push is None:
+        args.push = "origin"
+    pushing = args.push is not None
+    forge_flags = {"--base": args.base, "--forge": args.forge, "--api-url": args.api_url,
+                   "--token-env": args.token_env, "--token-file": args.token_file}
+    extra = [flag for flag, value in forge_flags.items() if value] + (["--ca-file"] if args.ca_file else [])
+    if extra and not pushing:
+        raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
+    path = _repo_path(args)
+    target = forge = None
+    auth = GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
+    if pushing:
+        root = _git_root(path)
+        options = forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
+        if args.open_pr and not args.dry_run:  # the token and the forge first: no commit without them
+            from agent.promote import resolve_remote
+
+            url = resolve_remote(root, args.push)
+            forge, token, kind = connect_forge(url, options)
+            auth = GitAuth(token=token, username=username_for(kind), ca_file=auth.ca_file)
+        elif args.token_env or args.token_file:  # --push alone: a token only when one is named
+            from agent.promote import read_git_token
+
+            token = read_git_token(options)
+            auth = GitAuth(token=token, username=username_for(args.forge), ca_file=auth.ca_file)
+        try:
+            target = plan_push(root, args.push, args.branch, args.base, auth)
+        except BaseException:
+            if forge is not None:
+                forge.close()
+            raise
+    try:
+        return _promote_and_publish(args, change, path, target, forge, auth, output, promote)
+    finally:
+        if forge is not None:
+            forge.close()
+
+
+def _git_root(path: str) -> Path:
+    from agent.promote import git_toplevel
+
+    return git_toplevel(Path(path))
+
+
+def _promote_and_publish(args: argparse.Namespace, change: Any, path: str, target: Any, forge: Any, auth: Any,
+                         output: Any, promote: Any) -> int:
+    from agent.promote import branch_plan, open_pull, pull_body, push, relabel
+
+    branch = args.branch if target is None else (args.branch or None)
+    outcome = promote(path, args.model, args.namespace, change, commit=args.commit or target is not None,
+                      branch=branch, dry_run=args.dry_run)
     if args.dry_run:
         for line in outcome.diff.splitlines() or ["no change to the file"]:
             print(_visible(line.rstrip("\r")))
@@ -733,6 +783,60 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         print(_visible(f"committed {outcome.commit[:12]}{where}: {outcome.message.splitlines()[0]}"))
     else:
         print(_visible(f"wrote {outcome.file}"))
+    if target is None:
+        return EXIT_OK
+    from agent.promote import shown_url
+
+    title = outcome.message.splitlines()[0]
+    if args.dry_run:
+        print(_visible(f"dry run: would push {target.head} to {shown_url(target.url)}"))
+        if args.open_pr:
+            body = pull_body(relabel(outcome.plan, target.base, target.head), outcome.message)
+            print(_visible(f"dry run: would open a PR {target.head} -> {target.base}"))
+            print(_visible(f"title: {title}"))
+            print("body:")
+            for line in body.splitlines():
+                print(_visible("    " + line))
+        return EXIT_OK
+    root = _git_root(path)
+    try:
+        push(root, target, auth)
+    except AgentError as exc:
+        kept = f" (the commit stays on {target.head} here: run the same command again to push it)" if (
+            outcome.commit) else ""
+        raise AgentError(f"{exc}{kept}") from exc
+    print(_visible(f"pushed {target.head} to {shown_url(target.url)}"))
+    if forge is None:
+        return EXIT_OK
+    body = pull_body(branch_plan(path, root, target, auth, outcome.plan), outcome.message)
+    pr = open_pull(forge, target, title, body)
+    print(_visible(f"{'opened' if pr.created else 'updated'} PR #{pr.number} ({target.head} -> {target.base}): "
+                   f"{pr.url}"))
+    return EXIT_OK
+
+
+def _cmd_pr_comment(args: argparse.Namespace) -> int:
+    from agent.promote import forge_options, post_comment, repo_url, resolve_remote
+
+    if args.remote and args.repo:
+        raise AgentError("give --remote URL or --repo OWNER/NAME, not both")
+    if args.body_file == "-":
+        body = sys.stdin.read()
+    else:
+        try:
+            body = Path(args.body_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise AgentError(f"cannot read --body-file {args.body_file}: {reason}") from None
+    if not body.strip():
+        raise AgentError(f"--body-file {args.body_file} is empty: nothing to post")
+    if args.repo:
+        url = repo_url(args.repo, args.forge, args.api_url)
+    else:
+        url = args.remote or resolve_remote(Path("."), "origin")
+    options = forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
+    created, comment_url = post_comment(args.number, body, args.marker, url, options)
+    print(_visible(f"{'created' if created else 'updated'} comment {comment_url}"))
     return EXIT_OK
 
 
@@ -753,6 +857,18 @@ def _add_filter(p: argparse.ArgumentParser, verb: str) -> None:
                    help=f"{verb} only objects in namespace NS (with --model: only that namespace's models of that name)")
     p.add_argument("--model", action="append", metavar="NAME",
                    help=f"{verb} only the objects of the model(s) NAME (repeatable)")
+
+
+def _add_forge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--forge", choices=["github", "gitlab", "gitea"],
+                   help="the forge's kind (default: detected from the remote's URL)")
+    p.add_argument("--api-url", metavar="URL",
+                   help="the forge's API (default: from the remote; GitHub Enterprise, GitLab and Gitea hosts)")
+    p.add_argument("--token-env", metavar="NAME",
+                   help="the variable holding the API token (default GITHUB_TOKEN, GITLAB_TOKEN or GITEA_TOKEN)")
+    p.add_argument("--token-file", metavar="PATH", help="a file holding the API token (instead of --token-env)")
+    p.add_argument("--ca-file", metavar="PATH",
+                   help="CA bundle to trust for the forge's API and the git push (a private CA)")
 
 
 def _add_color(p: argparse.ArgumentParser) -> None:
@@ -885,6 +1001,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-key-file", default=_env("SSH_KEY_FILE"), help="private key for an ssh:// remote")
     p.add_argument("--known-hosts-file", default=_env("KNOWN_HOSTS_FILE"),
                    help="known_hosts for an ssh:// remote (host keys are always checked)")
+    p.add_argument("--git-ca-file", default=_env("GIT_CA_FILE"),
+                   help="CA bundle to trust for an https:// remote (a private CA)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_cluster(p)
@@ -909,10 +1027,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", metavar="NAME",
                    help="create or switch to branch NAME, then commit there (implies --commit; refused when the "
                         "work tree has uncommitted changes)")
+    p.add_argument("--push", nargs="?", const="origin", metavar="REMOTE",
+                   help="after the commit, git push the branch to REMOTE (default origin; implies --commit; the "
+                        "branch is --branch NAME or the current one, never the PR's base)")
+    p.add_argument("--open-pr", action="store_true",
+                   help="after the push, open the pull/merge request BRANCH -> BASE, or update the open one "
+                        "(implies --push)")
+    p.add_argument("--base", metavar="BRANCH",
+                   help="the PR's base branch (default: the remote's default branch, else main)")
+    _add_forge(p)
     p.add_argument("--dry-run", action="store_true",
-                   help="print the file's unified diff and the commit message; write nothing, run no git command")
+                   help="print the file's unified diff, the commit message and the PR it would open; write "
+                        "nothing, commit, push and call no API")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
     p.set_defaults(handler=_cmd_promote)
+
+    p = sub.add_parser("pr-comment", help="keep one comment (the plan) on a pull/merge request, edited in place",
+                       description="Post BODY-FILE as the comment with the marker on pull/merge request NUMBER, "
+                                   "or edit that comment when it is there already (one comment per marker). A "
+                                   "body over 60,000 characters is cut, with a note.")
+    p.add_argument("number", type=int, help="the pull/merge request number (GitLab: the merge request IID)")
+    p.add_argument("--body-file", required=True, metavar="FILE", help="the comment's Markdown; - reads stdin")
+    p.add_argument("--marker", default="plan", help="which comment to keep: one per marker (default plan)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--remote", metavar="URL", help="the repository's git URL (default: the URL of origin)")
+    where.add_argument("--repo", metavar="OWNER/NAME",
+                       help="the repository on the forge (with --forge github|gitlab, or --api-url)")
+    _add_forge(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+    p.set_defaults(handler=_cmd_pr_comment)
 
     p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
     p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")

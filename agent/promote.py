@@ -7,20 +7,28 @@ the other documents of the file) stays byte for byte. A round-trip load of the r
 checks that exactly the intended keys changed.
 
 Nothing is written before the whole repo, edit included, passes the normal loader (schema,
-references, promotion gates). Git (`--commit`, `--branch`) goes through the `git` CLI with a
-timeout on every call.
+references, promotion gates). Git (`--commit`, `--branch`, `--push`) goes through the `git` CLI
+with a timeout on every call.
+
+`--push` / `--open-pr` (issue #10): the branch is pushed with the same runner; a forge token
+reaches git only through the environment of one git child, read by a small askpass script
+(no secret in it, no secret in argv, the URL or any git config), with `credential.helper`
+emptied so no helper stores it. The pull request is opened or updated through `agent.forge`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import re
+import stat
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent.errors import AgentError
 
@@ -312,19 +320,55 @@ def describe(change: Change, key: str, stable: str, canary: str | None, canary_t
             f"To-Version: {target}\nTraffic: {traffic}\n")
 
 
-def _git(cwd: Path, *args: str) -> str:
-    """git through the source edge's runner (timeout, process group killed and reaped)."""
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, secrets: Sequence[str] = ()) -> str:
+    """git through the source edge's runner (timeout, process group killed and reaped). `env`:
+    extra variables for this one child; `secrets`: masked in any error message."""
     from agent.source import GitFailed, run_git
 
     try:
-        return run_git(["git", *args], env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=GIT_TIMEOUT, cwd=cwd)
+        return run_git(["git", *args], env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+                       timeout=GIT_TIMEOUT, cwd=cwd, secrets=secrets)
     except FileNotFoundError as exc:
         raise PromoteError("git is not installed") from exc
     except GitFailed as exc:
+        rest = list(args)
+        while rest[:1] == ["-c"]:  # -c NAME=VALUE options before the subcommand
+            rest = rest[2:]
+        verb = " ".join(rest[:1] + [a for a in rest[1:2] if not a.startswith("-")])
         if exc.timed_out:
-            raise PromoteError(f"git {args[0]} took longer than {GIT_TIMEOUT:g}s") from exc
-        detail = exc.stderr.strip().splitlines()
-        raise PromoteError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else 'no error message'}") from exc
+            raise PromoteError(f"git {verb} took longer than {GIT_TIMEOUT:g}s") from exc
+        detail = [line for line in exc.stderr.strip().splitlines() if line.strip()]
+        fatal = [line for line in detail if line.startswith(("fatal:", "error:", "remote:", " ! ["))]
+        raise PromoteError(f"git {verb} failed: {'; '.join((fatal or detail or ['no error message'])[:2])}") from exc
+
+
+def trailers(message: str) -> dict[str, str]:
+    """The `Key: value` trailers of a commit message's last paragraph."""
+    last = message.strip().split("\n\n")[-1]
+    found: dict[str, str] = {}
+    for line in last.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", key):
+            found[key] = value.strip()
+    return found
+
+
+def _done_message(root: Path, revision: str, key: str, change: Change) -> str | None:
+    """The message of `revision`'s commit when that commit made this very change (its trailers
+    name the model, the action, the traffic and the version), else None."""
+    try:
+        message = _git(root, "log", "-1", "--format=%B", revision, "--")
+    except PromoteError:
+        return None
+    found = trailers(message)
+    wanted = {"Model": key, "Action": change.action}
+    if change.traffic is not None:
+        wanted["Traffic"] = str(change.traffic)
+    if change.version is not None:
+        wanted["To-Version"] = change.version
+    if any(found.get(k) != v for k, v in wanted.items()):
+        return None
+    return message.strip() + "\n"
 
 
 def _dirty(cwd: Path, *paths: str) -> list[str]:
@@ -377,7 +421,14 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     model = found[0]
     rel = model.location.file
     before = files[rel].decode("utf-8")
-    after = edit_model_document(before, document_at(before, model.location.line), change)
+    # a promotion run again (its PR open, say): the tip commit says it was made already
+    done = _done_message(root, revision or "HEAD", model.key, change) if commit and not dry_run else None
+    try:
+        after = edit_model_document(before, document_at(before, model.location.line), change)
+    except PromoteError:
+        if done is None:
+            raise
+        after = before  # --stable / --rollback again: no canary left to act on, and none needed
     edited = {**files, rel: after.encode("utf-8")}
     spec_after = DEFAULT_LOADER.load(edited, snapshot.problems)  # ValidationFailed: nothing written
     plan = build_plan(diff_objects(render(spec_after), render(spec)),
@@ -386,6 +437,8 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
                                         f"a/{rel}", f"b/{rel}"))
     message = describe(change, model.key, model.stable, model.canary.version if model.canary else None,
                        model.canary.traffic if model.canary else None)
+    if after == before and done is not None:
+        message = done
     target = root / rel
     outcome = Outcome(model=model.key, file=target, before=before, after=after, diff=diff, message=message,
                       plan=plan, branch=branch)
@@ -430,3 +483,320 @@ def _write(target: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# --- push and pull request (issue #10) ---------------------------------------------------------------
+
+PR_BODY_LIMIT = 60_000  # GitHub refuses comments and PR bodies over 65,536 characters
+_TOKEN_ENV = "MODELOPS_GIT_TOKEN"
+_USER_ENV = "MODELOPS_GIT_USERNAME"
+_ASKPASS_SCRIPT = f"""#!/bin/sh
+# Written by the modelops agent: answers git's credential prompts from its environment.
+case "$1" in
+  Username*) printf '%s\\n' "${_USER_ENV}" ;;
+  *) printf '%s\\n' "${_TOKEN_ENV}" ;;
+esac
+"""
+_USERNAMES = {"gitlab": "oauth2"}  # GitHub and Gitea take any user name with a token
+
+
+class Forge(Protocol):
+    """What `agent promote --open-pr` and `agent pr-comment` use of `agent.forge.Forge`."""
+
+    def find_pull(self, head: str, base: str) -> Any: ...
+
+    def open_pull(self, head: str, base: str, title: str, body: str) -> Any: ...
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ForgeOptions:
+    """How to reach the forge's API: --forge, --api-url, --token-env/--token-file, --ca-file."""
+
+    kind: str | None = None
+    api_url: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class GitAuth:
+    """How one git child authenticates: the token (https remotes only) and a CA bundle."""
+
+    token: str | None = None
+    username: str = "x-access-token"
+    ca_file: Path | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"GitAuth(token={'***' if self.token else None}, username={self.username!r}, ca_file={self.ca_file})"
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """Where a promotion goes: the remote (as given and its URL), the branch pushed, the PR's base."""
+
+    remote: str
+    url: str
+    head: str
+    base: str
+
+
+@dataclass
+class PullOutcome:
+    number: int
+    url: str
+    created: bool
+    title: str
+    body: str
+
+
+def connect_forge(remote_url: str, options: ForgeOptions) -> tuple[Forge, str, str]:
+    """The forge of `remote_url` (its kind detected from the URL unless options.kind), the token
+    read from its file or variable (default: the kind's GITHUB_TOKEN / GITLAB_TOKEN /
+    GITEA_TOKEN), and the forge's kind. No network call yet; no token: an error naming where
+    it was looked for, never a token."""
+    from agent.forge import open_forge, read_token, repo_ref
+
+    ref = repo_ref(remote_url, kind=options.kind, api_url=options.api_url)
+    token = read_token(env=options.token_env, file=options.token_file, kind=ref.kind)
+    client = open_forge(ref, token, ca_file=options.ca_file)
+    return client, token, ref.kind
+
+
+def read_git_token(options: ForgeOptions) -> str:
+    """The token for `--push` alone, read from --token-file or --token-env."""
+    from agent.forge import read_token
+
+    return read_token(env=options.token_env, file=options.token_file, kind=options.kind)
+
+
+def _is_https(url: str) -> bool:
+    return url.lower().startswith(("https://", "http://"))
+
+
+@contextlib.contextmanager
+def git_auth(auth: GitAuth, url: str) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """(`-c` options, environment) for one git child talking to `url`. A token reaches git only
+    through that child's environment, answered by an askpass script holding no secret; the
+    credential helpers are emptied so none stores it. Never in argv, the URL or a config file."""
+    config: list[str] = []
+    if auth.ca_file is not None:
+        config += ["-c", f"http.sslCAInfo={Path(auth.ca_file).resolve()}"]
+    if not auth.token or not _is_https(url):
+        yield config, {}
+        return
+    with tempfile.TemporaryDirectory(prefix="modelops-askpass-") as directory:
+        script = Path(directory) / "askpass.sh"
+        script.write_text(_ASKPASS_SCRIPT)
+        script.chmod(stat.S_IRWXU)
+        yield [*config, "-c", "credential.helper="], {
+            "GIT_ASKPASS": str(script), _TOKEN_ENV: auth.token, _USER_ENV: auth.username}
+
+
+def git_toplevel(path: Path) -> Path:
+    return Path(_git(path, "rev-parse", "--show-toplevel").strip())
+
+
+def resolve_remote(root: Path, remote: str) -> str:
+    """The URL of remote `remote` (a name of `git remote`), or `remote` itself (a URL or path)."""
+    names = _git(root, "remote").split()
+    if remote in names:
+        return _git(root, "remote", "get-url", "--push", remote).strip()
+    if remote.startswith("-") or not remote:
+        raise PromoteError(f"{remote!r} is not a remote")
+    return remote
+
+
+def shown_url(url: str) -> str:
+    from agent.source import redact_url
+
+    return redact_url(url)
+
+
+def remote_default_branch(root: Path, remote: str, auth: GitAuth, url: str) -> str:
+    """The remote's default branch (`git ls-remote --symref REMOTE HEAD`), else main."""
+    with git_auth(auth, url) as (config, env):
+        out = _git(root, *config, "ls-remote", "--symref", remote, "HEAD", env=env, secrets=_secrets(auth))
+    for line in out.splitlines():
+        if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+            return line[len("ref: refs/heads/"):-len("\tHEAD")]
+    return "main"
+
+
+def _secrets(auth: GitAuth) -> list[str]:
+    return [auth.token] if auth.token else []
+
+
+def plan_push(root: Path, remote: str, branch: str | None, base: str | None, auth: GitAuth) -> PushPlan:
+    """Where --push goes, worked out before anything is written: the remote must exist, the
+    branch pushed is --branch or the current one, which must not be the PR's base."""
+    _git(root, "rev-parse", "--show-toplevel")
+    url = resolve_remote(root, remote)
+    if branch is not None:
+        _git(root, "check-ref-format", "--branch", branch)
+    head = branch or _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    if head == "HEAD":
+        raise PromoteError("HEAD is detached: name the branch to push with --branch NAME")
+    if base is None:
+        base = remote_default_branch(root, remote, auth, url)
+    _git(root, "check-ref-format", "--branch", base)
+    if head == base:
+        raise PromoteError(f"the branch to push, {head}, is the PR's base ({base}) on {shown_url(url)}: name a new "
+                           "branch with --branch NAME")
+    return PushPlan(remote=remote, url=url, head=head, base=base)
+
+
+def push(root: Path, target: PushPlan, auth: GitAuth) -> None:
+    """git push the branch to the remote (a no-op when the remote has it already)."""
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{target.head}")
+    except PromoteError:
+        raise PromoteError(f"no branch {target.head} to push: nothing was committed on it") from None
+    with git_auth(auth, target.url) as (config, env):
+        _git(root, *config, "push", "--quiet", "--porcelain", target.remote,
+             f"refs/heads/{target.head}:refs/heads/{target.head}", env=env, secrets=_secrets(auth))
+
+
+def _base_commit(root: Path, target: PushPlan, auth: GitAuth) -> str | None:
+    """The commit the remote's base branch is at, fetched when it is not here yet; None when
+    the remote has no such branch."""
+    with git_auth(auth, target.url) as (config, env):
+        out = _git(root, *config, "ls-remote", target.remote, f"refs/heads/{target.base}", env=env,
+                   secrets=_secrets(auth))
+        sha = out.split()[0] if out.split() else None
+        if sha is None:
+            return None
+        try:
+            _git(root, "cat-file", "-e", f"{sha}^{{commit}}")
+        except PromoteError:
+            _git(root, *config, "fetch", "--quiet", "--no-tags", target.remote, f"refs/heads/{target.base}",
+                 env=env, secrets=_secrets(auth))
+    return sha
+
+
+def pull_body(plan: Any, message: str) -> str:
+    """The PR description: the Markdown plan (as `agent diff -o markdown` prints it), then the
+    commit's trailers."""
+    from agent.output import markdown
+
+    found = trailers(message)
+    lines = [markdown(plan).rstrip("\n"), ""]
+    if found:
+        lines += ["```text", *(f"{k}: {v}" for k, v in found.items()), "```", ""]
+    lines.append("<sub>Opened by `agent promote --open-pr`.</sub>")
+    return truncate("\n".join(lines) + "\n")
+
+
+def relabel(plan: Any, base: str, head: str) -> Any:
+    """The plan with its two sides named by the PR's branches (in its title and each diff)."""
+    import dataclasses
+
+    def side(info: dict[str, str], name: str) -> dict[str, str]:
+        kept = {k: v for k, v in info.items() if k != "ref"}
+        return {**kept, "short": name, "commit": kept.get("commit") or name}
+
+    return dataclasses.replace(plan, base=side(plan.base, base), revision=side(plan.revision, head))
+
+
+def branch_plan(path: str | Path, root: Path, target: PushPlan, auth: GitAuth, fallback: Any) -> Any:
+    """The plan of the whole PR: the remote's base against the pushed branch, as a PR check
+    would show it; the plan of this change alone when the base cannot be read."""
+    from agent.pipeline import offline_plan
+
+    try:
+        base = _base_commit(root, target, auth)
+        if base is not None:
+            return relabel(offline_plan(path, base, f"refs/heads/{target.head}"), target.base, target.head)
+    except AgentError:
+        pass
+    return relabel(fallback, target.base, target.head)
+
+
+def open_pull(forge: Forge, target: PushPlan, title: str, body: str) -> PullOutcome:
+    """Open the PR head -> base, or update the open one (its title and body)."""
+    existing = forge.find_pull(target.head, target.base)
+    pr = forge.open_pull(target.head, target.base, title, body)
+    created = bool(getattr(pr, "created", False)) and existing is None
+    return PullOutcome(number=int(pr.number), url=str(pr.url), created=created, title=title, body=body)
+
+
+def truncate(body: str, limit: int = PR_BODY_LIMIT) -> str:
+    """`body` cut to at most `limit` characters at a line end, an open code fence and open
+    <details> closed, with a note saying so."""
+    if len(body) <= limit:
+        return body
+    note = (f"\n\n**Truncated:** this text has {len(body):,} characters; only the first part is shown (GitHub "
+            "allows 65,536). `agent diff` prints all of it.\n")
+    room = limit - len(note) - 200
+    cut = body[:room]
+    cut = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+    fence: str | None = None
+    for line in cut.splitlines():
+        stripped = line.strip()
+        match = re.match(r"(`{3,}|~{3,})", stripped)
+        if not match:
+            continue
+        if fence is None:
+            fence = match.group(1)
+        elif stripped.startswith(fence) and not stripped[len(fence):].strip(fence[0]).strip():
+            fence = None
+    closing = ""
+    if fence is not None:
+        closing += ("" if cut.endswith("\n") else "\n") + fence + "\n"
+    open_details = cut.count("<details>") - cut.count("</details>")
+    closing += "</details>\n" * max(open_details, 0)
+    return cut + closing + note
+
+
+def forge_options(kind: str | None, api_url: str | None, token_env: str | None, token_file: str | None,
+                  ca_file: str | None) -> ForgeOptions:
+    return ForgeOptions(kind=kind, api_url=api_url, token_env=token_env,
+                        token_file=Path(token_file) if token_file else None,
+                        ca_file=Path(ca_file) if ca_file else None)
+
+
+_DEFAULT_HOSTS = {"github": "github.com", "gitlab": "gitlab.com"}
+
+
+def repo_url(repo: str, kind: str | None, api_url: str | None) -> str:
+    """An https URL for OWNER/NAME on the forge (github.com, gitlab.com, or the --api-url's host)."""
+    from urllib.parse import urlsplit
+
+    parts = repo.strip("/").split("/")
+    if len(parts) < 2 or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts):
+        raise PromoteError(f"--repo {repo!r} is not OWNER/NAME")
+    if api_url:
+        split = urlsplit(api_url)
+        if not split.scheme or not split.netloc:
+            raise PromoteError(f"--api-url {api_url!r} is not a URL")
+        host = f"{split.scheme}://{split.netloc}"
+        if split.netloc == "api.github.com":
+            host = "https://github.com"
+    elif kind in _DEFAULT_HOSTS:
+        host = f"https://{_DEFAULT_HOSTS[kind]}"
+    else:
+        raise PromoteError(f"--repo with --forge {kind or '(none)'} needs --api-url URL (or --forge github|gitlab)")
+    return f"{host}/{'/'.join(parts)}.git"
+
+
+def post_comment(number: int, body: str, marker: str, remote_url: str, options: ForgeOptions) -> tuple[bool, str]:
+    """Keep one comment (per marker) on PR `number` with `body`: (created, its URL)."""
+    if number <= 0:
+        raise PromoteError(f"{number} is not a pull request number")
+    if not marker or not re.fullmatch(r"[A-Za-z0-9_.:/-]+", marker):
+        raise PromoteError(f"--marker {marker!r}: letters, digits and _.:/- only")
+    forge, _, _ = connect_forge(remote_url, options)
+    try:
+        comment = forge.upsert_comment(number, marker, truncate(body))
+    finally:
+        forge.close()
+    return bool(comment.created), str(comment.url)
+
+
+def username_for(kind: str | None) -> str:
+    return _USERNAMES.get(kind or "", "x-access-token")
+

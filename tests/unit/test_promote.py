@@ -1,5 +1,7 @@
-"""`agent promote` (issue #10, local part): golden edits that keep every other byte of the file,
-each action, refusals that write nothing, --dry-run, --commit, --branch, a dirty work tree.
+"""`agent promote` (issue #10): golden edits that keep every other byte of the file, each action,
+refusals that write nothing, --dry-run, --commit, --branch, a dirty work tree; --push to a local
+bare repository and --open-pr against an in-memory forge (the token never in argv, output or
+git config).
 
 The CLI tests run `agent.cli.main` in-process on a git repository made from a copy of
 examples/model-repo (fraud/fraud-scorer: versions 11, 12, 13; stable 12; canary 13 at 10%;
@@ -7,14 +9,17 @@ version 11 fails the auc gate)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from agent import cli
-from agent.promote import Change, PromoteError, edit_model_document
+from agent import promote as promote_module
+from agent.promote import Change, ForgeOptions, GitAuth, PromoteError, edit_model_document, git_auth
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 MODEL = "teams/fraud/models/fraud-scorer.yaml"
@@ -358,7 +363,7 @@ def test_model_in_a_multi_document_file(repo: Path) -> None:
 
 def test_every_flag_of_promote_has_help() -> None:
     parser = cli.build_parser()
-    sub = parser._subparsers._group_actions[0].choices["promote"]  # type: ignore[union-attr]
+    sub = parser._subparsers._group_actions[0].choices["promote"]  # type: ignore[union-attr, index]
     assert all(a.help for a in sub._actions)
 
 
@@ -386,3 +391,281 @@ def test_model_repo_in_a_subdirectory_of_the_git_repo(tmp_path: Path) -> None:
                      "--branch", "canary-30"]) == 0
     assert git(top, "show", "--name-only", "--format=%(trailers:key=Traffic,valueonly)", "HEAD").split() == [
         "30", f"model-repo/{MODEL}"]
+
+
+# --- --push and --open-pr (issue #10) ------------------------------------------------------------------
+
+TOKEN = "s3cr3t-forge-token-0123456789"
+
+
+@dataclass(frozen=True)
+class FakePull:
+    number: int
+    url: str
+    head: str
+    base: str
+    title: str
+    body: str
+    state: str = "open"
+    merge_commit: str | None = None
+    created: bool = False
+
+
+class FakeForge:
+    """The part of agent.forge.Forge that promote uses, in memory; every call is recorded."""
+
+    def __init__(self) -> None:
+        self.pulls: dict[int, FakePull] = {}
+        self.calls: list[str] = []
+        self.closed = False
+
+    def find_pull(self, head: str, base: str) -> FakePull | None:
+        self.calls.append("find_pull")
+        return next((p for p in self.pulls.values() if (p.head, p.base) == (head, base)), None)
+
+    def open_pull(self, head: str, base: str, title: str, body: str) -> FakePull:
+        self.calls.append("open_pull")
+        for p in self.pulls.values():
+            if (p.head, p.base) == (head, base):
+                self.pulls[p.number] = replace(p, title=title, body=body, created=False)
+                return self.pulls[p.number]
+        number = len(self.pulls) + 7
+        self.pulls[number] = FakePull(number, f"https://forge.invalid/acme/models/pulls/{number}", head, base, title,
+                                      body, created=True)
+        return self.pulls[number]
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> object:
+        raise AssertionError("not used by promote")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def remote(repo: Path, tmp_path: Path) -> Path:
+    """A bare repository as `origin` of `repo`, holding main."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    return bare
+
+
+@pytest.fixture
+def forge(monkeypatch: pytest.MonkeyPatch) -> FakeForge:
+    fake = FakeForge()
+    seen: list[tuple[str, ForgeOptions]] = []
+
+    def connect(remote_url: str, options: ForgeOptions) -> tuple[FakeForge, str, str]:
+        seen.append((remote_url, options))
+        return fake, TOKEN, "gitea"
+
+    monkeypatch.setattr(promote_module, "connect_forge", connect)
+    fake.seen = seen  # type: ignore[attr-defined]
+    return fake
+
+
+def remote_refs(bare: Path) -> dict[str, str]:
+    out = git(bare, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_push_puts_the_branch_on_the_remote_with_the_structured_commit(
+        repo: Path, remote: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = head(repo)
+    assert promote(repo, "--traffic", "30", "--branch", "promote/fraud-30", "--push") == 0
+    out = capsys.readouterr().out
+    assert f"pushed promote/fraud-30 to {remote}" in out
+    refs = remote_refs(remote)
+    assert refs["refs/heads/promote/fraud-30"] == head(repo) != main
+    assert refs["refs/heads/main"] == main
+    assert git(remote, "log", "-1", "--format=%B", "promote/fraud-30").strip() == (
+        "promote fraud/fraud-scorer: canary 13 at 30% (was 10%)\n\n"
+        "Model: fraud/fraud-scorer\nAction: traffic\nFrom-Version: 12\nTo-Version: 13\nTraffic: 30")
+    # the same promotion again: nothing to commit, the push is a no-op
+    assert promote(repo, "--traffic", "30", "--branch", "promote/fraud-30", "--push") == 0
+    assert remote_refs(remote) == refs
+
+
+def test_push_of_the_current_branch_but_never_the_base(repo: Path, remote: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    main = head(repo)
+    assert promote(repo, "--traffic", "30", "--push") == 2
+    err = capsys.readouterr().err
+    assert "the branch to push, main, is the PR's base (main)" in err and "--branch NAME" in err
+    assert head(repo) == main and git(repo, "status", "--porcelain") == ""  # refused before the edit
+    git(repo, "switch", "-q", "-c", "work")
+    assert promote(repo, "--traffic", "30", "--push", "origin") == 0
+    assert remote_refs(remote)["refs/heads/work"] == head(repo) != main
+
+
+def test_push_to_a_remote_that_is_not_there_writes_nothing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content = (repo / MODEL).read_bytes()
+    assert promote(repo, "--stable", "--branch", "p", "--push", "nowhere") == 2
+    assert "git ls-remote" in capsys.readouterr().err
+    assert (repo / MODEL).read_bytes() == content
+    assert "p" not in git(repo, "branch", "--format=%(refname:short)").split()
+
+
+def test_gate_failure_pushes_nothing(repo: Path, remote: Path, forge: FakeForge,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    refs, before = remote_refs(remote), head(repo)
+    assert promote(repo, "--canary", "11", "--traffic", "10", "--branch", "p", "--open-pr") == 2
+    assert "promotion gate: canary version '11'" in capsys.readouterr().err
+    assert remote_refs(remote) == refs and head(repo) == before
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    assert forge.calls == [] and forge.closed
+
+
+def test_open_pr_then_the_same_promotion_updates_it(repo: Path, remote: Path, forge: FakeForge,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert promote(repo, "--traffic", "30", "--branch", "promote/fraud", "--open-pr") == 0
+    out = capsys.readouterr().out
+    (pr,) = forge.pulls.values()
+    assert f"opened PR #{pr.number} (promote/fraud -> main): {pr.url}" in out
+    assert (pr.head, pr.base) == ("promote/fraud", "main")
+    assert pr.title == "promote fraud/fraud-scorer: canary 13 at 30% (was 10%)"
+    assert pr.body.startswith("### Model changes `main` → `promote/fraud`\n")
+    assert "| `fraud/fraud-scorer` | updated | canary 10% -&gt; 30%<br>objects 1 updated |" in pr.body
+    assert "Model: fraud/fraud-scorer\nAction: traffic\nFrom-Version: 12\nTo-Version: 13\nTraffic: 30\n" in pr.body
+    assert "--- main/InferenceService/fraud/fraud-scorer" in pr.body
+    assert forge.closed and forge.seen[0][0] == str(remote)  # type: ignore[attr-defined]
+    commit = head(repo)
+    assert remote_refs(remote)["refs/heads/promote/fraud"] == commit
+
+    # again, from main: no new commit, the push is a no-op, the PR (same title and body) updated
+    git(repo, "switch", "-q", "main")
+    forge.calls.clear()
+    assert promote(repo, "--traffic", "30", "--branch", "promote/fraud", "--open-pr") == 0
+    out = capsys.readouterr().out
+    assert f"updated PR #{pr.number} (promote/fraud -> main)" in out and "no change" in out
+    assert forge.calls == ["find_pull", "open_pull"] and len(forge.pulls) == 1
+    assert forge.pulls[pr.number].title == pr.title and forge.pulls[pr.number].body == pr.body
+    assert git(repo, "rev-parse", "promote/fraud").strip() == commit
+    assert remote_refs(remote)["refs/heads/promote/fraud"] == commit
+
+    # a further change on the branch: a new commit, the PR's title and body follow it
+    assert promote(repo, "--traffic", "50", "--branch", "promote/fraud", "--open-pr") == 0
+    assert f"updated PR #{pr.number}" in capsys.readouterr().out
+    updated = forge.pulls[pr.number]
+    assert updated.title == "promote fraud/fraud-scorer: canary 13 at 50% (was 30%)"
+    assert "canary 10% -&gt; 50%" in updated.body  # the whole PR against its base
+    assert git(repo, "rev-list", "--count", "main..promote/fraud").strip() == "2"
+
+
+def test_stable_promotion_run_again_updates_the_pr(repo: Path, remote: Path, forge: FakeForge,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert promote(repo, "--stable", "--branch", "promote/stable", "--open-pr") == 0
+    commit = head(repo)
+    capsys.readouterr()
+    assert promote(repo, "--stable", "--branch", "promote/stable", "--open-pr") == 0  # no canary left: still fine
+    out = capsys.readouterr().out
+    assert "updated PR #7" in out and head(repo) == commit
+    assert forge.pulls[7].title == "promote fraud/fraud-scorer: 13 stable (was 12), canary removed"
+
+
+def test_dry_run_open_pr_touches_nothing(repo: Path, remote: Path, forge: FakeForge,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    content, before, refs = (repo / MODEL).read_bytes(), head(repo), remote_refs(remote)
+    assert promote(repo, "--traffic", "30", "--branch", "promote/dry", "--open-pr", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "dry run: would push promote/dry to" in out
+    assert "dry run: would open a PR promote/dry -> main" in out
+    assert "title: promote fraud/fraud-scorer: canary 13 at 30% (was 10%)" in out
+    assert "    ### Model changes `main` → `promote/dry`" in out and "    Traffic: 30" in out
+    assert (repo / MODEL).read_bytes() == content and head(repo) == before and remote_refs(remote) == refs
+    assert git(repo, "status", "--porcelain") == ""
+    assert "promote/dry" not in git(repo, "branch", "--format=%(refname:short)").split()
+    assert forge.calls == [] and forge.seen == []  # type: ignore[attr-defined]
+
+
+def test_base_flag_and_the_remote_default_branch(repo: Path, remote: Path, forge: FakeForge) -> None:
+    git(repo, "push", "-q", "origin", "main:release")
+    git(remote, "symbolic-ref", "HEAD", "refs/heads/release")
+    assert promote(repo, "--traffic", "30", "--branch", "a", "--open-pr") == 0
+    assert forge.pulls[7].base == "release"
+    git(repo, "switch", "-q", "main")
+    assert promote(repo, "--traffic", "40", "--branch", "b", "--open-pr", "--base", "main") == 0
+    assert forge.pulls[8].base == "main"
+
+
+def test_flags_that_need_push(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert promote(repo, "--stable", "--base", "main") == 2
+    assert "--base need --push or --open-pr" in capsys.readouterr().err
+    assert promote(repo, "--stable", "--ca-file", "ca.pem", "--commit") == 2
+    assert "--ca-file need --push or --open-pr" in capsys.readouterr().err
+
+
+def test_missing_token_refuses_before_any_write(repo: Path, remote: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("GITEA_TOKEN", raising=False)
+    git(repo, "remote", "set-url", "origin", "https://git.example.invalid/acme/models.git")
+    before = head(repo)
+    assert promote(repo, "--stable", "--branch", "p", "--open-pr", "--forge", "gitea") == 2
+    assert "environment variable GITEA_TOKEN is not set" in capsys.readouterr().err
+    assert head(repo) == before and "p" not in git(repo, "branch", "--format=%(refname:short)").split()
+
+
+def test_the_token_is_never_in_output_argv_or_git_config(repo: Path, remote: Path, forge: FakeForge,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import agent.source
+
+    real = agent.source.run_git
+    argvs: list[list[str]] = []
+
+    def spy(args: list[str], **kwargs: object) -> str:
+        argvs.append(list(args))
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent.source, "run_git", spy)
+    assert promote(repo, "--traffic", "30", "--branch", "p", "--open-pr") == 0
+    # a push that fails: the error says so, without the token
+    git(repo, "remote", "set-url", "origin", str(remote.parent / "gone.git"))
+    assert promote(repo, "--traffic", "40", "--branch", "p", "--open-pr", "--base", "main") == 2
+    captured = capsys.readouterr()
+    assert "git push failed" in captured.err
+    assert argvs and not any(TOKEN in a for argv in argvs for a in argv)
+    assert TOKEN not in captured.out + captured.err
+    assert TOKEN not in git(repo, "config", "--list") + git(remote, "config", "--list")
+    assert TOKEN not in (repo / ".git" / "config").read_text()
+
+
+def test_git_auth_hands_the_token_to_git_through_askpass_only(tmp_path: Path) -> None:
+    auth = GitAuth(token=TOKEN, username="oauth2", ca_file=tmp_path / "ca.pem")
+    assert TOKEN not in repr(auth)
+    with git_auth(auth, "https://git.example.invalid/acme/models.git") as (config, env):
+        assert config == ["-c", f"http.sslCAInfo={tmp_path / 'ca.pem'}", "-c", "credential.helper="]
+        assert not any(TOKEN in c for c in config)
+        script = Path(env["GIT_ASKPASS"])
+        assert TOKEN not in script.read_text()
+        child = {**os.environ, **env}
+        ask = subprocess.run([str(script), "Password for 'https://oauth2@git.example.invalid': "], env=child,
+                             capture_output=True, text=True, check=True, timeout=10)
+        assert ask.stdout == TOKEN + "\n"
+        ask = subprocess.run([str(script), "Username for 'https://git.example.invalid': "], env=child,
+                             capture_output=True, text=True, check=True, timeout=10)
+        assert ask.stdout == "oauth2\n"
+    assert not script.exists()  # the helper is gone after the call
+    # ssh and local remotes never get the token
+    with git_auth(auth, "git@git.example.invalid:acme/models.git") as (config, env):
+        assert env == {} and config == ["-c", f"http.sslCAInfo={tmp_path / 'ca.pem'}"]
+
+
+def test_push_with_a_ca_file_passes_it_to_git(repo: Path, remote: Path, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    import agent.source
+
+    real = agent.source.run_git
+    argvs: list[list[str]] = []
+
+    def spy(args: list[str], **kwargs: object) -> str:
+        argvs.append(list(args))
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent.source, "run_git", spy)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    assert promote(repo, "--stable", "--branch", "p", "--push", "--ca-file", str(ca)) == 0
+    pushes = [a for a in argvs if "push" in a]
+    assert pushes and pushes[0][:3] == ["git", "-c", f"http.sslCAInfo={ca}"]
