@@ -1,11 +1,12 @@
 # Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
 # Each installs what it needs: a virtualenv with the agent, Debian's prometheus (promtool)
-# and the local control plane built from the Go module proxy (cached under ~/.cache).
+# and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
+# also the local Git forge (Gitea, tools/gitea), built the same way.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv system controlplane test unit lint demo
+.PHONY: venv system controlplane forge test unit lint demo
 
 $(BIN)/agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,9 @@ system:
 controlplane:
 	bash tools/k8s/build.sh
 
+forge:
+	bash tools/gitea/build.sh
+
 lint: venv
 	$(BIN)/ruff check agent tests bench tools
 	$(BIN)/mypy
@@ -30,7 +34,7 @@ lint: venv
 unit: venv system
 	$(BIN)/pytest -q tests/unit
 
-test: venv system controlplane
+test: venv system controlplane forge
 	$(BIN)/pytest -q tests
 
 demo: venv controlplane

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -83,6 +84,10 @@ class _Layout:
         return self.directory / "repos"
 
     @property
+    def tmp(self) -> Path:
+        return self.directory / "tmp"
+
+    @property
     def custom(self) -> Path:
         return self.directory / "custom"
 
@@ -96,7 +101,8 @@ class _Layout:
 
     def owned(self) -> list[Path]:
         """What a new forge starts without (the log stays for a post-mortem)."""
-        return [self.app_ini, self.state, self.pki.directory, self.data, self.repos, self.custom, self.token_file]
+        return [self.app_ini, self.state, self.pki.directory, self.data, self.repos, self.custom, self.tmp,
+                self.token_file]
 
 
 def forge_binaries() -> Path:
@@ -181,6 +187,7 @@ CERT_FILE = {pki.cert("server")}
 KEY_FILE = {pki.key("server")}
 STATIC_ROOT_PATH = {cache / "share"}
 APP_DATA_PATH = {layout.data}
+APP_TEMP_PATH = {layout.tmp}
 DISABLE_SSH = true
 START_SSH_SERVER = false
 LFS_START_SERVER = false
@@ -284,7 +291,7 @@ def _initialize(layout: _Layout, cache: Path, port: int) -> dict[str, Any]:
         else:
             path.unlink(missing_ok=True)
     _pki.create_local_server(layout.pki.directory, "server", "/CN=modelops-forge-ca")
-    for path in (layout.data, layout.repos, layout.custom, layout.log.parent):
+    for path in (layout.data, layout.repos, layout.custom, layout.tmp, layout.log.parent):
         path.mkdir(parents=True, exist_ok=True)
     secret = _secrets()
     layout.app_ini.write_text(_app_ini(layout, cache, port, secret))
@@ -370,7 +377,7 @@ def _sweep_group(pgid: int) -> None:
         fields = raw[raw.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), 9)
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _stop(proc: Proc | None) -> None:
@@ -384,6 +391,7 @@ def _start(layout: _Layout, cache: Path, state: dict[str, Any], deadline: float)
     """Start `gitea web` and wait until its API answers over HTTPS; on failure stop it."""
     root_url = f"https://127.0.0.1:{state['port']}/"
     argv = [str(cache / "bin" / "gitea"), *_paths(layout), "web"]
+    layout.tmp.mkdir(exist_ok=True)  # Gitea refuses an APP_TEMP_PATH that is not there
     proc = _processes.spawn("gitea", argv, layout.log, cwd=layout.directory)
     state["process"] = proc.to_json()
     _save_state(layout, state)

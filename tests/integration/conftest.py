@@ -1,4 +1,5 @@
-"""Integration fixtures: one real local control plane per test session (agent.devcluster).
+"""Integration fixtures: one real local control plane per test session (agent.devcluster),
+and one real Git forge (Gitea, `gitea`) for the tests that need a Git server over HTTPS.
 
 The binaries come from tools/k8s/build.sh; if they are not cached yet the fixture builds
 them (minutes, once) rather than skipping, so a missing cluster can never pass silently.
@@ -16,7 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from agent import devcluster as dc
-from agent.devcluster import ClusterInfo
+from agent.devcluster import ClusterInfo, ForgeInfo
 
 Waiter = Callable[..., Any]
 
@@ -31,6 +32,19 @@ def _devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInf
         yield info
     finally:
         dc.down(directory)
+
+
+@pytest.fixture(scope="session")
+def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgeInfo]:
+    """The session's Git forge (a real Gitea over HTTPS with its own CA): up in a temporary
+    directory, built first if the cache is cold, down (no process left) at the end."""
+    dc.forge_binaries()
+    directory = tmp_path_factory.mktemp("gitea")
+    info = dc.forge_up(directory)
+    try:
+        yield info
+    finally:
+        dc.forge_down(directory)
 
 
 @pytest.fixture(scope="session")
