@@ -200,6 +200,8 @@ class HttpClient:
                     raw = e.read(64 * 1024)
                 except (OSError, http.client.HTTPException):
                     raw = b""
+                finally:
+                    e.close()
                 if e.code in RETRY_STATUSES and retry:
                     self.sleep(RETRY_DELAYS[attempt])
                     continue

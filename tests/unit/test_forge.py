@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from agent.errors import AgentError
-from agent.forge import Forge, ForgeError, RepoRef, open_forge, read_token, repo_ref
+from agent.forge import Forge, ForgeError, PullRequest, RepoRef, open_forge, read_token, repo_ref
 from tests.unit._forge_servers import TOKEN, FakeForge
 
 KINDS = ["github", "gitlab", "gitea"]
@@ -115,7 +115,7 @@ def test_open_pull_created_meanwhile_by_someone_else_is_updated(fake: FakeForge)
     forge = connect(fake)
     other = connect(fake)
     original = forge.find_pull
-    calls = []
+    calls: list[PullRequest] = []
 
     def racing_find(head: str, base: str) -> Any:
         result = original(head, base)
