@@ -765,9 +765,8 @@ def _promote_and_publish(args: argparse.Namespace, change: Any, path: str, targe
                          output: Any, promote: Any) -> int:
     from agent.promote import branch_plan, open_pull, pull_body, push, relabel
 
-    branch = args.branch if target is None else (args.branch or None)
     outcome = promote(path, args.model, args.namespace, change, commit=args.commit or target is not None,
-                      branch=branch, dry_run=args.dry_run)
+                      branch=args.branch, dry_run=args.dry_run)
     if args.dry_run:
         for line in outcome.diff.splitlines() or ["no change to the file"]:
             print(_visible(line.rstrip("\r")))

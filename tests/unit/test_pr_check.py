@@ -343,3 +343,36 @@ def test_pr_check_without_a_number_writes_the_plan_only(checkout: Path, tmp_path
     assert "No model changes." in (tmp_path / "plan.md").read_text() and comment == ""
     proc, _ = run_check(checkout, tmp_path, AGENT_PR_BASE="")
     assert proc.returncode == 2 and "AGENT_PR_BASE" in proc.stderr
+
+
+# --- agent run --git-ca-file -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_run_passes_the_git_ca_file_to_the_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       from_env: bool) -> None:
+    import signal
+
+    import agent.controller
+
+    seen: list[Any] = []
+
+    class FakeController:
+        def __init__(self, config: Any) -> None:
+            seen.append(config)
+
+        def run(self) -> int:
+            return 0
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(agent.controller, "Controller", FakeController)
+    monkeypatch.setattr(signal, "signal", lambda *_a: None)  # the test's own handlers stay
+    ca = tmp_path / "ca.pem"
+    argv = ["run", "--repo", "https://git.example.invalid/acme/models.git"]
+    if from_env:
+        monkeypatch.setenv("AGENT_GIT_CA_FILE", str(ca))
+    else:
+        argv += ["--git-ca-file", str(ca)]
+    assert cli.main(argv) == 0
+    assert seen[0].credentials is not None and seen[0].credentials.ca_file == ca
