@@ -584,17 +584,20 @@ def git_auth(auth: GitAuth, url: str) -> Iterator[tuple[list[str], dict[str, str
     through that child's environment, answered by an askpass script holding no secret; the
     credential helpers are emptied so none stores it. Never in argv, the URL or a config file."""
     config: list[str] = []
-    if auth.ca_file is not None:
-        config += ["-c", f"http.sslCAInfo={Path(auth.ca_file).resolve()}"]
+    ca: dict[str, str] = {}
+    if auth.ca_file is not None:  # the variable too: an inherited GIT_SSL_CAINFO would win over the config
+        path = str(Path(auth.ca_file).resolve())
+        config += ["-c", f"http.sslCAInfo={path}"]
+        ca = {"GIT_SSL_CAINFO": path}
     if not auth.token or not _is_https(url):
-        yield config, {}
+        yield config, ca
         return
     with tempfile.TemporaryDirectory(prefix="modelops-askpass-") as directory:
         script = Path(directory) / "askpass.sh"
         script.write_text(_ASKPASS_SCRIPT)
         script.chmod(stat.S_IRWXU)
         yield [*config, "-c", "credential.helper="], {
-            "GIT_ASKPASS": str(script), _TOKEN_ENV: auth.token, _USER_ENV: auth.username}
+            **ca, "GIT_ASKPASS": str(script), _TOKEN_ENV: auth.token, _USER_ENV: auth.username}
 
 
 def git_toplevel(path: Path) -> Path:

@@ -49,7 +49,9 @@ fenced() {
 }
 
 if ! git -C "$path" rev-parse --verify --quiet "$base_ref^{commit}" >/dev/null; then
-  timeout 120 git -C "$path" fetch --quiet --no-tags origin "+refs/heads/$base:refs/remotes/origin/$base" \
+  fetch_env=()  # the forge's CA for the fetch too (the variable: it wins over any inherited one)
+  [ -n "${AGENT_PR_CA_FILE:-}" ] && fetch_env=("GIT_SSL_CAINFO=$AGENT_PR_CA_FILE")
+  env "${fetch_env[@]}" timeout 120 git -C "$path" fetch --quiet --no-tags origin "+refs/heads/$base:refs/remotes/origin/$base" \
     >"$work/fetch.err" 2>&1 || cat "$work/fetch.err" >&2
 fi
 

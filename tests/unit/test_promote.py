@@ -636,6 +636,7 @@ def test_git_auth_hands_the_token_to_git_through_askpass_only(tmp_path: Path) ->
     assert TOKEN not in repr(auth)
     with git_auth(auth, "https://git.example.invalid/acme/models.git") as (config, env):
         assert config == ["-c", f"http.sslCAInfo={tmp_path / 'ca.pem'}", "-c", "credential.helper="]
+        assert env["GIT_SSL_CAINFO"] == str(tmp_path / "ca.pem")  # an inherited one would win over -c
         assert not any(TOKEN in c for c in config)
         script = Path(env["GIT_ASKPASS"])
         assert TOKEN not in script.read_text()
@@ -649,7 +650,8 @@ def test_git_auth_hands_the_token_to_git_through_askpass_only(tmp_path: Path) ->
     assert not script.exists()  # the helper is gone after the call
     # ssh and local remotes never get the token
     with git_auth(auth, "git@git.example.invalid:acme/models.git") as (config, env):
-        assert env == {} and config == ["-c", f"http.sslCAInfo={tmp_path / 'ca.pem'}"]
+        assert env == {"GIT_SSL_CAINFO": str(tmp_path / "ca.pem")}
+        assert config == ["-c", f"http.sslCAInfo={tmp_path / 'ca.pem'}"]
 
 
 def test_push_with_a_ca_file_passes_it_to_git(repo: Path, remote: Path, monkeypatch: pytest.MonkeyPatch,
