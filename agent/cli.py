@@ -840,8 +840,10 @@ def _cmd_pr_comment(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from agent.demo import run_demo, run_promotion_demo
 
+    if args.promotion:
+        return run_promotion_demo(Path(args.dir), keep=args.keep)
     return run_demo(Path(args.dir), keep=args.keep)
 
 
@@ -1059,6 +1061,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
     p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")
     p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    p.add_argument("--promotion", action="store_true",
+                   help="the PR-driven story instead, with a local Gitea: PR opened by agent promote, plan "
+                        "commented, merged, applied through the push webhook, audited")
     p.set_defaults(handler=_cmd_demo)
 
     dc = sub.add_parser("devcluster", help="local etcd + kube-apiserver + controllers + kwok")

@@ -91,3 +91,143 @@ def run_demo(directory: Path, keep: bool = False) -> int:
         else:
             devcluster.down(directory / "cluster")
     return 0
+
+
+# --- `agent demo --promotion`: the PR-driven story against a real forge -------------------------
+
+_DEMO_SECRET = "demo-webhook-secret"
+
+
+def _without_canary(model: Path) -> None:
+    """The demo starts from fraud-scorer serving 12 alone, so the PR's canary is the change."""
+    text = model.read_text()
+    model.write_text(re.sub(r"\n  canary:\n    version: \"13\"\n    traffic: 10[^\n]*", "", text, count=1))
+
+
+def _forge_git_env(info: devcluster.ForgeInfo) -> dict[str, str]:
+    """git over HTTPS to the local forge: its CA, and the token as basic auth in a config header
+    passed through the environment (never in a URL, argv or .git/config)."""
+    import base64
+    import os
+
+    basic = base64.b64encode(f"{info.admin_user}:{info.token}".encode()).decode()
+    return {**os.environ, "GIT_SSL_CAINFO": str(info.ca_file), "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+
+
+def run_promotion_demo(directory: Path, keep: bool = False) -> int:
+    """PR opened by `agent promote --open-pr`, plan commented by the PR check, merged on the
+    forge, applied by the controller through Gitea's push webhook, audited with the PR."""
+    import json
+    import threading
+    import time
+
+    from agent import cli
+    from agent.controller import Controller, RunConfig
+    from agent.forge import open_forge, repo_ref
+    from agent.source import Credentials
+
+    directory = directory.resolve()
+    example = repo_root() / "examples" / "model-repo"
+    _say("1. Local control plane and a local Gitea (HTTPS with its own CA, an admin token)")
+    info = devcluster.up(directory / "cluster")
+    forge_info = devcluster.forge_up(directory / "forge")
+    print(f"kubeconfig: {info.kubeconfig}\nforge: {forge_info.url} (CA {forge_info.ca_file})")
+    controller: Controller | None = None
+    thread: threading.Thread | None = None
+    try:
+        name = f"model-repo-{int(time.time())}"
+        url = devcluster.forge_create_repo(forge_info, name)
+        repo = directory / name
+        shutil.copytree(example, repo)
+        _without_canary(repo / "teams" / "fraud" / "models" / "fraud-scorer.yaml")
+        env = _forge_git_env(forge_info)
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "Initial model repo"],
+                     ["remote", "add", "origin", url], ["push", "-q", "origin", "main"]):
+            subprocess.run([*GIT, *args], cwd=repo, env=env, check=True, capture_output=True, timeout=60)
+        print(f"pushed the example repo to {url}")
+
+        _say("2. agent run: the controller follows the repo over HTTPS (token + CA), webhook on")
+        secret = directory / "webhook-secret"
+        secret.write_text(_DEMO_SECRET + "\n")
+        audit_path = directory / "promotion-audit.jsonl"
+        config = RunConfig(repo=url, interval=600.0, resync=600.0, kubeconfig=str(info.kubeconfig),
+                           http_addr="127.0.0.1:0", webhook_secret_file=secret, cache_dir=directory / "mirrors",
+                           audit_log=audit_path,
+                           credentials=Credentials(token_file=forge_info.token_file, username=forge_info.admin_user,
+                                                   ca_file=forge_info.ca_file))
+        controller = Controller(config)
+        thread = threading.Thread(target=controller.run, daemon=True, name="demo-controller")
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not controller.ready and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not controller.ready or controller.http is None:
+            print("the controller did not become ready in 120 s", file=sys.stderr)
+            return 2
+        forge = open_forge(repo_ref(url, "gitea", forge_info.api_url), forge_info.token, ca_file=forge_info.ca_file)
+        try:
+            forge.add_push_webhook(f"{controller.http.url}/webhook", _DEMO_SECRET)
+            print(f"first commit applied; Gitea's push webhook -> {controller.http.url}/webhook")
+
+            _say("3. agent promote fraud-scorer --canary 13 --traffic 10 --open-pr")
+            common = ["--forge", "gitea", "--token-file", str(forge_info.token_file), "--ca-file",
+                      str(forge_info.ca_file)]
+            code = cli.main(["promote", "fraud-scorer", str(repo), "--canary", "13", "--traffic", "10",
+                             "--branch", "promote/fraud-scorer-13", "--open-pr", *common])
+            if code != 0:
+                return code
+            pr = forge.find_pull("promote/fraud-scorer-13", "main")
+            if pr is None:
+                print("the PR was not found on the forge", file=sys.stderr)
+                return 2
+
+            _say(f"4. The PR check: agent diff --base main -o markdown, kept as one comment on PR #{pr.number}")
+            plan = directory / "plan.md"
+            with plan.open("w") as out:
+                subprocess.run([sys.executable, "-m", "agent", "diff", str(repo), "--base", "main", "-o", "markdown"],
+                               stdout=out, check=False, timeout=120)
+            code = cli.main(["pr-comment", str(pr.number), "--body-file", str(plan), "--remote", url, *common,
+                             "--api-url", forge_info.api_url])
+            if code != 0:
+                return code
+
+            _say(f"5. PR #{pr.number} merged on the forge; the push webhook wakes the controller")
+            merge = forge.merge_pull(pr.number)
+            merged = time.monotonic()
+            print(f"merge commit {merge[:12]}")
+            with Cluster.connect(str(info.kubeconfig)) as cluster:
+                kind = cluster.kind("serving.kserve.io/v1beta1", "InferenceService")
+                traffic = None
+                while time.monotonic() - merged < 60:
+                    live = cluster.get(kind, "fraud-scorer", "fraud")
+                    traffic = live and live["spec"]["predictor"].get("canaryTrafficPercent")
+                    if traffic == 10:
+                        break
+                    time.sleep(0.2)
+            print(f"InferenceService fraud/fraud-scorer canaryTrafficPercent={traffic}, "
+                  f"{time.monotonic() - merged:.1f} s after the merge (polling is every 10 minutes)")
+
+            _say(f"6. The audit record of the rollout ({audit_path})")
+            time.sleep(0.5)
+            for line in audit_path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("event") == "reconcile" and record.get("commit") == merge:
+                    print(json.dumps({k: record.get(k) for k in ("commit", "author", "pull_request", "result",
+                                                                 "counts")}, indent=2))
+            print("  verify: " + verify(audit_path).message)
+        finally:
+            forge.close()
+    finally:
+        if controller is not None:
+            controller.stop()
+        if thread is not None:
+            thread.join(timeout=30)
+        if keep:
+            print(f"\nleft running; stop with: agent devcluster down --dir {directory / 'cluster'} "
+                  f"(and the forge in {directory / 'forge'})")
+        else:
+            devcluster.forge_down(directory / "forge")
+            devcluster.down(directory / "cluster")
+    return 0

@@ -76,7 +76,8 @@ def hosted_repo(tmp_path: Path, info: ForgeInfo, name: str) -> tuple[Path, str]:
 
 def agent(info: ForgeInfo, *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None,
           ) -> subprocess.CompletedProcess[str]:
-    env = {**git_env(info), **(extra_env or {})}
+    # Not git_env: the agent must reach the forge with its own --token-file and --ca-file.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(extra_env or {})}
     return subprocess.run([AGENT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -175,7 +176,7 @@ def test_pr_check_keeps_one_comment_with_the_plan(tmp_path: Path, gitea: ForgeIn
            "AGENT_PR_API_URL": gitea.api_url, "AGENT_PR_TOKEN_ENV": "GITEA_TOKEN", "GITEA_TOKEN": gitea.token,
            "AGENT_PR_CA_FILE": str(gitea.ca_file), "AGENT_PR_PATH": ".", "AGENT_PR_OUT": str(tmp_path / "plan.md"),
            "AGENT_BIN": AGENT}
-    check = subprocess.run(["bash", str(ROOT / "tools" / "pr-check.sh")], cwd=work, env={**git_env(gitea), **env},
+    check = subprocess.run(["bash", str(ROOT / "tools" / "pr-check.sh")], cwd=work, env={**os.environ, **env},
                            capture_output=True, text=True, timeout=180)
     assert check.returncode == 0, check.stdout + check.stderr
     comments = api_get(gitea, f"/repos/{gitea.admin_user}/promo-check/issues/{pr.number}/comments")
@@ -186,7 +187,7 @@ def test_pr_check_keeps_one_comment_with_the_plan(tmp_path: Path, gitea: ForgeIn
     model.write_text(model.read_text().replace("    max: 12\n", "    max: 14\n", 1))
     git(work, gitea, "commit", "-qam", "fraud-scorer: up to 14 replicas")
     git(work, gitea, "push", "-q", "origin", "raise-replicas")
-    check = subprocess.run(["bash", str(ROOT / "tools" / "pr-check.sh")], cwd=work, env={**git_env(gitea), **env},
+    check = subprocess.run(["bash", str(ROOT / "tools" / "pr-check.sh")], cwd=work, env={**os.environ, **env},
                            capture_output=True, text=True, timeout=180)
     assert check.returncode == 0, check.stdout + check.stderr
     comments = api_get(gitea, f"/repos/{gitea.admin_user}/promo-check/issues/{pr.number}/comments")
@@ -258,3 +259,27 @@ def test_merged_pr_reaches_the_cluster_by_webhook_and_is_audited(
         controller.stop()
         thread.join(timeout=30)
         assert not thread.is_alive(), "the controller did not stop"
+
+
+def test_demo_promotion_tells_the_whole_story(tmp_path: Path) -> None:
+    """`agent demo --promotion` on its own cluster and forge: PR opened, plan commented, merged,
+    rolled out through the webhook, audited; nothing left running."""
+    demo = subprocess.run([AGENT, "demo", "--promotion", "--dir", str(tmp_path / "demo")], capture_output=True,
+                          text=True, timeout=600)
+    out = demo.stdout
+    assert demo.returncode == 0, out + demo.stderr
+    assert re.search(r"opened PR #1 \(promote/fraud-scorer-13 -> main\): https://127\.0\.0\.1:\d+/", out)
+    assert "created comment https://" in out
+    assert "canaryTrafficPercent=10," in out
+    assert '"pull_request": "#1"' in out and '"result": "succeeded"' in out
+    assert re.search(r"verify: \d+ records intact", out)
+    left = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(tmp_path) in cmdline:
+                left.append(cmdline.replace("\0", " ")[:200])
+    assert left == []  # no etcd, apiserver, kwok or gitea of the demo's still running
