@@ -6,6 +6,8 @@ from agent.spec._schema import schemas_dir
 from agent.spec._types import (
     API_VERSION,
     GROUP,
+    Analysis,
+    AnalysisCheck,
     Autoscaling,
     Canary,
     Gate,
@@ -20,6 +22,7 @@ from agent.spec._types import (
     PruneBudget,
     RepositoryConfig,
     Resources,
+    Rollout,
     ServingRuntime,
     Spec,
     group_of,
@@ -27,8 +30,8 @@ from agent.spec._types import (
 from agent.spec._yaml import MAX_FILE_BYTES
 
 __all__ = [
-    "API_VERSION", "CLUSTER_SCOPED", "DEFAULT_LOADER", "GROUP", "MAX_FILE_BYTES", "Autoscaling", "Canary", "Gate", "Loader", "Location",
+    "API_VERSION", "Analysis", "AnalysisCheck", "CLUSTER_SCOPED", "DEFAULT_LOADER", "GROUP", "MAX_FILE_BYTES", "Autoscaling", "Canary", "Gate", "Loader", "Location",
     "Manifest", "MetricNames", "Model", "ModelVersion", "Monitor", "MonitorRule", "Policy",
-    "PruneBudget", "RepositoryConfig", "Resources", "ServingRuntime", "Spec", "group_of", "is_manifest_path",
+    "PruneBudget", "RepositoryConfig", "Resources", "Rollout", "ServingRuntime", "Spec", "group_of", "is_manifest_path",
     "load", "schemas_dir",
 ]

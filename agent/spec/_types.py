@@ -82,6 +82,48 @@ class ServingRuntime:
 
 
 @dataclass(frozen=True)
+class AnalysisCheck:
+    """An inline PromQL check of a rollout: `query` gives one number for the new version
+    (placeholders {namespace}, {model}, {version}, {track}, {interval} are filled in), which
+    must stay within min/max."""
+
+    name: str
+    query: str
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What gates each step: this model's Monitor rules (by rule name), evaluated on the new
+    version's series only, plus inline checks; a step is judged only once the new version has
+    served `min_requests` requests in it, so a quiet canary is not judged on no data."""
+
+    rules: tuple[str, ...] = ()
+    checks: tuple[AnalysisCheck, ...] = ()
+    min_requests: int = 0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How the canary version of a Model reaches 100%: in metric-gated traffic steps (canary),
+    or beside the old version behind a preview Service and then switched at once (blueGreen).
+    interval/scale_down_delay are Prometheus durations; *_seconds their values."""
+
+    strategy: Literal["canary", "blueGreen"]
+    steps: tuple[int, ...] = ()
+    interval: str = "5m"
+    interval_seconds: float = 300.0
+    analysis: Analysis = Analysis()
+    max_failed_checks: int = 1
+    on_success: Literal["commit", "pullRequest", "none"] = "commit"
+    on_failure: Literal["rollback"] = "rollback"
+    revert_pull_request: bool = False
+    scale_down_delay: str = "10m"
+    scale_down_delay_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     namespace: str
@@ -103,6 +145,7 @@ class Model:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     location: Location = Location("", 0)
+    rollout: Rollout | None = None
 
     @property
     def key(self) -> str:
