@@ -4,14 +4,18 @@ Real API semantics (server-side apply, schema validation, RBAC, controllers) wit
 containers: the agent's integration tests and the demo run against it. See tools/k8s.
 Beside it, a local Gitea (`forge_up`): a real Git forge over HTTPS with its own CA, so the agent
 is tested as the Git client it is in production. See tools/gitea.
+And a local Prometheus (`prometheus_up`, Debian's package): scrapes test model servers and
+evaluates alert rules, for the agent's metrics client and progressive delivery.
 """
 
 from agent.devcluster._build import binaries, repo_root
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up
+from agent.devcluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
 
 __all__ = [
-    "ClusterInfo", "DevclusterError", "ForgeInfo", "binaries", "down", "forge_binaries", "forge_create_repo",
-    "forge_down", "forge_up", "repo_root", "status", "up",
+    "ClusterInfo", "DevclusterError", "ForgeInfo", "PrometheusInfo", "binaries", "down", "forge_binaries",
+    "forge_create_repo", "forge_down", "forge_up", "prometheus_down", "prometheus_reload", "prometheus_up",
+    "repo_root", "status", "up",
 ]
