@@ -17,6 +17,8 @@ from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._types import (
     API_VERSION,
     GROUP,
+    Analysis,
+    AnalysisCheck,
     Autoscaling,
     Canary,
     Gate,
@@ -31,6 +33,7 @@ from agent.spec._types import (
     PruneBudget,
     RepositoryConfig,
     Resources,
+    Rollout,
     ServingRuntime,
     Spec,
     group_of,
@@ -134,13 +137,21 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
 
     runtimes = [r for d in by_kind.get("ServingRuntime", []) if (r := _runtime(d, errors))]
     runtime_by_name = _unique(runtimes, lambda r: r.name, "ServingRuntime", errors)
-    models = [m for d in by_kind.get("Model", []) if (m := _model(d, config, runtime_by_name, errors))]
+    models: list[Model] = []
+    model_docs: dict[str, Document] = {}
+    for d in by_kind.get("Model", []):
+        if m := _model(d, config, runtime_by_name, errors):
+            models.append(m)
+            model_docs.setdefault(m.key, d)
     model_by_key = _unique(models, lambda m: m.key, "Model", errors)
     monitors = [
         mon for d in by_kind.get("Monitor", [])
         if (mon := _monitor(d, config, model_by_key, _declared(by_kind.get("Model", []), config), errors))
     ]
     _unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
+    monitor_docs = [d for path, docs, _ in parsed if not any(fnmatch.fnmatch(path, pattern) for pattern in excluded)
+                    for d in docs if _is_ours(d, "Monitor")]
+    _check_rollout_rules(model_by_key, model_docs, monitor_docs, config, errors)
     manifests = [obj for d in raw if (obj := _manifest(d, config, errors))]
     _unique(manifests, _manifest_key, "object", errors)
 
@@ -379,9 +390,10 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
     stable = spec["stable"]
     if stable not in versions:
         errors.append(doc.error(["spec", "stable"], f"version {stable!r} is not listed in spec.versions ({known})"))
+    rollout = _rollout(doc, spec["rollout"], errors) if "rollout" in spec else None
     canary = None
     if "canary" in spec:
-        canary = Canary(version=spec["canary"]["version"], traffic=int(spec["canary"]["traffic"]))
+        canary = Canary(version=spec["canary"]["version"], traffic=_canary_traffic(doc, spec["canary"], rollout, errors))
         if canary.version not in versions:
             errors.append(doc.error(["spec", "canary", "version"], f"version {canary.version!r} is not listed in spec.versions ({known})"))
         elif canary.version == stable:
@@ -455,7 +467,139 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         labels=dict(meta.get("labels", {})),
         annotations=dict(meta.get("annotations", {})),
         location=_loc(doc),
+        rollout=rollout,
     )
+
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def _seconds(duration: str) -> float:
+    """Seconds of a Prometheus duration (30s, 5m, 1h30m, 500ms; a year is 365 days, as in
+    Prometheus): the controller waits and compares in seconds. ValueError if unreadable."""
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(duration):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(duration) or not duration:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return total
+
+
+# a placeholder is `{word}`; PromQL's own braces hold matchers (`{model="x"}`), never a bare word
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDERS = ("namespace", "model", "version", "track", "interval")
+
+
+def _rollout(doc: Document, raw: Mapping[str, Any], errors: list[SpecError]) -> Rollout:
+    """The rollout of a Model, defaults applied. Problems the schema cannot state (order of
+    the steps, which fields go with which strategy, placeholders, min <= max) are errors on
+    the field; the Rollout is still returned, the caller drops the Model on any error."""
+    at: list[str | int] = ["spec", "rollout"]
+    strategy = raw["strategy"]
+    steps = tuple(int(s) for s in raw.get("steps", ()))
+    if strategy == "canary":
+        if "steps" not in raw:
+            errors.append(doc.error([*at, "steps"], "required for the canary strategy (traffic percentages ending at 100)"))
+        for i in range(1, len(steps)):
+            if steps[i] <= steps[i - 1]:
+                errors.append(doc.error([*at, "steps", i], f"steps must be strictly ascending: {steps[i]} after {steps[i - 1]}"))
+        if steps and steps[-1] != 100:
+            errors.append(doc.error([*at, "steps", len(steps) - 1],
+                                    f"the last step must be 100, not {steps[-1]}: the canary takes all traffic before it becomes stable"))
+        if "scaleDownDelay" in raw:
+            errors.append(doc.error([*at, "scaleDownDelay"], "applies to the blueGreen strategy only"))
+    elif "steps" in raw:
+        errors.append(doc.error([*at, "steps"], "steps apply to the canary strategy only: blueGreen switches all traffic at once"))
+
+    interval = str(raw.get("interval", Rollout.interval))
+    if _seconds(interval) <= 0:
+        errors.append(doc.error([*at, "interval"], f"must be longer than 0, got {interval!r}"))
+    scale_down_delay = str(raw.get("scaleDownDelay", Rollout.scale_down_delay))
+    return Rollout(
+        strategy=strategy,
+        steps=steps,
+        interval=interval,
+        interval_seconds=_seconds(interval),
+        analysis=_analysis(doc, raw.get("analysis") or {}, [*at, "analysis"], errors),
+        max_failed_checks=int(raw.get("maxFailedChecks", Rollout.max_failed_checks)),
+        on_success=raw.get("onSuccess", Rollout.on_success),
+        on_failure=raw.get("onFailure", Rollout.on_failure),
+        revert_pull_request=bool(raw.get("revertPullRequest", Rollout.revert_pull_request)),
+        scale_down_delay=scale_down_delay,
+        scale_down_delay_seconds=_seconds(scale_down_delay),
+    )
+
+
+def _analysis(doc: Document, raw: Mapping[str, Any], at: list[str | int], errors: list[SpecError]) -> Analysis:
+    """The analysis of a rollout; its rule names are checked against the Monitors later
+    (`_check_rollout_rules`), once those are loaded."""
+    checks: list[AnalysisCheck] = []
+    names: set[str] = set()
+    allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    for i, c in enumerate(raw.get("checks", ())):
+        here: list[str | int] = [*at, "checks", i]
+        if c["name"] in names:
+            errors.append(doc.error([*here, "name"], f"duplicate check name {c['name']!r}"))
+        names.add(c["name"])
+        for word in dict.fromkeys(_PLACEHOLDER.findall(c["query"])):
+            if word not in PLACEHOLDERS:
+                errors.append(doc.error([*here, "query"], f"unknown placeholder {{{word}}} (allowed: {allowed})"))
+        low, high = c.get("min"), c.get("max")
+        if low is None and high is None:
+            errors.append(doc.error(here, "a check needs min, max or both"))
+        elif low is not None and high is not None and low > high:
+            errors.append(doc.error([*here, "min"], f"min ({low:g}) is greater than max ({high:g})"))
+        checks.append(AnalysisCheck(
+            name=c["name"], query=c["query"],
+            min=float(low) if low is not None else None, max=float(high) if high is not None else None,
+        ))
+    return Analysis(rules=tuple(raw.get("rules", ())), checks=tuple(checks), min_requests=int(raw.get("minRequests", 0)))
+
+
+def _canary_traffic(doc: Document, raw: Mapping[str, Any], rollout: Rollout | None, errors: list[SpecError]) -> int:
+    """The canary's traffic: as written; with a canary rollout and none written, the first
+    step; with blueGreen always 0 (the preview gets no live traffic until the switch)."""
+    if rollout is not None and rollout.strategy == "blueGreen":
+        return 0
+    if "traffic" in raw:
+        return int(raw["traffic"])
+    if rollout is None:
+        errors.append(doc.error(["spec", "canary", "traffic"], "required unless spec.rollout decides the traffic"))
+        return 0
+    return rollout.steps[0] if rollout.steps else 0
+
+
+def _check_rollout_rules(models: Mapping[str, Model], model_docs: Mapping[str, Document],
+                         monitor_docs: list[Document], config: RepositoryConfig, errors: list[SpecError]) -> None:
+    """Each `spec.rollout.analysis.rules` entry must name a rule of a Monitor of that Model.
+    The rule names come from every Monitor document that passed the schema (a Monitor with
+    other errors still declares its rules); a Model that a schema-invalid Monitor may name is
+    not checked, as its rules are unknown and "not found" would mislead."""
+    rules: dict[str, set[str]] = {}
+    unreadable: set[str] = set()
+    for d in monitor_docs:
+        meta, spec = d.data.get("metadata"), d.data.get("spec")
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            continue
+        key = f"{meta.get('namespace', config.default_namespace)}/{spec.get('model')}"
+        if d.schema_errors:
+            unreadable.add(key)
+            continue
+        rules.setdefault(key, set()).update(r["name"] for r in spec["rules"])
+    for key, model in models.items():
+        if model.rollout is None or not model.rollout.analysis.rules or key in unreadable:
+            continue
+        known = rules.get(key, set())
+        shown = ", ".join(sorted(known)) if known else f"no Monitor of Model {model.name!r} declares rules"
+        for i, name in enumerate(model.rollout.analysis.rules):
+            if name not in known:
+                errors.append(model_docs[key].error(
+                    ["spec", "rollout", "analysis", "rules", i],
+                    f"rule {name!r} is not a rule of a Monitor of Model {model.name!r} ({shown})"))
 
 
 def _declared(docs: list[Document], config: RepositoryConfig) -> set[str]:
