@@ -38,7 +38,7 @@ from agent.spec._types import (
     Spec,
     group_of,
 )
-from agent.spec._yaml import Document, parse
+from agent.spec._yaml import Document, dotted, parse
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -494,6 +494,12 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("namespace", "model", "version", "track", "interval")
 
 
+def _missing(doc: Document, field_path: list[str | int], message: str) -> SpecError:
+    """An error on a missing field, at the line of its parent's key (as the schema's
+    "missing required field" errors are)."""
+    return SpecError(doc.path, doc.line_of(field_path[:-1]), dotted(field_path), message)
+
+
 def _rollout(doc: Document, raw: Mapping[str, Any], errors: list[SpecError]) -> Rollout:
     """The rollout of a Model, defaults applied. Problems the schema cannot state (order of
     the steps, which fields go with which strategy, placeholders, min <= max) are errors on
@@ -503,7 +509,7 @@ def _rollout(doc: Document, raw: Mapping[str, Any], errors: list[SpecError]) -> 
     steps = tuple(int(s) for s in raw.get("steps", ()))
     if strategy == "canary":
         if "steps" not in raw:
-            errors.append(doc.error([*at, "steps"], "required for the canary strategy (traffic percentages ending at 100)"))
+            errors.append(_missing(doc, [*at, "steps"], "required for the canary strategy (traffic percentages ending at 100)"))
         for i in range(1, len(steps)):
             if steps[i] <= steps[i - 1]:
                 errors.append(doc.error([*at, "steps", i], f"steps must be strictly ascending: {steps[i]} after {steps[i - 1]}"))
@@ -568,7 +574,7 @@ def _canary_traffic(doc: Document, raw: Mapping[str, Any], rollout: Rollout | No
     if "traffic" in raw:
         return int(raw["traffic"])
     if rollout is None:
-        errors.append(doc.error(["spec", "canary", "traffic"], "required unless spec.rollout decides the traffic"))
+        errors.append(_missing(doc, ["spec", "canary", "traffic"], "required unless spec.rollout decides the traffic"))
         return 0
     return rollout.steps[0] if rollout.steps else 0
 
