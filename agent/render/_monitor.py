@@ -7,6 +7,7 @@ select a model's series the same way on either backend.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from agent.render._kubernetes import HTTP_PORT_NAME, METRICS_PORT_NAME
@@ -28,25 +29,41 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-def _selector(monitor: Monitor, extra: str = "") -> str:
-    sel = f'namespace="{monitor.namespace}",model="{monitor.model}"'
-    return "{" + sel + (("," + extra) if extra else "") + "}"
+def escape_label(value: str) -> str:
+    """A PromQL double-quoted string body for `value` (backslash and double quote escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def expression(monitor: Monitor, rule: MonitorRule, metrics: MetricNames) -> str:
-    sel, w = _selector(monitor), rule.window
+def _selector(monitor: Monitor, extra: Mapping[str, str] | None = None) -> str:
+    labels = {"namespace": monitor.namespace, "model": monitor.model, **(extra or {})}
+    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items()) + "}"
+
+
+def expression(
+    monitor: Monitor,
+    rule: MonitorRule,
+    metrics: MetricNames,
+    *,
+    labels: Mapping[str, str] | None = None,
+    window: str | None = None,
+    compare: bool = True,
+) -> str:
+    """The PromQL of a Monitor rule: its alert expression (`<value> > threshold`), or with
+    `compare=False` only the value, e.g. for a rollout's analysis, which also narrows every
+    selector with `labels` (version, track) and judges its own `window` instead of the rule's."""
+    extra = dict(labels or {})
+    sel, w = _selector(monitor, extra), window or rule.window
     if rule.type == "latency":
-        return (
+        value = (
             f"histogram_quantile({_number(rule.quantile)}, sum by (le) "
-            f"(rate({metrics.latency_histogram}_bucket{sel}[{w}]))) > {_number(rule.threshold)}"
+            f"(rate({metrics.latency_histogram}_bucket{sel}[{w}])))"
         )
-    if rule.type == "errorRate":
-        return (
-            f"sum(rate({metrics.errors_total}{sel}[{w}])) / "
-            f"sum(rate({metrics.requests_total}{sel}[{w}])) > {_number(rule.threshold)}"
-        )
-    drift_sel = _selector(monitor, f'feature="{rule.feature}",method="{rule.method}"')
-    return f"max(max_over_time({metrics.drift_score}{drift_sel}[{w}])) > {_number(rule.threshold)}"
+    elif rule.type == "errorRate":
+        value = f"sum(rate({metrics.errors_total}{sel}[{w}])) / sum(rate({metrics.requests_total}{sel}[{w}]))"
+    else:
+        drift_sel = _selector(monitor, {"feature": rule.feature or "", "method": rule.method, **extra})
+        value = f"max(max_over_time({metrics.drift_score}{drift_sel}[{w}]))"
+    return f"{value} > {_number(rule.threshold)}" if compare else value
 
 
 def _summary(monitor: Monitor, rule: MonitorRule) -> str:

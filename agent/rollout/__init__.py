@@ -1,0 +1,25 @@
+"""Progressive delivery's pure core (#11): the rollout state machine and the analysis queries
+that gate its steps. No I/O: the caller queries Prometheus, stores the state, reads the clock
+and applies the traffic a Transition names."""
+
+from __future__ import annotations
+
+from agent.rollout._analysis import REQUESTS, CheckResult, Query, analysis_queries, judge
+from agent.rollout._machine import (
+    HISTORY_LIMIT,
+    Phase,
+    RolloutState,
+    Transition,
+    abort,
+    describe,
+    promote,
+    start,
+    step,
+    traffic_override,
+    with_outcome_written,
+)
+
+__all__ = [
+    "HISTORY_LIMIT", "REQUESTS", "CheckResult", "Phase", "Query", "RolloutState", "Transition", "abort",
+    "analysis_queries", "describe", "judge", "promote", "start", "step", "traffic_override", "with_outcome_written",
+]
