@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from agent import devcluster as dc
-from agent.devcluster import ClusterInfo, ForgeInfo
+from agent.devcluster import ClusterInfo, ForgeInfo, PrometheusInfo
 
 Waiter = Callable[..., Any]
 
@@ -45,6 +45,19 @@ def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgeInfo]:
         yield info
     finally:
         dc.forge_down(directory)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusInfo]:
+    """The session's Prometheus (Debian's package, 1 s scrape and evaluation intervals): up
+    with no targets in a temporary directory, down (no process left) at the end. A test
+    sets its own targets and rule files with dc.prometheus_reload."""
+    directory = tmp_path_factory.mktemp("prometheus")
+    info = dc.prometheus_up(directory)
+    try:
+        yield info
+    finally:
+        dc.prometheus_down(directory)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,183 @@
+"""The agent's Prometheus client: instant queries and active alerts over the HTTP API.
+
+Standard library only (urllib), as in agent.forge: a handful of read-only calls does not need
+a client library. Every request has a timeout; redirects are refused (they would carry the
+bearer token to whatever host they name); every failure is a MetricsError naming the API path,
+the HTTP status and Prometheus' own errorType/error, with the token scrubbed from anything
+echoed back. A query answers one number or None (no data, NaN): a rollout analysis compares
+numbers to thresholds, and an expression that matches several series is a mistake in it, not
+something to silently aggregate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+
+__all__ = ["MetricsError", "Prometheus"]
+
+USER_AGENT = "modelops-agent"
+MAX_BODY = 32 * 1024 * 1024
+
+
+class MetricsError(AgentError):
+    """Prometheus could not be asked, refused the question, or answered something unusable."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _number(raw: Any) -> float | None:
+    """A sample value ("1.5", "NaN", "+Inf") as a float; None for NaN (no meaningful value)."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise MetricsError(f"not a sample value: {raw!r}") from None
+    return None if math.isnan(value) else value
+
+
+class Prometheus:
+    """One Prometheus (or a compatible API: Thanos, Mimir, a proxy path prefix) at url."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None,
+                 ca_file: str | Path | None = None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise MetricsError(f"not an http(s) URL: {url!r}")
+        # Shown in errors: never userinfo, only scheme, host and path.
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self._base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        self._shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self.timeout = timeout
+        self._token = token
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def __repr__(self) -> str:
+        return f"Prometheus({self._shown!r})"
+
+    # --- API ------------------------------------------------------------------------------------
+
+    def query(self, expr: str, at: float | None = None) -> float | None:
+        """The value of expr now (or at unix time `at`): a scalar, or the one series of a vector.
+
+        None when there is no data (empty vector) or the value is NaN (e.g. 0/0 rates).
+        MetricsError when the vector has several series: the expression should aggregate."""
+        form = {"query": expr, "timeout": f"{self.timeout:g}s"}
+        if at is not None:
+            form["time"] = repr(float(at))
+        data = self._call("POST", "/api/v1/query", form, what=f"query {expr!r}")
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+            return _number(result[1])
+        if kind == "vector" and isinstance(result, list):
+            if not result:
+                return None
+            if len(result) > 1:
+                first = ", ".join(json.dumps(r.get("metric", {}), sort_keys=True) for r in result[:2])
+                raise MetricsError(f"query {expr!r} returned {len(result)} series, expected one (aggregate it, "
+                                   f"e.g. with sum()); the first two: {first}")
+            value = result[0].get("value") if isinstance(result[0], dict) else None
+            if not isinstance(value, list) or len(value) != 2:
+                raise MetricsError(f"query {expr!r}: malformed sample {result[0]!r}")
+            return _number(value[1])
+        raise MetricsError(f"query {expr!r} returned a {kind}, expected a scalar or an instant vector")
+
+    def query_many(self, exprs: Mapping[str, str]) -> dict[str, float | None]:
+        """Each named expression's value; the first that fails raises, naming it."""
+        values: dict[str, float | None] = {}
+        for name, expr in exprs.items():
+            try:
+                values[name] = self.query(expr)
+            except MetricsError as err:
+                raise MetricsError(f"{name}: {err}") from err
+        return values
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The active (pending and firing) alerts: each with labels, annotations, state,
+        activeAt and value, as /api/v1/alerts has them."""
+        data = self._call("GET", "/api/v1/alerts", None, what="alerts")
+        alerts = data.get("alerts")
+        if not isinstance(alerts, list):
+            raise MetricsError(f"GET {self._shown}/api/v1/alerts: no alerts list in the answer")
+        return [a for a in alerts if isinstance(a, dict)]
+
+    def ready(self) -> bool:
+        """Is Prometheus up and ready to serve queries (/-/ready answers 200)?"""
+        try:
+            with self._open("GET", "/-/ready", None) as resp:
+                resp.read(1024)
+                return int(resp.status) == 200
+        except (OSError, ValueError):
+            return False
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _open(self, method: str, path: str, form: Mapping[str, str] | None) -> Any:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(self._base + path, data=body, headers=headers, method=method)
+        return self._opener.open(req, timeout=self.timeout)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _call(self, method: str, path: str, form: Mapping[str, str] | None, *, what: str) -> dict[str, Any]:
+        """One API call; its `data` on status success, else MetricsError."""
+        where = f"{method} {self._shown}{path}"
+        try:
+            with self._open(method, path, form) as resp:
+                raw = resp.read(MAX_BODY + 1)
+                status = int(resp.status)
+        except urllib.error.HTTPError as err:
+            with err:
+                raw, status = err.read(MAX_BODY + 1), err.code
+            if 300 <= status < 400:
+                raise MetricsError(f"{where} ({what}): HTTP {status} redirect to "
+                                   f"{err.headers.get('Location', '?')!r} refused") from None
+        except TimeoutError:
+            raise MetricsError(f"{where} ({what}): no answer within {self.timeout:g}s") from None
+        except urllib.error.URLError as err:
+            reason = err.reason
+            if isinstance(reason, TimeoutError):
+                raise MetricsError(f"{where} ({what}): no answer within {self.timeout:g}s") from None
+            raise MetricsError(self._scrub(f"{where} ({what}): {reason}")) from None
+        except OSError as err:
+            raise MetricsError(self._scrub(f"{where} ({what}): {err}")) from None
+        if len(raw) > MAX_BODY:
+            raise MetricsError(f"{where} ({what}): answer larger than {MAX_BODY} bytes")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            first = raw.decode("utf-8", "replace").strip().splitlines()[:1]
+            text = first[0][:200] if first else "(empty body)"
+            raise MetricsError(self._scrub(f"{where} ({what}): HTTP {status}: not a Prometheus API answer: {text}"))
+        if doc.get("status") != "success" or status >= 300:
+            kind = doc.get("errorType") or "error"
+            message = doc.get("error") or "(no message)"
+            raise MetricsError(self._scrub(f"{where} ({what}): HTTP {status}: {kind}: {message}"))
+        data = doc.get("data")
+        if not isinstance(data, dict):
+            raise MetricsError(f"{where} ({what}): no data in the answer")
+        return data
