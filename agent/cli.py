@@ -658,7 +658,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         inventory_namespace=args.inventory_namespace, drift_policy=args.drift_policy,
         prune=True if args.prune else None, watch_dir=Path(args.watch_dir) if args.watch_dir else None,
         webhook_secret_file=Path(args.webhook_secret_file) if args.webhook_secret_file else None,
-        credentials=credentials, timeouts=_timeouts(args),
+        credentials=credentials, timeouts=_timeouts(args), prometheus_url=args.prometheus_url or None,
+        forge=args.forge or None, forge_api_url=args.forge_api_url or None,
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
@@ -1004,6 +1005,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="known_hosts for an ssh:// remote (host keys are always checked)")
     p.add_argument("--git-ca-file", default=_env("GIT_CA_FILE"),
                    help="CA bundle to trust for an https:// remote (a private CA)")
+    p.add_argument("--prometheus-url", default=_env("PROMETHEUS_URL"),
+                   help="Prometheus that judges rollouts (spec.rollout analysis); none: a gated step never advances")
+    p.add_argument("--forge", default=_env("FORGE"), choices=[None, "github", "gitlab", "gitea"],
+                   help="the forge of --repo for rollout pull requests (default: from the URL)")
+    p.add_argument("--forge-api-url", default=_env("FORGE_API_URL"), help="the forge's API root (self-hosted forges)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_cluster(p)

@@ -46,6 +46,26 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     return desired
 
 
+def with_traffic(desired: Desired, traffic: dict[str, int]) -> Desired:
+    """`desired` with the canary traffic of some models set by their running rollouts (model key
+    -> percent), re-rendered; `desired` itself when that changes nothing. While a rollout runs,
+    the live split is the rollout's step, not Git's number, and must not be healed back."""
+    import dataclasses
+
+    changed = False
+    models = []
+    for model in desired.spec.models:
+        percent = traffic.get(model.key)
+        if percent is not None and model.canary is not None and model.canary.traffic != percent:
+            model = dataclasses.replace(model, canary=dataclasses.replace(model.canary, traffic=percent))
+            changed = True
+        models.append(model)
+    if not changed:
+        return desired
+    spec = dataclasses.replace(desired.spec, models=tuple(models))
+    return Desired(spec=spec, objects=render(spec), revision=desired.revision)
+
+
 def revision_info(revision: Revision) -> dict[str, str]:
     info = {"commit": revision.commit, "short": revision.short}
     if revision.commit:

@@ -803,3 +803,37 @@ def post_comment(number: int, body: str, marker: str, remote_url: str, options: 
 def username_for(kind: str | None) -> str:
     return _USERNAMES.get(kind or "", "x-access-token")
 
+
+
+# --- the controller's write-back: a promotion made on a fresh clone of the remote ------------------
+
+@dataclass(frozen=True)
+class Published:
+    """What publish_remote did: the commit pushed (None: Git already said so) and the PR."""
+
+    commit: str | None
+    pull_request: PullOutcome | None = None
+
+
+def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, change: Change, *, auth: GitAuth,
+                   work: Path, head: str | None = None, forge: Forge | None = None,
+                   author: tuple[str, str] = ("modelops-agent", "modelops-agent@modelops.invalid")) -> Published:
+    """Make `change` on a fresh clone of url@base and push it: straight to `base` (head None: a
+    commit on the branch the controller follows, so Git stays the truth about what serves), or
+    to branch `head` with a PR into base when a forge is given. `work` must not exist yet; the
+    caller removes it. The same validation as `agent promote`: an edit that fails it is refused."""
+    with git_auth(auth, url) as (config, env):
+        _git(work.parent, *config, "clone", "--quiet", "--no-tags", "--single-branch", "--branch", base, url,
+             str(work), env=env, secrets=_secrets(auth))
+    for key, value in (("user.name", author[0]), ("user.email", author[1]), ("commit.gpgsign", "false")):
+        _git(work, "config", key, value)
+    outcome = promote(work / subdir if subdir else work, name, namespace, change, commit=True, branch=head)
+    if outcome.after == outcome.before:
+        return Published(commit=None)
+    target = PushPlan(remote="origin", url=url, head=head or base, base=base)
+    push(work, target, auth)
+    pr = None
+    if forge is not None and head is not None:
+        title = outcome.message.splitlines()[0]
+        pr = open_pull(forge, target, title, pull_body(relabel(outcome.plan, base, head), outcome.message))
+    return Published(commit=outcome.commit, pull_request=pr)

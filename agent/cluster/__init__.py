@@ -14,6 +14,7 @@ from agent.cluster._inventory import (
 )
 from agent.cluster._kinds import KindInfo, well_known
 from agent.cluster._lease import LeaseHeld, TargetLease, lease_name
+from agent.cluster._rollouts import RolloutStates, load_rollouts, rollouts_name, save_rollouts
 from agent.cluster._watch import watch
 
 __all__ = [
@@ -31,11 +32,15 @@ __all__ = [
     "Inventory",
     "KindInfo",
     "LeaseHeld",
+    "RolloutStates",
     "TargetLease",
     "Timeouts",
     "lease_name",
     "load_inventory",
+    "load_rollouts",
+    "rollouts_name",
     "save_inventory",
+    "save_rollouts",
     "watch",
     "well_known",
 ]

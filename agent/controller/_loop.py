@@ -46,9 +46,10 @@ from agent.cluster import (
 )
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._metrics import Metrics
+from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._webhook import read_webhook_secret
 from agent.errors import AgentError, SourceError, ValidationFailed
-from agent.pipeline import Desired, load_desired
+from agent.pipeline import Desired, load_desired, with_traffic
 from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
 from agent.render import ObjectKey, object_key
@@ -57,7 +58,7 @@ from agent.spec import Loader, group_of
 
 log = logging.getLogger("modelops.controller")
 
-Trigger = Literal["poll", "webhook", "watch", "resync", "startup"]
+Trigger = Literal["poll", "webhook", "watch", "resync", "startup", "rollout"]
 DriftPolicy = Literal["heal", "detect"]
 
 
@@ -90,6 +91,11 @@ class RunConfig:
     credentials: Credentials | None = None
     timeouts: Timeouts | None = None
     lease_duration: int = 15
+    # progressive delivery (spec.rollout): where the analysis queries go, and the forge that
+    # receives a rollout's pull request (onSuccess: pullRequest, revertPullRequest)
+    prometheus_url: str | None = None
+    forge: str | None = None
+    forge_api_url: str | None = None
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 
@@ -150,6 +156,47 @@ class Controller:
         self._cached_for: Desired | None = None  # the desired state the cache's namespaces follow
         self._managed_namespaces: dict[tuple[str, str], frozenset[str]] = {}
         self._cached_inventory: Inventory | None = None  # the inventory object the cache's kinds follow
+        self.rollouts = self._rollout_driver()
+        self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
+        self.rollout_period: float | None = None  # how often rollouts need a tick now (None: none runs)
+
+    def _rollout_driver(self) -> RolloutDriver:
+        config = self.config
+        prometheus = None
+        if config.prometheus_url:
+            from agent.metrics_source import Prometheus
+
+            prometheus = Prometheus(config.prometheus_url)
+        write_back = None
+        if config.watch_dir is None:
+            credentials = config.credentials
+            write_back = WriteBack(
+                url=config.repo, branch=config.branch, path=config.path,
+                token=(credentials.token if credentials is not None and credentials.has_token else lambda: None),
+                username=credentials.username if credentials is not None else "x-access-token",
+                ca_file=credentials.ca_file if credentials is not None else None,
+                forge_kind=config.forge, forge_api_url=config.forge_api_url)
+        return RolloutDriver(self.cluster, config.inventory_namespace, prometheus, record=self._audit,
+                             event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back)
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        if self.config.audit_log is None:
+            return
+        from agent.audit import AuditLog
+
+        with AuditLog(self.config.audit_log, self.config.identity) as audit:
+            audit.write(event, commit=self.commit, **fields)
+
+    def _rollout_event(self, model: Any, reason: str, message: str, warning: bool) -> None:
+        """An Event on the model's serving object, where `kubectl describe` shows it."""
+        if model.backend == "kserve":
+            involved = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"}
+        else:
+            involved = {"apiVersion": "v1", "kind": "Service"}
+        involved.update(namespace=model.namespace, name=model.name)
+        event = make_event(involved, reason, message, warning=warning)
+        with contextlib.suppress(ClusterError, AgentError):
+            self.cluster.request("POST", f"/api/v1/namespaces/{model.namespace}/events", body=event, retries=0)
 
     # --- triggers ---------------------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -247,14 +294,15 @@ class Controller:
         next_poll = time.monotonic()
         next_resync = time.monotonic() + config.resync
         self.request("startup")
+        next_rollout = float("inf")
         while not self._stop.is_set():
             now = time.monotonic()
-            wait = max(0.0, min(next_poll, next_resync, self._fight_due()) - now)
+            wait = max(0.0, min(next_poll, next_resync, next_rollout, self._fight_due()) - now)
             try:
                 trigger = self._take(wait)
             except queue.Empty:
                 now = time.monotonic()
-                trigger = "poll" if now >= next_poll else "resync"
+                trigger = "poll" if now >= next_poll else "rollout" if now >= next_rollout else "resync"
             if trigger is None or self._stop.is_set():
                 break
             log.debug("trigger: %s", trigger)
@@ -265,6 +313,8 @@ class Controller:
             if trigger == "resync":
                 next_resync = time.monotonic() + config.resync
             self._pass(trigger)
+            period = self.rollout_period
+            next_rollout = time.monotonic() + period if period is not None else float("inf")
 
     # --- source -----------------------------------------------------------------------------
     def _fetch(self) -> float | None:
@@ -459,6 +509,7 @@ class Controller:
                 else:
                     self.lease = candidate
                     self.inventory = None  # the previous leader wrote it: read it again
+                    self.rollouts.target = ""  # and the rollout states
                     self._leader.set()
                     self.metrics.set_leader(True)
                     log.info("leader for target %s (Lease %s/%s)", target, config.lease_namespace, candidate.name)
@@ -481,14 +532,18 @@ class Controller:
             if self.config.leader_elect and not may_write:
                 return  # a follower keeps its source current and waits
             inventory = self._inventory(target)
+            traffic = self.rollouts.tick(desired)
+            self.rollout_period = self.rollouts.period(desired)
+            effective = with_traffic(desired, traffic)
             cache = self._ensure_cache(desired)
             observed = observed_from(self._view(cache).values(), inventory, target)
-            new_commit = desired is not self._applied  # a new commit (or working copy) applies whatever the drift policy
+            # a new commit (or working copy), or a rollout's new step, applies whatever the drift policy
+            new_commit = desired is not self._applied or traffic != self._applied_traffic
             options = Options(prune=self.config.prune, audit_log=self.config.audit_log,
                               inventory_namespace=self.config.inventory_namespace, audit_noop=False,
                               lock_timeout=30.0, stop=self._stop)
             gate = self._gate(new_commit)
-            outcome = reconcile(desired, self.cluster, options, progress=self._wrote, observed=observed,
+            outcome = reconcile(effective, self.cluster, options, progress=self._wrote, observed=observed,
                                 lease=self.lease if self.config.leader_elect else None, writes=gate)
         except (AgentError, ClusterError) as exc:
             self.last_error = str(exc)
@@ -504,6 +559,7 @@ class Controller:
         self.metrics.observe_reconcile(trigger, time.monotonic() - started, applied, pruned, failed)
         if outcome.ok and (results or not outcome.plan.has_changes):
             self._applied = desired
+            self._applied_traffic = traffic
             self.ready = True
             self.last_error = ""
             self.metrics.synced(self.commit or "working-tree")

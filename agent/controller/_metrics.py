@@ -19,7 +19,7 @@ PREFIX = "modelops_agent_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format that `generate_latest` writes, named as every Prometheus parses it."""
 
-TRIGGERS = ("poll", "webhook", "watch", "resync", "startup")
+TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout")
 DRIFT_POLICIES = ("heal", "detect")
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
@@ -82,6 +82,13 @@ class Metrics:
         self._invalid = Counter(
             PREFIX + "invalid_commits", "Commits that failed validation (nothing of them applied).", registry=r
         )
+        self._rollout_transitions = Counter(
+            PREFIX + "rollout_transitions", "Rollout state changes per model and kind (started, advanced, "
+            "check-failed, rolled-back, succeeded, switched, aborted, promoted, finished, reset).",
+            ["model", "kind"], registry=r)
+        self._rollout_traffic = Gauge(PREFIX + "rollout_traffic_percent",
+                                      "Live traffic share of the version a rollout brings in.", ["model"], registry=r)
+        self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
         self._leader = Gauge(PREFIX + "leader", "1 while this replica holds the leader Lease, else 0.", registry=r)
         self._queue = Gauge(PREFIX + "work_queue_depth", "Sync requests waiting to be handled.", registry=r)
         self._webhooks = Counter(
@@ -105,6 +112,13 @@ class Metrics:
         _inc(self._applied, applied)
         _inc(self._pruned, pruned)
         _inc(self._failed, failed)
+
+    def rollout(self, model: str, kind: str, step: int, traffic: int) -> None:
+        """A rollout transition of `model` (started, advanced, rolled-back, succeeded, ...) and
+        where it now stands."""
+        self._rollout_transitions.labels(model=model, kind=kind).inc()
+        self._rollout_traffic.labels(model=model).set(traffic)
+        self._rollout_step.labels(model=model).set(step)
 
     def drift(self, policy: str, n: int = 1) -> None:
         """`n` drifted objects seen under `policy` (heal: restored; detect: only reported)."""

@@ -1,0 +1,92 @@
+"""Where running rollouts keep their state: one ConfigMap per target, one key per model.
+
+A rollout outlives the process that drives it: a restarted controller, or a new leader, must
+resume at the same step instead of starting the canary over (or, worse, letting Git's static
+traffic win). The state lives in the cluster it describes, next to the inventory, so `agent
+diff`/`status` on a laptop see it too. Values are the JSON of agent.rollout.RolloutState; this
+edge stores and returns them as plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.cluster._client import Cluster, ClusterError
+from agent.cluster._inventory import INVENTORY_NAMESPACE
+from agent.cluster._kinds import well_known
+
+_CM = well_known("v1", "ConfigMap")
+assert _CM is not None
+
+
+def rollouts_name(target: str) -> str:
+    return f"modelops-rollouts-{target}"
+
+
+def _data_key(model: str) -> str:
+    """ConfigMap keys allow [-._a-zA-Z0-9]: namespace/name becomes namespace.name (neither may
+    contain a dot's worth of ambiguity: both are DNS labels)."""
+    return model.replace("/", ".")
+
+
+@dataclass
+class RolloutStates:
+    """The states of one target's rollouts as last read (model key -> state JSON)."""
+
+    target: str
+    namespace: str = INVENTORY_NAMESPACE
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resource_version: str | None = None
+
+    def to_configmap(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": rollouts_name(self.target),
+            "namespace": self.namespace,
+            "labels": {"app.kubernetes.io/part-of": "modelops-agent", "modelops.dev/rollouts": self.target},
+        }
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        data = {_data_key(k): json.dumps(v, sort_keys=True, separators=(",", ":")) for k, v in sorted(self.states.items())}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def load_rollouts(cluster: Cluster, target: str, namespace: str = INVENTORY_NAMESPACE) -> RolloutStates:
+    """The target's rollout states (none yet: empty). A value that is not JSON is skipped: a
+    hand-edited ConfigMap must not stop the controller, and the rollout starts again."""
+    assert _CM is not None
+    cm = cluster.get(_CM, rollouts_name(target), namespace)
+    found = RolloutStates(target=target, namespace=namespace)
+    if cm is None:
+        return found
+    found.resource_version = cm.get("metadata", {}).get("resourceVersion")
+    for value in (cm.get("data") or {}).values():
+        try:
+            state = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(state, dict) and isinstance(state.get("model"), str):
+            found.states[state["model"]] = state
+    return found
+
+
+def save_rollouts(cluster: Cluster, states: RolloutStates) -> None:
+    """Create or replace. Only the leader writes rollout states, so a conflict comes from a
+    hand edit or a create race: take the fresh resourceVersion and write ours again, once."""
+    assert _CM is not None
+    for attempt in (1, 2):
+        body = states.to_configmap()
+        try:
+            if states.resource_version is None:
+                written = cluster.create(_CM, body, states.namespace, make_namespace=True)
+            else:
+                written = cluster.replace(_CM, body)
+        except ClusterError as err:
+            if attempt == 2 or err.status not in (409,):
+                raise
+            fresh = load_rollouts(cluster, states.target, states.namespace)
+            states.resource_version = fresh.resource_version
+            continue
+        states.resource_version = written["metadata"]["resourceVersion"]
+        return

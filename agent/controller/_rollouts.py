@@ -1,0 +1,241 @@
+"""The controller's side of progressive delivery: drive each Model's rollout one tick at a time.
+
+Per tick, for every model with a `spec.rollout` and a canary (or a rollout still on record):
+query Prometheus for the new version's analysis, let the pure state machine (agent.rollout)
+decide, keep the state in the cluster (so a restart or a new leader resumes at the same step),
+and tell the reconcile pass which live traffic each model must have now. Every transition is an
+Event, an audit record and a metric; the outcome goes back to Git (a commit, or a PR) so Git
+stays the truth about which version serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.cluster import Cluster, ClusterError, RolloutStates, load_rollouts, save_rollouts
+from agent.errors import AgentError
+from agent.pipeline import Desired
+from agent.rollout import (
+    CheckResult,
+    RolloutState,
+    Transition,
+    analysis_queries,
+    describe,
+    judge,
+    step,
+    traffic_override,
+)
+from agent.spec import Model
+
+log = logging.getLogger("agent.controller.rollouts")
+
+# kinds of transition that change what is stored (a "waiting" tick only refreshes the message)
+_STORED = {"started", "advanced", "check-failed", "rolled-back", "succeeded", "switched", "aborted", "promoted",
+           "finished", "reset"}
+_WARNING = {"check-failed", "rolled-back", "aborted"}
+
+
+@dataclass
+class WriteBack:
+    """How the outcome of a rollout reaches Git: the repo the controller follows, the git auth,
+    and (for pull requests) the forge."""
+
+    url: str
+    branch: str
+    path: str = ""
+    token: Callable[[], str | None] = lambda: None
+    username: str = "x-access-token"
+    ca_file: Path | None = None
+    forge_kind: str | None = None
+    forge_api_url: str | None = None
+
+
+@dataclass
+class RolloutDriver:
+    """Holds the states of one target's rollouts between ticks (the cluster has the truth)."""
+
+    cluster: Cluster
+    namespace: str
+    prometheus: Any | None  # agent.metrics_source.Prometheus, or None: analysis cannot run
+    record: Callable[..., None]  # audit: record(event, **fields)
+    event: Callable[[Model, str, str, bool], None]  # Event on the model's object: (model, reason, message, warning)
+    metric: Callable[[str, str, int, int], None]  # (model, kind, step, traffic)
+    write_back: WriteBack | None = None
+    target: str = ""
+    states: dict[str, RolloutState] = field(default_factory=dict)
+    _stored: RolloutStates | None = None
+
+    # --- when -----------------------------------------------------------------------------
+    def period(self, desired: Desired) -> float | None:
+        """How often the loop must tick for the rollouts running now (None: none is running):
+        a quarter of the shortest step interval, 1-30 s, so a failing canary is caught well
+        within one interval."""
+        intervals = [m.rollout.interval_seconds for m in desired.spec.models
+                     if m.rollout is not None and (m.canary is not None or m.key in self.states)]
+        if not intervals:
+            return None
+        return min(30.0, max(1.0, min(intervals) / 4))
+
+    # --- one tick -------------------------------------------------------------------------
+    def tick(self, desired: Desired, *, analyse: bool = True) -> dict[str, int]:
+        """Advance every rollout of `desired` that is due; return the live traffic per model key
+        that the rollouts decide (models absent: as Git says)."""
+        target = desired.spec.config.name
+        if self._stored is None or self.target != target:
+            self.target = target
+            self._stored = load_rollouts(self.cluster, target, self.namespace)
+            self.states = {}
+            for key, raw in self._stored.states.items():
+                try:
+                    self.states[key] = RolloutState.from_json(raw)
+                except ValueError as exc:
+                    log.warning("rollout state of %s is unreadable (%s): starting it again", key, exc)
+        now = time.time()
+        models = {m.key: m for m in desired.spec.models}
+        changed = False
+        for key in sorted(set(self.states) | {k for k, m in models.items() if m.rollout is not None}):
+            model = models.get(key)
+            state = self.states.get(key)
+            if model is None:  # the model left the repo: its rollout ends with it
+                if state is not None:
+                    del self.states[key]
+                    changed = True
+                continue
+            checks = None
+            if analyse and state is not None and state.phase == "Progressing" and model.canary is not None \
+                    and model.canary.version == state.version:
+                checks = self._analyse(desired, model, state)
+            transition = step(model, state, checks, now)
+            changed |= self._apply(model, state, transition)
+        if changed:
+            self._save()
+        return {key: percent for key, state in self.states.items()
+                if (percent := traffic_override(state)) is not None}
+
+    def notes(self, desired: Desired) -> dict[str, str]:
+        """model key -> what its rollout is doing, for status and logs."""
+        models = {m.key: m for m in desired.spec.models}
+        return {key: describe(state, models[key]) for key, state in self.states.items() if key in models}
+
+    # --- parts ----------------------------------------------------------------------------
+    def _analyse(self, desired: Desired, model: Model, state: RolloutState) -> list[CheckResult] | None:
+        assert model.rollout is not None
+        monitors = [m for m in desired.spec.monitors if m.model_key == model.key]
+        track = "canary" if model.rollout.strategy == "canary" else "preview"
+        queries = analysis_queries(model, monitors, desired.spec.config.metrics, state.version, track,
+                                   model.rollout.interval)
+        if not queries:
+            return []
+        if self.prometheus is None:
+            return None  # waiting: nothing can judge the step
+        try:
+            values = self.prometheus.query_many({q.name: q.expr for q in queries})
+        except AgentError as exc:
+            log.warning("rollout of %s: analysis failed: %s", model.key, exc)
+            return None
+        return judge(queries, values)
+
+    def _apply(self, model: Model, before: RolloutState | None, transition: Transition) -> bool:
+        """Take a transition on: remember it, say it (log, Event, audit, metric) and publish an
+        outcome. True when the stored state changed."""
+        key = model.key
+        if transition.state is None:
+            self.states.pop(key, None)
+        else:
+            self.states[key] = transition.state
+        kind = transition.kind
+        if kind not in _STORED:
+            return False
+        state = transition.state
+        step_index = state.step if state is not None else 0
+        traffic = transition.traffic if transition.traffic is not None else -1
+        checks = [c.__dict__ for c in state.last_checks] if state is not None else []
+        (log.warning if kind in _WARNING else log.info)("rollout of %s: %s: %s", key, kind, transition.reason)
+        self.event(model, "Rollout" + "".join(p.capitalize() for p in kind.split("-")), transition.reason,
+                   kind in _WARNING)
+        self.record("rollout", model=key, transition=kind, reason=transition.reason, step=step_index,
+                    traffic=transition.traffic, version=state.version if state else (before.version if before else None),
+                    checks=checks)
+        self.metric(key, kind, step_index, max(traffic, 0))
+        if state is not None and kind in ("succeeded", "switched") and not state.outcome_written:
+            self._publish_success(model, state)
+        if state is not None and kind == "rolled-back":
+            self._publish_rollback(model, state)
+        return True
+
+    def _publish_success(self, model: Model, state: RolloutState) -> None:
+        assert model.rollout is not None
+        mode = model.rollout.on_success
+        if mode == "none" or self.write_back is None:
+            return
+        from agent.promote import Change
+
+        head = f"rollout/{model.namespace}-{model.name}-{state.version}" if mode == "pullRequest" else None
+        result = self._publish(model, Change("stable"), head)
+        if result is not None:
+            state.outcome_written = True
+            self.record("rollout-outcome", model=model.key, version=state.version, outcome="stable", **result)
+
+    def _publish_rollback(self, model: Model, state: RolloutState) -> None:
+        assert model.rollout is not None
+        if not model.rollout.revert_pull_request or self.write_back is None:
+            return
+        from agent.promote import Change
+
+        result = self._publish(model, Change("rollback"), f"rollback/{model.namespace}-{model.name}-{state.version}")
+        if result is not None:
+            self.record("rollout-outcome", model=model.key, version=state.version, outcome="rolled-back", **result)
+
+    def _publish(self, model: Model, change: Any, head: str | None) -> dict[str, Any] | None:
+        """Push `change` (to the followed branch, or to `head` with a PR); the fields to audit,
+        or None when it failed (logged; the next success/rollback tick does not retry a PR, but
+        an unwritten success is retried on the next tick of its state)."""
+        from agent.promote import GitAuth, publish_remote
+
+        wb = self.write_back
+        assert wb is not None
+        forge = None
+        work = Path(tempfile.mkdtemp(prefix="modelops-writeback-"))
+        try:
+            token = wb.token()
+            auth = GitAuth(token=token, username=wb.username, ca_file=wb.ca_file)
+            if head is not None:
+                from agent.forge import open_forge, repo_ref
+
+                if token is None:
+                    raise AgentError("a pull request needs a token (--git-token-file or --git-token-env)")
+                forge = open_forge(repo_ref(wb.url, wb.forge_kind, wb.forge_api_url), token, ca_file=wb.ca_file)
+            published = publish_remote(wb.url, wb.branch, wb.path, model.name, model.namespace, change, auth=auth,
+                                       work=work / "repo", head=head, forge=forge)
+        except AgentError as exc:
+            log.error("rollout of %s: could not write the outcome to Git: %s", model.key, exc)
+            self.record("rollout-outcome", model=model.key, outcome="write-failed", error=str(exc)[:500])
+            return None
+        finally:
+            if forge is not None:
+                forge.close()
+            shutil.rmtree(work, ignore_errors=True)
+        fields: dict[str, Any] = {"pushed": published.commit}
+        if published.pull_request is not None:
+            fields["pull_request"] = published.pull_request.url
+        log.info("rollout of %s: outcome written to Git: %s", model.key, fields)
+        return fields
+
+    def _save(self) -> None:
+        stored = self._stored
+        assert stored is not None
+        stored.states = {key: state.to_json() for key, state in self.states.items()}
+        try:
+            save_rollouts(self.cluster, stored)
+        except (ClusterError, AgentError) as exc:
+            log.error("could not save the rollout states: %s", exc)
+            with contextlib.suppress(ClusterError, AgentError):  # read them again next time
+                self._stored = None

@@ -1,0 +1,237 @@
+"""Issue #11 on the local control plane with a real Prometheus (Debian's): the controller runs a
+Model's metric-gated canary rollout step by step, rolls an unhealthy canary back within one
+interval, writes a success back to Git, and resumes at the same step after a restart.
+
+Prometheus scrapes a small model server (tests/integration/_model_server.py) that plays the
+stable and the canary version with error rates the tests change at run time; the agent's
+analysis queries Prometheus exactly as it would in production."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.cluster import Cluster, load_rollouts
+from agent.controller import Controller, RunConfig
+from agent.devcluster import PrometheusInfo, prometheus_reload
+from tests.integration._model_server import ModelServer
+from tests.integration._repos import GIT
+
+pytestmark = pytest.mark.integration
+
+API = "modelops.dev/v1alpha1"
+
+
+def rollout_repo(root: Path, name: str, *, steps: list[int], interval: str = "3s", min_requests: int = 5,
+                 on_success: str = "commit") -> tuple[Path, Path]:
+    """A model repo (target `name`, namespace `name`) with one KServe model `scorer`: version 1
+    stable, version 2 the canary under a rollout gated by its Monitor's error-rate rule. Returns
+    (working clone, bare remote)."""
+    work = root / "work"
+    work.mkdir(parents=True)
+    docs: dict[str, list[dict[str, Any]]] = {
+        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": name},
+                       "spec": {"policy": {"allowedNamespaces": [name]}}}],
+        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}],
+        "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
+                                   "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"],
+                                            "port": 8080}}],
+        "models/scorer.yaml": [
+            {"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": name},
+             "spec": {"format": "sklearn", "runtime": "sklearn-server", "backend": "kserve",
+                      "versions": [{"version": "1", "uri": "s3://models/scorer/1/"},
+                                   {"version": "2", "uri": "s3://models/scorer/2/"}],
+                      "stable": "1", "canary": {"version": "2"},
+                      "rollout": {"strategy": "canary", "steps": steps, "interval": interval,
+                                  "analysis": {"rules": ["error-rate"], "minRequests": min_requests},
+                                  "maxFailedChecks": 1, "onSuccess": on_success},
+                      "replicas": 1}},
+            {"apiVersion": API, "kind": "Monitor", "metadata": {"name": "scorer", "namespace": name},
+             "spec": {"model": "scorer", "rules": [{"name": "error-rate", "type": "errorRate", "threshold": 0.05,
+                                                     "action": "rollback"}]}},
+        ],
+    }
+    for rel, content in docs.items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=work, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "scorer 2 as a canary"], cwd=work, check=True)
+    bare = root / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return work, bare
+
+
+def remote_model(bare: Path) -> dict[str, Any]:
+    text = subprocess.run(["git", "--git-dir", str(bare), "show", "main:models/scorer.yaml"], check=True,
+                          capture_output=True, text=True).stdout
+    return dict(next(iter(yaml.safe_load_all(text))))
+
+
+def isvc(kubeconfig: Path, namespace: str) -> dict[str, Any] | None:
+    with Cluster.connect(str(kubeconfig)) as cluster:
+        return cluster.get(cluster.kind("serving.kserve.io/v1beta1", "InferenceService"), "scorer", namespace)
+
+
+def canary_traffic(kubeconfig: Path, namespace: str) -> Any:
+    obj = isvc(kubeconfig, namespace)
+    return None if obj is None else obj["spec"]["predictor"].get("canaryTrafficPercent", "none")
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.2)
+
+
+def audit_records(path: Path, event: str) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+            if r.get("event") == event]
+
+
+@pytest.fixture
+def served(prometheus: PrometheusInfo, request: pytest.FixtureRequest) -> Iterator[Callable[[str], ModelServer]]:
+    """A model server for namespace `ns` scraped by the session's Prometheus: stable 1 and
+    canary 2 at 20 requests/s, no errors."""
+    servers: list[ModelServer] = []
+
+    def start(namespace: str) -> ModelServer:
+        server = ModelServer(namespace, "scorer")
+        server.track("1", "stable", error_rate=0.0, rps=20.0)
+        server.track("2", "canary", error_rate=0.0, rps=20.0)
+        servers.append(server)
+        prometheus_reload(prometheus, [s.target for s in servers])
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def controllers(kubeconfig: Path, prometheus: PrometheusInfo, tmp_path: Path) -> Iterator[Callable[..., Controller]]:
+    started: list[tuple[Controller, threading.Thread]] = []
+
+    def start(bare: Path) -> tuple[Controller, threading.Thread]:
+        config = RunConfig(repo=f"file://{bare}", interval=1.0, resync=600.0, kubeconfig=str(kubeconfig),
+                           http_addr=None, cache_dir=tmp_path / f"mirrors-{len(started)}",
+                           audit_log=tmp_path / "audit.jsonl", prometheus_url=prometheus.url)
+        controller = Controller(config)
+        thread = threading.Thread(target=controller.run, daemon=True)
+        thread.start()
+        started.append((controller, thread))
+        return controller, thread
+
+    try:
+        yield start
+    finally:
+        for controller, _ in started:
+            controller.stop()
+        for _, thread in started:
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "the controller did not stop"
+
+
+def test_healthy_canary_steps_to_100_and_the_outcome_reaches_git(
+        tmp_path: Path, kubeconfig: Path, served: Callable[[str], ModelServer],
+        controllers: Callable[..., Controller]) -> None:
+    ns = "ro-healthy"
+    _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[20, 50, 100])
+    served(ns)
+    controllers(bare)
+    seen: list[Any] = []
+
+    def progressed() -> bool:
+        traffic = canary_traffic(kubeconfig, ns)
+        if traffic is not None and (not seen or seen[-1] != traffic):
+            seen.append(traffic)
+        return remote_model(bare)["spec"]["stable"] == "2"
+    wait_until(progressed, "the rollout to finish and make 2 stable in Git", 120)
+    assert [t for t in seen if t != "none"][:3] == [20, 50, 100]  # every step, in order
+    model = remote_model(bare)
+    assert "canary" not in model["spec"]  # Git says what serves now: 2, alone
+    # the controller applies the commit it wrote: 2 at 100%, no canary split left
+    wait_until(lambda: canary_traffic(kubeconfig, ns) == "none", "the stable 2 applied", 60)
+    obj = isvc(kubeconfig, ns)
+    assert obj is not None and obj["spec"]["predictor"]["model"]["storageUri"] == "s3://models/scorer/2/"
+    audit = tmp_path / "audit.jsonl"
+    kinds = [r["transition"] for r in audit_records(audit, "rollout")]
+    assert kinds[:4] == ["started", "advanced", "advanced", "succeeded"], kinds
+    assert "finished" in kinds
+    outcome = audit_records(audit, "rollout-outcome")
+    assert outcome and outcome[0]["outcome"] == "stable" and outcome[0]["pushed"]
+    with Cluster.connect(str(kubeconfig)) as cluster:
+        wait_until(lambda: "/".join((ns, "scorer")) not in load_rollouts(cluster, ns).states,
+                   "the finished rollout's state removed", 30)
+
+
+def test_unhealthy_canary_is_rolled_back_within_one_interval(
+        tmp_path: Path, kubeconfig: Path, served: Callable[[str], ModelServer],
+        controllers: Callable[..., Controller]) -> None:
+    ns = "ro-unhealthy"
+    _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[20, 50, 100], interval="4s")
+    server = served(ns)
+    controllers(bare)
+    wait_until(lambda: canary_traffic(kubeconfig, ns) == 20, "the first step", 60)
+    server.set("2", error_rate=0.5)
+    raised = time.monotonic()
+    wait_until(lambda: canary_traffic(kubeconfig, ns) == 0, "the rollback to 0%", 30)
+    # one interval (4 s) plus Prometheus' scrape and the rate window catching up
+    assert time.monotonic() - raised < 4 + 8
+    obj = isvc(kubeconfig, ns)
+    assert obj is not None and obj["metadata"]["annotations"]  # the stable 1 kept serving: the ISVC was never removed
+    audit = tmp_path / "audit.jsonl"
+    rolled = [r for r in audit_records(audit, "rollout") if r["transition"] == "rolled-back"]
+    assert rolled and rolled[0]["traffic"] == 0
+    assert any(c["name"] == "error-rate" and c["ok"] is False for c in rolled[0]["checks"])
+    with Cluster.connect(str(kubeconfig)) as cluster:
+        events = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")
+    reasons = {e["reason"]: e for e in events["items"]}
+    assert "RolloutRolledBack" in reasons and reasons["RolloutRolledBack"]["type"] == "Warning"
+    assert remote_model(bare)["spec"]["stable"] == "1"  # nothing promoted in Git
+    time.sleep(5)  # one more interval: it stays rolled back
+    assert canary_traffic(kubeconfig, ns) == 0
+
+
+def test_a_restarted_controller_resumes_at_the_same_step(
+        tmp_path: Path, kubeconfig: Path, served: Callable[[str], ModelServer],
+        controllers: Callable[..., Controller]) -> None:
+    ns = "ro-restart"
+    _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[10, 40, 70, 100], interval="6s")
+    served(ns)
+    first, thread = controllers(bare)
+    wait_until(lambda: canary_traffic(kubeconfig, ns) == 40, "the second step", 90)
+    first.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    with Cluster.connect(str(kubeconfig)) as cluster:
+        stored = load_rollouts(cluster, ns).states[f"{ns}/scorer"]
+    assert stored["step"] == 1 and stored["traffic"] == 40
+    controllers(bare)
+    # the new controller goes on from 40 (never back to the first step's 10), to 70
+    seen: list[Any] = []
+
+    def at_70() -> bool:
+        seen.append(canary_traffic(kubeconfig, ns))
+        return seen[-1] == 70
+    wait_until(at_70, "the third step after the restart", 90)
+    assert 10 not in seen
+    kinds = [r["transition"] for r in audit_records(tmp_path / "audit.jsonl", "rollout")]
+    assert kinds.count("started") == 1, kinds
