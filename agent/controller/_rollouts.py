@@ -89,15 +89,23 @@ class RolloutDriver:
         """Advance every rollout of `desired` that is due; return the live traffic per model key
         that the rollouts decide (models absent: as Git says)."""
         target = desired.spec.config.name
-        if self._stored is None or self.target != target:
-            self.target = target
+        if not self.states and self.target == target and not any(m.rollout is not None for m in desired.spec.models):
+            return {}  # no rollout here: no request (a no-op resync stays free)
+        # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
+        # writes them from outside, and a new leader must see its predecessor's.
+        self.target = target
+        try:
             self._stored = load_rollouts(self.cluster, target, self.namespace)
-            self.states = {}
-            for key, raw in self._stored.states.items():
-                try:
-                    self.states[key] = RolloutState.from_json(raw)
-                except ValueError as exc:
-                    log.warning("rollout state of %s is unreadable (%s): starting it again", key, exc)
+        except (ClusterError, AgentError) as exc:
+            log.warning("could not read the rollout states: %s; keeping the last known", exc)
+            return {key: percent for key, state in self.states.items()
+                    if (percent := traffic_override(state)) is not None}
+        self.states = {}
+        for key, raw in self._stored.states.items():
+            try:
+                self.states[key] = RolloutState.from_json(raw)
+            except ValueError as exc:
+                log.warning("rollout state of %s is unreadable (%s): starting it again", key, exc)
         now = time.time()
         models = {m.key: m for m in desired.spec.models}
         changed = False
@@ -230,8 +238,8 @@ class RolloutDriver:
         return fields
 
     def _save(self) -> None:
-        stored = self._stored
-        assert stored is not None
+        stored = self._stored or RolloutStates(target=self.target, namespace=self.namespace)
+        self._stored = stored
         stored.states = {key: state.to_json() for key, state in self.states.items()}
         try:
             save_rollouts(self.cluster, stored)
