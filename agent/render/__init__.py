@@ -6,8 +6,8 @@ import base64
 from typing import Any
 
 from agent.errors import SpecError, ValidationFailed
-from agent.render._kserve import inference_service, serving_runtime
-from agent.render._kubernetes import split, workload_objects
+from agent.render._kserve import TAG_ROUTING_ANNOTATION, inference_service, serving_runtime
+from agent.render._kubernetes import PREVIEW_SUFFIX, is_blue_green, split, workload_objects
 from agent.render._meta import (
     CANARY_ANNOTATION,
     MANAGED_BY,
@@ -19,6 +19,7 @@ from agent.render._meta import (
     STABLE_ANNOTATION,
     STAGE_LABEL,
     TARGET_LABEL,
+    TRACK_LABEL,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
     ObjectKey,
@@ -33,10 +34,10 @@ from agent.render._order import in_apply_order, phase
 from agent.spec import Location, Model, Spec
 
 __all__ = [
-    "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "SOURCE_ANNOTATION",
-    "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TARGET_LABEL", "TRAFFIC_ANNOTATION",
-    "VERSION_LABEL", "ObjectKey", "canonical_json", "expression", "in_apply_order", "object_key", "phase", "ref", "render",
-    "secret_data", "spec_hash", "split",
+    "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "PREVIEW_SUFFIX", "SOURCE_ANNOTATION",
+    "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TAG_ROUTING_ANNOTATION", "TARGET_LABEL", "TRACK_LABEL",
+    "TRAFFIC_ANNOTATION", "VERSION_LABEL", "ObjectKey", "canonical_json", "expression", "in_apply_order",
+    "is_blue_green", "object_key", "phase", "ref", "render", "secret_data", "spec_hash", "split",
 ]
 
 

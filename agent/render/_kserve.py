@@ -3,6 +3,12 @@
 KServe's canary semantics: the spec always describes the newest revision and
 `canaryTrafficPercent` sends that share of traffic to it; the rest stays on the last revision
 rolled out at 100%. So with a canary the spec carries the canary's artifact.
+
+Blue-green is the same object at two points: canaryTrafficPercent 0 (preview: the new revision
+runs beside the old one with no traffic) and 100 (switched; the old revision stays as KServe's
+previous rolled-out revision, so a switch-back is a number). With tag routing on, KServe
+exposes the new revision alone at its `latest-<name>` URL (and the old at `prev-<name>`):
+that is the preview.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from agent.spec import Model, Resources, ServingRuntime
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 _SCALE_METRIC = {"cpu": "cpu", "memory": "memory", "concurrency": "concurrency", "rps": "rps"}
 
 
@@ -59,6 +66,8 @@ def inference_service(model: Model, runtime: ServingRuntime | None, defaults: Re
     if canary is not None:
         annotations[CANARY_ANNOTATION] = canary.version
         annotations[TRAFFIC_ANNOTATION] = str(canary.traffic)
+        if model.rollout is not None and model.rollout.strategy == "blueGreen":
+            annotations[TAG_ROUTING_ANNOTATION] = "true"
     return {
         "apiVersion": KSERVE_API,
         "kind": "InferenceService",

@@ -3,6 +3,11 @@
 A canary is a second Deployment behind the same Service; traffic is weighted by replica
 counts, so the split is as exact as the replica count allows. When an HPA scales a
 Deployment the Deployment carries no `spec.replicas` (that field belongs to the HPA).
+
+Blue-green (`rollout.strategy: blueGreen`) is not a replica split: both tracks run at full
+size (the new one must take everything at the switch, the old one must take it back at once),
+the main Service selects one track by its track label (stable below 100%, the new one at 100%)
+and a preview Service `<name>-preview` always selects the new track.
 """
 
 from __future__ import annotations
@@ -38,7 +43,17 @@ def split(total: int, canary_percent: int) -> tuple[int, int]:
     return stable, canary
 
 
+PREVIEW_SUFFIX = "-preview"
+
+
+def is_blue_green(model: Model) -> bool:
+    """A blue-green rollout of a canary version: the tracks are switched, not split."""
+    return model.canary is not None and model.rollout is not None and model.rollout.strategy == "blueGreen"
+
+
 def workload_objects(model: Model, runtime: ServingRuntime, defaults: Resources) -> list[dict[str, Any]]:
+    if is_blue_green(model):
+        return _blue_green_objects(model, runtime, defaults)
     tracks: list[tuple[str, ModelVersion, int | None, tuple[int, int] | None]] = []
     traffic = model.canary.traffic if model.canary else 0
     if model.autoscaling is not None:
@@ -69,6 +84,30 @@ def workload_objects(model: Model, runtime: ServingRuntime, defaults: Resources)
         if hpa_range is not None:
             objects.append(_hpa(model, deployment, version, hpa_range))
     objects.append(_service(model, runtime))
+    return objects
+
+
+def _blue_green_objects(model: Model, runtime: ServingRuntime, defaults: Resources) -> list[dict[str, Any]]:
+    """Both tracks at the model's full size (same replicas, or same HPA bounds), whatever the
+    traffic: the preview must be able to take all traffic at the switch, and the old version
+    all of it back on a switch-back. Git drops the old track when the new version is stable."""
+    assert model.canary is not None
+    full: tuple[int | None, tuple[int, int] | None]
+    if model.autoscaling is not None:
+        a = model.autoscaling
+        full = (None, (max(a.min, 1), max(a.max, 1)))
+    else:
+        full = (1 if model.replicas is None else model.replicas, None)
+    objects: list[dict[str, Any]] = []
+    for track, version in (("stable", model.versions[model.stable]), ("canary", model.versions[model.canary.version])):
+        replicas, hpa_range = full
+        deployment = _deployment(model, runtime, defaults, version, track, replicas)
+        objects.append(deployment)
+        if hpa_range is not None:
+            objects.append(_hpa(model, deployment, version, hpa_range))
+    live_track = "canary" if model.canary.traffic >= 100 else "stable"
+    objects.append(_service(model, runtime, track=live_track))
+    objects.append(_service(model, runtime, track="canary", preview=True))
     return objects
 
 
@@ -141,7 +180,9 @@ def _hpa(model: Model, deployment: dict[str, Any], version: ModelVersion, bounds
     }
 
 
-def _service(model: Model, runtime: ServingRuntime) -> dict[str, Any]:
+def _service(model: Model, runtime: ServingRuntime, *, track: str | None = None, preview: bool = False) -> dict[str, Any]:
+    """The model's Service: every track (a replica split) or, for blue-green, one `track`;
+    `preview` is the blue-green preview Service of the new version."""
     ports = [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
     if runtime.metrics_port and runtime.metrics_port != runtime.port:
         ports.append({"name": METRICS_PORT_NAME, "port": runtime.metrics_port, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"})
@@ -149,14 +190,18 @@ def _service(model: Model, runtime: ServingRuntime) -> dict[str, Any]:
     if model.canary is not None:
         annotations[CANARY_ANNOTATION] = model.canary.version
         annotations[TRAFFIC_ANNOTATION] = str(model.canary.traffic)
+    selector = {MODEL_LABEL: model.name}
+    if track is not None:
+        selector[TRACK_LABEL] = track
+    version = model.canary.version if preview and model.canary is not None else model.stable
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": model.name,
+            "name": f"{model.name}{PREVIEW_SUFFIX}" if preview else model.name,
             "namespace": model.namespace,
-            "labels": {**model_labels(model), VERSION_LABEL: model.stable},
+            "labels": {**model_labels(model), VERSION_LABEL: version},
             "annotations": annotations,
         },
-        "spec": {"selector": {MODEL_LABEL: model.name}, "ports": ports, "type": "ClusterIP"},
+        "spec": {"selector": selector, "ports": ports, "type": "ClusterIP"},
     }
