@@ -8,7 +8,9 @@ analysis queries Prometheus exactly as it would in production."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import threading
 import time
@@ -21,7 +23,9 @@ import yaml
 
 from agent.cluster import Cluster, load_rollouts
 from agent.controller import Controller, RunConfig
-from agent.devcluster import PrometheusInfo, prometheus_reload
+from agent.devcluster import ForgeInfo, PrometheusInfo, forge_create_repo, prometheus_reload
+from agent.forge import open_forge, repo_ref
+from agent.source import Credentials
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 
@@ -235,3 +239,67 @@ def test_a_restarted_controller_resumes_at_the_same_step(
     assert 10 not in seen
     kinds = [r["transition"] for r in audit_records(tmp_path / "audit.jsonl", "rollout")]
     assert kinds.count("started") == 1, kinds
+
+
+# --- the outcome as a pull request, on a real forge ------------------------------------------------
+
+def forge_git_env(info: ForgeInfo) -> dict[str, str]:
+    basic = base64.b64encode(f"{info.admin_user}:{info.token}".encode()).decode()
+    return {**os.environ, "GIT_SSL_CAINFO": str(info.ca_file), "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+
+
+def hosted(work: Path, info: ForgeInfo, name: str) -> str:
+    url = forge_create_repo(info, name)
+    env = forge_git_env(info)
+    subprocess.run(["git", "remote", "add", "origin", url], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, env=env, check=True, capture_output=True,
+                   timeout=60)
+    return url
+
+
+@pytest.mark.parametrize("healthy", [True, False], ids=["success-pr", "revert-pr"])
+def test_outcome_as_a_pull_request_on_the_forge(
+        tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, gitea: ForgeInfo,
+        served: Callable[[str], ModelServer], healthy: bool) -> None:
+    """onSuccess: pullRequest opens a PR making the canary stable; revertPullRequest opens one
+    removing a rolled-back canary. The controller follows the forge over HTTPS (token, CA)."""
+    ns = "ro-pr-ok" if healthy else "ro-pr-bad"
+    work, _bare = rollout_repo(tmp_path / "repo", ns, steps=[50, 100], interval="3s", on_success="pullRequest")
+    model_file = work / "models" / "scorer.yaml"
+    docs = list(yaml.safe_load_all(model_file.read_text()))
+    docs[0]["spec"]["rollout"]["revertPullRequest"] = True
+    model_file.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    subprocess.run([*GIT, "commit", "-qam", "revert PRs on"], cwd=work, check=True)
+    url = hosted(work, gitea, ns)
+    server = served(ns)
+    if not healthy:
+        server.set("2", error_rate=0.5)
+    config = RunConfig(repo=url, interval=1.0, resync=600.0, kubeconfig=str(kubeconfig), http_addr=None,
+                       cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
+                       prometheus_url=prometheus.url, forge="gitea", forge_api_url=gitea.api_url,
+                       credentials=Credentials(token_file=gitea.token_file, username=gitea.admin_user,
+                                               ca_file=gitea.ca_file))
+    controller = Controller(config)
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    forge = open_forge(repo_ref(url, "gitea", gitea.api_url), gitea.token, ca_file=gitea.ca_file)
+    try:
+        head = f"rollout/{ns}-scorer-2" if healthy else f"rollback/{ns}-scorer-2"
+        pr = wait_until(lambda: forge.find_pull(head, "main"), f"the PR from {head}", 90)
+        if healthy:
+            assert "2 stable (was 1)" in pr.title
+            assert canary_traffic(kubeconfig, ns) == 100  # the switch happened; Git follows through the PR
+        else:
+            assert "canary 2 removed" in pr.title
+            assert canary_traffic(kubeconfig, ns) == 0  # the rollback reached the cluster before Git
+        assert "InferenceService" in pr.body
+        outcome = wait_until(lambda: audit_records(tmp_path / "audit.jsonl", "rollout-outcome"),
+                             "the outcome's audit record", 15)
+        assert outcome[-1]["pull_request"] == pr.url
+    finally:
+        forge.close()
+        controller.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
