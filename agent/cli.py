@@ -382,7 +382,7 @@ class _Filter:
         kept = [c for c in plan.objects if self._matches(c.kind, c.namespace, c.name, c.model)]
         if not kept:
             raise AgentError(f"no object matches {self.describe()}")
-        return build_plan(kept, plan.base, plan.revision)
+        return build_plan(kept, plan.base, plan.revision, plan.rollouts)
 
     def check_models(self, models: Iterable[tuple[str, str]]) -> None:
         if self.models and not any(self.model(ns, name) for ns, name in models):
@@ -413,7 +413,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from agent.reconcile import live_plan
 
         plan = live_plan(_repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
-                         inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args))
+                         inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args), warn=_warn)
     else:
         from agent.pipeline import offline_plan
 
@@ -422,6 +422,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     _print_plan(plan, args)
     _warn_conflicts(plan)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
+
+
+def _warn(message: str) -> None:
+    print(_visible(f"warning: {message}"), file=sys.stderr)
 
 
 def _warn_conflicts(plan: Plan) -> None:
@@ -439,8 +443,8 @@ def _timeouts(args: argparse.Namespace) -> Timeouts:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.apply import PruneRefused
     from agent.cluster import Cluster
-    from agent.pipeline import load_desired
-    from agent.reconcile import Options, OwnershipConflict, reconcile
+    from agent.pipeline import Desired, load_desired, with_traffic
+    from agent.reconcile import Options, OwnershipConflict, read_rollouts, reconcile, with_rollouts
     from agent.status import wait_healthy
 
     desired = load_desired(_repo_path(args), args.revision)  # invalid commit: raises, nothing applied
@@ -450,12 +454,17 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             raise AgentError(f"--prune with {selected.describe()} is refused: pruning needs every object of the "
                              "repo to know what is no longer in it; apply without the filter to prune")
         selected.check_models((m.namespace, m.name) for m in desired.spec.models)
+        if not any(selected.object(o) for o in desired.objects):
+            raise AgentError(f"no object matches {selected.describe()}")
+
+    def narrowed(desired: Desired) -> Desired:
+        """The filter's objects only (after any rollout traffic was rendered in)."""
+        if not selected.active:
+            return desired
         import dataclasses
 
-        kept = [o for o in desired.objects if selected.object(o)]
-        if not kept:
-            raise AgentError(f"no object matches {selected.describe()}")
-        desired = dataclasses.replace(desired, objects=kept)
+        return dataclasses.replace(desired, objects=[o for o in desired.objects if selected.object(o)])
+
     options = Options(
         prune=False if selected.active else (True if args.prune else None),
         dry_run=args.dry_run,
@@ -470,12 +479,18 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     )
     progress = _progress_printer() if sys.stderr.isatty() else None
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
+        # a running rollout's traffic is what the cluster must keep, not Git's canary number
+        rollouts = read_rollouts(cluster, desired, args.inventory_namespace)
+        if rollouts.warning:
+            _warn(rollouts.warning)
+        desired = narrowed(with_traffic(desired, rollouts.traffic))
         try:
             outcome = reconcile(desired, cluster, options, progress=progress)
         except (OwnershipConflict, PruneRefused) as refused:
             if refused.plan is not None and args.output != "json":
-                _print_plan(refused.plan, argparse.Namespace(output="text", color=args.color))
+                _print_plan(with_rollouts(refused.plan, rollouts), argparse.Namespace(output="text", color=args.color))
             raise
+        with_rollouts(outcome.plan, rollouts)
         if progress is not None:
             print(file=sys.stderr)
         status = None
@@ -571,6 +586,8 @@ def _print_status(status: dict[str, object]) -> None:
         print(_visible(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
               f"{'yes' if m['synced'] else 'no':<7} {m['health']:<12} "
               f"{last['result']} {last['commit'][:12]} {m['message']}"))
+        if m.get("rollout"):
+            print(_visible(f"  rollout: {_rollout_line(m['rollout'])}"))
     invalid = status.get("invalidCommit")
     if isinstance(invalid, dict):
         errors = invalid.get("errors") or [""]
@@ -586,7 +603,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     desired = load_desired(_repo_path(args), args.revision)
     selected = _Filter(args)
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
-        status = model_status(desired, cluster, args.inventory_namespace)
+        status = model_status(desired, cluster, args.inventory_namespace, warn=_warn)
     if selected.active:
         status = {**status, "models": [m for m in status["models"] if selected.model(m["namespace"], m["name"])]}
         if not status["models"]:
@@ -604,6 +621,163 @@ def status_ok(status: dict[str, Any], allow_unknown: bool = False) -> bool:
     accepted = ("Healthy", "Unknown") if allow_unknown else ("Healthy",)
     healthy = all(m["synced"] and m["health"] in accepted for m in status["models"])
     return healthy and not status.get("invalidCommit")
+
+
+def _dur(seconds: float) -> str:
+    """Compact age: 40s, 2m5s, 1h3m."""
+    total = max(0, int(seconds))
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return (f"{h}h{m}m" if h else f"{m}m{sec}s" if m else f"{sec}s")
+
+
+def _checks_text(checks: list[dict[str, Any]]) -> str:
+    """The last analysis as `name=value verdict`, so a human sees why a step waits or failed."""
+    def one(c: dict[str, Any]) -> str:
+        value = c.get("value")
+        shown = "no data" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+        verdict = {True: "ok", False: "FAILED", None: "pending"}[c.get("ok")]
+        return f"{c['name']}={shown} {verdict}"
+
+    return ", ".join(one(c) for c in checks) or "-"
+
+
+def _rollout_line(r: dict[str, Any]) -> str:
+    step = f"step {r['step']}/{r['steps']}" if r.get("steps") else f"step {r['step']}"
+    return (f"{r['phase']} {step}, {r['traffic']}% to {r['version']}; checks: {_checks_text(r.get('checks') or [])}; "
+            f"{r['message']}")
+
+
+_MODEL_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _rollout_args(args: argparse.Namespace) -> None:
+    """`agent rollout status [MODEL] [PATH]`: a lone argument that cannot be a model name (it
+    has a / or a ., say `.` or `repo/`) is the PATH."""
+    if args.path is None and args.model is not None and not _MODEL_NAME.fullmatch(args.model):
+        args.path, args.model = args.model, None
+    if args.path is None:
+        args.path = "."
+
+
+def _who(args: argparse.Namespace) -> str:
+    """Who overrides a rollout, for its history, the Event and the audit log: --as, else $USER@host."""
+    if args.who:
+        return str(args.who)
+    import getpass
+    import socket
+
+    try:
+        user = os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _find_model(desired: Any, name: str, namespace: str | None) -> Any:
+    found = [m for m in desired.spec.models if m.name == name and (namespace is None or m.namespace == namespace)]
+    if not found:
+        where = f" in namespace {namespace}" if namespace else ""
+        raise AgentError(f"no model {name!r}{where} in the repo")
+    if len(found) > 1:
+        raise AgentError(f"model {name!r} is in several namespaces ({', '.join(m.namespace for m in found)}): "
+                         "give -n NS")
+    return found[0]
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    """`agent rollout status|abort|promote`: see and steer the rollouts the controller drives.
+    An override is written into the target's rollout ConfigMap; the controller re-reads it on
+    its next tick, so no controller needs to be reachable from here."""
+    from agent.cluster import Cluster, load_rollouts, rollouts_name
+    from agent.pipeline import load_desired
+    from agent.rollout import RolloutState
+    from agent.status import rollout_status
+
+    _rollout_args(args)
+    desired = load_desired(_repo_path(args), args.revision)
+    target = desired.spec.config.name
+    where = f"{args.inventory_namespace}/{rollouts_name(target)}"
+    if args.rollout_command != "status" or args.model is not None:
+        _find_model(desired, args.model, args.namespace)  # a name not in the repo: exit 2 before any request
+    with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
+        stored = load_rollouts(cluster, target, args.inventory_namespace)
+        if args.rollout_command != "status":
+            return _override(args, cluster, desired, stored, where)
+    now = time.time()
+    rows = []
+    for key, raw in sorted(stored.states.items()):
+        ns, _, name = key.partition("/")
+        if (args.model is not None and name != args.model) or (args.namespace is not None and ns != args.namespace):
+            continue
+        try:
+            state = RolloutState.from_json(raw)
+        except ValueError as exc:
+            _warn(f"the rollout state of {key} in {where} is unreadable: {exc}")
+            continue
+        rows.append(rollout_status(state, desired, key, now))
+    if args.output == "json":
+        _write_document({"target": target, "rollouts": rows}, "json")
+        return EXIT_OK
+    if not rows:
+        print(_visible(f"no rollouts of target {target} in {where}" +
+                       (f" for {args.model}" if args.model else "")))
+        return EXIT_OK
+    print(f"{'MODEL':<36} {'VERSION':<10} {'STRATEGY':<9} {'PHASE':<12} {'STEP':<6} {'TRAFFIC':<8} {'SINCE':<9} CHECKS")
+    for r in rows:
+        step = f"{r['step']}/{r['steps']}" if r.get("steps") else str(r["step"])
+        print(_visible(f"{r['model']:<36} {r['version']:<10} {r['strategy']:<9} {r['phase']:<12} {step:<6} "
+                       f"{str(r['traffic']) + '%':<8} {_dur(r['sinceSeconds']):<9} {_checks_text(r['checks'])}"))
+        print(_visible(f"  {r['message']}"))
+    return EXIT_OK
+
+
+def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any, where: str) -> int:
+    """abort/promote one model's rollout: the machine's transition, saved where the controller
+    reads it, audited when --audit-log is given."""
+    from agent.cluster import save_rollouts
+    from agent.rollout import RolloutState, abort, promote
+
+    model = _find_model(desired, args.model, args.namespace)
+    raw = stored.states.get(model.key)
+    if raw is None:
+        raise AgentError(f"{model.key} has no rollout state in {where}: no rollout of it is running "
+                         "(the controller starts one when Git names a canary under spec.rollout)")
+    try:
+        state = RolloutState.from_json(raw)
+    except ValueError as exc:
+        raise AgentError(f"the rollout state of {model.key} in {where} is unreadable: {exc}") from exc
+    if model.canary is None or model.canary.version != state.version or model.rollout is None:
+        git = f"canary {model.canary.version}" if model.canary is not None else "no canary"
+        raise AgentError(f"the stored rollout of {model.key} is of version {state.version} but Git has {git}"
+                         f"{'' if model.rollout is not None else ' and no spec.rollout'}: the controller ends or "
+                         f"restarts it on its next tick; nothing to {args.rollout_command}")
+    done = {"abort": "Aborted", "promote": "Succeeded"}[args.rollout_command]
+    if state.phase == done:
+        print(_visible(f"{model.key}: the rollout of {state.version} is {done} already; nothing written"))
+        return EXIT_OK
+    who = _who(args)
+    now = time.time()
+    if args.rollout_command == "abort":
+        transition = abort(state, now, f"{who} ({args.reason})" if args.reason else who)
+    else:
+        transition = promote(state, model, now, who)
+    new = transition.state
+    assert new is not None
+    stored.states[model.key] = new.to_json()
+    save_rollouts(cluster, stored)
+    if args.audit_log:
+        from agent.audit import AuditLog
+        from agent.sync import identity
+
+        with AuditLog(Path(args.audit_log), identity()) as audit:
+            audit.write("rollout-override", model=model.key, action=args.rollout_command, who=who,
+                        reason=args.reason if args.rollout_command == "abort" else None, version=state.version,
+                        phase={"from": state.phase, "to": new.phase}, step=new.step,
+                        traffic={"from": state.traffic, "to": new.traffic}, configmap=where)
+    print(_visible(f"{model.key}: {transition.reason}; {new.phase} at {new.traffic}% (written to {where}; the "
+                   "controller applies it on its next tick, `agent apply` does now)"))
+    return EXIT_OK
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -967,6 +1141,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
     p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("rollout", help="see and steer the controller's progressive rollouts (spec.rollout)",
+                       description="The rollouts the controller drives, as stored in the ConfigMap "
+                                   "modelops-rollouts-<target> (inventory namespace). abort and promote write a "
+                                   "human override there; the controller picks it up on its next tick.")
+    rollout_sub = p.add_subparsers(dest="rollout_command", required=True, metavar="{status,abort,promote}")
+    for name, text in (("status", "the target's rollouts: version, phase, step, traffic, since, last checks"),
+                       ("abort", "stop a model's rollout: no traffic to the new version until Git changes"),
+                       ("promote", "skip a model's remaining steps: all traffic to the new version")):
+        r = rollout_sub.add_parser(name, help=text, description=text + ". Exit 2 when the model has no rollout state.")
+        if name == "status":
+            r.add_argument("model", nargs="?", help="only this Model (metadata.name)")
+            r.add_argument("path", nargs="?", help="model repo directory (default: .; a lone argument with / or . "
+                                                   "is the PATH)")
+            r.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                           help="text (default): a table; json: {target, rollouts}")
+        else:
+            r.add_argument("model", help="the Model's metadata.name")
+            r.add_argument("path", nargs="?", help="model repo directory (default: .)")
+            r.add_argument("--as", dest="who", metavar="NAME", help="who overrides (default $USER@host)")
+            r.add_argument("--audit-log", help="append a rollout-override record to this hash-chained audit log")
+            if name == "abort":
+                r.add_argument("--reason", metavar="TEXT", help="why, kept in the rollout's history and the audit log")
+        r.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
+        r.add_argument("--revision", help="read the repo at this git commit/branch/tag instead of the working tree")
+        r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+        _add_cluster(r)
+        r.set_defaults(handler=_cmd_rollout, reason=None)
 
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)

@@ -32,10 +32,11 @@ from agent.cluster import (
     Timeouts,
     lease_name,
     load_inventory,
+    load_rollouts,
 )
 from agent.errors import AgentError
-from agent.pipeline import Desired, load_desired, revision_info
-from agent.plan import Plan
+from agent.pipeline import Desired, load_desired, revision_info, with_traffic
+from agent.plan import Plan, RolloutNote
 from agent.plan import live_plan as live_plan_of
 from agent.render import (
     MANAGED_BY,
@@ -44,11 +45,14 @@ from agent.render import (
     ObjectKey,
     object_key,
 )
+from agent.rollout import RolloutState, describe, traffic_override
+from agent.spec import Model
 from agent.sync import Options, Outcome, Run, identity, object_record, write
 
 __all__ = [  # Options, Outcome and identity live with the write path (agent.sync); re-exported here
-    "Observed", "Options", "Outcome", "OwnershipConflict", "conflict_message", "identity", "live_plan", "observe",
-    "observed_from", "plan_against", "reconcile", "selector",
+    "LiveRollouts", "Observed", "Options", "Outcome", "OwnershipConflict", "conflict_message", "identity", "live_plan",
+    "observe", "observed_from", "plan_against", "read_rollouts", "reconcile", "rollout_note", "selector",
+    "with_rollouts",
 ]
 
 @dataclass
@@ -136,14 +140,101 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
                         adopt=adopt, concurrency=concurrency, revision=revision_info(desired.revision))
 
 
+@dataclass
+class LiveRollouts:
+    """A target's rollouts as stored in the cluster, seen from Git's side: `traffic` is the live
+    canary traffic each running rollout decides (model key -> percent; plan against it, so the
+    step is neither shown as drift nor healed back to Git's number), `notes` what each is doing.
+    `warning`: the states could not be read (forbidden) and Git's traffic is used."""
+
+    states: dict[str, RolloutState] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, RolloutNote] = field(default_factory=dict)
+    warning: str = ""
+    unreadable: dict[str, str] = field(default_factory=dict)  # model key -> why its stored state was skipped
+
+
+def rollout_note(state: RolloutState, model: Model, now: float | None = None) -> RolloutNote:
+    """The plan's and status's view of one rollout: 1-based step of n, and describe()'s line."""
+    if state.strategy == "blueGreen":
+        steps = 2
+    else:
+        steps = len(model.rollout.steps or (100,)) if model.rollout is not None else state.step + 1
+    return RolloutNote(phase=state.phase, step=state.step + 1, steps=steps, traffic=state.traffic,
+                       version=state.version, message=describe(state, model, now))
+
+
+def _applies(state: RolloutState, model: Model) -> bool:
+    """The controller drives a state only while Git still rolls out that version (a new canary
+    version, no canary or no rollout ends or restarts it): only then is its traffic the live one."""
+    return (model.rollout is not None and model.canary is not None and model.canary.version == state.version
+            and model.stable != state.version)
+
+
+def read_rollouts(cluster: Cluster, desired: Desired, namespace: str = INVENTORY_NAMESPACE,
+                  now: float | None = None) -> LiveRollouts:
+    """One GET of the target's rollout ConfigMap (none when no model of the repo has a
+    spec.rollout, so a repo without rollouts costs no request). Missing: no rollouts; forbidden:
+    a warning, and Git's traffic (a least-privilege reader still gets its diff)."""
+    found = LiveRollouts()
+    if not any(m.rollout is not None for m in desired.spec.models):
+        return found
+    try:
+        stored = load_rollouts(cluster, desired.spec.config.name, namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        found.warning = (f"cannot read the rollout states ({exc}); planning with Git's canary traffic, so a "
+                         "running rollout's step shows as a change")
+        return found
+    models = {m.key: m for m in desired.spec.models}
+    when = time.time() if now is None else now
+    for key, raw in sorted(stored.states.items()):
+        try:
+            state = RolloutState.from_json(raw)
+        except ValueError as exc:
+            found.unreadable[key] = str(exc)
+            continue
+        found.states[key] = state
+        model = models.get(key)
+        if model is None:
+            continue
+        note = rollout_note(state, model, when)
+        if _applies(state, model):
+            percent = traffic_override(state)
+            if percent is not None:
+                found.traffic[key] = percent
+        else:
+            why = (f"Git's canary is {model.canary.version}" if model.canary is not None else "Git has no canary"
+                   ) if model.rollout is not None else "Git has no rollout"
+            note = RolloutNote(note.phase, note.step, note.steps, note.traffic, note.version,
+                               f"{note.message} (stale: {why}; the controller ends or restarts it)")
+        found.notes[key] = note
+    return found
+
+
+def with_rollouts(plan: Plan, rollouts: LiveRollouts) -> Plan:
+    """`plan` with the notes of the rollouts of its models."""
+    keys = {m.key for m in plan.models}
+    plan.rollouts = {k: v for k, v in rollouts.notes.items() if k in keys}
+    return plan
+
+
 def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str | None = None,
               context: str | None = None, prune: bool | None = None,
-              inventory_namespace: str = INVENTORY_NAMESPACE, timeouts: Timeouts | None = None) -> Plan:
+              inventory_namespace: str = INVENTORY_NAMESPACE, timeouts: Timeouts | None = None,
+              warn: Callable[[str], None] | None = None) -> Plan:
+    """The repo at `path` against the cluster, with each running rollout's live traffic taken as
+    desired (and noted on the plan). `warn` hears why rollouts could not be read."""
     desired = load_desired(path, revision)
     with Cluster.connect(kubeconfig, context, timeouts=timeouts) as cluster:
+        rollouts = read_rollouts(cluster, desired, inventory_namespace)
+        if rollouts.warning and warn is not None:
+            warn(rollouts.warning)
+        desired = with_traffic(desired, rollouts.traffic)
         observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
         do_prune = desired.spec.config.policy.prune if prune is None else prune
-        return plan_against(cluster, desired, observed, prune=do_prune)
+        return with_rollouts(plan_against(cluster, desired, observed, prune=do_prune), rollouts)
 
 
 def conflict_message(plan: Plan) -> str:

@@ -1,5 +1,6 @@
 """`agent status`: per model, is the cluster synced with Git, is it healthy, how did the last
-apply go. Reads with the same LISTs as a reconcile; never writes."""
+apply go, where does its rollout stand. Reads with the same LISTs as a reconcile (plus one GET
+of the rollout states when the repo has rollouts); never writes."""
 
 from __future__ import annotations
 
@@ -10,13 +11,53 @@ from typing import Any
 
 from agent import health
 from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, Cluster
-from agent.pipeline import Desired, revision_info
+from agent.pipeline import Desired, revision_info, with_traffic
 from agent.plan import model_of
-from agent.reconcile import observe
+from agent.reconcile import LiveRollouts, observe, read_rollouts, rollout_note
 from agent.render import SPEC_HASH_ANNOTATION, object_key, ref
+from agent.rollout import RolloutState
 
 
-def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = INVENTORY_NAMESPACE) -> dict[str, Any]:
+def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) -> dict[str, Any]:
+    """One rollout for people and scripts: the plan's note plus when its step began and the last
+    analysis (each check's value and verdict)."""
+    models = {m.key: m for m in desired.spec.models}
+    out: dict[str, Any] = {"model": key, "strategy": state.strategy}
+    model = models.get(key)
+    if model is not None:
+        out.update(rollout_note(state, model, now).to_json())
+    else:
+        out.update(phase=state.phase, step=state.step + 1, steps=None, traffic=state.traffic, version=state.version,
+                   message=f"{state.message} (the model is no longer in the repo)".strip())
+    out.update(
+        stable=state.stable,
+        since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.step_started)),
+        sinceSeconds=max(0, int(now - state.step_started)),
+        failedChecks=state.failed_checks,
+        checks=[{"name": c.name, "value": _number(c.value), "ok": c.ok, "message": c.message}
+                for c in state.last_checks],
+    )
+    return out
+
+
+def _number(value: float | None) -> float | str | None:
+    """JSON has no Infinity (a p95 in the +Inf bucket): written as a string, as the store does."""
+    if value is not None and value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = INVENTORY_NAMESPACE, *,
+                 rollouts: LiveRollouts | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`rollouts`: the target's rollout states as read by the caller (default: read here; `warn`
+    hears why they could not be). A model at its rollout's step is synced: that traffic is
+    what the controller keeps."""
+    if rollouts is None:
+        rollouts = read_rollouts(cluster, desired, inventory_namespace)
+        if rollouts.warning and warn is not None:
+            warn(rollouts.warning)
+    desired = with_traffic(desired, rollouts.traffic)
+    now = time.time()
     observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
     last = json.loads(observed.inventory.annotations.get(LAST_APPLY, "{}") or "{}")
     by_model: dict[str, list[dict[str, Any]]] = {}
@@ -40,7 +81,7 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             parts.append({"object": f"{o['kind']}/{o['metadata']['name']}", "health": h.state, "message": h.message})
         overall = health.worst(verdicts)
         failed = any(ref(o) in failed_refs for o in mine)
-        models.append({
+        entry: dict[str, Any] = {
             "namespace": model.namespace,
             "name": model.name,
             "version": model.stable,
@@ -51,7 +92,11 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             "objects": parts,
             "lastApply": {"commit": last.get("commit", ""), "time": last.get("time", ""),
                           "result": "failed" if failed else last.get("result", "never")},
-        })
+        }
+        state = rollouts.states.get(model.key)
+        if state is not None:  # only where a rollout is on record: other models' documents keep their shape
+            entry["rollout"] = rollout_status(state, desired, model.key, now)
+        models.append(entry)
     invalid = json.loads(observed.inventory.annotations.get(LAST_INVALID, "{}") or "{}")
     return {
         "target": desired.spec.config.name,

@@ -9,7 +9,7 @@ import unicodedata
 from typing import Any
 
 from agent.output._yamldiff import LIVE_SIDES, unified
-from agent.plan import Plan
+from agent.plan import ModelChange, Plan
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
 _COLOR = {"create": "32", "update": "33", "delete": "31", "unchanged": "2"}
@@ -106,6 +106,8 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
         add("  no model changes")
     for m in changed_models:
         add(f"  {m.key}: " + "; ".join(m.changes))
+    for key, note in sorted(plan.rollouts.items()):  # live traffic that is the rollout's, not drift
+        add(f"  {key}: {note.message}", "36")
     add("")
     out.append(_paint("Objects", "1", color) + f" ({_counts_line(plan)})")
     for o in plan.changed:
@@ -149,10 +151,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "revision": plan.revision,
         "changed": plan.has_changes,
         "summary": plan.counts(),
-        "models": [
-            {"namespace": m.namespace, "name": m.name, "status": m.status, "changes": m.changes}
-            for m in plan.models
-        ],
+        "models": [_model_dict(m, plan) for m in plan.models],
         "objects": [
             {
                 "action": o.action,
@@ -169,6 +168,15 @@ def as_dict(plan: Plan) -> dict[str, Any]:
             for o in plan.objects
         ],
     }
+
+
+def _model_dict(m: ModelChange, plan: Plan) -> dict[str, Any]:
+    """`rollout` only where the model has a running rollout: plans without one keep their shape."""
+    out: dict[str, Any] = {"namespace": m.namespace, "name": m.name, "status": m.status, "changes": m.changes}
+    note = plan.rollouts.get(m.key)
+    if note is not None:
+        out["rollout"] = note.to_json()
+    return out
 
 
 def as_json(plan: Plan) -> str:
@@ -194,6 +202,10 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
             out.append(f"| {md_code(m.key)} | {md_text(m.status)} | {changes} |")
     else:
         out.append("No model changes.")
+    if plan.rollouts:
+        out.append("")
+    for key, note in sorted(plan.rollouts.items()):
+        out.append(f"- **rollout** {md_code(key)}: {md_text(note.message)}")
     out.append("")
     out.append(f"**Objects:** {_counts_line(plan)}")
     out.append("")

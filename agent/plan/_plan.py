@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.plan._fields import changed_paths
 from agent.plan._redact import redact
-from agent.plan._types import Action, ModelChange, ObjectChange, Plan
+from agent.plan._types import Action, ModelChange, ObjectChange, Plan, RolloutNote
 from agent.render import (
     CANARY_ANNOTATION,
     MODEL_LABEL,
@@ -63,8 +63,12 @@ def diff_objects(desired: Iterable[dict[str, Any]], current: Iterable[dict[str, 
 
 
 def build_plan(changes: list[ObjectChange], base: dict[str, str] | None = None,
-               revision: dict[str, str] | None = None) -> Plan:
-    return Plan(objects=changes, models=summarize(changes), base=base or {}, revision=revision or {})
+               revision: dict[str, str] | None = None, rollouts: dict[str, RolloutNote] | None = None) -> Plan:
+    """The plan of `changes`; `rollouts` notes only the models the plan has."""
+    models = summarize(changes)
+    keys = {m.key for m in models}
+    notes = {k: v for k, v in (rollouts or {}).items() if k in keys}
+    return Plan(objects=changes, models=models, base=base or {}, revision=revision or {}, rollouts=notes)
 
 
 # --- model-level summary -------------------------------------------------------------------

@@ -41,12 +41,31 @@ class ModelChange:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True)
+class RolloutNote:
+    """What a model's running rollout is doing, shown beside its plan: while a rollout runs the
+    live traffic is the rollout's step, not Git's number, and a reviewer must see why.
+    step is 1-based (step 2 of 3); message is one line for people."""
+
+    phase: str
+    step: int
+    steps: int
+    traffic: int
+    version: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "step": self.step, "steps": self.steps, "traffic": self.traffic,
+                "version": self.version, "message": self.message}
+
+
 @dataclass
 class Plan:
     objects: list[ObjectChange]
     models: list[ModelChange]
     base: dict[str, str] = field(default_factory=dict)  # revision info of the "before" side
     revision: dict[str, str] = field(default_factory=dict)  # revision info of the desired side
+    rollouts: dict[str, RolloutNote] = field(default_factory=dict)  # model key -> its running rollout (live plans)
 
     @property
     def changed(self) -> list[ObjectChange]:
