@@ -18,8 +18,10 @@ from agent.rollout._machine import (
     traffic_override,
     with_outcome_written,
 )
+from agent.rollout._staging import staged, without_canary
 
 __all__ = [
     "HISTORY_LIMIT", "REQUESTS", "CheckResult", "Phase", "Query", "RolloutState", "Transition", "abort",
     "analysis_queries", "describe", "judge", "promote", "start", "step", "traffic_override", "with_outcome_written",
 ]
+__all__ += ["staged", "without_canary"]
