@@ -124,15 +124,18 @@ def scrape_config(model: Model, runtime: ServingRuntime | None) -> dict[str, Any
     path = runtime.metrics_path if runtime else "/metrics"
     if model.backend == "kubernetes":
         port = METRICS_PORT_NAME if runtime and runtime.metrics_port and runtime.metrics_port != runtime.port else HTTP_PORT_NAME
-        endpoint = {
-            "port": port,
-            "path": path,
-            "interval": "30s",
-            "relabelings": [
-                {"sourceLabels": ["__meta_kubernetes_service_label_modelops_dev_model"], "targetLabel": "model"},
-                *_RELABEL_POD,
-            ],
-        }
+        relabelings: list[dict[str, Any]] = [
+            {"sourceLabels": ["__meta_kubernetes_service_label_modelops_dev_model"], "targetLabel": "model"},
+            *_RELABEL_POD,
+        ]
+        if model.rollout is not None and model.rollout.strategy == "blueGreen":
+            # After the switch the main Service and <name>-preview both select the new pods: keep
+            # them through the preview only, so every pod is scraped once (request counts and
+            # minRequests would double otherwise).
+            relabelings.append({"sourceLabels": ["__meta_kubernetes_service_name",
+                                                 "__meta_kubernetes_pod_label_modelops_dev_track"],
+                                "separator": ";", "regex": f"{model.name};canary", "action": "drop"})
+        endpoint = {"port": port, "path": path, "interval": "30s", "relabelings": relabelings}
         return {
             "apiVersion": MONITORING_API,
             "kind": "ServiceMonitor",

@@ -208,3 +208,21 @@ def test_rendered_blue_green_objects_are_valid(traffic: int, backend: str, sizin
         assert kinds.count("Service") == 2 and kinds.count("Deployment") == 2
     else:
         assert kinds == ["InferenceService", "ServingRuntime"]
+
+
+def test_after_the_switch_each_pod_is_scraped_once() -> None:
+    """Both Services select the new pods at 100%: the ServiceMonitor keeps them through the
+    preview only (a drop on <name>;canary), so request counts and minRequests do not double."""
+    from agent.render._monitor import scrape_config
+
+    spec = _spec(bg=_model("bg", "kubernetes", FIXED),
+                 canaried=_model("canaried", "kubernetes", FIXED, rollout="rollout: {strategy: canary, steps: [50, 100]}"))
+    models = {m.name: m for m in spec.models}
+    runtime = spec.runtimes[0]
+    drops = [r for r in scrape_config(models["bg"], runtime)["spec"]["endpoints"][0]["relabelings"]
+             if r.get("action") == "drop"]
+    assert drops == [{"sourceLabels": ["__meta_kubernetes_service_name", "__meta_kubernetes_pod_label_modelops_dev_track"],
+                      "separator": ";", "regex": "bg;canary", "action": "drop"}]
+    assert TRACK_LABEL == "modelops.dev/track"  # the pod label the relabeling reads
+    canary_relabel = scrape_config(models["canaried"], runtime)["spec"]["endpoints"][0]["relabelings"]
+    assert not [r for r in canary_relabel if r.get("action") == "drop"]
