@@ -1,4 +1,4 @@
-"""The controller's HTTP endpoints: /healthz, /readyz, /metrics and /webhook.
+"""The controller's HTTP endpoints: /healthz, /readyz, /metrics, /webhook and /alerts.
 
 A stdlib `ThreadingHTTPServer` in a background thread: the surface is four small endpoints, so
 a web framework would add a dependency and nothing else. What the stdlib server lacks is
@@ -8,6 +8,8 @@ logs through `logging` instead of stderr, and a `stop()` that leaves no thread b
 
 /webhook answers 404 when no secret is configured: an endpoint that anyone could trigger would
 let anyone make the controller fetch and sync at will, so without a secret it does not exist.
+/alerts (Alertmanager's webhook receiver, which can end a rollout or start a Job) likewise: it
+takes `Authorization: Bearer <the same secret>` and answers 404 without one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
+from agent.controller._alerts import FiringAlert, bearer_ok, parse_alertmanager
 from agent.controller._metrics import CONTENT_TYPE, Metrics
 from agent.controller._webhook import MAX_BODY_BYTES, verify_and_parse
 
@@ -36,6 +39,10 @@ Check = Callable[[], tuple[bool, str]]
 OnPush = Callable[[str | None], None]
 """Called from a request thread on an authenticated push to the branch, with the pushed commit
 (None when the payload named none); must return quickly (set an event, enqueue), not sync."""
+
+OnAlerts = Callable[[list[FiringAlert]], None]
+"""Called from a request thread with the firing alerts of an authenticated Alertmanager
+delivery; must return quickly (hand them to the loop), not act on them."""
 
 _READ_ENDPOINTS = ("/healthz", "/readyz", "/metrics")
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -66,6 +73,7 @@ class HttpServer:
         webhook_secret: bytes | None = None,
         branch: str = "main",
         on_push: OnPush | None = None,
+        on_alerts: OnAlerts | None = None,
         request_timeout: float = 10.0,
         request_deadline: float = 30.0,
         max_body: int = MAX_BODY_BYTES,
@@ -82,6 +90,7 @@ class HttpServer:
         self.webhook_secret = webhook_secret
         self.branch = branch
         self.on_push = on_push
+        self.on_alerts = on_alerts
         self.request_timeout = request_timeout
         self.request_deadline = request_deadline
         self.max_body = max_body
@@ -241,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._probe(path)
         elif path == "/webhook":
             self._webhook()
+        elif path == "/alerts":
+            self._alerts()
         else:
             self._send(404, "not found\n")
 
@@ -269,27 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
         if secret is None:
             self._send(404, "webhook disabled: no secret configured\n")
             return
-        if self.command != "POST":
-            self._webhook_answer(None, 405, "only POST\n", headers=[("Allow", "POST")])
-            return
-        if self.headers.get("Transfer-Encoding") is not None:
-            self._webhook_answer(None, 411, "Content-Length required (no Transfer-Encoding)\n")
-            return
-        lengths = self.headers.get_all("Content-Length") or []
-        if not lengths:
-            self._webhook_answer(None, 411, "Content-Length required\n")
-            return
-        if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
-            self._webhook_answer(None, 400, "bad Content-Length\n")
-            return
-        length = int(lengths[0])
-        if length > app.max_body:
-            self._webhook_answer(None, 413, f"body over {app.max_body} bytes\n")
-            self._drain()
-            return
-        body = self._read(length)
+        body = self._post_body(None)
         if body is None:
-            self.close_connection = True
             return
         result = verify_and_parse(dict(self.headers.items()), body, secret, app.branch, max_body=app.max_body)
         log.info(
@@ -308,6 +300,63 @@ class _Handler(BaseHTTPRequestHandler):
                 self._webhook_answer(result.provider, 500, "internal error\n")
                 return
         self._webhook_answer(result.provider, result.status, result.message + "\n")
+
+    def _post_body(self, provider: str | None) -> bytes | None:
+        """The body of a POST with a sound Content-Length within the limit; None once the
+        refusal is answered (or the client went away)."""
+        app = self._app
+        if self.command != "POST":
+            self._webhook_answer(provider, 405, "only POST\n", headers=[("Allow", "POST")])
+            return None
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._webhook_answer(provider, 411, "Content-Length required (no Transfer-Encoding)\n")
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            self._webhook_answer(provider, 411, "Content-Length required\n")
+            return None
+        if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
+            self._webhook_answer(provider, 400, "bad Content-Length\n")
+            return None
+        length = int(lengths[0])
+        if length > app.max_body:
+            self._webhook_answer(provider, 413, f"body over {app.max_body} bytes\n")
+            self._drain()
+            return None
+        body = self._read(length)
+        if body is None:
+            self.close_connection = True
+        return body
+
+    def _alerts(self) -> None:
+        """Alertmanager's webhook: authenticated by the bearer secret before the body is read,
+        then its firing alerts are handed to the controller (acted on in its next pass)."""
+        app = self._app
+        secret, provider = app.webhook_secret, "alertmanager"
+        if secret is None or app.on_alerts is None:
+            self._send(404, "alerts disabled: no secret configured\n")
+            return
+        if not bearer_ok(self.headers.get("Authorization"), secret):
+            self._webhook_answer(provider, 401, "missing or wrong bearer token\n",
+                                 headers=[("WWW-Authenticate", 'Bearer realm="modelops-agent"')])
+            self._drain()  # the body, unread, must not reset the connection before the answer
+            return
+        body = self._post_body(provider)
+        if body is None:
+            return
+        try:
+            alerts = parse_alertmanager(body)
+        except ValueError as exc:
+            self._webhook_answer(provider, 400, f"{str(exc)[:200]}\n")
+            return
+        try:
+            app.on_alerts(alerts)
+        except Exception:
+            log.exception("the on_alerts callback failed")
+            self._webhook_answer(provider, 500, "internal error\n")
+            return
+        log.info("alerts from %s: %d firing", self.address_string(), len(alerts))
+        self._webhook_answer(provider, 200, f"{len(alerts)} firing alert(s) accepted\n")
 
     def _webhook_answer(
         self, provider: str | None, status: int, text: str, headers: Sequence[tuple[str, str]] = ()

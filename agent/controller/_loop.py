@@ -44,6 +44,7 @@ from agent.cluster import (
     Timeouts,
     load_inventory,
 )
+from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._metrics import Metrics
 from agent.controller._rollouts import RolloutDriver, WriteBack
@@ -159,6 +160,11 @@ class Controller:
         self.rollouts = self._rollout_driver()
         self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
         self.rollout_period: float | None = None  # how often rollouts need a tick now (None: none runs)
+        # --- Monitor actions (rollback/retrain on firing alerts; agent/controller/_alerts.py) ---
+        self.alert_actions = AlertActions(self.cluster, self.rollouts.prometheus, self.rollouts.abort_from_alert,
+                                          record=self._audit, event=self._rollout_event,
+                                          metric=self.metrics.retrain_job)
+        # --- end Monitor actions ---
 
     def _rollout_driver(self) -> RolloutDriver:
         config = self.config
@@ -219,6 +225,11 @@ class Controller:
     def _on_push(self, _commit: str | None) -> None:
         self.request("webhook")
 
+    def _on_alerts(self, alerts: list[FiringAlert]) -> None:
+        """Alertmanager pushed firing alerts (Monitor actions): acted on in the next pass."""
+        self.alert_actions.push(alerts)
+        self.request("rollout")
+
     def _on_watch(self, _event: str, key: ObjectKey, obj: dict[str, Any]) -> None:
         """An object we manage changed. The echo of our own write (the resourceVersion our
         apply returned) is no news: it only tells that the cache has caught up."""
@@ -259,9 +270,10 @@ class Controller:
             secret = read_webhook_secret(config.webhook_secret_file) if config.webhook_secret_file else None
             self.http = HttpServer(host, port, health=self._health, ready=self._ready, metrics=self.metrics,
                                    webhook_secret=secret, branch=config.branch,
-                                   on_push=self._on_push if secret else None)
+                                   on_push=self._on_push if secret else None,
+                                   on_alerts=self._on_alerts if secret else None)  # Monitor actions
             self.http.start()
-            log.info("serving /healthz /readyz /metrics%s on %s", " /webhook" if secret else "", self.http.url)
+            log.info("serving /healthz /readyz /metrics%s on %s", " /webhook /alerts" if secret else "", self.http.url)
         if config.watch_dir is not None:
             self._watch_directory(config.watch_dir)
         self._worker_alive = True
@@ -532,6 +544,7 @@ class Controller:
             if self.config.leader_elect and not may_write:
                 return  # a follower keeps its source current and waits
             inventory = self._inventory(target)
+            self.alert_actions.act(desired)  # Monitor actions: before the tick, so an abort applies now
             traffic = self.rollouts.tick(desired)
             self.rollout_period = self.rollouts.period(desired)
             effective = with_traffic(desired, traffic)

@@ -89,6 +89,8 @@ class Metrics:
         self._rollout_traffic = Gauge(PREFIX + "rollout_traffic_percent",
                                       "Live traffic share of the version a rollout brings in.", ["model"], registry=r)
         self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
+        self._retrain_jobs = Counter(PREFIX + "retrain_jobs", "Retraining Jobs started by firing alerts "
+                                     "(Monitor rules with action: retrain).", ["model", "rule"], registry=r)
         self._leader = Gauge(PREFIX + "leader", "1 while this replica holds the leader Lease, else 0.", registry=r)
         self._queue = Gauge(PREFIX + "work_queue_depth", "Sync requests waiting to be handled.", registry=r)
         self._webhooks = Counter(
@@ -119,6 +121,10 @@ class Metrics:
         self._rollout_transitions.labels(model=model, kind=kind).inc()
         self._rollout_traffic.labels(model=model).set(traffic)
         self._rollout_step.labels(model=model).set(step)
+
+    def retrain_job(self, model: str, rule: str) -> None:
+        """A retraining Job started for `model` by its Monitor rule `rule`."""
+        self._retrain_jobs.labels(model=model, rule=rule).inc()
 
     def drift(self, policy: str, n: int = 1) -> None:
         """`n` drifted objects seen under `policy` (heal: restored; detect: only reported)."""

@@ -27,6 +27,7 @@ from agent.rollout import (
     CheckResult,
     RolloutState,
     Transition,
+    abort,
     analysis_queries,
     describe,
     judge,
@@ -127,6 +128,31 @@ class RolloutDriver:
             self._save()
         return {key: percent for key, state in self.states.items()
                 if (percent := traffic_override(state)) is not None}
+
+    def abort_from_alert(self, desired: Desired, model_key: str, reason: str) -> bool:
+        """A firing `action: rollback` alert ends the model's Progressing rollout as `agent
+        rollout abort` would (traffic 0 until Git changes), read fresh from the cluster so a
+        re-delivered alert finds it already ended. True when it changed anything."""
+        model = next((m for m in desired.spec.models if m.key == model_key), None)
+        target = desired.spec.config.name
+        if model is None:
+            return False
+        try:
+            stored = load_rollouts(self.cluster, target, self.namespace)
+        except (ClusterError, AgentError) as exc:
+            log.warning("could not read the rollout states: %s", exc)
+            return False
+        states = {}
+        for key, raw in stored.states.items():
+            with contextlib.suppress(ValueError):
+                states[key] = RolloutState.from_json(raw)
+        state = states.get(model_key)
+        if state is None or state.phase != "Progressing":
+            return False
+        self.target, self._stored, self.states = target, stored, states
+        self._apply(model, state, abort(state, time.time(), who=reason))
+        self._save()
+        return True
 
     def notes(self, desired: Desired) -> dict[str, str]:
         """model key -> what its rollout is doing, for status and logs."""

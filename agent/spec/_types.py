@@ -165,6 +165,12 @@ class MonitorRule:
     quantile: float = 0.95
     feature: str | None = None
     method: str = "psi"
+    # action "retrain": the Job template file (repo path), its parsed batch/v1 Job, and the
+    # cooldown (at most one Job per model and rule within it)
+    retrain_job_template: str | None = None
+    retrain_job: dict[str, Any] | None = field(default=None, compare=False)
+    retrain_cooldown: str = "6h"
+    retrain_cooldown_seconds: float = 21600.0
 
 
 @dataclass(frozen=True)
