@@ -8,9 +8,9 @@ monitor, alertname) name a rule of the desired spec, so a stale or forged label 
 nothing; the rule's action is the spec's, not the alert's label.
 
 Retraining is deduplicated through the API, not memory, so re-deliveries, a second source and
-a restarted controller all agree: the Job's name is derived from (rule, alert start), so the same
-firing episode always names the same Job, and no Job is created while one of the same model and
-rule is younger than the rule's cooldown (found by label, judged by creationTimestamp).
+a restarted controller all agree: no Job is created while one of the same model and rule is
+younger than the rule's cooldown (found by label, judged by creationTimestamp), and the Job's
+name is derived from (rule, alert start), so re-deliveries of one episode name the same Job.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ ALERT_ANNOTATION = "modelops.dev/alert"
 ALERT_STARTED_ANNOTATION = "modelops.dev/alert-started-at"
 MAX_ALERTS = 1000  # per Alertmanager delivery; its default group limit is far below
 MAX_PUSHED = 1000  # alerts pushed and not yet acted on (a flood cannot grow memory)
+PUSHED_TTL = 300.0  # a pushed alert not acted on within this long is dropped (a follower's, say):
+# Alertmanager repeats what still fires, and an old push must not abort a later rollout
 ACTIONS = ("rollback", "retrain")
 
 Decision = Literal["create", "exists", "cooldown"]
@@ -48,8 +50,9 @@ Decision = Literal["create", "exists", "cooldown"]
 
 @dataclass(frozen=True)
 class FiringAlert:
-    """A firing alert as either source gives it: its labels and when it started firing
-    (RFC 3339; Prometheus' activeAt, Alertmanager's startsAt: the same instant)."""
+    """A firing alert as either source gives it: its labels and when it started (RFC 3339;
+    Prometheus' activeAt, when it became pending; Alertmanager's startsAt, which Prometheus sets
+    when it fired: the two may differ by the rule's `for`, so dedup rests on the cooldown)."""
 
     labels: Mapping[str, str]
     starts_at: str
@@ -236,21 +239,23 @@ class AlertActions:
         self.record = record
         self.event = event
         self.metric = metric
-        self._pushed: list[FiringAlert] = []
+        self._pushed: list[tuple[float, FiringAlert]] = []  # (monotonic time pushed, alert)
         self._lock = threading.Lock()
         # (model, monitor, rule) -> creation time of its newest Job seen: spares the API a list
         # per tick while an alert keeps firing (the API stays the truth when this is empty)
         self._recent: dict[tuple[str, str, str], float] = {}
 
     def push(self, alerts: Iterable[FiringAlert]) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._pushed = [*self._pushed, *alerts][-MAX_PUSHED:]
+            self._pushed = [*self._pushed, *((now, a) for a in alerts)][-MAX_PUSHED:]
 
     def act(self, desired: Desired) -> None:
         """Act on every firing alert of a rollback/retrain rule of `desired`. Never raises: a
         failure is logged and the next pass tries again (every action is idempotent)."""
         with self._lock:
-            alerts, self._pushed = self._pushed, []
+            pushed, self._pushed = self._pushed, []
+        alerts = [a for at, a in pushed if time.monotonic() - at < PUSHED_TTL]
         spec = desired.spec
         wanted = any(r.action in ACTIONS for mon in spec.monitors for r in mon.rules)
         if not wanted:

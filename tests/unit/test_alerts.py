@@ -6,8 +6,10 @@ decision, and the /alerts endpoint of the controller's HTTP server."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -276,3 +278,70 @@ def test_alerts_endpoint() -> None:
     assert sample("modelops_agent_webhook_requests_total", {"provider": "alertmanager", "code": "200"}) == 1
     with HttpServer(health=lambda: (True, ""), ready=lambda: (True, "")) as srv:
         assert post(srv.url + "/alerts", body, "s3cret")[0] == 404  # no secret: no endpoint
+
+
+# --- AlertActions against a fake API --------------------------------------------------------------
+
+
+class FakeJobs:
+    """The Job list/create part of the API: what AlertActions asks, and the Jobs it holds."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+
+    def request(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None,
+                retries: int | None = None, **_: Any) -> Any:
+        self.calls.append(method)
+        if method == "GET":
+            return {"items": list(self.items)}
+        assert method == "POST" and path == "/apis/batch/v1/namespaces/fraud/jobs"
+        self.items.append({**body, "metadata": {**body["metadata"], "creationTimestamp": "2026-01-01T10:00:05Z"}})
+        return body
+
+
+def actions(cluster: FakeJobs, aborted: list[tuple[str, str]], records: list[dict[str, Any]]) -> Any:
+    from agent.controller._alerts import AlertActions
+
+    def abort(_desired: Any, key: str, reason: str) -> bool:
+        aborted.append((key, reason))
+        return True
+
+    return AlertActions(cluster, None, abort, record=lambda event, **f: records.append({"event": event, **f}),
+                        event=lambda *a: None, metric=lambda *a: None)
+
+
+def test_actions_create_one_job_and_consult_the_api_after_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    desired = SimpleNamespace(spec=spec_with())  # act() reads only the spec of a Desired
+    cluster, aborted, records = FakeJobs(), [], []  # type: ignore[var-annotated]
+    monkeypatch.setattr("time.time", lambda: 1767261700.0)  # 2026-01-01T10:01:40Z
+    first = actions(cluster, aborted, records)
+    for _ in range(3):
+        first.push([firing()])
+        first.act(desired)
+    assert len(cluster.items) == 1 and [r["event"] for r in records] == ["retrain"]
+    assert cluster.calls == ["GET", "POST"]  # later ticks: memory spares the API
+    second = actions(cluster, aborted, records)  # a restart: nothing in memory
+    second.push([firing("2026-01-01T10:01:00Z")])  # even another episode: within the cooldown
+    second.act(desired)
+    assert len(cluster.items) == 1 and cluster.calls == ["GET", "POST", "GET"] and aborted == []
+    monkeypatch.setattr("time.time", lambda: 1767261700.0 + 7 * 3600)  # the cooldown is over
+    second.push([firing("2026-01-01T17:00:00Z")])
+    second.act(desired)
+    assert len(cluster.items) == 2
+
+
+def test_rollback_alerts_abort_and_old_pushes_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    desired = SimpleNamespace(spec=spec_with("rollback"))
+    cluster, aborted, records = FakeJobs(), [], []  # type: ignore[var-annotated]
+    acts = actions(cluster, aborted, records)
+    acts.push([firing(action="rollback")])
+    acts.act(desired)
+    assert aborted == [("fraud/scorer", "alert ScorerErrorRate")] and cluster.calls == []
+    acts.push([firing()])
+    pushed = time.monotonic()
+    monkeypatch.setattr("time.monotonic", lambda: pushed + 301)  # a follower's push, acted on too late
+    acts.act(desired)
+    assert len(aborted) == 1
+    acts.act(desired)  # nothing pushed, nothing polled: nothing happens
+    assert len(aborted) == 1
