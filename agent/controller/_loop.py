@@ -565,6 +565,8 @@ class Controller:
                 self.inventory = None  # read it again next time
             return
         self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
+        if outcome.ok:
+            self.rollouts.publish_pending()
         results = outcome.report.results
         applied = sum(1 for r in results if r.outcome == "applied")
         pruned = sum(1 for r in results if r.outcome == "deleted")

@@ -44,6 +44,15 @@ _STORED = {"started", "advanced", "check-failed", "rolled-back", "succeeded", "s
 _WARNING = {"check-failed", "rolled-back", "aborted"}
 
 
+def _judging(model: Model, state: RolloutState, now: float) -> bool:
+    """Whether the new version is under analysis now: every step of a rollout in progress, and
+    a blue-green switch for its scale-down delay (a failure then switches back)."""
+    if state.phase == "Progressing":
+        return True
+    return (state.phase == "Succeeded" and state.strategy == "blueGreen" and model.rollout is not None
+            and now - state.step_started < model.rollout.scale_down_delay_seconds)
+
+
 @dataclass
 class WriteBack:
     """How the outcome of a rollout reaches Git: the repo the controller follows, the git auth,
@@ -72,6 +81,8 @@ class RolloutDriver:
     write_back: WriteBack | None = None
     target: str = ""
     states: dict[str, RolloutState] = field(default_factory=dict)
+    _pending: list[tuple[Model, RolloutState, str]] = field(default_factory=list)
+    _retry_at: dict[str, float] = field(default_factory=dict)
     _stored: RolloutStates | None = None
 
     # --- when -----------------------------------------------------------------------------
@@ -119,11 +130,19 @@ class RolloutDriver:
                     changed = True
                 continue
             checks = None
-            if analyse and state is not None and state.phase == "Progressing" and model.canary is not None \
-                    and model.canary.version == state.version:
+            if analyse and state is not None and model.canary is not None and model.canary.version == state.version \
+                    and _judging(model, state, now):
                 checks = self._analyse(desired, model, state)
             transition = step(model, state, checks, now)
             changed |= self._apply(model, state, transition)
+            after = transition.state
+            if (after is not None and transition.kind not in _STORED and after.phase == "Succeeded"
+                    and not after.outcome_written and not _judging(model, after, now)
+                    and now >= self._retry_at.get(key, 0.0)):
+                # a blue-green switch that held through its scale-down delay, or an earlier write
+                # to Git that failed (or whose pass did)
+                self._retry_at[key] = now + 30.0
+                self._pending.append((model, after, "success"))
         if changed:
             self._save()
         return {key: percent for key, state in self.states.items()
@@ -163,7 +182,7 @@ class RolloutDriver:
     def _analyse(self, desired: Desired, model: Model, state: RolloutState) -> list[CheckResult] | None:
         assert model.rollout is not None
         monitors = [m for m in desired.spec.monitors if m.model_key == model.key]
-        track = "canary" if model.rollout.strategy == "canary" else "preview"
+        track = "canary"  # the new version's pods carry track=canary under either strategy
         queries = analysis_queries(model, monitors, desired.spec.config.metrics, state.version, track,
                                    model.rollout.interval)
         if not queries:
@@ -199,11 +218,26 @@ class RolloutDriver:
                     traffic=transition.traffic, version=state.version if state else (before.version if before else None),
                     checks=checks)
         self.metric(key, kind, step_index, max(traffic, 0))
-        if state is not None and kind in ("succeeded", "switched") and not state.outcome_written:
-            self._publish_success(model, state)
+        # Git is written after the pass has put the traffic in place (publish_pending): a
+        # rollback must reach the cluster first, not wait for a clone, a push and a PR.
+        if state is not None and kind == "succeeded" and not state.outcome_written:
+            self._pending.append((model, state, "success"))  # blue-green: after its scale-down delay
         if state is not None and kind == "rolled-back":
-            self._publish_rollback(model, state)
+            self._pending.append((model, state, "rollback"))
         return True
+
+    def publish_pending(self) -> None:
+        """Write the outcomes of this tick's transitions to Git (called after the pass)."""
+        pending, self._pending = self._pending, []
+        changed = False
+        for model, state, what in pending:
+            if what == "success":
+                self._publish_success(model, state)
+                changed |= state.outcome_written
+            else:
+                self._publish_rollback(model, state)
+        if changed:
+            self._save()
 
     def _publish_success(self, model: Model, state: RolloutState) -> None:
         assert model.rollout is not None

@@ -35,12 +35,18 @@ API = "modelops.dev/v1alpha1"
 
 
 def rollout_repo(root: Path, name: str, *, steps: list[int], interval: str = "3s", min_requests: int = 5,
-                 on_success: str = "commit") -> tuple[Path, Path]:
+                 on_success: str = "commit", blue_green: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """A model repo (target `name`, namespace `name`) with one KServe model `scorer`: version 1
     stable, version 2 the canary under a rollout gated by its Monitor's error-rate rule. Returns
     (working clone, bare remote)."""
     work = root / "work"
     work.mkdir(parents=True)
+    rollout: dict[str, Any] = {"strategy": "canary", "steps": steps, "interval": interval,
+                               "analysis": {"rules": ["error-rate"], "minRequests": min_requests},
+                               "maxFailedChecks": 1, "onSuccess": on_success}
+    if blue_green is not None:
+        del rollout["steps"]
+        rollout.update(strategy="blueGreen", **blue_green)
     docs: dict[str, list[dict[str, Any]]] = {
         "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": name},
                        "spec": {"policy": {"allowedNamespaces": [name]}}}],
@@ -54,9 +60,7 @@ def rollout_repo(root: Path, name: str, *, steps: list[int], interval: str = "3s
                       "versions": [{"version": "1", "uri": "s3://models/scorer/1/"},
                                    {"version": "2", "uri": "s3://models/scorer/2/"}],
                       "stable": "1", "canary": {"version": "2"},
-                      "rollout": {"strategy": "canary", "steps": steps, "interval": interval,
-                                  "analysis": {"rules": ["error-rate"], "minRequests": min_requests},
-                                  "maxFailedChecks": 1, "onSuccess": on_success},
+                      "rollout": rollout,
                       "replicas": 1}},
             {"apiVersion": API, "kind": "Monitor", "metadata": {"name": "scorer", "namespace": name},
              "spec": {"model": "scorer", "rules": [{"name": "error-rate", "type": "errorRate", "threshold": 0.05,
@@ -303,3 +307,39 @@ def test_outcome_as_a_pull_request_on_the_forge(
         controller.stop()
         thread.join(timeout=30)
         assert not thread.is_alive()
+
+
+def test_blue_green_switches_only_after_analysis_and_back_on_failure(
+        tmp_path: Path, kubeconfig: Path, served: Callable[[str], ModelServer],
+        controllers: Callable[..., Controller]) -> None:
+    ns = "ro-bluegreen"
+    _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[], interval="4s", on_success="none",
+                               blue_green={"scaleDownDelay": "5m"})
+    server = served(ns)
+    server.set("2", error_rate=0.5)  # an unhealthy preview must never get traffic
+    controllers(bare)
+    wait_until(lambda: canary_traffic(kubeconfig, ns) == 0, "the preview at 0%", 60)
+    obj = isvc(kubeconfig, ns)
+    assert obj is not None and obj["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    audit = tmp_path / "audit.jsonl"
+    wait_until(lambda: [r for r in audit_records(audit, "rollout") if r["transition"] == "rolled-back"],
+               "the failing preview rolled back", 30)
+    assert canary_traffic(kubeconfig, ns) == 0  # never switched
+
+    # Git names the same version again after a fix: a new rollout of it needs a new canary entry,
+    # so here the test restarts the story with a healthy preview in a second namespace.
+    ns2 = "ro-bluegreen-2"
+    _work2, bare2 = rollout_repo(tmp_path / "repo2", ns2, steps=[], interval="4s", on_success="none",
+                                 blue_green={"scaleDownDelay": "5m"})
+    server2 = served(ns2)
+    controllers(bare2)
+    wait_until(lambda: canary_traffic(kubeconfig, ns2) == 0, "the healthy preview at 0%", 60)
+    switched_at = wait_until(lambda: canary_traffic(kubeconfig, ns2) == 100 and time.monotonic(),
+                             "the switch after the analysis passed", 60)
+    kinds = [r["transition"] for r in audit_records(audit, "rollout") if r["model"] == f"{ns2}/scorer"]
+    assert kinds[:2] == ["started", "switched"], kinds
+    server2.set("2", error_rate=0.5)
+    wait_until(lambda: canary_traffic(kubeconfig, ns2) == 0, "the switch back", 30)
+    assert time.monotonic() - switched_at < 60  # within the scale-down delay
+    kinds = [r["transition"] for r in audit_records(audit, "rollout") if r["model"] == f"{ns2}/scorer"]
+    assert "rolled-back" in kinds

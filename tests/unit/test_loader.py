@@ -479,7 +479,7 @@ def test_schema_monitor_rule_fields_depend_on_type() -> None:
         (23, "spec.rules[3].quantile", "field not allowed here"),
         (27, "spec.rules[4].severity", "'page' is not one of 'info', 'warning', 'critical'"),
         (28, "spec.rules[4].colour", "unknown field 'colour' (allowed: action, description, "
-             "feature, for, method, name, quantile, severity, threshold, type, window)"),
+             "feature, for, method, name, quantile, retrain, severity, threshold, type, window)"),
     ]
     assert {e.file for e in errors} == {"monitors/scorer.yaml"}
 
