@@ -33,6 +33,7 @@ from agent.cluster import (
     lease_name,
     load_inventory,
     load_rollouts,
+    rollouts_name,
 )
 from agent.errors import AgentError
 from agent.pipeline import Desired, load_desired, revision_info, with_traffic
@@ -301,10 +302,11 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
 
 
 def _refuse_own_state(desired: Desired, namespace: str) -> None:
-    """The repo may not render the agent's own bookkeeping (its inventory or its Lease): applying
-    it would overwrite what prune and the lock rely on."""
+    """The repo may not render the agent's own bookkeeping (its inventory, its rollout states or
+    its Lease): applying it would overwrite what prune, rollouts and the lock rely on."""
     target = desired.spec.config.name
     own = {("", "ConfigMap", namespace, Inventory(target=target).name),
+           ("", "ConfigMap", namespace, rollouts_name(target)),
            ("coordination.k8s.io", "Lease", namespace, lease_name(target))}
     clash = sorted(f"{k[1]}/{k[2]}/{k[3]}" for k in own & {object_key(o) for o in desired.objects})
     if clash:
