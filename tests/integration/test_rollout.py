@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -196,7 +198,7 @@ def test_unhealthy_canary_is_rolled_back_within_one_interval(
     ns = "ro-unhealthy"
     _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[20, 50, 100], interval="4s")
     server = served(ns)
-    controllers(bare)
+    controller, _thread = controllers(bare)
     wait_until(lambda: canary_traffic(kubeconfig, ns) == 20, "the first step", 60)
     server.set("2", error_rate=0.5)
     raised = time.monotonic()
@@ -214,35 +216,59 @@ def test_unhealthy_canary_is_rolled_back_within_one_interval(
     reasons = {e["reason"]: e for e in events["items"]}
     assert "RolloutRolledBack" in reasons and reasons["RolloutRolledBack"]["type"] == "Warning"
     assert remote_model(bare)["spec"]["stable"] == "1"  # nothing promoted in Git
+    exposition = controller.metrics.exposition().decode()
+    assert f'modelops_agent_rollout_transitions_total{{kind="rolled-back",model="{ns}/scorer"}} 1.0' in exposition
+    assert f'modelops_agent_rollout_traffic_percent{{model="{ns}/scorer"}} 0.0' in exposition
     time.sleep(5)  # one more interval: it stays rolled back
     assert canary_traffic(kubeconfig, ns) == 0
 
 
-def test_a_restarted_controller_resumes_at_the_same_step(
-        tmp_path: Path, kubeconfig: Path, served: Callable[[str], ModelServer],
-        controllers: Callable[..., Controller]) -> None:
+def agent_run(tmp_path: Path, bare: Path, kubeconfig: Path, prometheus: PrometheusInfo, name: str,
+              ) -> subprocess.Popen[str]:
+    """`agent run` as a process of its own (so a test can SIGKILL it), logging to tmp_path."""
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process below
+    env = {**os.environ, "AGENT_CACHE_DIR": str(tmp_path / f"cache-{name}")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--repo", f"file://{bare}", "--interval", "1s", "--kubeconfig",
+         str(kubeconfig), "--http-addr", "", "--audit-log", str(tmp_path / "audit.jsonl"),
+         "--prometheus-url", prometheus.url], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    log.close()
+    return proc
+
+
+def test_a_killed_controller_resumes_at_the_same_step(
+        tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, served: Callable[[str], ModelServer]) -> None:
     ns = "ro-restart"
     _work, bare = rollout_repo(tmp_path / "repo", ns, steps=[10, 40, 70, 100], interval="6s")
     served(ns)
-    first, thread = controllers(bare)
-    wait_until(lambda: canary_traffic(kubeconfig, ns) == 40, "the second step", 90)
-    first.stop()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    with Cluster.connect(str(kubeconfig)) as cluster:
-        stored = load_rollouts(cluster, ns).states[f"{ns}/scorer"]
-    assert stored["step"] == 1 and stored["traffic"] == 40
-    controllers(bare)
-    # the new controller goes on from 40 (never back to the first step's 10), to 70
-    seen: list[Any] = []
+    procs = [agent_run(tmp_path, bare, kubeconfig, prometheus, "first")]
+    try:
+        wait_until(lambda: canary_traffic(kubeconfig, ns) == 40, "the second step", 90)
+        procs[0].send_signal(signal.SIGKILL)  # no shutdown, no last write: the state in the cluster is all there is
+        procs[0].wait(timeout=30)
+        with Cluster.connect(str(kubeconfig)) as cluster:
+            stored = load_rollouts(cluster, ns).states[f"{ns}/scorer"]
+        assert stored["step"] == 1 and stored["traffic"] == 40
+        procs.append(agent_run(tmp_path, bare, kubeconfig, prometheus, "second"))
+        # the new controller goes on from 40 (never back to the first step's 10), to 70
+        seen: list[Any] = []
 
-    def at_70() -> bool:
-        seen.append(canary_traffic(kubeconfig, ns))
-        return seen[-1] == 70
-    wait_until(at_70, "the third step after the restart", 90)
-    assert 10 not in seen
-    kinds = [r["transition"] for r in audit_records(tmp_path / "audit.jsonl", "rollout")]
-    assert kinds.count("started") == 1, kinds
+        def at_70() -> bool:
+            seen.append(canary_traffic(kubeconfig, ns))
+            return seen[-1] == 70
+        wait_until(at_70, "the third step after the restart", 90)
+        assert 10 not in seen
+        kinds = [r["transition"] for r in audit_records(tmp_path / "audit.jsonl", "rollout")]
+        assert kinds.count("started") == 1, kinds
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
 
 
 # --- the outcome as a pull request, on a real forge ------------------------------------------------
