@@ -104,18 +104,6 @@ def _without_canary(model: Path) -> None:
     model.write_text(re.sub(r"\n  canary:\n    version: \"13\"\n    traffic: 10[^\n]*", "", text, count=1))
 
 
-def _forge_git_env(info: devcluster.ForgeInfo) -> dict[str, str]:
-    """git over HTTPS to the local forge: its CA, and the token as basic auth in a config header
-    passed through the environment (never in a URL, argv or .git/config)."""
-    import base64
-    import os
-
-    basic = base64.b64encode(f"{info.admin_user}:{info.token}".encode()).decode()
-    return {**os.environ, "GIT_SSL_CAINFO": str(info.ca_file), "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-
-
 def run_promotion_demo(directory: Path, keep: bool = False) -> int:
     """PR opened by `agent promote --open-pr`, plan commented by the PR check, merged on the
     forge, applied by the controller through Gitea's push webhook, audited with the PR."""
@@ -142,7 +130,7 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
         repo = directory / name
         shutil.copytree(example, repo)
         _without_canary(repo / "teams" / "fraud" / "models" / "fraud-scorer.yaml")
-        env = _forge_git_env(forge_info)
+        env = forge_info.git_env()
         for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "Initial model repo"],
                      ["remote", "add", "origin", url], ["push", "-q", "origin", "main"]):
             subprocess.run([*GIT, *args], cwd=repo, env=env, check=True, capture_output=True, timeout=60)

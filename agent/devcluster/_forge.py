@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,15 @@ class ForgeInfo:
     token_file: Path  # the same token in a file (mode 0600)
     directory: Path
     pid: int
+
+    def git_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for a plain `git` talking to this forge as its admin (tests, the demo):
+        the forge's CA, and the token as basic auth in a config header passed through the
+        environment (git's GIT_CONFIG_* variables), never in a URL, argv or .git/config."""
+        basic = base64.b64encode(f"{self.admin_user}:{self.token}".encode()).decode()
+        return {**(os.environ if base is None else base), "GIT_SSL_CAINFO": str(self.ca_file),
+                "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ and the merged PR is applied and audited with its merge commit, author and PR nu
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -38,17 +37,8 @@ MODEL = "teams/fraud/models/fraud-scorer.yaml"
 SECRET = "gitea-webhook-secret"
 
 
-def git_env(info: ForgeInfo) -> dict[str, str]:
-    """git over HTTPS to the forge: its CA, the token as basic auth in a config header passed by
-    the environment (never in the URL or argv)."""
-    basic = base64.b64encode(f"{info.admin_user}:{info.token}".encode()).decode()
-    return {**os.environ, "GIT_SSL_CAINFO": str(info.ca_file), "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-
-
 def git(repo: Path, info: ForgeInfo, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=repo, env=git_env(info), check=True, capture_output=True, text=True,
+    return subprocess.run([*GIT, *args], cwd=repo, env=info.git_env(), check=True, capture_output=True, text=True,
                           timeout=60).stdout
 
 

@@ -8,7 +8,6 @@ analysis queries Prometheus exactly as it would in production."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -273,16 +272,9 @@ def test_a_killed_controller_resumes_at_the_same_step(
 
 # --- the outcome as a pull request, on a real forge ------------------------------------------------
 
-def forge_git_env(info: ForgeInfo) -> dict[str, str]:
-    basic = base64.b64encode(f"{info.admin_user}:{info.token}".encode()).decode()
-    return {**os.environ, "GIT_SSL_CAINFO": str(info.ca_file), "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-
-
 def hosted(work: Path, info: ForgeInfo, name: str) -> str:
     url = forge_create_repo(info, name)
-    env = forge_git_env(info)
+    env = info.git_env()
     subprocess.run(["git", "remote", "add", "origin", url], cwd=work, check=True)
     subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, env=env, check=True, capture_output=True,
                    timeout=60)
