@@ -6,12 +6,15 @@ Beside it, a local Gitea (`forge_up`): a real Git forge over HTTPS with its own 
 is tested as the Git client it is in production. See tools/gitea.
 And a local Prometheus (`prometheus_up`, Debian's package): scrapes test model servers and
 evaluates alert rules, for the agent's metrics client and progressive delivery.
+And a local MLflow tracking server (`mlflow_up`, from its own venv): the model registry the
+agent's registry client resolves references against. See tools/mlflow.
 """
 
 from agent.devcluster._build import binaries, repo_root
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up
+from agent.devcluster._mlflow import MlflowInfo, mlflow_binaries, mlflow_down, mlflow_up
 from agent.devcluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
 
 __all__ = [
@@ -19,3 +22,4 @@ __all__ = [
     "forge_create_repo", "forge_down", "forge_up", "prometheus_down", "prometheus_reload", "prometheus_up",
     "repo_root", "status", "up",
 ]
+__all__ += ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]

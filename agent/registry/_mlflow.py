@@ -1,0 +1,234 @@
+"""The agent's MLflow Model Registry client: a registered model's version or alias resolved to
+the immutable version, its artifact URI and its run's metrics, over MLflow's REST API.
+
+Standard library only (urllib), as in agent.metrics_source and agent.forge: three read-only
+GETs do not need the `mlflow` package and its dependencies. Every request has a timeout;
+redirects are refused (they would carry the credentials to whatever host they name); GETs are
+retried twice on 502/503/504; every failure is a RegistryError naming the tracking URL
+(scheme, host, path: never userinfo or token), the reference and MLflow's own error_code and
+message, with the credentials scrubbed from anything echoed back.
+
+Endpoints (MLflow 3.x, the same since 2.3):
+  GET /api/2.0/mlflow/model-versions/get?name=N&version=V       -> {"model_version": {...}}
+  GET /api/2.0/mlflow/registered-models/alias?name=N&alias=A    -> {"model_version": {...}}
+  GET /api/2.0/mlflow/runs/get?run_id=R                          -> {"run": {"data": {"metrics": [...]}}}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.registry._base import RegistryError, ResolvedVersion
+
+__all__ = ["MlflowRegistry"]
+
+USER_AGENT = "modelops-agent"
+MAX_BODY = 16 * 1024 * 1024
+RETRY_STATUSES = (502, 503, 504)
+RETRY_DELAYS = (0.2, 0.6)
+_API = "/api/2.0/mlflow"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _HttpFailure(Exception):
+    """An HTTP answer that is not a success: status, MLflow's error_code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status}: {code}: {message}" if code else f"HTTP {status}: {message}")
+        self.status = status
+        self.code = code
+
+
+def _reference(name: str, version: str | None, alias: str | None) -> str:
+    if version is not None:
+        return f"model {name!r} version {version}"
+    return f"model {name!r} alias {alias!r}"
+
+
+class MlflowRegistry:
+    """One MLflow tracking server (or a proxy path prefix in front of one) at tracking_uri.
+
+    Credentials: `token` is sent as `Authorization: Bearer` (MLFLOW_TRACKING_TOKEN); else
+    user:password in the URI is sent as Basic auth (MLflow's basic-auth app). Neither is ever
+    part of an error."""
+
+    def __init__(self, tracking_uri: str, *, token: str | None = None, timeout: float = 10.0,
+                 ca_file: str | Path | None = None) -> None:
+        parts = urllib.parse.urlsplit(tracking_uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Shown as given minus userinfo: the scheme is the problem, the URI the context.
+            raise RegistryError(f"MLflow tracking URI must be http(s)://host[:port][/path], "
+                                f"not {self._strip_userinfo(tracking_uri)!r}")
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        if ":" in parts.hostname:  # IPv6 literal
+            netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+        path = parts.path.rstrip("/")
+        self._base = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
+        self.url = self._base  # shown in errors and repr: no userinfo, no token
+        self.timeout = timeout
+        self._secrets = [s for s in (token, parts.password) if s]
+        self._auth: str | None = None
+        if token:
+            self._auth = f"Bearer {token}"
+        elif parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._secrets.append(password)
+            self._secrets = [s for s in self._secrets if s]
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def __repr__(self) -> str:
+        return f"MlflowRegistry({self.url!r})"
+
+    # --- API ------------------------------------------------------------------------------------
+
+    def resolve(self, name: str, *, version: str | None = None, alias: str | None = None) -> ResolvedVersion:
+        """The model version `version` of registered model `name`, or the one its alias points
+        to now; with the run's latest metrics (none for a version created without a run).
+
+        A version that is not READY (registration pending or failed) is an error: there is
+        nothing to serve yet."""
+        if not name:
+            raise RegistryError(f"MLflow {self.url}: a model reference needs a registered model name")
+        if (version is None) == (alias is None):
+            raise RegistryError(f"MLflow {self.url}: model {name!r}: name exactly one of version or alias")
+        ref = _reference(name, version, alias)
+        if version is not None:
+            doc = self._get("/model-versions/get", {"name": name, "version": str(version)}, ref)
+        else:
+            doc = self._get("/registered-models/alias", {"name": name, "alias": str(alias)}, ref)
+        mv = doc.get("model_version")
+        if not isinstance(mv, dict):
+            raise RegistryError(f"MLflow {self.url}: {ref}: the answer has no model_version")
+        resolved_version = mv.get("version")
+        if not isinstance(resolved_version, str | int) or isinstance(resolved_version, bool) or \
+                str(resolved_version) == "":
+            raise RegistryError(f"MLflow {self.url}: {ref}: the answer has no version")
+        status = mv.get("status", "READY")
+        if status != "READY":
+            why = mv.get("status_message") or ""
+            raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) is {status}, not READY"
+                                + (f": {why}" if why else ""))
+        uri = mv.get("storage_location") or mv.get("source")
+        if not isinstance(uri, str) or not uri:
+            raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
+        run_id = mv.get("run_id") or None
+        if run_id is not None and not isinstance(run_id, str):
+            raise RegistryError(f"MLflow {self.url}: {ref}: run_id is not a string: {run_id!r}")
+        metrics = self._metrics(run_id, ref) if run_id else {}
+        return ResolvedVersion(registry="mlflow", name=str(mv.get("name") or name), version=str(resolved_version),
+                               uri=uri, run_id=run_id, digest=None, alias=alias, metrics=metrics)
+
+    def _metrics(self, run_id: str, ref: str) -> dict[str, float]:
+        """The run's latest value of each metric (runs/get returns the latest per key)."""
+        doc = self._get("/runs/get", {"run_id": run_id}, f"{ref}: run {run_id}")
+        run = doc.get("run")
+        data = run.get("data") if isinstance(run, dict) else None
+        if not isinstance(data, dict):
+            raise RegistryError(f"MLflow {self.url}: {ref}: run {run_id}: the answer has no run data")
+        metrics: dict[str, float] = {}
+        raw = data.get("metrics") or []
+        if not isinstance(raw, list):
+            raise RegistryError(f"MLflow {self.url}: {ref}: run {run_id}: metrics is not a list")
+        for entry in raw:
+            if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+                continue
+            try:
+                value = float(entry.get("value"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if not math.isnan(value):
+                metrics[entry["key"]] = value
+        return metrics
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _get(self, path: str, query: Mapping[str, str], ref: str) -> dict[str, Any]:
+        """GET one API path; its JSON object, else RegistryError naming the reference."""
+        url = f"{self._base}{_API}{path}?{urllib.parse.urlencode(query)}"
+        where = f"MLflow {self.url}: {ref}: GET {_API}{path}"
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return self._once(url)
+            except _HttpFailure as err:
+                if err.status in RETRY_STATUSES and delay is not None:
+                    time.sleep(delay)
+                    continue
+                what = "not found" if err.code == "RESOURCE_DOES_NOT_EXIST" else "failed"
+                raise RegistryError(self._scrub(f"{where} {what}: {err}")) from None
+            except TimeoutError:
+                raise RegistryError(f"{where}: no answer within {self.timeout:g}s") from None
+            except OSError as err:
+                reason = err.reason if isinstance(err, urllib.error.URLError) else err
+                if isinstance(reason, TimeoutError):
+                    raise RegistryError(f"{where}: no answer within {self.timeout:g}s") from None
+                raise RegistryError(self._scrub(f"{where}: {reason}")) from None
+            except ValueError as err:
+                raise RegistryError(self._scrub(f"{where}: {err}")) from None
+        raise AssertionError("unreachable")
+
+    def _once(self, url: str) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self._auth:
+            headers["Authorization"] = self._auth
+        req = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                raw = resp.read(MAX_BODY + 1)
+                status = int(resp.status)
+        except urllib.error.HTTPError as err:
+            with err:
+                raw, status = err.read(MAX_BODY + 1), err.code
+            if 300 <= status < 400:
+                raise _HttpFailure(status, "", f"redirect to {err.headers.get('Location', '?')!r} refused") from None
+        if len(raw) > MAX_BODY:
+            raise ValueError(f"HTTP {status}: answer larger than {MAX_BODY} bytes")
+        try:
+            doc = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            doc = None
+        if status >= 300:
+            if isinstance(doc, dict):
+                code, message = str(doc.get("error_code") or ""), str(doc.get("message") or "(no message)")
+            else:
+                code, message = "", _first_line(raw)
+            raise _HttpFailure(status, code, message[:500])
+        if not isinstance(doc, dict):
+            raise ValueError(f"HTTP {status}: not an MLflow API answer: {_first_line(raw)}")
+        return doc
+
+    @staticmethod
+    def _strip_userinfo(uri: str) -> str:
+        parts = urllib.parse.urlsplit(uri)
+        if "@" not in parts.netloc:
+            return uri
+        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _first_line(raw: bytes) -> str:
+    lines = raw.decode("utf-8", "replace").strip().splitlines()
+    return lines[0][:200] if lines else "(empty body)"
