@@ -1,7 +1,7 @@
 """Parse and validate a model repo into a typed, pure Spec (no I/O beyond the bytes given)."""
 
 from agent.spec._k8s import CLUSTER_SCOPED
-from agent.spec._loader import DEFAULT_LOADER, Loader, is_manifest_path, load
+from agent.spec._loader import DEFAULT_LOADER, Loader, gate_problems, is_manifest_path, load
 from agent.spec._schema import schemas_dir
 from agent.spec._types import (
     API_VERSION,
@@ -14,12 +14,16 @@ from agent.spec._types import (
     Location,
     Manifest,
     MetricNames,
+    MlflowSettings,
     Model,
     ModelVersion,
     Monitor,
     MonitorRule,
     Policy,
     PruneBudget,
+    Registries,
+    RegistryKind,
+    RegistryRef,
     RepositoryConfig,
     Resources,
     Rollout,
@@ -44,17 +48,22 @@ __all__ = [
     "Location",
     "Manifest",
     "MetricNames",
+    "MlflowSettings",
     "Model",
     "ModelVersion",
     "Monitor",
     "MonitorRule",
     "Policy",
     "PruneBudget",
+    "Registries",
+    "RegistryKind",
+    "RegistryRef",
     "RepositoryConfig",
     "Resources",
     "Rollout",
     "ServingRuntime",
     "Spec",
+    "gate_problems",
     "group_of",
     "is_manifest_path",
     "load",

@@ -26,12 +26,16 @@ from agent.spec._types import (
     Location,
     Manifest,
     MetricNames,
+    MlflowSettings,
     Model,
     ModelVersion,
     Monitor,
     MonitorRule,
     Policy,
     PruneBudget,
+    Registries,
+    RegistryKind,
+    RegistryRef,
     RepositoryConfig,
     Resources,
     Rollout,
@@ -334,7 +338,19 @@ def _config(docs: list[Document], errors: list[SpecError]) -> RepositoryConfig:
         ),
         exclude=tuple(spec.get("exclude", ())),
         location=_loc(doc),
+        registries=_registries(doc, spec.get("registries") or {}, errors),
     )
+
+
+def _registries(doc: Document, raw: Mapping[str, Any], errors: list[SpecError]) -> Registries:
+    """`spec.registries`: where registry references resolve. Only the shape is checked; the
+    tracking URI's default (MLFLOW_TRACKING_URI) is read when resolving."""
+    mlflow = raw.get("mlflow") or {}
+    if "tokenEnv" in mlflow and "tokenFile" in mlflow:
+        errors.append(doc.error(["spec", "registries", "mlflow", "tokenFile"], "tokenEnv and tokenFile are exclusive: name one"))
+    return Registries(mlflow=MlflowSettings(
+        tracking_uri=mlflow.get("trackingUri"), token_env=mlflow.get("tokenEnv"), token_file=mlflow.get("tokenFile"),
+    ))
 
 
 def _check_namespace(doc: Document, path: list[str | int], ns: str, config: RepositoryConfig, errors: list[SpecError]) -> bool:
@@ -385,9 +401,12 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         if v["version"] in versions:
             errors.append(doc.error(["spec", "versions", i, "version"], f"duplicate version {v['version']!r}"))
             continue
+        ref = _registry_ref(doc, v, ["spec", "versions", i], errors)
+        at: list[str | int] = ["spec", "versions", i, "registry"] if "registry" in v else ["spec", "versions", i]
         versions[v["version"]] = ModelVersion(
-            version=v["version"], uri=v["uri"], digest=v.get("digest"),
+            version=v["version"], uri=v.get("uri", ""), digest=v.get("digest"),
             evaluation={k: float(x) for k, x in (v.get("evaluation") or {}).items()},
+            registry=ref, location=Location(doc.path, doc.line_of(at)),
         )
     known = ", ".join(versions)
     stable = spec["stable"]
@@ -433,19 +452,18 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
 
     gates = tuple(Gate(metric=g["metric"], min=g.get("min"), max=g.get("max")) for g in spec.get("gates", ()))
     serving = [("stable", stable)] + ([("canary", canary.version)] if canary else [])
+    deferred: list[str] = []
     for role, version in serving:
         if version not in versions:
             continue
-        evaluation = versions[version].evaluation
-        for gate in gates:
-            field = ["spec", "stable"] if role == "stable" else ["spec", "canary", "version"]
-            value = evaluation.get(gate.metric)
-            if value is None:
-                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has no recorded evaluation of {gate.metric!r}"))
-            elif gate.min is not None and value < gate.min:
-                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}, below the minimum {gate.min:g}"))
-            elif gate.max is not None and value > gate.max:
-                errors.append(doc.error(field, f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}, above the maximum {gate.max:g}"))
+        field = ["spec", "stable"] if role == "stable" else ["spec", "canary", "version"]
+        entry = versions[version]
+        # a registry version's missing metrics come from its run once resolved: checked then
+        registry = entry.registry is not None
+        if registry and any(g.metric not in entry.evaluation for g in gates):
+            deferred.append(version)
+        for problem in gate_problems(role, version, entry.evaluation, gates, skip_missing=registry):
+            errors.append(doc.error(field, problem))
 
     if len(errors) > before:
         return None
@@ -471,6 +489,66 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
         annotations=dict(meta.get("annotations", {})),
         location=_loc(doc),
         rollout=rollout,
+        deferred_gates=tuple(deferred),
+    )
+
+
+def gate_problems(role: str, version: str, evaluation: Mapping[str, float], gates: Iterable[Gate], *,
+                  sources: Mapping[str, str] | None = None, skip_missing: bool = False,
+                  missing_hint: str = "") -> list[str]:
+    """The promotion-gate failures of one serving version (pure): each message starts
+    "promotion gate:". `sources` names where a metric came from ("MLflow run abc"); a
+    missing metric is skipped with `skip_missing` (a registry version before resolution),
+    and `missing_hint` is added to its message otherwise."""
+    out = []
+    for gate in gates:
+        value = evaluation.get(gate.metric)
+        origin = f" from {sources[gate.metric]}" if sources and gate.metric in sources else ""
+        if value is None:
+            if not skip_missing:
+                out.append(f"promotion gate: {role} version {version!r} has no recorded evaluation of {gate.metric!r}{missing_hint}")
+        elif gate.min is not None and value < gate.min:
+            out.append(f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}{origin}, below the minimum {gate.min:g}")
+        elif gate.max is not None and value > gate.max:
+            out.append(f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}{origin}, above the maximum {gate.max:g}")
+    return out
+
+
+_SELECTORS: dict[RegistryKind, tuple[str, str]] = {"mlflow": ("version", "alias"), "gto": ("version", "stage")}
+
+
+def _registry_ref(doc: Document, v: Mapping[str, Any], at: list[str | int], errors: list[SpecError]) -> RegistryRef | None:
+    """The registry reference of a version entry, its shape checked (offline: nothing is
+    resolved here); None, with an error, for a wrong one or for neither uri nor registry."""
+    if "registry" not in v:
+        if "uri" not in v:
+            errors.append(doc.error(at, "missing required field 'uri' (or registry: the version in a model registry)"))
+        return None
+    before = len(errors)
+    here: list[str | int] = [*at, "registry"]
+    for other in ("uri", "digest"):
+        if other in v:
+            errors.append(doc.error([*at, other], f"{other} and registry are exclusive: a registry version takes its "
+                                                  f"{'artifact URI' if other == 'uri' else 'digest'} from the registry"))
+    raw = v["registry"] or {}
+    kinds = [k for k in _SELECTORS if k in raw]
+    if len(kinds) != 1:
+        found = f"found {' and '.join(kinds)}" if kinds else "found none"
+        errors.append(doc.error(here, f"name exactly one registry: mlflow or gto ({found})"))
+        return None
+    kind = kinds[0]
+    entry = raw[kind]
+    chosen = [s for s in _SELECTORS[kind] if s in entry]
+    if len(chosen) != 1:
+        a, b = _SELECTORS[kind]
+        found = "both given" if chosen else "neither given"
+        errors.append(doc.error([*here, kind], f"give exactly one of {a} or {b} ({found})"))
+    if len(errors) > before:
+        return None
+    return RegistryRef(
+        kind=kind, name=str(entry["name"]),
+        version=str(entry["version"]) if "version" in entry else None,
+        alias=entry.get("alias"), stage=entry.get("stage"), repo=entry.get("repo"),
     )
 
 

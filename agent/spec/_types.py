@@ -36,12 +36,53 @@ class Resources:
     memory_limit: str | None = None
 
 
+RegistryKind = Literal["mlflow", "gto"]
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """A model version named in a model registry instead of by URI: an MLflow registered
+    model's `version` or `alias`, or a GTO artifact's `version` or `stage` (read from the tags
+    of `repo`, default the model repo itself). Exactly one selector is set."""
+
+    kind: RegistryKind
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    stage: str | None = None
+    repo: str | None = None
+
+    @property
+    def selector(self) -> str:
+        """`version=13`, `alias=champion` or `stage=prod`: what the reference asks for."""
+        for what in ("version", "alias", "stage"):
+            value = getattr(self, what)
+            if value is not None:
+                return f"{what}={value}"
+        return ""
+
+    def __str__(self) -> str:
+        """`mlflow fraud-scorer@champion`, `mlflow fraud-scorer/13`, `gto fraud-scorer#prod`,
+        `gto fraud-scorer@v1.2.0 (repo R)`: the registry's own shorthand."""
+        if self.kind == "mlflow":
+            text = f"mlflow {self.name}@{self.alias}" if self.alias is not None else f"mlflow {self.name}/{self.version}"
+        else:
+            text = f"gto {self.name}#{self.stage}" if self.stage is not None else f"gto {self.name}@{self.version}"
+        return f"{text} (repo {self.repo})" if self.repo else text
+
+
 @dataclass(frozen=True)
 class ModelVersion:
+    """One version of a Model. A version with `registry` has `uri` "" and no digest until the
+    reference is resolved (agent.resolve); `location` is where its entry (its `registry:` key,
+    when it has one) was declared, for messages of that later step."""
+
     version: str
     uri: str
     digest: str | None = None
     evaluation: dict[str, float] = field(default_factory=dict)
+    registry: RegistryRef | None = None
+    location: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +187,9 @@ class Model:
     annotations: dict[str, str] = field(default_factory=dict)
     location: Location = Location("", 0)
     rollout: Rollout | None = None
+    # serving versions named by a registry reference whose promotion gates miss a hand-written
+    # `evaluation` value: checked against the run's metrics once resolved, not at load
+    deferred_gates: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -215,6 +259,24 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class MlflowSettings:
+    """How to reach the MLflow registry. No tracking URI: the agent's MLFLOW_TRACKING_URI
+    (read when resolving, not when validating). The token is named, never written: an
+    environment variable or a file on the agent's machine."""
+
+    tracking_uri: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Registries:
+    """`spec.registries` of the RepositoryConfig."""
+
+    mlflow: MlflowSettings = MlflowSettings()
+
+
+@dataclass(frozen=True)
 class RepositoryConfig:
     name: str = "default"
     default_namespace: str = "default"
@@ -227,6 +289,7 @@ class RepositoryConfig:
     metrics: MetricNames = MetricNames()
     exclude: tuple[str, ...] = ()
     location: Location | None = None
+    registries: Registries = Registries()
 
 
 @dataclass(frozen=True)
