@@ -101,8 +101,8 @@ class RolloutDriver:
         """Advance every rollout of `desired` that is due; return the live traffic per model key
         that the rollouts decide (models absent: as Git says)."""
         target = desired.spec.config.name
-        if not self.states and self.target == target and not any(m.rollout is not None for m in desired.spec.models):
-            return {}  # no rollout here: no request (a no-op resync stays free)
+        if not self.states and not any(m.rollout is not None for m in desired.spec.models):
+            return {}  # no rollout here: no request (a no-op resync stays free, no RBAC needed)
         # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target

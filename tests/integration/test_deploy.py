@@ -175,7 +175,7 @@ def namespace_bindings() -> str:
                  "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
                             "resourceNames": [f"modelops-{TARGET}"]},
                            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update"],
-                            "resourceNames": [f"modelops-inventory-{TARGET}"]}]})
+                            "resourceNames": [f"modelops-inventory-{TARGET}", f"modelops-rollouts-{TARGET}"]}]})
     docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": SYSTEM},
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
                  "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": SYSTEM}]})
