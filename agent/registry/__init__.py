@@ -10,3 +10,7 @@ from agent.registry._base import RegistryError, ResolvedVersion
 from agent.registry._mlflow import MlflowRegistry
 
 __all__ = ["MlflowRegistry", "RegistryError", "ResolvedVersion"]
+
+from agent.registry._gto import GtoRegistry
+
+__all__ += ["GtoRegistry"]
