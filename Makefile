@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
 # Each installs what it needs: a virtualenv with the agent, Debian's prometheus (promtool)
 # and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
-# also the local Git forge (Gitea, tools/gitea), built the same way.
+# also the local Git forge (Gitea, tools/gitea), built the same way, and the local model registry
+# (MLflow in its own venv, tools/mlflow).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv system controlplane forge test unit lint demo
+.PHONY: venv system controlplane forge registry test unit lint demo
 
 $(BIN)/agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,9 @@ controlplane:
 forge:
 	bash tools/gitea/build.sh
 
+registry:
+	bash tools/mlflow/setup.sh
+
 lint: venv
 	$(BIN)/ruff check agent tests bench tools
 	$(BIN)/mypy
@@ -34,7 +38,7 @@ lint: venv
 unit: venv system
 	$(BIN)/pytest -q tests/unit
 
-test: venv system controlplane forge
+test: venv system controlplane forge registry
 	$(BIN)/pytest -q tests
 
 demo: venv controlplane

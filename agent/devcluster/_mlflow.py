@@ -238,8 +238,9 @@ def _start(layout: _Layout, venv: Path, state: dict[str, Any], deadline: float) 
     url = f"http://127.0.0.1:{port}"
     try:
         while not _answers(url):
-            if not _processes.running(proc):
-                how = _processes.exit_status(proc) or "exited"
+            # Our own child: it has exited only once its exit status is known (a /proc check
+            # alone once misjudged a live server here as gone, with nothing in its log).
+            if not _processes.running(proc) and (how := _processes.exit_status(proc)):
                 raise DevclusterError(f"mlflow server {how} while starting; the end of {layout.log}:\n"
                                       f"{_processes.log_tail(proc)}")
             if time.monotonic() > deadline:

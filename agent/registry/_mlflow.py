@@ -1,7 +1,9 @@
 """The agent's MLflow Model Registry client: a registered model's version or alias resolved to
-the immutable version, its artifact URI and its run's metrics, over MLflow's REST API.
+the immutable version, its artifact URI (the version's storage location: its `source`, or for a
+`models:/` source the logged model's artifact location) and its run's metrics, over MLflow's
+REST API.
 
-Standard library only (urllib), as in agent.metrics_source and agent.forge: three read-only
+Standard library only (urllib), as in agent.metrics_source and agent.forge: four read-only
 GETs do not need the `mlflow` package and its dependencies. Every request has a timeout;
 redirects are refused (they would carry the credentials to whatever host they name); GETs are
 retried twice on 502/503/504; every failure is a RegistryError naming the tracking URL
@@ -11,6 +13,7 @@ message, with the credentials scrubbed from anything echoed back.
 Endpoints (MLflow 3.x, the same since 2.3):
   GET /api/2.0/mlflow/model-versions/get?name=N&version=V       -> {"model_version": {...}}
   GET /api/2.0/mlflow/registered-models/alias?name=N&alias=A    -> {"model_version": {...}}
+  GET /api/2.0/mlflow/model-versions/get-download-uri?name=N&version=V -> {"artifact_uri": ...}
   GET /api/2.0/mlflow/runs/get?run_id=R                          -> {"run": {"data": {"metrics": [...]}}}
 """
 
@@ -128,7 +131,7 @@ class MlflowRegistry:
             why = mv.get("status_message") or ""
             raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) is {status}, not READY"
                                 + (f": {why}" if why else ""))
-        uri = mv.get("storage_location") or mv.get("source")
+        uri = self._download_uri(str(mv.get("name") or name), str(resolved_version), ref) or mv.get("source")
         if not isinstance(uri, str) or not uri:
             raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
         run_id = mv.get("run_id") or None
@@ -137,6 +140,15 @@ class MlflowRegistry:
         metrics = self._metrics(run_id, ref) if run_id else {}
         return ResolvedVersion(registry="mlflow", name=str(mv.get("name") or name), version=str(resolved_version),
                                uri=uri, run_id=run_id, digest=None, alias=alias, metrics=metrics)
+
+    def _download_uri(self, name: str, version: str, ref: str) -> str | None:
+        """The version's storage location: where a `models:/m-...` source (a logged model) really
+        is; the source itself for others. MLflow keeps it in the database but not in the
+        model_version answer."""
+        doc = self._get("/model-versions/get-download-uri", {"name": name, "version": version},
+                        f"{ref} (version {version})")
+        uri = doc.get("artifact_uri")
+        return uri if isinstance(uri, str) and uri else None
 
     def _metrics(self, run_id: str, ref: str) -> dict[str, float]:
         """The run's latest value of each metric (runs/get returns the latest per key)."""

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from agent import devcluster as dc
-from agent.devcluster import ClusterInfo, ForgeInfo, PrometheusInfo
+from agent.devcluster import ClusterInfo, ForgeInfo, MlflowInfo, PrometheusInfo
 
 Waiter = Callable[..., Any]
 
@@ -58,6 +58,20 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusI
         yield info
     finally:
         dc.prometheus_down(directory)
+
+
+@pytest.fixture(scope="session")
+def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowInfo]:
+    """The session's MLflow tracking server with its Model Registry (tools/mlflow: its own venv,
+    installed first if the cache is cold): up in a temporary directory, down (no process left)
+    at the end."""
+    dc.mlflow_binaries()
+    directory = tmp_path_factory.mktemp("mlflow")
+    info = dc.mlflow_up(directory)
+    try:
+        yield info
+    finally:
+        dc.mlflow_down(directory)
 
 
 @pytest.fixture(scope="session")
