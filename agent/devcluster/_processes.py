@@ -95,6 +95,9 @@ def spawn(name: str, argv: Sequence[str], log: Path, cwd: Path) -> Proc:
     stat = _stat(popen.pid)
     if stat is None:
         raise DevclusterError(f"{name} exited immediately; see {log}")
+    deadline = time.monotonic() + 2.0
+    while not _argv0(popen.pid) and popen.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # the exec is still setting up its arguments (see running())
     return Proc(name=name, pid=popen.pid, start_ticks=stat[1], exe=argv[0], log=str(log))
 
 
@@ -105,8 +108,11 @@ def running(proc: Proc) -> bool:
     fails with ECHILD, which says nothing about the process itself. poll() only reaps a zombie.
     """
     stat = _stat(proc.pid)
+    # An empty cmdline with our start time is our child between execve's switch of memory and
+    # the new program's arguments being set up: the kernel wakes a vfork parent (Popen) inside
+    # that window, so a check right after spawn can see it (it failed a CI run on etcd).
     alive = (stat is not None and stat[0] not in ("Z", "X") and stat[1] == proc.start_ticks
-             and _argv0(proc.pid) == proc.exe)
+             and _argv0(proc.pid) in (proc.exe, ""))
     if not alive:
         child = _CHILDREN.get(proc.pid)
         if child is not None and child.poll() is not None:
