@@ -273,7 +273,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     path = _repo_path(args)
     if args.output != "text":
         return _validate_document(path, args)
-    desired = load_desired(path, args.revision)
+    desired = load_desired(path, args.revision, resolve=False)  # offline: registry references by shape only
     spec = desired.spec
     print(
         f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
@@ -290,7 +290,7 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
 
     doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
     try:
-        desired = load_desired(path, args.revision)
+        desired = load_desired(path, args.revision, resolve=False)
     except ValidationFailed as exc:
         doc.update(valid=False, revision=exc.revision or args.revision,
                    errors=[{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in exc.errors])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,16 @@ class Desired:
     spec: Spec
     objects: list[dict[str, Any]]
     revision: Revision
+    resolutions: list[Any] = field(default_factory=list)  # agent.resolve.Resolution per registry version
 
 
 def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True,
-                 loader: Loader | None = None) -> Desired:
+                 loader: Loader | None = None, resolve: bool = True) -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
     A commit whose tree was rendered before by this same code is taken from the cache.
+    Registry references are resolved (`resolve`; `agent validate` stays offline without it).
     """
     source = open_source(path, revision)
     try:
@@ -35,15 +38,57 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
             tree_id, rev = source.identify(revision)
             hit = _desired_cache.get(tree_id)
             if isinstance(hit, tuple) and len(hit) == 2:
-                return Desired(spec=hit[0], objects=hit[1], revision=rev)
+                hit_desired = Desired(spec=hit[0], objects=hit[1], revision=rev)
+                return resolve_registries(hit_desired, path) if resolve else hit_desired
         snapshot = source.snapshot(revision)
     finally:
         source.close()
     spec = (loader or DEFAULT_LOADER).load(snapshot.files, snapshot.problems)
     desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
     if tree_id:
-        _desired_cache.put(tree_id, (desired.spec, desired.objects))
-    return desired
+        _desired_cache.put(tree_id, (desired.spec, desired.objects))  # unresolved: an alias may move
+    return resolve_registries(desired, path) if resolve else desired
+
+
+def _has_registry_refs(spec: Spec) -> bool:
+    return any(v.registry is not None for m in spec.models for v in m.versions.values())
+
+
+def registries_for(spec: Spec, repo: str | Path) -> dict[str, Any]:
+    """The registries a repo's references need: MLflow at `spec.registries.mlflow.trackingUri`
+    (else the standard MLFLOW_TRACKING_URI), its token from the named variable or file (else
+    MLFLOW_TRACKING_TOKEN); GTO reading the tags of the model repo itself (or of a ref's repo)."""
+    from agent.registry import GtoRegistry, MlflowRegistry, RegistryError
+
+    found: dict[str, Any] = {"gto": GtoRegistry(repo)}
+    settings = spec.config.registries.mlflow
+    uri = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        token: str | None
+        if settings.token_file:
+            try:
+                token = Path(settings.token_file).read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise RegistryError(f"cannot read the MLflow token file {settings.token_file}: {exc.strerror}") from None
+        elif settings.token_env:
+            token = os.environ.get(settings.token_env) or None
+        else:
+            token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
+        found["mlflow"] = MlflowRegistry(uri, token=token)
+    return found
+
+
+def resolve_registries(desired: Desired, repo: str | Path) -> Desired:
+    """`desired` with every registry reference resolved to an immutable version and its artifact
+    URI (re-rendered), or itself when it has none. A registry that cannot answer raises
+    agent.registry.RegistryError naming the registry and the reference: nothing is planned
+    from a half-resolved repo."""
+    if not _has_registry_refs(desired.spec):
+        return desired
+    from agent.resolve import resolve_spec
+
+    spec, resolutions = resolve_spec(desired.spec, registries_for(desired.spec, repo), {})
+    return Desired(spec=spec, objects=render(spec), revision=desired.revision, resolutions=list(resolutions))
 
 
 def with_traffic(desired: Desired, traffic: dict[str, int]) -> Desired:

@@ -123,6 +123,10 @@ class Run:
         rev = self.desired.revision
         if rev.pull_request:
             extra = {"pull_request": rev.pull_request, **extra}
+        if self.desired.resolutions:  # which immutable version each registry reference meant
+            extra = {"resolved": [{"model": r.key, "version": r.version, "ref": str(r.ref),
+                                   "registry_version": r.resolved.version, "uri": r.resolved.uri,
+                                   "run_id": r.resolved.run_id} for r in self.desired.resolutions], **extra}
         self.record("reconcile", target=self.target, commit=rev.commit, author=rev.author, message=rev.message,
                     dry_run=self.options.dry_run, result=result, counts=plan.counts(),
                     duration_s=round(time.monotonic() - started, 3), **extra)

@@ -50,6 +50,7 @@ from agent.controller._metrics import Metrics
 from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._webhook import read_webhook_secret
 from agent.errors import AgentError, SourceError, ValidationFailed
+from agent.registry import RegistryError
 from agent.pipeline import Desired, load_desired, with_traffic
 from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
@@ -368,6 +369,14 @@ class Controller:
             return
         except SourceError as exc:
             self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)))
+            return
+        except RegistryError as exc:
+            # not the commit's fault: keep the last good state and try this commit again
+            self.fetched = ""
+            self.last_error = str(exc)
+            self.metrics.fetch_error()
+            log.error("commit %s: %s; %s stays in force, retrying", (commit or "working tree")[:12], exc,
+                      self.commit[:12] or "nothing")
             return
         if self.desired is not None and desired.spec.config.name != self.desired.spec.config.name:
             self._invalid(commit or "working tree", ValidationFailed([], revision=(

@@ -1,0 +1,160 @@
+"""Issue #12 against a real MLflow server (tools/mlflow) and real GTO tags: a Model version that
+names `@champion` renders the artifact of whatever version the alias points at; moving the alias
+changes the rendered storageUri and nothing else; a promotion gate is checked against the
+metrics the version's MLflow run logged; a registry that cannot answer is a clear exit 2."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.devcluster import MlflowInfo
+from tests.integration import _mlflow as ml
+from tests.integration._repos import GIT
+
+pytestmark = pytest.mark.integration
+
+AGENT = str(Path(sys.executable).parent / "agent")
+API = "modelops.dev/v1alpha1"
+
+
+def registered(mlflow: MlflowInfo, aucs: tuple[float, float]) -> tuple[str, list[str], list[str]]:
+    """A registered model with two versions from two runs (metric auc); champion -> version 1."""
+    name = f"scorer-{uuid.uuid4().hex[:8]}"
+    exp = ml.experiment(mlflow.url, f"exp-{name}")
+    runs = [ml.run(mlflow.url, exp, {"auc": [auc]}) for auc in aucs]
+    ml.registered_model(mlflow.url, name)
+    versions = [ml.model_version(mlflow.url, name, f"runs:/{r}/model", r) for r in runs]
+    ml.set_alias(mlflow.url, name, "champion", versions[0])
+    return name, runs, versions
+
+
+def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | None = None) -> Path:
+    """A model repo whose one model serves `@champion` of the registered model."""
+    root.mkdir(parents=True)
+    spec: dict[str, Any] = {
+        "format": "sklearn", "runtime": "sklearn-server", "backend": "kserve", "replicas": 1,
+        "versions": [{"version": "champion", "registry": {"mlflow": {"name": registered_name, "alias": "champion"}}}],
+        "stable": "champion",
+    }
+    if gate is not None:
+        spec["gates"] = [{"metric": "auc", "min": gate}]
+    docs = {
+        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": "reg-test"},
+                       "spec": {"policy": {"allowedNamespaces": ["reg"]},
+                                "registries": {"mlflow": {"trackingUri": tracking_uri}}}}],
+        "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
+                                   "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"]}}],
+        "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": "reg"},
+                                "spec": spec}],
+    }
+    for rel, content in docs.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "serve @champion"], cwd=root, check=True)
+    return root
+
+
+def agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=120)
+
+
+def rendered(path: Path) -> dict[str, dict[str, Any]]:
+    out = agent("render", str(path), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    docs = json.loads(out.stdout)
+    items = docs["items"] if isinstance(docs, dict) and "items" in docs else docs
+    return {f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o for o in items}
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path]
+
+
+def test_moving_the_alias_changes_the_storage_uri_and_nothing_else(tmp_path: Path, mlflow: MlflowInfo) -> None:
+    name, runs, versions = registered(mlflow, (0.95, 0.97))
+    path = repo(tmp_path / "repo", mlflow.url, name)
+    assert agent("validate", str(path)).returncode == 0  # offline: only the reference's shape
+    before = rendered(path)
+    isvc = before["InferenceService/reg/scorer"]
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"runs:/{runs[0]}/model"
+
+    ml.set_alias(mlflow.url, name, "champion", versions[1])
+    after = rendered(path)
+    assert after["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["storageUri"] == f"runs:/{runs[1]}/model"
+    changed = [f"{key}{d}" for key in sorted(set(before) | set(after))
+               for d in differences(before.get(key), after.get(key))]
+    env = after["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["env"]
+    uri_env = next(i for i, e in enumerate(env) if e["name"] == "MODEL_URI")
+    # the artifact and what is derived from it (the MODEL_URI variable, the spec hash): nothing else
+    assert changed == ["InferenceService/reg/scorer.metadata.annotations.modelops.dev/spec-hash",
+                       f"InferenceService/reg/scorer.spec.predictor.model.env[{uri_env}].value",
+                       "InferenceService/reg/scorer.spec.predictor.model.storageUri"], changed
+
+
+def test_a_gate_is_checked_against_the_runs_metrics(tmp_path: Path, mlflow: MlflowInfo) -> None:
+    name, runs, versions = registered(mlflow, (0.91, 0.97))
+    path = repo(tmp_path / "repo", mlflow.url, name, gate=0.95)
+    assert agent("validate", str(path)).returncode == 0  # the metric is in MLflow, not in Git
+    refused = agent("render", str(path))
+    assert refused.returncode == 2
+    assert "models/scorer.yaml" in refused.stderr and "promotion gate" in refused.stderr
+    assert "auc=0.91" in refused.stderr and runs[0] in refused.stderr
+    ml.set_alias(mlflow.url, name, "champion", versions[1])  # a version that meets it
+    assert agent("render", str(path)).returncode == 0
+
+
+def test_a_registry_that_cannot_answer_is_exit_2_naming_it(tmp_path: Path, mlflow: MlflowInfo) -> None:
+    name, _runs, _versions = registered(mlflow, (0.95, 0.97))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    path = repo(tmp_path / "repo", dead, name)
+    out = agent("render", str(path))
+    assert out.returncode == 2
+    assert "127.0.0.1" in out.stderr and name in out.stderr and "champion" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_gto_stage_tag_resolves_the_same_way(tmp_path: Path) -> None:
+    """`registry: {gto: {name, stage: prod}}` reads the model repo's own GTO tags: the newest
+    `scorer#prod#N` names the commit whose `scorer@vX` version and artifacts.yaml entry serve."""
+    root = tmp_path / "repo"
+    path = repo(root, "http://127.0.0.1:9", "unused")  # the MLflow settings are not used by a GTO ref
+    model = path / "models" / "scorer.yaml"
+    doc = next(iter(yaml.safe_load_all(model.read_text())))
+    doc["spec"]["versions"] = [{"version": "prod", "registry": {"gto": {"name": "scorer", "stage": "prod"}}}]
+    doc["spec"]["stable"] = "prod"
+    model.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = next(iter(yaml.safe_load_all((path / "repo.yaml").read_text())))
+    config["spec"]["exclude"] = ["artifacts.yaml"]  # GTO's own file, not a manifest
+    (path / "repo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def release(uri: str, version: str, n: int) -> None:
+        (path / "artifacts.yaml").write_text(yaml.safe_dump({"scorer": {"type": "model", "path": uri}}))
+        subprocess.run([*GIT, "add", "-A"], cwd=path, check=True)
+        subprocess.run([*GIT, "commit", "-qm", f"scorer {version}"], cwd=path, check=True)
+        for tag in (f"scorer@{version}", f"scorer#prod#{n}"):
+            subprocess.run([*GIT, "tag", "-a", tag, "-m", tag], cwd=path, check=True)
+
+    release("s3://models/scorer/1.0.0", "v1.0.0", 1)
+    assert rendered(path)["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["storageUri"] == \
+        "s3://models/scorer/1.0.0"
+    release("s3://models/scorer/1.1.0", "v1.1.0", 2)
+    assert rendered(path)["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["storageUri"] == \
+        "s3://models/scorer/1.1.0"
