@@ -50,10 +50,10 @@ from agent.controller._metrics import Metrics
 from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._webhook import read_webhook_secret
 from agent.errors import AgentError, SourceError, ValidationFailed
-from agent.registry import RegistryError
 from agent.pipeline import Desired, load_desired, with_traffic
 from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
+from agent.registry import RegistryError
 from agent.render import ObjectKey, object_key
 from agent.source import Backoff, Credentials, Mirror, redact_url
 from agent.spec import Loader, group_of
