@@ -989,6 +989,127 @@ def _promote_and_publish(args: argparse.Namespace, change: Any, path: str, targe
     return EXIT_OK
 
 
+def _cmd_registry_sync(args: argparse.Namespace) -> int:
+    """`agent registry sync`: a moved alias becomes a promotion PR (agent.registry_sync)."""
+    from agent.promote import GitAuth, connect_forge, forge_options, plan_push, resolve_remote, username_for
+    from agent.registry_sync import plan_sync
+
+    if args.as_ == "stable" and args.traffic is not None:
+        raise AgentError("--as stable takes no --traffic (the version takes all traffic)")
+    traffic = 10 if args.traffic is None else args.traffic
+    if not 0 <= traffic <= 100:
+        raise AgentError(f"--traffic {traffic} is outside 0-100 (percent of requests to the canary)")
+    if args.open_pr and args.push is None:
+        args.push = "origin"
+    pushing = args.push is not None
+    forge_flags = {"--base": args.base, "--forge": args.forge, "--api-url": args.api_url,
+                   "--token-env": args.token_env, "--token-file": args.token_file, "--ca-file": args.ca_file}
+    extra = [flag for flag, value in forge_flags.items() if value]
+    if extra and not pushing:
+        raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
+    path = _repo_path(args)
+    root = _git_root(path)
+    forge = None
+    auth = GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
+    try:
+        if pushing and not args.dry_run:
+            options = forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
+            if args.open_pr:  # the token and the forge first: no commit without them
+                forge, token, kind = connect_forge(resolve_remote(root, args.push), options)
+                auth = GitAuth(token=token, username=username_for(kind), ca_file=auth.ca_file)
+            elif args.token_env or args.token_file:
+                from agent.promote import read_git_token
+
+                auth = GitAuth(token=read_git_token(options), username=username_for(args.forge), ca_file=auth.ca_file)
+        head = _registry_sync_head(root)
+        proposals = plan_sync(path, args.alias, names=args.model or (), namespace=args.namespace, as_=args.as_,
+                              traffic=traffic, prefix=args.branch_prefix, revision=head)
+        if not proposals:
+            print("no model pins a registry version as its stable version: nothing to follow")
+            return EXIT_OK
+        targets = {p.model: plan_push(root, args.push, p.branch, args.base, auth)
+                   for p in proposals if pushing and not p.up_to_date}
+        for proposal in proposals:
+            _registry_sync_one(args, proposal, path, root, head, targets.get(proposal.model), forge, auth)
+        return EXIT_OK
+    finally:
+        if forge is not None:
+            forge.close()
+
+
+def _registry_sync_head(root: Path) -> str:
+    from agent.promote import PromoteError, git_head
+
+    try:
+        return git_head(root)
+    except PromoteError as exc:
+        raise AgentError(f"{exc}: registry sync commits on top of HEAD") from exc
+
+
+def _registry_sync_one(args: argparse.Namespace, proposal: Any, path: str, root: Path, head: str, target: Any,
+                       forge: Any, auth: Any) -> None:
+    from agent import output
+    from agent.promote import (
+        branch_file,
+        branch_plan,
+        commit_on_branch,
+        fetch_branch,
+        open_pull,
+        pull_body,
+        push,
+        relabel,
+        shown_url,
+    )
+
+    name = f"{proposal.ref.kind} {proposal.ref.name}@{proposal.alias}" if proposal.ref.kind == "mlflow" else (
+        f"{proposal.ref.kind} {proposal.ref.name}#{proposal.alias}")
+    if proposal.up_to_date:
+        print(_visible(f"{proposal.model}: up to date ({name} is {proposal.target}; {proposal.reason})"))
+        return
+    print(_visible(f"{proposal.model}: {name} -> {proposal.target}, Git's stable pins {proposal.current}"))
+    title = proposal.message.splitlines()[0]
+    if args.dry_run:
+        for line in proposal.diff.splitlines():
+            print(_visible(line.rstrip("\r")))
+        print("\ncommit message:\n" + "\n".join("    " + line for line in proposal.message.splitlines()))
+        print()
+        sys.stdout.write(output.text(proposal.plan, show_diff=False))
+        print(_visible(f"dry run: would commit on branch {proposal.branch}"
+                       + (f", push it to {args.push}" if target is None and args.push else "")
+                       + (" and open or update its PR" if args.open_pr else "")))
+        return
+    repo_path = (Path(path).resolve() / proposal.file).relative_to(root.resolve()).as_posix()
+    if target is not None:
+        fetch_branch(root, target, auth)
+    existing = branch_file(root, proposal.branch, repo_path)
+    made = False
+    if existing is None:
+        commit = commit_on_branch(root, proposal.branch, head, repo_path, proposal.after.encode("utf-8"),
+                                  proposal.message)
+        made = True
+        print(_visible(f"committed {commit[:12]} on branch {proposal.branch}: {title}"))
+    elif existing.decode("utf-8") == proposal.after:
+        print(_visible(f"branch {proposal.branch} has this change already: no new commit"))
+    else:
+        raise AgentError(f"branch {proposal.branch} exists with another version of {repo_path}: delete the branch "
+                         "(here and on the remote) to propose again")
+    if target is None:
+        return
+    push(root, target, auth)
+    print(_visible(f"pushed {target.head} to {shown_url(target.url)}"))
+    if forge is None:
+        return
+    body = pull_body(branch_plan(path, root, target, auth, relabel(proposal.plan, target.base, target.head)),
+                     proposal.message).replace("`agent promote --open-pr`", "`agent registry sync --open-pr`")
+    pr = open_pull(forge, target, title, body)
+    if pr.created:
+        print(_visible(f"opened PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+    elif not made:
+        print(_visible(f"already proposed: PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+    else:
+        print(_visible(f"updated PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+
+
 def _cmd_pr_comment(args: argparse.Namespace) -> int:
     from agent.promote import forge_options, post_comment, repo_url, resolve_remote
 
@@ -1250,6 +1371,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "nothing, commit, push and call no API")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
     p.set_defaults(handler=_cmd_promote)
+
+    p = sub.add_parser("registry", help="model registry tools: follow an alias with promotion PRs",
+                       description="Model registry tools (issue #12).")
+    registry_sub = p.add_subparsers(dest="registry_command", required=True, metavar="{sync}")
+    r = registry_sub.add_parser(
+        "sync", help="propose (commit, push, PR) the version an alias names now for models that pin a version",
+        description="For each Model whose stable version entry pins a registry version (MLflow version, GTO "
+                    "version), ask the registry which version ALIAS (MLflow alias, GTO stage) names now. When it "
+                    "differs, add a version entry pinning it (when there is none), make it the canary (or stable) "
+                    "with the file edited byte for byte, validate the whole repo with every reference resolved "
+                    "(promotion gates on the run's metrics), commit on branch PREFIX<namespace>-<model>-<N> from "
+                    "HEAD (the work tree is untouched), push and open or update its PR. Never applies anything. "
+                    "Exit 0: nothing to do, or proposed; 2: error.")
+    r.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
+    r.add_argument("--alias", required=True, metavar="NAME", help="the alias (MLflow) or stage (GTO) to follow")
+    r.add_argument("--model", action="append", metavar="NAME", help="only the model(s) NAME (repeatable)")
+    r.add_argument("-n", "--namespace", metavar="NS", help="only the models of namespace NS")
+    r.add_argument("--as", dest="as_", choices=["canary", "stable"], default="canary",
+                   help="what the new version becomes: canary (default, at --traffic) or stable")
+    r.add_argument("--traffic", type=int, metavar="PCT", help="the canary's percent of requests (default 10)")
+    r.add_argument("--branch-prefix", default="registry/", metavar="PREFIX",
+                   help="the branch is PREFIX<namespace>-<model>-<version> (default registry/)")
+    r.add_argument("--push", nargs="?", const="origin", metavar="REMOTE",
+                   help="git push the branch to REMOTE (default origin)")
+    r.add_argument("--open-pr", action="store_true",
+                   help="after the push, open the pull/merge request, or update the open one (implies --push)")
+    r.add_argument("--base", metavar="BRANCH",
+                   help="the PR's base branch (default: the remote's default branch, else main)")
+    _add_forge(r)
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the diff, the commit message and the plan; write, commit, push and open nothing")
+    r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+    r.set_defaults(handler=_cmd_registry_sync)
 
     p = sub.add_parser("pr-comment", help="keep one comment (the plan) on a pull/merge request, edited in place",
                        description="Post BODY-FILE as the comment with the marker on pull/merge request NUMBER, "

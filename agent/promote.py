@@ -837,3 +837,200 @@ def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, 
         title = outcome.message.splitlines()[0]
         pr = open_pull(forge, target, title, pull_body(relabel(outcome.plan, base, head), outcome.message))
     return Published(commit=outcome.commit, pull_request=pr)
+
+
+# --- a new version entry (`agent registry sync`, issue #12) -----------------------------------------
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version entry to add to a Model's spec.versions: `version` named in registry `kind`
+    (mlflow or gto) as `name` at `pinned` (an immutable version), with `repo` for a GTO ref."""
+
+    version: str
+    kind: str
+    name: str
+    pinned: str
+    repo: str | None = None
+
+
+def _like(value: str, node: Any | None) -> str:
+    """`value` quoted like `node`, or plain when there is no such node and plain reads back."""
+    if node is None:
+        return value if _plain_ok(value) else json.dumps(value, ensure_ascii=False)
+    return _string(value, node)
+
+
+def _flow_ref(entry: NewVersion, quote: Any) -> str:
+    fields = [f"name: {_like(entry.name, quote('name'))}", f"version: {_like(entry.pinned, quote('version'))}"]
+    if entry.repo is not None:
+        fields.append(f"repo: {_like(entry.repo, quote('repo'))}")
+    return f"{{{', '.join(fields)}}}"
+
+
+def add_version_entry(text: str, doc_index: int, entry: NewVersion) -> str:
+    """The text of a YAML stream with `entry` appended to spec.versions of the Model at document
+    `doc_index`, every other byte kept: a new list item in the style of the existing ones (block
+    or flow, their indentation and quoting, the registry reference block or flow like the
+    stable version's, CRLF kept). Raises PromoteError when the model already has a version of
+    that name or its spec.versions is not a non-empty list."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    body = text[len(bom):]
+    nodes = _nodes(body)
+    if not 0 <= doc_index < len(nodes) or not isinstance(nodes[doc_index], MappingNode):
+        raise PromoteError(f"document {doc_index} of the file is not a mapping")
+    doc = nodes[doc_index]
+    name = _model_name(doc)
+    spec_entry = _entry(doc, "spec")
+    if spec_entry is None or not isinstance(spec_entry[1], MappingNode):
+        raise PromoteError(f"model {name!r} has no spec mapping")
+    spec_key, spec = spec_entry
+    versions_entry = _entry(spec, "versions")
+    if versions_entry is None or not isinstance(versions_entry[1], SequenceNode) or not versions_entry[1].value:
+        raise PromoteError(f"model {name!r}: spec.versions is not a non-empty list")
+    items = versions_entry[1].value
+    like_version: Any = None
+    like_ref: Any = None  # the registry mapping (mlflow: ...) of the stable entry, else of any entry
+    registry_node: Any = None
+    stable = _entry(spec, "stable")
+    stable_value = str(stable[1].value) if stable and isinstance(stable[1], ScalarNode) else None
+    for item in items:
+        v = _entry(item, "version")
+        if v is None or not isinstance(v[1], ScalarNode):
+            continue
+        like_version = like_version or v[1]
+        if str(v[1].value) == entry.version:
+            raise PromoteError(f"model {name!r} already has a version {entry.version!r}")
+        reg = _entry(item, "registry")
+        if reg is not None and isinstance(reg[1], MappingNode):
+            ref = _entry(reg[1], entry.kind)
+            if ref is not None and (registry_node is None or str(v[1].value) == stable_value):
+                registry_node, like_ref = reg[1], ref[1]
+
+    def quote(key: str) -> Any:
+        found = _entry(like_ref, key) if like_ref is not None else None
+        return found[1] if found is not None else None
+
+    version = _string(entry.version, like_version)
+    flow_ref = _flow_ref(entry, quote)
+    registry_flow = registry_node is not None and registry_node.flow_style
+    ref_flow = like_ref is not None and isinstance(like_ref, MappingNode) and like_ref.flow_style
+    nl = "\r\n" if "\r\n" in body else "\n"
+    last = items[-1]
+    if versions_entry[1].flow_style or getattr(last, "flow_style", False):
+        item_text = f"{{version: {version}, registry: {{{entry.kind}: {flow_ref}}}}}"
+    else:
+        item_text = ""
+    if versions_entry[1].flow_style:
+        at = _last_end(last)
+        edits = [(at, at, f", {item_text}")]
+    else:
+        item_start = int(last.start_mark.index)
+        line_start = _line_start(body, item_start)
+        prefix = body[line_start:item_start]
+        dash = prefix.rfind("-")
+        if dash < 0 or prefix[:dash].strip():
+            raise PromoteError(f"model {name!r}: cannot tell the layout of spec.versions' items")
+        dash_indent = " " * dash
+        key_col = int(last.start_mark.column)
+        stable_key = stable[0] if stable else None
+        step = (int(stable_key.start_mark.column) - int(spec_key.start_mark.column)) if stable_key is not None else 2
+        step = step if step > 0 else 2
+        pad = " " * key_col
+        gap = prefix[dash + 1:]  # the spaces after the dash
+        if item_text:
+            block = f"{dash_indent}-{gap}{item_text}{nl}"
+        elif registry_flow:
+            block = (f"{dash_indent}-{gap}version: {version}{nl}"
+                     f"{pad}registry: {{{entry.kind}: {flow_ref}}}{nl}")
+        elif ref_flow:
+            block = (f"{dash_indent}-{gap}version: {version}{nl}{pad}registry:{nl}"
+                     f"{pad}{' ' * step}{entry.kind}: {flow_ref}{nl}")
+        else:
+            inner = pad + " " * (2 * step)
+            lines = [f"{dash_indent}-{gap}version: {version}", f"{pad}registry:", f"{pad}{' ' * step}{entry.kind}:",
+                     f"{inner}name: {_like(entry.name, quote('name'))}",
+                     f"{inner}version: {_like(entry.pinned, quote('version'))}"]
+            if entry.repo is not None:
+                lines.append(f"{inner}repo: {_like(entry.repo, quote('repo'))}")
+            block = nl.join(lines) + nl
+        at = _line_end(body, max(_last_end(last) - 1, 0))
+        if at == len(body) and not body.endswith("\n"):
+            block = nl + block[: -len(nl)]
+        edits = [(at, at, block)]
+    out = body
+    for start, end, new in sorted(edits, reverse=True):
+        out = out[:start] + new + out[end:]
+    old, new_docs = _load_all(body), _load_all(out)
+    ref_doc: dict[str, str] = {"name": entry.name, "version": entry.pinned}
+    if entry.repo is not None:
+        ref_doc["repo"] = entry.repo
+    wanted = dict(old[doc_index]["spec"])
+    wanted["versions"] = [*wanted["versions"], {"version": entry.version, "registry": {entry.kind: ref_doc}}]
+    old[doc_index] = {**old[doc_index], "spec": wanted}
+    if json.dumps(old, sort_keys=True, default=str) != json.dumps(new_docs, sort_keys=True, default=str):
+        raise AgentError("internal error: the file with the new version entry does not read back as intended "
+                         "(a bug: please report it)")
+    return bom + out
+
+
+# --- a commit on a branch, the work tree untouched (`agent registry sync`) ---------------------------
+
+def branch_file(root: Path, branch: str, repo_path: str) -> bytes | None:
+    """The content of `repo_path` on local branch `branch`; None when there is no such branch
+    (or file)."""
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
+    except PromoteError:
+        return None
+    from agent.source import GitFailed, run_git
+
+    try:
+        return run_git(["git", "cat-file", "blob", f"refs/heads/{branch}:{repo_path}"],
+                       env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=GIT_TIMEOUT, cwd=root).encode("utf-8")
+    except GitFailed:
+        return None
+
+
+def fetch_branch(root: Path, target: PushPlan, auth: GitAuth) -> bool:
+    """Fetch the remote's branch target.head into the local branch of that name when the remote
+    has it and the local repo has not: True when the local branch exists afterwards."""
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{target.head}")
+        return True
+    except PromoteError:
+        pass
+    with git_auth(auth, target.url) as (config, env):
+        out = _git(root, *config, "ls-remote", target.remote, f"refs/heads/{target.head}", env=env,
+                   secrets=_secrets(auth))
+        if not out.split():
+            return False
+        _git(root, *config, "fetch", "--quiet", "--no-tags", target.remote,
+             f"refs/heads/{target.head}:refs/heads/{target.head}", env=env, secrets=_secrets(auth))
+    return True
+
+
+def commit_on_branch(root: Path, branch: str, parent: str, repo_path: str, content: bytes, message: str) -> str:
+    """A new commit of `parent`'s tree with `repo_path` replaced by `content`, as the new local
+    branch `branch` (refused when it exists): made with a temporary index, so the work tree, the
+    index and the checked-out branch are untouched. Returns the commit."""
+    _git(root, "check-ref-format", "--branch", branch)
+    with tempfile.TemporaryDirectory(prefix="modelops-commit-") as directory:
+        data = Path(directory) / "content"
+        data.write_bytes(content)
+        blob = _git(root, "hash-object", "-w", "--no-filters", str(data)).strip()
+        listed = _git(root, "ls-tree", parent, "--", repo_path).split()
+        mode = listed[0] if listed else "100644"
+        env = {"GIT_INDEX_FILE": str(Path(directory) / "index")}
+        _git(root, "read-tree", parent, env=env)
+        _git(root, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{repo_path}", env=env)
+        tree = _git(root, "write-tree", env=env).strip()
+    commit = _git(root, "commit-tree", tree, "-p", parent, "-m", message).strip()
+    _git(root, "update-ref", f"refs/heads/{branch}", commit, "")  # "": only if the branch does not exist
+    return commit
+
+
+def git_head(root: Path) -> str:
+    """The commit HEAD is at."""
+    return _git(root, "rev-parse", "--verify", "HEAD^{commit}").strip()
