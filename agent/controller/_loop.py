@@ -143,6 +143,7 @@ class Controller:
         self.ready = False
         self.last_error = ""  # of the last pass (plan/apply), or why the first sync has not happened
         self.source_error = ""  # of the last fetch ("" once the remote answers again)
+        self.registry_error = ""  # why the newest commit's registry references did not resolve ("" once they do)
         self.fights: dict[ObjectKey, _Fight] = {}
         self.http: HttpServer | None = None
         self._watcher: Any = None
@@ -373,7 +374,7 @@ class Controller:
         except RegistryError as exc:
             # not the commit's fault: keep the last good state and try this commit again
             self.fetched = ""
-            self.last_error = str(exc)
+            self.registry_error = str(exc)
             self.metrics.fetch_error()
             log.error("commit %s: %s; %s stays in force, retrying", (commit or "working tree")[:12], exc,
                       self.commit[:12] or "nothing")
@@ -384,6 +385,7 @@ class Controller:
                 "a running controller keeps its target; restart it to switch")))
             return
         self.desired = desired
+        self.registry_error = ""
         if self.inventory is not None and LAST_INVALID in self.inventory.annotations:
             self._annotate_invalid(None)  # a good commit again: status no longer reports the bad one
         self._keys = frozenset(object_key(o) for o in desired.objects)

@@ -51,6 +51,7 @@ def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | N
         "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": "reg-test"},
                        "spec": {"policy": {"allowedNamespaces": ["reg"]},
                                 "registries": {"mlflow": {"trackingUri": tracking_uri}}}}],
+        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "reg"}}],
         "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
                                    "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"]}}],
         "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": "reg"},
@@ -158,3 +159,65 @@ def test_a_gto_stage_tag_resolves_the_same_way(tmp_path: Path) -> None:
     release("s3://models/scorer/1.1.0", "v1.1.0", 2)
     assert rendered(path)["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["storageUri"] == \
         "s3://models/scorer/1.1.0"
+
+
+def test_the_controller_keeps_the_last_good_state_while_the_registry_is_down(
+        tmp_path: Path, mlflow: MlflowInfo, kubeconfig: Path) -> None:
+    """A commit whose registry cannot answer is not applied and not counted as invalid Git: the
+    last good commit stays in force, and the same commit is tried again until MLflow answers."""
+    import threading
+    import time
+
+    from agent.cluster import Cluster
+    from agent.controller import Controller, RunConfig
+
+    name, runs, _versions = registered(mlflow, (0.95, 0.97))
+    work = repo(tmp_path / "repo", mlflow.url, name)
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=work, check=True)
+
+    def storage_uri() -> Any:
+        with Cluster.connect(str(kubeconfig)) as cluster:
+            obj = cluster.get(cluster.kind("serving.kserve.io/v1beta1", "InferenceService"), "scorer", "reg")
+        return None if obj is None else obj["spec"]["predictor"]["model"]["storageUri"]
+
+    def wait(check: Any, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    config = RunConfig(repo=f"file://{bare}", interval=1.0, resync=600.0, kubeconfig=str(kubeconfig), http_addr=None,
+                       cache_dir=tmp_path / "mirrors")
+    controller = Controller(config)
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    try:
+        wait(lambda: storage_uri() == f"runs:/{runs[0]}/model", "the first apply")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+        config_file = work / "repo.yaml"
+        config_file.write_text(config_file.read_text().replace(mlflow.url, dead))
+        model = work / "models" / "scorer.yaml"
+        model.write_text(model.read_text().replace("replicas: 1", "replicas: 2"))
+        subprocess.run([*GIT, "commit", "-qam", "registry moved (and 2 replicas)"], cwd=work, check=True)
+        subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True, capture_output=True)
+        wait(lambda: "127.0.0.1" in controller.registry_error and name in controller.registry_error,
+             "the registry error")
+        assert controller.ready and not controller.invalid  # not an invalid commit: the registry's fault
+        assert storage_uri() == f"runs:/{runs[0]}/model"  # the last good state stays
+        config_file.write_text(config_file.read_text().replace(dead, mlflow.url))
+        subprocess.run([*GIT, "commit", "-qam", "registry back"], cwd=work, check=True)
+        subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True, capture_output=True)
+
+        def scaled() -> bool:
+            with Cluster.connect(str(kubeconfig)) as cluster:
+                obj = cluster.get(cluster.kind("serving.kserve.io/v1beta1", "InferenceService"), "scorer", "reg")
+            return obj is not None and obj["spec"]["predictor"].get("minReplicas") == 2
+        wait(scaled, "the next good commit applied")
+    finally:
+        controller.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
