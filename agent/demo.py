@@ -64,8 +64,9 @@ def run_demo(directory: Path, keep: bool = False) -> int:
                 canary = f" canary {m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else ""
                 print(f"  {m['namespace']}/{m['name']}: version {m['version']}{canary}, "
                       f"synced={m['synced']}, health={m['health']} {m['message']}")
-            print("  (this cluster runs no KServe controller, so InferenceServices stay Unknown, and no metrics\n"
-                  "   server, so an HPA scaling on CPU reports Degraded: both would be Healthy in production)")
+            print("  (this cluster runs no KServe controller: a kwok Stage plays its status updates, so an\n"
+                  "   InferenceService turns Ready; it runs no metrics server, so an HPA scaling on CPU reports\n"
+                  "   Degraded: it would be Healthy in production)")
 
             _say("4. A no-op reconcile: nothing to write")
             before = sum(cluster.requests.values())

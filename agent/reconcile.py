@@ -13,6 +13,7 @@ apply:   only when something changes: take the target's Lease, record the intent
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +46,9 @@ from agent.render import (
     TARGET_LABEL,
     ObjectKey,
     object_key,
+    render,
 )
-from agent.rollout import RolloutState, describe, traffic_override
+from agent.rollout import RolloutState, describe, staged, traffic_override, without_canary
 from agent.spec import Model
 from agent.sync import Options, Outcome, Run, identity, object_record, write
 
@@ -139,6 +141,32 @@ def plan_against(cluster: Cluster, desired: Desired, observed: Observed, *, mana
     owned = {key: entry.fields for key, entry in observed.inventory.entries.items()}
     return live_plan_of(desired.objects, observed.live, observed.foreign, owned, dry_run, manager=manager, prune=prune,
                         adopt=adopt, concurrency=concurrency, revision=revision_info(desired.revision))
+
+
+def stage_canaries(desired: Desired, observed: Observed) -> tuple[Desired, dict[str, str]]:
+    """`desired` with the canary of each new KServe model held back until its stable revision
+    is Ready (KServe gives a first revision all the traffic, whatever canaryTrafficPercent
+    says), and model key -> why it waits. `agent apply` and the controller alike: the next
+    pass after the InferenceService is Ready adds the canary."""
+    live = {(k[2], k[3]): obj for k, obj in observed.live.items()
+            if k[0] == "serving.kserve.io" and k[1] == "InferenceService"}
+    waiting = staged(desired.spec.models, live)
+    if not waiting:
+        return desired, {}
+    spec = without_canary(desired.spec, waiting)
+    return Desired(spec=spec, objects=render(spec), revision=desired.revision,
+                   resolutions=desired.resolutions), waiting
+
+
+def note_staged(plan: Plan, desired: Desired, waiting: dict[str, str]) -> Plan:
+    """The plan with a note for each model whose canary waits (shown like a rollout's)."""
+    models = {m.key: m for m in desired.spec.models}
+    for key, why in sorted(waiting.items()):
+        model = models.get(key)
+        if model is not None and model.canary is not None and key not in plan.rollouts:
+            plan.rollouts[key] = RolloutNote(phase="Staged", step=0, steps=0, traffic=0,
+                                             version=model.canary.version, message=why)
+    return plan
 
 
 @dataclass
@@ -235,7 +263,9 @@ def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str 
         desired = with_traffic(desired, rollouts.traffic)
         observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
         do_prune = desired.spec.config.policy.prune if prune is None else prune
-        return with_rollouts(plan_against(cluster, desired, observed, prune=do_prune), rollouts)
+        applied, waiting = stage_canaries(desired, observed)
+        plan = with_rollouts(plan_against(cluster, applied, observed, prune=do_prune), rollouts)
+        return note_staged(plan, desired, waiting)
 
 
 def conflict_message(plan: Plan) -> str:
@@ -249,7 +279,48 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
               progress: Callable[[ObjectResult], None] | None = None, *,
               observed: Observed | None = None, lease: TargetLease | None = None,
               writes: Callable[[Plan], bool] | None = None) -> Outcome:
-    """Make the cluster match `desired` (already validated).
+    """Make the cluster match `desired` (already validated); see _reconcile_once.
+
+    A one-shot apply (no `observed`) whose new KServe models had their canary held back waits
+    up to options.stage_timeout for their stable revisions to turn Ready, then adds the
+    canaries in a second pass (its results join the report). The controller does not wait: its
+    next pass after the watch brings the Ready status does the same."""
+    outcome, waiting = _reconcile_once(desired, cluster, options, progress, observed=observed, lease=lease,
+                                       writes=writes)
+    if not waiting or observed is not None or options.dry_run or not outcome.ok or options.stage_timeout <= 0:
+        return outcome
+    if not _wait_staged(cluster, desired, set(waiting), options):
+        return outcome  # the plan's notes say why each canary still waits
+    second, _still = _reconcile_once(desired, cluster, options, progress)
+    outcome.report.results.extend(second.report.results)
+    for key in waiting:
+        note = outcome.plan.rollouts.get(key)
+        if note is not None and note.phase == "Staged":
+            outcome.plan.rollouts[key] = dataclasses.replace(
+                note, message=f"canary {note.version} applied once the stable revision was Ready")
+    outcome.requests = dict(cluster.requests)
+    return outcome
+
+
+def _wait_staged(cluster: Cluster, desired: Desired, keys: set[str], options: Options) -> bool:
+    """Poll the staged models' InferenceServices until none is held back any more."""
+    kind = cluster.kind("serving.kserve.io/v1beta1", "InferenceService")
+    models = [m for m in desired.spec.models if m.key in keys]
+    deadline = time.monotonic() + options.stage_timeout
+    while True:
+        live = {(m.namespace, m.name): cluster.get(kind, m.name, m.namespace) for m in models}
+        if not staged(models, live):
+            return True
+        if time.monotonic() > deadline or (options.stop is not None and options.stop.is_set()):
+            return False
+        time.sleep(0.5)
+
+
+def _reconcile_once(desired: Desired, cluster: Cluster, options: Options,
+                    progress: Callable[[ObjectResult], None] | None = None, *,
+                    observed: Observed | None = None, lease: TargetLease | None = None,
+                    writes: Callable[[Plan], bool] | None = None) -> tuple[Outcome, dict[str, str]]:
+    """One pass; also returns model key -> why its canary was held back (stage_canaries).
 
     Raises PruneRefused or OwnershipConflict before any write when the deletions exceed the
     budget or an object belongs to another target (unless options.adopt); the exception
@@ -268,8 +339,10 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
     try:
         if observed is None:
             observed = observe(cluster, desired.objects, target, options.inventory_namespace)
-        plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
-                            concurrency=options.concurrency, adopt=options.adopt)
+        git_desired = desired
+        desired, waiting = stage_canaries(git_desired, observed)
+        plan = note_staged(plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
+                                        concurrency=options.concurrency, adopt=options.adopt), git_desired, waiting)
         _refuse(run, plan, observed, prune, started)
         if options.dry_run:
             outcome = Outcome(plan=plan, report=ApplyReport([ObjectResult(c, "skipped", "dry run") for c in plan.changed]))
@@ -290,15 +363,17 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
                 current = load_inventory(cluster, target, options.inventory_namespace)
                 if current.resource_version != observed.inventory.resource_version:
                     # someone wrote this target between our plan and our Lease: plan again
-                    observed = observe(cluster, desired.objects, target, options.inventory_namespace)
-                    plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
-                                        concurrency=options.concurrency, adopt=options.adopt)
+                    observed = observe(cluster, git_desired.objects, target, options.inventory_namespace)
+                    desired, waiting = stage_canaries(git_desired, observed)
+                    plan = note_staged(plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
+                                                    concurrency=options.concurrency, adopt=options.adopt),
+                                       git_desired, waiting)
                     _refuse(run, plan, observed, prune, started)
                 outcome = write(run, plan, observed.inventory, observed.stale, lease, progress, started)
     finally:
         run.close()
     outcome.requests = dict(cluster.requests)
-    return outcome
+    return outcome, waiting
 
 
 def _refuse_own_state(desired: Desired, namespace: str) -> None:

@@ -52,6 +52,7 @@ class Options:
     manager: str = FIELD_MANAGER
     adopt: bool = False  # take over objects that carry another target's ownership label
     lock_timeout: float = 0.0  # seconds to wait for the target's Lease held by someone else
+    stage_timeout: float = 120.0  # one-shot apply: seconds to wait for a staged canary's stable revision
     audit_noop: bool = True  # a no-op gets its closing record (the controller's resyncs do not)
     stop: threading.Event | None = None  # set (SIGTERM): the object in flight finishes, no further write starts
 

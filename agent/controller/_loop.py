@@ -583,9 +583,11 @@ class Controller:
         pruned = sum(1 for r in results if r.outcome == "deleted")
         failed = sum(1 for r in results if r.outcome == "failed")
         self.metrics.observe_reconcile(trigger, time.monotonic() - started, applied, pruned, failed)
+        staged = any(note.phase == "Staged" for note in outcome.plan.rollouts.values())
         if outcome.ok and (results or not outcome.plan.has_changes):
-            self._applied = desired
-            self._applied_traffic = traffic
+            if not staged:  # a held-back canary is still Git's to apply, whatever the drift policy
+                self._applied = desired
+                self._applied_traffic = traffic
             self.ready = True
             self.last_error = ""
             self.metrics.synced(self.commit or "working-tree")

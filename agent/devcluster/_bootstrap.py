@@ -153,6 +153,13 @@ def apply_crds(api: Api, crds_dir: Path) -> list[str]:
     return names
 
 
+def openapi_published(api: Api, group_versions: list[str]) -> bool:
+    """Whether the apiserver's OpenAPI v3 lists these group/versions yet: kwok reads the
+    schema of each kind its Stages name when it starts, a moment after the CRD is Established."""
+    paths = api.get("/openapi/v3").get("paths") or {}
+    return all(f"apis/{gv}" in paths for gv in group_versions)
+
+
 def crds_established(api: Api, names: list[str]) -> bool:
     for name in names:
         crd = api.get(f"{_CRDS}/{name}")

@@ -21,7 +21,7 @@ from agent.devcluster._api import Api
 from agent.devcluster._build import binaries
 from agent.devcluster._components import Layout, Ports
 from agent.devcluster._errors import DevclusterError
-from agent.devcluster._kwok_stages import STAGES
+from agent.devcluster._kwok_stages import KSERVE_STAGES, STAGES
 from agent.devcluster._state import State
 
 DEFAULT_TIMEOUT = 300.0
@@ -132,7 +132,7 @@ def _write_configs(layout: Layout, state: State, pki: _pki.Pki) -> None:
             pki.key(name),
             f"system:kube-{name}",
         )
-    layout.kwok_config.write_text(STAGES)
+    layout.kwok_config.write_text(STAGES + "\n---\n" + KSERVE_STAGES)
 
 
 def _start(layout: Layout, cache: Path, deadline: float, previous: State | None = None) -> State:
@@ -169,8 +169,12 @@ def _start(layout: Layout, cache: Path, deadline: float, previous: State | None 
         _bootstrap.create_node(api)
         start("kube-controller-manager", _components.controller_manager(layout, ports, pki))
         start("kube-scheduler", _components.scheduler(layout, ports))
-        start("kwok", _components.kwok(layout))
         crds = _bootstrap.apply_crds(api, cache / "crds")
+        # kwok resolves the kinds of its Stages at start (the InferenceService one included)
+        waiter.until("CRDs Established", lambda: _bootstrap.crds_established(api, crds))
+        waiter.until("the InferenceService schema in OpenAPI v3",
+                     lambda: _bootstrap.openapi_published(api, ["serving.kserve.io/v1beta1"]))
+        start("kwok", _components.kwok(layout))
         _bootstrap.create_check_namespace(api)
         waiter.until(f"node {_bootstrap.NODE_NAME} Ready", lambda: _bootstrap.node_ready(api))
         waiter.until("the default ServiceAccount", lambda: _bootstrap.default_service_account(api))
@@ -180,7 +184,6 @@ def _start(layout: Layout, cache: Path, deadline: float, previous: State | None 
             lambda: _bootstrap.check_deployment_available(api),
             interval=0.5,
         )
-        waiter.until("CRDs Established", lambda: _bootstrap.crds_established(api, crds))
     except BaseException as err:
         _processes.stop(state.processes)
         if _port_taken(state):

@@ -299,3 +299,52 @@ spec:
   next:
     delete: true
 """
+
+# Not from kwok: the devcluster runs no KServe controller, so this Stage plays the part of its
+# status updates for InferenceServices, the way kwok plays kubelets for pods: every generation
+# it has not observed yet becomes a Ready revision `<name>-predictor-<generation>`. Staging a
+# new model's canary (agent.rollout.staged) waits for exactly that. An InferenceService
+# annotated `devcluster.modelops.dev/kserve: "off"` is left alone (stays Unknown, for tests).
+KSERVE_STAGES = r"""
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: kserve-inferenceservice-ready
+spec:
+  resourceRef:
+    apiGroup: serving.kserve.io/v1beta1
+    kind: InferenceService
+  selector:
+    matchExpressions:
+    - key: '.status.observedGeneration == .metadata.generation'
+      operator: 'NotIn'
+      values:
+      - 'true'
+    - key: '.metadata.annotations["devcluster.modelops.dev/kserve"]'
+      operator: 'NotIn'
+      values:
+      - 'off'
+  delay:
+    durationMilliseconds: 300
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $revision := printf "%s-predictor-%v" .metadata.name .metadata.generation }}
+      observedGeneration: {{ .metadata.generation }}
+      url: {{ printf "http://%s.%s.example.com" .metadata.name .metadata.namespace | Quote }}
+      conditions:
+      - type: IngressReady
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      - type: PredictorReady
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      - type: Ready
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      components:
+        predictor:
+          latestCreatedRevision: {{ $revision | Quote }}
+          latestReadyRevision: {{ $revision | Quote }}
+          latestRolledoutRevision: {{ $revision | Quote }}
+"""

@@ -322,8 +322,13 @@ def test_health_of_kubernetes_backend(repo: Path, kubeconfig: Path, wait_for: An
     wait_for(lambda: ranker()["health"] == "Degraded", "the ranker HPA to report missing metrics", timeout=120)
     assert "ScalingActive" in ranker()["message"] and "metrics" in ranker()["message"]
 
-    # no KServe controller here: its InferenceServices stay Unknown, which --wait does not take for
-    # settled unless told to; it times out naming them
+    # an InferenceService whose status says nothing (KServe not there, or not reporting): Unknown,
+    # which --wait does not take for settled unless told to; it times out naming it. Here the
+    # devcluster's simulated KServe status is switched off for fraud-scorer and its status cleared.
+    kubectl(kubeconfig, "annotate", "inferenceservice", "-n", "fraud", "fraud-scorer", "--overwrite",
+            "devcluster.modelops.dev/kserve=off")
+    kubectl(kubeconfig, "patch", "inferenceservice", "-n", "fraud", "fraud-scorer", "--subresource=status",
+            "--type=merge", "-p", '{"status":{"conditions":[]}}')
     unsettled = agent("apply", str(repo), "--revision", "HEAD", "--kubeconfig", str(kubeconfig), "--wait",
                       "--timeout", "2", "--color", "never", check=2)
     assert re.search(r"timed out after 2s waiting for \d+ model\(s\) to settle: .*fraud/fraud-scorer \(Unknown\)",
@@ -333,3 +338,6 @@ def test_health_of_kubernetes_backend(repo: Path, kubeconfig: Path, wait_for: An
     assert re.search(r"recsys/candidate-retrieval\s+7\s+-\s+yes\s+Healthy", waited.stdout), waited.stdout
     assert re.search(r"recsys/ranker\s+\S+\s+-\s+yes\s+Degraded", waited.stdout), waited.stdout
     assert "degraded: recsys/ranker" in waited.stderr
+    kubectl(kubeconfig, "annotate", "inferenceservice", "-n", "fraud", "fraud-scorer", "devcluster.modelops.dev/kserve-")
+    kubectl(kubeconfig, "patch", "inferenceservice", "-n", "fraud", "fraud-scorer", "--subresource=status",
+            "--type=merge", "-p", '{"status":{"observedGeneration":0}}')  # the simulated KServe reports again
