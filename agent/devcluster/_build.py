@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
-
-from agent.devcluster._errors import DevclusterError
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -19,16 +16,7 @@ def repo_root() -> Path:
 
 def binaries() -> Path:
     """Build (or reuse) the pinned control plane; its cache dir (with bin/ and crds/)."""
-    script = repo_root() / "tools" / "k8s" / "build.sh"
-    if not script.is_file():
-        raise DevclusterError(f"{script} not found; set AGENT_REPO_ROOT to the agent checkout")
-    # stderr (build progress) goes to the caller's terminal; stdout ends with the cache dir.
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise DevclusterError(f"{script} failed with exit code {result.returncode}")
-    cache = Path(lines[-1])
-    missing = [b for b in BINARIES if not os.access(cache / "bin" / b, os.X_OK)]
-    if missing:
-        raise DevclusterError(f"{script} left no {', '.join(missing)} in {cache / 'bin'}")
-    return cache
+    from agent.devcluster._server import run_build
+
+    return run_build(repo_root() / "tools" / "k8s" / "build.sh", lambda cache: ", ".join(
+        f"bin/{b}" for b in BINARIES if not os.access(cache / "bin" / b, os.X_OK)))

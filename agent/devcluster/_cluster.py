@@ -7,12 +7,10 @@ clusters (a test session's and a developer's) can run side by side.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from agent.devcluster._build import binaries
 from agent.devcluster._components import Layout, Ports
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._kwok_stages import KSERVE_STAGES, STAGES
+from agent.devcluster._server import locked
 from agent.devcluster._state import State
 
 DEFAULT_TIMEOUT = 300.0
@@ -71,15 +70,6 @@ def _admin_api(layout: Layout, state: State, timeout: float = 10.0) -> Api:
     return Api(state.server, pki.ca_cert, pki.cert("admin"), pki.key("admin"), timeout=timeout)
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One up/down at a time per directory."""
-    with (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _healthy(layout: Layout, state: State) -> bool:
@@ -213,7 +203,7 @@ def up(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> ClusterInfo:
     """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory):
+    with locked(directory):
         existing = _state.load(directory / "state.json")
         previous: State | None = None
         message = ""
@@ -276,7 +266,7 @@ def down(directory: Path) -> None:
     directory = directory.resolve()
     if not directory.is_dir():
         return
-    with _locked(directory):
+    with locked(directory):
         existing = _state.load(directory / "state.json")
         if existing is not None:
             _processes.stop(existing.processes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -24,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from agent.devcluster import _pki, _processes
 from agent.devcluster._build import repo_root
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._processes import Proc
+from agent.devcluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
 
 __all__ = ["ForgeInfo", "forge_binaries", "forge_create_repo", "forge_down", "forge_up"]
 
@@ -116,59 +116,20 @@ class _Layout:
 
 def forge_binaries() -> Path:
     """Build (or reuse) the pinned Gitea; its cache dir (bin/gitea, share/{options,templates,public})."""
-    script = repo_root() / "tools" / "gitea" / "build.sh"
-    if not script.is_file():
-        raise DevclusterError(f"{script} not found; set AGENT_REPO_ROOT to the agent checkout")
-    # stderr (build progress) goes to the caller's terminal; stdout ends with the cache dir.
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise DevclusterError(f"{script} failed with exit code {result.returncode}")
-    cache = Path(lines[-1])
-    if not os.access(cache / "bin" / "gitea", os.X_OK) or not (cache / "share" / "options").is_dir():
-        raise DevclusterError(f"{script} left no bin/gitea and share/options in {cache}")
-    return cache
+    return run_build(repo_root() / "tools" / "gitea" / "build.sh", lambda cache: (
+        "" if os.access(cache / "bin" / "gitea", os.X_OK) and (cache / "share" / "options").is_dir()
+        else "bin/gitea and share/options"))
 
 
 # --- state ----------------------------------------------------------------------------------
 
 
-def _load_state(layout: _Layout) -> dict[str, Any] | None:
-    try:
-        raw = json.loads(layout.state.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not isinstance(raw, dict) or raw.get("version") != _STATE_VERSION:
-        return None
-    return raw
 
 
-def _save_state(layout: _Layout, state: dict[str, Any]) -> None:
-    """Atomically, mode 0600: it holds the admin password."""
-    tmp = layout.state.with_name(layout.state.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps({"version": _STATE_VERSION, **state}, indent=2) + "\n")
-    os.replace(tmp, layout.state)
 
 
-def _proc(state: dict[str, Any]) -> Proc | None:
-    raw = state.get("process")
-    try:
-        return Proc.from_json(raw) if isinstance(raw, dict) else None
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One up/down at a time per directory."""
-    with (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -308,7 +269,7 @@ def _initialize(layout: _Layout, cache: Path, port: int) -> dict[str, Any]:
     password = secrets.token_urlsafe(18)
     state: dict[str, Any] = {"cache": str(cache), "port": port, "secrets": secret, "admin_user": _ADMIN_USER,
                              "admin_password": password, "process": None, "ready": False}
-    _save_state(layout, state)
+    save_state(layout.state, _STATE_VERSION, state)
     _gitea(cache, layout, "migrate")
     _gitea(cache, layout, "admin", "user", "create", "--admin", "--username", _ADMIN_USER, "--password", password,
            "--email", _ADMIN_EMAIL, "--must-change-password=false")
@@ -403,7 +364,7 @@ def _start(layout: _Layout, cache: Path, state: dict[str, Any], deadline: float)
     layout.tmp.mkdir(exist_ok=True)  # Gitea refuses an APP_TEMP_PATH that is not there
     proc = _processes.spawn("gitea", argv, layout.log, cwd=layout.directory)
     state["process"] = proc.to_json()
-    _save_state(layout, state)
+    save_state(layout.state, _STATE_VERSION, state)
     try:
         while not _answers(root_url, layout.pki.ca_cert):
             if not _processes.running(proc):
@@ -420,14 +381,6 @@ def _start(layout: _Layout, cache: Path, state: dict[str, Any], deadline: float)
     return proc
 
 
-def _port_taken(layout: _Layout, since: int) -> bool:
-    """Did the last start fail because another process bound the port first?"""
-    try:
-        with layout.log.open("rb") as f:
-            f.seek(since)
-            return b"address already in use" in f.read()
-    except OSError:
-        return False
 
 
 def _info(layout: _Layout, state: dict[str, Any], proc: Proc, token: str) -> ForgeInfo:
@@ -453,9 +406,9 @@ def forge_up(directory: Path, timeout: float = 120.0) -> ForgeInfo:
     directory.mkdir(parents=True, exist_ok=True)
     layout = _Layout(directory)
     deadline = time.monotonic() + timeout
-    with _locked(directory):
-        state = _load_state(layout)
-        proc = _proc(state) if state is not None else None
+    with locked(directory):
+        state = load_state(layout.state, _STATE_VERSION)
+        proc = proc_of(state) if state is not None else None
         token = _read_token(layout)
         if (state is not None and state.get("ready") and proc is not None and token is not None
                 and _processes.running(proc) and _answers(f"https://127.0.0.1:{state['port']}/", layout.pki.ca_cert)):
@@ -477,7 +430,7 @@ def forge_up(directory: Path, timeout: float = 120.0) -> ForgeInfo:
             try:
                 proc = _start(layout, cache, state, deadline)
             except DevclusterError:
-                if attempt < _START_ATTEMPTS and _port_taken(layout, log_size):
+                if attempt < _START_ATTEMPTS and port_taken(layout.log, log_size):
                     continue
                 raise
             break
@@ -492,7 +445,7 @@ def forge_up(directory: Path, timeout: float = 120.0) -> ForgeInfo:
                 raise
             _write_token(layout.token_file, token)
         state.update(ready=True, initialized=True, process=proc.to_json())
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
         return _info(layout, state, proc, token)
 
 
@@ -504,13 +457,13 @@ def forge_down(directory: Path) -> None:
     if not directory.is_dir():
         return
     layout = _Layout(directory)
-    with _locked(directory):
-        state = _load_state(layout)
+    with locked(directory):
+        state = load_state(layout.state, _STATE_VERSION)
         if state is None:
             return
-        _stop(_proc(state))
+        _stop(proc_of(state))
         state["ready"] = False
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
 
 
 def forge_create_repo(info: ForgeInfo, name: str, *, owner: str | None = None) -> str:

@@ -16,15 +16,11 @@ naming the directory is left.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,7 @@ from agent.devcluster import _processes
 from agent.devcluster._build import repo_root
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._processes import Proc
+from agent.devcluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
 
 __all__ = ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
 
@@ -78,56 +75,19 @@ class _Layout:
 
 def mlflow_binaries() -> Path:
     """Install (or reuse) the pinned MLflow; its virtualenv (bin/python, bin/mlflow)."""
-    script = repo_root() / "tools" / "mlflow" / "setup.sh"
-    if not script.is_file():
-        raise DevclusterError(f"{script} not found; set AGENT_REPO_ROOT to the agent checkout")
-    # stderr (pip's progress) goes to the caller's terminal; stdout ends with the venv dir.
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise DevclusterError(f"{script} failed with exit code {result.returncode}")
-    venv = Path(lines[-1])
-    if not os.access(venv / "bin" / "python", os.X_OK) or not os.access(venv / "bin" / "mlflow", os.X_OK):
-        raise DevclusterError(f"{script} left no bin/python and bin/mlflow in {venv}")
-    return venv
+    return run_build(repo_root() / "tools" / "mlflow" / "setup.sh", lambda venv: (
+        "" if all(os.access(venv / "bin" / b, os.X_OK) for b in ("python", "mlflow")) else "bin/python and bin/mlflow"))
 
 
 # --- state ----------------------------------------------------------------------------------
 
 
-def _load_state(layout: _Layout) -> dict[str, Any] | None:
-    try:
-        raw = json.loads(layout.state.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not isinstance(raw, dict) or raw.get("version") != _STATE_VERSION:
-        return None
-    return raw
 
 
-def _save_state(layout: _Layout, state: dict[str, Any]) -> None:
-    tmp = layout.state.with_name(layout.state.name + ".tmp")
-    tmp.write_text(json.dumps({**state, "version": _STATE_VERSION}, indent=2) + "\n")
-    os.replace(tmp, layout.state)
 
 
-def _proc(state: dict[str, Any] | None) -> Proc | None:
-    raw = state.get("process") if state is not None else None
-    try:
-        return Proc.from_json(raw) if isinstance(raw, dict) else None
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One up/down at a time per directory."""
-    with (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- the process group ----------------------------------------------------------------------
@@ -234,7 +194,7 @@ def _start(layout: _Layout, venv: Path, state: dict[str, Any], deadline: float) 
     ]
     proc = _processes.spawn("mlflow", argv, layout.log, cwd=layout.directory)
     state["process"] = proc.to_json()
-    _save_state(layout, state)
+    save_state(layout.state, _STATE_VERSION, state)
     url = f"http://127.0.0.1:{port}"
     try:
         while not _answers(url):
@@ -253,13 +213,6 @@ def _start(layout: _Layout, venv: Path, state: dict[str, Any], deadline: float) 
     return proc
 
 
-def _port_taken(layout: _Layout, since: int) -> bool:
-    try:
-        with layout.log.open("rb") as f:
-            f.seek(since)
-            return b"address already in use" in f.read()
-    except OSError:
-        return False
 
 
 def mlflow_up(directory: Path, timeout: float = 120.0) -> MlflowInfo:
@@ -272,8 +225,8 @@ def mlflow_up(directory: Path, timeout: float = 120.0) -> MlflowInfo:
     directory.mkdir(parents=True, exist_ok=True)
     layout = _Layout(directory)
     deadline = time.monotonic() + timeout
-    with _locked(directory):
-        _stop(_proc(_load_state(layout)))
+    with locked(directory):
+        _stop(proc_of(load_state(layout.state, _STATE_VERSION)))
         layout.artifacts.mkdir(exist_ok=True)
         layout.log.parent.mkdir(exist_ok=True)
         state: dict[str, Any] = {"venv": str(venv), "port": 0, "process": None, "ready": False}
@@ -283,14 +236,14 @@ def mlflow_up(directory: Path, timeout: float = 120.0) -> MlflowInfo:
             try:
                 proc = _start(layout, venv, state, deadline)
             except DevclusterError:
-                if attempt < _START_ATTEMPTS and _port_taken(layout, log_size):
+                if attempt < _START_ATTEMPTS and port_taken(layout.log, log_size):
                     continue
                 raise
             break
         else:
             raise AssertionError("unreachable")
         state.update(ready=True, process=proc.to_json())
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
         return MlflowInfo(url=f"http://127.0.0.1:{state['port']}", directory=directory, pid=proc.pid)
 
 
@@ -302,14 +255,14 @@ def mlflow_down(directory: Path) -> None:
     if not directory.is_dir():
         return
     layout = _Layout(directory)
-    with _locked(directory):
-        state = _load_state(layout)
-        proc = _proc(state)
+    with locked(directory):
+        state = load_state(layout.state, _STATE_VERSION)
+        proc = proc_of(state)
         if state is None or proc is None:
             return
         _stop(proc)
         state["ready"] = False
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
         left = _leftovers(directory)
         if left:
             raise DevclusterError(f"processes naming {directory} are still running after mlflow_down: {left}")

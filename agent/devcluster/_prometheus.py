@@ -10,15 +10,13 @@ changed at run time (`prometheus_reload`) without a restart.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import yaml
 from agent.devcluster import _processes
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._processes import Proc
+from agent.devcluster._server import load_state, locked, port_taken, proc_of, save_state
 
 __all__ = ["PrometheusInfo", "prometheus_down", "prometheus_reload", "prometheus_up"]
 
@@ -81,39 +80,12 @@ def _binary() -> str:
 # --- state ----------------------------------------------------------------------------------
 
 
-def _load_state(layout: _Layout) -> dict[str, Any] | None:
-    try:
-        raw = json.loads(layout.state.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not isinstance(raw, dict) or raw.get("version") != _STATE_VERSION:
-        return None
-    return raw
 
 
-def _save_state(layout: _Layout, state: dict[str, Any]) -> None:
-    tmp = layout.state.with_name(layout.state.name + ".tmp")
-    tmp.write_text(json.dumps({**state, "version": _STATE_VERSION}, indent=2) + "\n")
-    os.replace(tmp, layout.state)
 
 
-def _proc(state: dict[str, Any] | None) -> Proc | None:
-    raw = state.get("process") if state is not None else None
-    try:
-        return Proc.from_json(raw) if isinstance(raw, dict) else None
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One up/reload/down at a time per directory."""
-    with (directory / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -195,7 +167,7 @@ def _start(layout: _Layout, state: dict[str, Any], deadline: float) -> Proc:
     ]
     proc = _processes.spawn("prometheus", argv, layout.log, cwd=layout.directory)
     state["process"] = proc.to_json()
-    _save_state(layout, state)
+    save_state(layout.state, _STATE_VERSION, state)
     url = f"http://127.0.0.1:{port}"
     try:
         while not _ready(url):
@@ -213,13 +185,6 @@ def _start(layout: _Layout, state: dict[str, Any], deadline: float) -> Proc:
     return proc
 
 
-def _port_taken(layout: _Layout, since: int) -> bool:
-    try:
-        with layout.log.open("rb") as f:
-            f.seek(since)
-            return b"address already in use" in f.read()
-    except OSError:
-        return False
 
 
 def _info(layout: _Layout, state: dict[str, Any], proc: Proc) -> PrometheusInfo:
@@ -250,8 +215,8 @@ def prometheus_up(directory: Path, scrape_targets: Sequence[str] = (), rule_file
     directory.mkdir(parents=True, exist_ok=True)
     layout = _Layout(directory)
     deadline = time.monotonic() + timeout
-    with _locked(directory):
-        old = _proc(_load_state(layout))
+    with locked(directory):
+        old = proc_of(load_state(layout.state, _STATE_VERSION))
         if old is not None:
             _processes.stop([old], timeout=10.0)
         layout.data.mkdir(exist_ok=True)
@@ -266,7 +231,7 @@ def prometheus_up(directory: Path, scrape_targets: Sequence[str] = (), rule_file
             try:
                 proc = _start(layout, state, deadline)
             except DevclusterError:
-                if attempt < _START_ATTEMPTS and _port_taken(layout, log_size):
+                if attempt < _START_ATTEMPTS and port_taken(layout.log, log_size):
                     continue
                 raise
             break
@@ -279,7 +244,7 @@ def prometheus_up(directory: Path, scrape_targets: Sequence[str] = (), rule_file
             _processes.stop([proc], timeout=10.0)
             raise
         state.update(ready=True, process=proc.to_json())
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
         return info
 
 
@@ -288,14 +253,14 @@ def prometheus_reload(info: PrometheusInfo, scrape_targets: Sequence[str], rule_
     /-/reload (which answers once config and rules are applied, or with the error), then wait
     until the new targets are active."""
     layout = _Layout(info.directory)
-    with _locked(info.directory):
-        state = _load_state(layout)
-        proc = _proc(state)
+    with locked(info.directory):
+        state = load_state(layout.state, _STATE_VERSION)
+        proc = proc_of(state)
         if state is None or proc is None or not _processes.running(proc):
             raise DevclusterError(f"no prometheus running in {info.directory}; prometheus_up first")
         state.update(targets=list(scrape_targets), rule_files=_rule_paths(rule_files))
         _write_config(layout, state)
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
         req = urllib.request.Request(info.url + "/-/reload", method="POST")
         try:
             with urllib.request.urlopen(req, timeout=30.0) as resp:
@@ -315,11 +280,11 @@ def prometheus_down(directory: Path) -> None:
     if not directory.is_dir():
         return
     layout = _Layout(directory)
-    with _locked(directory):
-        state = _load_state(layout)
-        proc = _proc(state)
+    with locked(directory):
+        state = load_state(layout.state, _STATE_VERSION)
+        proc = proc_of(state)
         if state is None or proc is None:
             return
         _processes.stop([proc], timeout=10.0)
         state["ready"] = False
-        _save_state(layout, state)
+        save_state(layout.state, _STATE_VERSION, state)
