@@ -121,11 +121,10 @@ def _model_name(doc: Any) -> str:
     return str(name[1].value) if name else "?"
 
 
-def edit_model_document(text: str, doc_index: int, change: Change) -> str:
-    """The text of a YAML stream with the Model at document `doc_index` changed as `change`
-    says; every byte outside the changed values is kept. Raises PromoteError when the change
-    does not apply (no canary to move, unknown version, traffic outside 0-100)."""
-    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+def _model_spec(text: str, doc_index: int) -> tuple[str, str, str, Any, Any]:
+    """(byte order mark, text without it, model name, `spec` key node, spec mapping node) of the Model at
+    document `doc_index`; positions in the node are offsets into the text without the mark."""
+    from ruamel.yaml.nodes import MappingNode
 
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom):]
@@ -137,7 +136,16 @@ def edit_model_document(text: str, doc_index: int, change: Change) -> str:
     spec_entry = _entry(doc, "spec")
     if spec_entry is None or not isinstance(spec_entry[1], MappingNode):
         raise PromoteError(f"model {name!r} has no spec mapping")
-    spec_key, spec = spec_entry
+    return bom, body, name, spec_entry[0], spec_entry[1]
+
+
+def edit_model_document(text: str, doc_index: int, change: Change) -> str:
+    """The text of a YAML stream with the Model at document `doc_index` changed as `change`
+    says; every byte outside the changed values is kept. Raises PromoteError when the change
+    does not apply (no canary to move, unknown version, traffic outside 0-100)."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    bom, body, name, spec_key, spec = _model_spec(text, doc_index)
     stable_entry = _entry(spec, "stable")
     if stable_entry is None or not isinstance(stable_entry[1], ScalarNode):
         raise PromoteError(f"model {name!r} has no spec.stable")
@@ -875,17 +883,7 @@ def add_version_entry(text: str, doc_index: int, entry: NewVersion) -> str:
     that name or its spec.versions is not a non-empty list."""
     from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-    bom = "\ufeff" if text.startswith("\ufeff") else ""
-    body = text[len(bom):]
-    nodes = _nodes(body)
-    if not 0 <= doc_index < len(nodes) or not isinstance(nodes[doc_index], MappingNode):
-        raise PromoteError(f"document {doc_index} of the file is not a mapping")
-    doc = nodes[doc_index]
-    name = _model_name(doc)
-    spec_entry = _entry(doc, "spec")
-    if spec_entry is None or not isinstance(spec_entry[1], MappingNode):
-        raise PromoteError(f"model {name!r} has no spec mapping")
-    spec_key, spec = spec_entry
+    bom, body, name, spec_key, spec = _model_spec(text, doc_index)
     versions_entry = _entry(spec, "versions")
     if versions_entry is None or not isinstance(versions_entry[1], SequenceNode) or not versions_entry[1].value:
         raise PromoteError(f"model {name!r}: spec.versions is not a non-empty list")
