@@ -95,7 +95,7 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    _wait_for(lambda: core.read_namespaced_service_account("default", name), "default SA")
+    wait_until(lambda: core.read_namespaced_service_account("default", name), "default SA")
     try:
         yield name
     finally:
@@ -105,10 +105,10 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def wait_for() -> Waiter:
     """wait_for(check, what, timeout=60): poll until check() is truthy (API errors retried)."""
-    return _wait_for
+    return wait_until
 
 
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.25) -> Any:
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.25) -> Any:
     """Poll check() until it returns something truthy without raising; return that."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None

@@ -29,6 +29,7 @@ from agent.source import DirectorySource
 from agent.spec import load
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -89,14 +90,6 @@ def rule_file(work: Path, out: Path) -> tuple[Path, str]:
     return out, rendered["spec"]["groups"][0]["rules"][0]["alert"]
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.3)
 
 
 def audit_records(path: Path, event: str) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from agent.devcluster import ForgeInfo, forge_create_repo
 from agent.forge import Forge, open_forge, repo_ref
 from agent.source import Credentials
 from tests.integration._repos import GIT, renamed_example
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -190,14 +191,6 @@ def isvc(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any] | None:
         return cluster.get(cluster.kind("serving.kserve.io/v1beta1", "InferenceService"), name, namespace)
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_merged_pr_reaches_the_cluster_by_webhook_and_is_audited(

@@ -29,6 +29,7 @@ from agent.forge import open_forge, repo_ref
 from agent.source import Credentials
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +97,6 @@ def canary_traffic(kubeconfig: Path, namespace: str) -> Any:
     return None if obj is None else obj["spec"]["predictor"].get("canaryTrafficPercent", "none")
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.2)
 
 
 def audit_records(path: Path, event: str) -> list[dict[str, Any]]:
