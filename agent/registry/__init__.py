@@ -7,9 +7,9 @@ API with the standard library: the agent does not depend on the `mlflow` package
 """
 
 from agent.registry._base import RegistryError, ResolvedVersion
-from agent.registry._mlflow import MlflowRegistry
+from agent.registry._mlflow import DetailsCache, MlflowRegistry
 
-__all__ = ["MlflowRegistry", "RegistryError", "ResolvedVersion"]
+__all__ = ["DetailsCache", "MlflowRegistry", "RegistryError", "ResolvedVersion"]
 
 from agent.registry._gto import GtoRegistry
 

@@ -40,6 +40,11 @@ MAX_BODY = 16 * 1024 * 1024
 RETRY_STATUSES = (502, 503, 504)
 RETRY_DELAYS = (0.2, 0.6)
 _API = "/api/2.0/mlflow"
+_FINAL_RUN = frozenset({"FINISHED", "FAILED", "KILLED"})
+DETAILS_MAX = 1024
+
+# (server, name, version, last update, run id) -> (storage URI, the run's final metrics)
+DetailsCache = dict[tuple[str, str, str, str, str], tuple[str, dict[str, float]]]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -70,7 +75,7 @@ class MlflowRegistry:
     part of an error."""
 
     def __init__(self, tracking_uri: str, *, token: str | None = None, timeout: float = 10.0,
-                 ca_file: str | Path | None = None) -> None:
+                 ca_file: str | Path | None = None, details: DetailsCache | None = None) -> None:
         parts = urllib.parse.urlsplit(tracking_uri)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # Shown as given minus userinfo: the scheme is the problem, the URI the context.
@@ -83,6 +88,11 @@ class MlflowRegistry:
         self._base = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
         self.url = self._base  # shown in errors and repr: no userinfo, no token
         self.timeout = timeout
+        # What a version's answer leads to (its storage URI, its ended run's metrics), keyed by
+        # the answer itself: a re-resolution that gets the same answer costs the one lookup GET,
+        # and a moved alias or a version MLflow changed is asked afresh. A long-lived caller
+        # (the controller) passes the same dict to each new client; bounded, oldest out first.
+        self._details: DetailsCache = {} if details is None else details
         self._secrets = [s for s in (token, parts.password) if s]
         self._auth: str | None = None
         if token:
@@ -131,13 +141,23 @@ class MlflowRegistry:
             why = mv.get("status_message") or ""
             raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) is {status}, not READY"
                                 + (f": {why}" if why else ""))
-        uri = self._download_uri(str(mv.get("name") or name), str(resolved_version), ref) or mv.get("source")
-        if not isinstance(uri, str) or not uri:
-            raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
         run_id = mv.get("run_id") or None
         if run_id is not None and not isinstance(run_id, str):
             raise RegistryError(f"MLflow {self.url}: {ref}: run_id is not a string: {run_id!r}")
-        metrics = self._metrics(run_id, ref) if run_id else {}
+        key = (self._base, str(mv.get("name") or name), str(resolved_version),
+               str(mv.get("last_updated_timestamp", "")), run_id or "")
+        hit = self._details.get(key)
+        if hit is not None:
+            uri, metrics = hit[0], dict(hit[1])
+        else:
+            uri = self._download_uri(key[1], key[2], ref) or mv.get("source")
+            if not isinstance(uri, str) or not uri:
+                raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
+            metrics, final = self._metrics(run_id, ref) if run_id else ({}, True)
+            if final:  # a running run may log more: asked again next time
+                if len(self._details) >= DETAILS_MAX:
+                    self._details.pop(next(iter(self._details)), None)
+                self._details[key] = (uri, dict(metrics))
         return ResolvedVersion(registry="mlflow", name=str(mv.get("name") or name), version=str(resolved_version),
                                uri=uri, run_id=run_id, digest=None, alias=alias, metrics=metrics)
 
@@ -150,8 +170,9 @@ class MlflowRegistry:
         uri = doc.get("artifact_uri")
         return uri if isinstance(uri, str) and uri else None
 
-    def _metrics(self, run_id: str, ref: str) -> dict[str, float]:
-        """The run's latest value of each metric (runs/get returns the latest per key)."""
+    def _metrics(self, run_id: str, ref: str) -> tuple[dict[str, float], bool]:
+        """The run's latest value of each metric (runs/get returns the latest per key), and
+        whether the run has ended (its metrics are final)."""
         doc = self._get("/runs/get", {"run_id": run_id}, f"{ref}: run {run_id}")
         run = doc.get("run")
         data = run.get("data") if isinstance(run, dict) else None
@@ -170,7 +191,9 @@ class MlflowRegistry:
                 continue
             if not math.isnan(value):
                 metrics[entry["key"]] = value
-        return metrics
+        info = run.get("info") if isinstance(run, dict) else None
+        final = isinstance(info, dict) and info.get("status") in _FINAL_RUN
+        return metrics, final
 
     # --- HTTP -----------------------------------------------------------------------------------
 

@@ -133,6 +133,40 @@ def test_resolve_by_alias_names_the_alias_and_the_version_it_points_to(fake: tup
     assert f.queries("/model-versions/get-download-uri") == [{"name": "fraud-scorer", "version": "7"}]
 
 
+def test_the_same_answer_is_resolved_from_the_details_cache(fake: tuple[str, Fake]) -> None:
+    """A long-lived caller's re-resolution that gets the same answer asks only the alias."""
+    url, f = fake
+    cache: dict = {}
+    _serve_version(f, _version("7", aliases=["champion"]), {"auc": 0.9})
+    first = MlflowRegistry(url, details=cache).resolve("fraud-scorer", alias="champion")
+    again = MlflowRegistry(url, details=cache).resolve("fraud-scorer", alias="champion")
+    assert again == first and again.metrics == {"auc": 0.9}
+    assert len(f.queries("/registered-models/alias")) == 2
+    assert len(f.queries("/model-versions/get-download-uri")) == 1 and len(f.queries("/runs/get")) == 1
+
+
+def test_a_moved_alias_or_a_running_run_is_asked_afresh(fake: tuple[str, Fake]) -> None:
+    url, f = fake
+    cache: dict = {}
+    registry = MlflowRegistry(url, details=cache)
+    running = _run({"auc": 0.5})
+    running["run"]["info"]["status"] = "RUNNING"
+    f.on("/registered-models/alias", 200, {"model_version": _version("7")})
+    f.on("/registered-models/alias", 200, {"model_version": _version("7")})
+    f.on("/registered-models/alias", 200, {"model_version": _version("8")})
+    f.on("/model-versions/get-download-uri", 200, {"artifact_uri": "s3://m/7"})
+    f.on("/model-versions/get-download-uri", 200, {"artifact_uri": "s3://m/7"})
+    f.on("/model-versions/get-download-uri", 200, {"artifact_uri": "s3://m/8"})
+    f.on("/runs/get", 200, running)
+    f.on("/runs/get", 200, _run({"auc": 0.6}))
+    f.on("/runs/get", 200, _run({"auc": 0.95}))
+    assert registry.resolve("fraud-scorer", alias="champion").metrics == {"auc": 0.5}  # still running
+    assert registry.resolve("fraud-scorer", alias="champion").metrics == {"auc": 0.6}  # asked again, now final
+    moved = registry.resolve("fraud-scorer", alias="champion")
+    assert (moved.version, moved.uri, moved.metrics) == ("8", "s3://m/8", {"auc": 0.95})
+    assert len(f.queries("/runs/get")) == 3
+
+
 def test_logged_model_source_resolves_to_its_storage_location(fake: tuple[str, Fake]) -> None:
     url, f = fake
     _serve_version(f, _version("2", source="models:/m-0123456789abcdef"),
