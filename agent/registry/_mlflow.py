@@ -150,9 +150,10 @@ class MlflowRegistry:
         if hit is not None:
             uri, metrics = hit[0], dict(hit[1])
         else:
-            uri = self._download_uri(key[1], key[2], ref) or mv.get("source")
-            if not isinstance(uri, str) or not uri:
+            found = self._download_uri(key[1], key[2], ref) or mv.get("source")
+            if not isinstance(found, str) or not found:
                 raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
+            uri = found
             metrics, final = self._metrics(run_id, ref) if run_id else ({}, True)
             if final:  # a running run may log more: asked again next time
                 if len(self._details) >= DETAILS_MAX:
