@@ -66,7 +66,7 @@ def resolve_spec(spec: Spec, registries: Mapping[str, Any],
             resolved = _lookup(model, entry, entry.registry, registries, cache)
             resolutions.append(Resolution(key=model.key, version=name, ref=entry.registry, resolved=resolved))
             versions[name] = dataclasses.replace(
-                entry, uri=resolved.uri, digest=resolved.digest,
+                entry, uri=resolved.uri, digest=resolved.digest, resolved=resolved.version,
                 evaluation={**resolved.metrics, **entry.evaluation},
             )
         errors.extend(_gate_errors(model, versions, resolutions))

@@ -10,11 +10,15 @@ from agent.plan._redact import redact
 from agent.plan._types import Action, ModelChange, ObjectChange, Plan, RolloutNote
 from agent.render import (
     CANARY_ANNOTATION,
+    CANARY_REGISTRY_ANNOTATION,
     MODEL_LABEL,
     SPEC_HASH_ANNOTATION,
     STABLE_ANNOTATION,
+    STABLE_REGISTRY_ANNOTATION,
     TRAFFIC_ANNOTATION,
+    VERSION_LABEL,
     object_key,
+    parse_registry_annotation,
 )
 
 _HASH_FIELD = f"metadata.annotations.{SPEC_HASH_ANNOTATION}"
@@ -89,6 +93,8 @@ def _facts(objs: list[dict[str, Any]]) -> dict[str, str]:
         facts["canary_version"] = ann.get(CANARY_ANNOTATION, "none")
         facts["canary"] = ann.get(TRAFFIC_ANNOTATION, "0") + "%"
         facts["backend"] = "kserve" if primary["kind"] == "InferenceService" else "kubernetes"
+        facts["stable_registry"] = ann.get(STABLE_REGISTRY_ANNOTATION, "")
+        facts["canary_registry"] = ann.get(CANARY_REGISTRY_ANNOTATION, "")
     facts["scaling"] = _scaling(objs)
     return facts
 
@@ -112,6 +118,41 @@ def _scaling(objs: list[dict[str, Any]]) -> str:
     if not lo and not hi:
         return ""
     return f"autoscaling {lo}-{hi}" if auto else f"replicas {lo}"
+
+
+def _artifact_uri(objs: list[dict[str, Any]], version: str) -> str | None:
+    """The artifact URI the rendered objects serve for version entry `version`: the
+    InferenceService's storageUri or the Deployment's MODEL_URI. None when no object serves it
+    (KServe's stable behind a canary lives in the previous revision, not in the spec)."""
+    for o in objs:
+        if (o.get("metadata", {}).get("labels") or {}).get(VERSION_LABEL) != version:
+            continue
+        spec = o.get("spec") or {}
+        if o.get("kind") == "InferenceService":
+            uri = (spec.get("predictor") or {}).get("model", {}).get("storageUri")
+            if uri:
+                return str(uri)
+        elif o.get("kind") == "Deployment":
+            for container in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
+                for var in container.get("env") or []:
+                    if var.get("name") == "MODEL_URI" and var.get("value"):
+                        return str(var["value"])
+    return None
+
+
+def _registry_lines(fb: dict[str, str], fa: dict[str, str], after: list[dict[str, Any]]) -> list[str]:
+    """`alias champion: 12 -> 13 (runs:/…)` for a serving version whose alias or stage now
+    names another immutable version: the annotations are otherwise the only sign of it. Nothing
+    for a pinned version (the version line says it) or a live object without the annotation."""
+    lines: list[str] = []
+    for role, prefix in (("stable", ""), ("canary", "canary ")):
+        b = parse_registry_annotation(fb.get(f"{role}_registry"))
+        a = parse_registry_annotation(fa.get(f"{role}_registry"))
+        if b is None or a is None or b.reference != a.reference or a.selector == "version" or b.version == a.version:
+            continue
+        uri = _artifact_uri(after, fa["version"] if role == "stable" else fa["canary_version"])
+        lines.append(f"{prefix}{a.selector} {a.value}: {b.version} -> {a.version}" + (f" ({uri})" if uri else ""))
+    return lines
 
 
 def _rule_names(objs: list[dict[str, Any]]) -> dict[str, str]:
@@ -165,6 +206,7 @@ def _model_change(ns: str, name: str, before: list[dict[str, Any]], after: list[
             lines.append(f"backend {fb['backend']} -> {fa['backend']}")
         if fb["scaling"] != fa["scaling"]:
             lines.append(f"{fb['scaling'] or 'no scaling'} -> {fa['scaling'] or 'no scaling'}")
+        lines.extend(_registry_lines(fb, fa, after))
     rb, ra = _rule_names(before), _rule_names(after)
     added = sorted(set(ra) - set(rb))
     removed = sorted(set(rb) - set(ra))

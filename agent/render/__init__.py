@@ -10,6 +10,7 @@ from agent.render._kserve import TAG_ROUTING_ANNOTATION, inference_service, serv
 from agent.render._kubernetes import PREVIEW_SUFFIX, is_blue_green, split, workload_objects
 from agent.render._meta import (
     CANARY_ANNOTATION,
+    CANARY_REGISTRY_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
@@ -17,15 +18,18 @@ from agent.render._meta import (
     SOURCE_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     STABLE_ANNOTATION,
+    STABLE_REGISTRY_ANNOTATION,
     STAGE_LABEL,
     TARGET_LABEL,
     TRACK_LABEL,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
     ObjectKey,
+    RegistryProvenance,
     canonical_json,
     finish,
     object_key,
+    parse_registry_annotation,
     ref,
     spec_hash,
 )
@@ -34,10 +38,11 @@ from agent.render._order import in_apply_order, phase
 from agent.spec import Location, Model, Spec
 
 __all__ = [
-    "CANARY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL", "PREVIEW_SUFFIX", "SOURCE_ANNOTATION",
-    "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "TAG_ROUTING_ANNOTATION", "TARGET_LABEL", "TRACK_LABEL",
-    "TRAFFIC_ANNOTATION", "VERSION_LABEL", "ObjectKey", "canonical_json", "expression", "in_apply_order",
-    "is_blue_green", "object_key", "phase", "ref", "render", "secret_data", "spec_hash", "split",
+    "CANARY_ANNOTATION", "CANARY_REGISTRY_ANNOTATION", "MANAGED_BY", "MANAGED_BY_LABEL", "MODEL_LABEL",
+    "PREVIEW_SUFFIX", "SOURCE_ANNOTATION", "SPEC_HASH_ANNOTATION", "STABLE_ANNOTATION", "STABLE_REGISTRY_ANNOTATION",
+    "TAG_ROUTING_ANNOTATION", "TARGET_LABEL", "TRACK_LABEL", "TRAFFIC_ANNOTATION", "VERSION_LABEL", "ObjectKey",
+    "RegistryProvenance", "canonical_json", "expression", "in_apply_order", "is_blue_green", "object_key",
+    "parse_registry_annotation", "phase", "ref", "render", "secret_data", "spec_hash", "split",
 ]
 
 

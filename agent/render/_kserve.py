@@ -21,6 +21,7 @@ from agent.render._meta import (
     STABLE_ANNOTATION,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
+    registry_annotations,
 )
 from agent.spec import Model, Resources, ServingRuntime
 
@@ -62,7 +63,8 @@ def inference_service(model: Model, runtime: ServingRuntime | None, defaults: Re
     if model.service_account:
         predictor["serviceAccountName"] = model.service_account
 
-    annotations = {**model.annotations, STABLE_ANNOTATION: model.stable}
+    annotations = {**model.annotations, STABLE_ANNOTATION: model.stable,
+                   **registry_annotations(model, canary.version if canary else None)}
     if canary is not None:
         annotations[CANARY_ANNOTATION] = canary.version
         annotations[TRAFFIC_ANNOTATION] = str(canary.traffic)

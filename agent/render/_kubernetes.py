@@ -22,6 +22,7 @@ from agent.render._meta import (
     TRACK_LABEL,
     TRAFFIC_ANNOTATION,
     VERSION_LABEL,
+    registry_annotations,
 )
 from agent.spec import Model, ModelVersion, Resources, ServingRuntime
 
@@ -186,7 +187,8 @@ def _service(model: Model, runtime: ServingRuntime, *, track: str | None = None,
     ports = [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]
     if runtime.metrics_port and runtime.metrics_port != runtime.port:
         ports.append({"name": METRICS_PORT_NAME, "port": runtime.metrics_port, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"})
-    annotations = {**model.annotations, STABLE_ANNOTATION: model.stable}
+    annotations = {**model.annotations, STABLE_ANNOTATION: model.stable,
+                   **registry_annotations(model, model.canary.version if model.canary else None)}
     if model.canary is not None:
         annotations[CANARY_ANNOTATION] = model.canary.version
         annotations[TRAFFIC_ANNOTATION] = str(model.canary.traffic)

@@ -75,7 +75,9 @@ class RegistryRef:
 class ModelVersion:
     """One version of a Model. A version with `registry` has `uri` "" and no digest until the
     reference is resolved (agent.resolve); `location` is where its entry (its `registry:` key,
-    when it has one) was declared, for messages of that later step."""
+    when it has one) was declared, for messages of that later step. `resolved` is the immutable
+    registry version the reference named when resolved (None before, and without `registry`):
+    the renderer records it so a plan can tell that an alias moved."""
 
     version: str
     uri: str
@@ -83,6 +85,7 @@ class ModelVersion:
     evaluation: dict[str, float] = field(default_factory=dict)
     registry: RegistryRef | None = None
     location: Location | None = field(default=None, compare=False)
+    resolved: str | None = None
 
 
 @dataclass(frozen=True)

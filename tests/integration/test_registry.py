@@ -1,6 +1,7 @@
 """Issue #12 against a real MLflow server (tools/mlflow) and real GTO tags: a Model version that
 names `@champion` renders the artifact of whatever version the alias points at; moving the alias
-changes the rendered storageUri and nothing else; a promotion gate is checked against the
+changes the rendered storageUri (and its registry annotation) and nothing else, and a live
+`agent diff` says `alias champion: 1 -> 2 (uri)`; a promotion gate is checked against the
 metrics the version's MLflow run logged; a registry that cannot answer is a clear exit 2."""
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def registered(mlflow: MlflowInfo, aucs: tuple[float, float]) -> tuple[str, list
     return name, runs, versions
 
 
-def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | None = None) -> Path:
-    """A model repo whose one model serves `@champion` of the registered model."""
+def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | None = None,
+         namespace: str = "reg", target: str = "reg-test") -> Path:
+    """A model repo whose one model serves `@champion` of the registered model (in `namespace`,
+    as target `target`)."""
     root.mkdir(parents=True)
     spec: dict[str, Any] = {
         "format": "sklearn", "runtime": "sklearn-server", "backend": "kserve", "replicas": 1,
@@ -48,13 +51,13 @@ def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | N
     if gate is not None:
         spec["gates"] = [{"metric": "auc", "min": gate}]
     docs = {
-        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": "reg-test"},
-                       "spec": {"policy": {"allowedNamespaces": ["reg"]},
+        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": target},
+                       "spec": {"policy": {"allowedNamespaces": [namespace]},
                                 "registries": {"mlflow": {"trackingUri": tracking_uri}}}}],
-        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "reg"}}],
+        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}],
         "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
                                    "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"]}}],
-        "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": "reg"},
+        "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": namespace},
                                 "spec": spec}],
     }
     for rel, content in docs.items():
@@ -87,25 +90,54 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [path]
 
 
-def test_moving_the_alias_changes_the_storage_uri_and_nothing_else(tmp_path: Path, mlflow: MlflowInfo) -> None:
+def test_moving_the_alias_changes_the_storage_uri_and_nothing_else(
+        tmp_path: Path, mlflow: MlflowInfo, kubeconfig: Path) -> None:
+    """Offline: the rendered objects differ by the artifact, what derives from it and the
+    registry annotation. Live: `agent diff` against what was applied says the alias moved."""
     name, runs, versions = registered(mlflow, (0.95, 0.97))
-    path = repo(tmp_path / "repo", mlflow.url, name)
+    path = repo(tmp_path / "repo", mlflow.url, name, namespace="reg-alias", target="reg-alias")
+    isvc_key = "InferenceService/reg-alias/scorer"
     assert agent("validate", str(path)).returncode == 0  # offline: only the reference's shape
     before = rendered(path)
-    isvc = before["InferenceService/reg/scorer"]
+    isvc = before[isvc_key]
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"runs:/{runs[0]}/model"
+    assert isvc["metadata"]["annotations"]["modelops.dev/stable-registry"] == f"mlflow {name}@champion={versions[0]}"
+    applied = agent("apply", str(path), "--kubeconfig", str(kubeconfig))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    unchanged = agent("diff", str(path), "--kubeconfig", str(kubeconfig))
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
 
     ml.set_alias(mlflow.url, name, "champion", versions[1])
     after = rendered(path)
-    assert after["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["storageUri"] == f"runs:/{runs[1]}/model"
+    new_uri = f"runs:/{runs[1]}/model"
+    assert after[isvc_key]["spec"]["predictor"]["model"]["storageUri"] == new_uri
+    assert after[isvc_key]["metadata"]["annotations"]["modelops.dev/stable-registry"] == \
+        f"mlflow {name}@champion={versions[1]}"
     changed = [f"{key}{d}" for key in sorted(set(before) | set(after))
                for d in differences(before.get(key), after.get(key))]
-    env = after["InferenceService/reg/scorer"]["spec"]["predictor"]["model"]["env"]
+    env = after[isvc_key]["spec"]["predictor"]["model"]["env"]
     uri_env = next(i for i, e in enumerate(env) if e["name"] == "MODEL_URI")
-    # the artifact and what is derived from it (the MODEL_URI variable, the spec hash): nothing else
-    assert changed == ["InferenceService/reg/scorer.metadata.annotations.modelops.dev/spec-hash",
-                       f"InferenceService/reg/scorer.spec.predictor.model.env[{uri_env}].value",
-                       "InferenceService/reg/scorer.spec.predictor.model.storageUri"], changed
+    # the artifact and what is derived from it (the MODEL_URI variable, the registry
+    # provenance, the spec hash): nothing else
+    assert changed == [f"{isvc_key}.metadata.annotations.modelops.dev/spec-hash",
+                       f"{isvc_key}.metadata.annotations.modelops.dev/stable-registry",
+                       f"{isvc_key}.spec.predictor.model.env[{uri_env}].value",
+                       f"{isvc_key}.spec.predictor.model.storageUri"], changed
+
+    line = f"alias champion: {versions[0]} -> {versions[1]} ({new_uri})"
+    text = agent("diff", str(path), "--kubeconfig", str(kubeconfig), "--color", "never")
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert line in text.stdout, text.stdout
+    as_json = agent("diff", str(path), "--kubeconfig", str(kubeconfig), "-o", "json")
+    assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+    plan = json.loads(as_json.stdout)
+    (model,) = [m for m in plan["models"] if m["name"] == "scorer"]
+    assert model["changes"] == [line, "objects 1 updated"], model
+    (update,) = [o for o in plan["objects"] if o["action"] == "update"]
+    assert update["kind"] == "InferenceService"
+    assert sorted(update["changedFields"]) == ["metadata.annotations.modelops.dev/stable-registry",
+                                               f"spec.predictor.model.env[{uri_env}].value",
+                                               "spec.predictor.model.storageUri"], update
 
 
 def test_a_gate_is_checked_against_the_runs_metrics(tmp_path: Path, mlflow: MlflowInfo) -> None:
