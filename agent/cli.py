@@ -834,6 +834,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         webhook_secret_file=Path(args.webhook_secret_file) if args.webhook_secret_file else None,
         credentials=credentials, timeouts=_timeouts(args), prometheus_url=args.prometheus_url or None,
         forge=args.forge or None, forge_api_url=args.forge_api_url or None,
+        registry_interval=0.0 if str(args.registry_interval).strip().lower() in ("0", "off") else
+        _seconds(args.registry_interval),
+        registry_sync_alias=args.registry_sync_alias or None, registry_sync_as=args.registry_sync_as,
+        registry_sync_traffic=_registry_sync_traffic(args),
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
@@ -847,6 +851,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     logging.getLogger("modelops.controller").info("agent run: %s", describe(config))
     return controller.run()
+
+
+def _registry_sync_traffic(args: argparse.Namespace) -> int:
+    try:
+        traffic = int(args.registry_sync_traffic)
+    except ValueError:
+        raise AgentError(f"--registry-sync-traffic {args.registry_sync_traffic!r} is not a whole percent") from None
+    if not 0 <= traffic <= 100:
+        raise AgentError(f"--registry-sync-traffic {traffic} is outside 0-100 (percent of requests to the canary)")
+    return traffic
 
 
 def _seconds(value: str) -> float:
@@ -1049,17 +1063,8 @@ def _registry_sync_head(root: Path) -> str:
 def _registry_sync_one(args: argparse.Namespace, proposal: Any, path: str, root: Path, head: str, target: Any,
                        forge: Any, auth: Any) -> None:
     from agent import output
-    from agent.promote import (
-        branch_file,
-        branch_plan,
-        commit_on_branch,
-        fetch_branch,
-        open_pull,
-        pull_body,
-        push,
-        relabel,
-        shown_url,
-    )
+    from agent.promote import shown_url
+    from agent.registry_sync import publish
 
     name = f"{proposal.ref.kind} {proposal.ref.name}@{proposal.alias}" if proposal.ref.kind == "mlflow" else (
         f"{proposal.ref.kind} {proposal.ref.name}#{proposal.alias}")
@@ -1078,33 +1083,20 @@ def _registry_sync_one(args: argparse.Namespace, proposal: Any, path: str, root:
                        + (f", push it to {args.push}" if target is None and args.push else "")
                        + (" and open or update its PR" if args.open_pr else "")))
         return
-    repo_path = (Path(path).resolve() / proposal.file).relative_to(root.resolve()).as_posix()
-    if target is not None:
-        fetch_branch(root, target, auth)
-    existing = branch_file(root, proposal.branch, repo_path)
-    made = False
-    if existing is None:
-        commit = commit_on_branch(root, proposal.branch, head, repo_path, proposal.after.encode("utf-8"),
-                                  proposal.message)
-        made = True
-        print(_visible(f"committed {commit[:12]} on branch {proposal.branch}: {title}"))
-    elif existing.decode("utf-8") == proposal.after:
-        print(_visible(f"branch {proposal.branch} has this change already: no new commit"))
+    published = publish(path, root, proposal, head, target, forge, auth)
+    if published.commit is not None:
+        print(_visible(f"committed {published.commit[:12]} on branch {proposal.branch}: {title}"))
     else:
-        raise AgentError(f"branch {proposal.branch} exists with another version of {repo_path}: delete the branch "
-                         "(here and on the remote) to propose again")
-    if target is None:
+        print(_visible(f"branch {proposal.branch} has this change already: no new commit"))
+    if not published.pushed:
         return
-    push(root, target, auth)
     print(_visible(f"pushed {target.head} to {shown_url(target.url)}"))
-    if forge is None:
+    pr = published.pull_request
+    if pr is None:
         return
-    body = pull_body(branch_plan(path, root, target, auth, relabel(proposal.plan, target.base, target.head)),
-                     proposal.message).replace("`agent promote --open-pr`", "`agent registry sync --open-pr`")
-    pr = open_pull(forge, target, title, body)
     if pr.created:
         print(_visible(f"opened PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
-    elif not made:
+    elif published.commit is None:
         print(_visible(f"already proposed: PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
     else:
         print(_visible(f"updated PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
@@ -1333,6 +1325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forge", default=_env("FORGE"), choices=[None, "github", "gitlab", "gitea"],
                    help="the forge of --repo for rollout pull requests (default: from the URL)")
     p.add_argument("--forge-api-url", default=_env("FORGE_API_URL"), help="the forge's API root (self-hosted forges)")
+    p.add_argument("--registry-interval", default=_env("REGISTRY_INTERVAL", "5m"), metavar="DURATION",
+                   help="how often a commit's registry aliases and stages are resolved again (and --registry-sync-"
+                        "alias checked); 0 or off: only when a commit loads (default 5m)")
+    p.add_argument("--registry-sync-alias", default=_env("REGISTRY_SYNC_ALIAS"), metavar="ALIAS",
+                   help="for models whose stable version pins a registry version: when ALIAS (MLflow alias, GTO "
+                        "stage) names another version, open a promotion PR, as `agent registry sync --open-pr`")
+    p.add_argument("--registry-sync-as", default=_env("REGISTRY_SYNC_AS", "canary"), choices=["canary", "stable"],
+                   help="what the proposed version becomes (default canary)")
+    p.add_argument("--registry-sync-traffic", default=_env("REGISTRY_SYNC_TRAFFIC", "10"), metavar="PCT",
+                   help="the proposed canary's traffic (default 10)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_cluster(p)

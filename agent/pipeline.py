@@ -50,14 +50,22 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     return resolve_registries(desired, path) if resolve else desired
 
 
-def _has_registry_refs(spec: Spec) -> bool:
+def has_registry_refs(spec: Spec) -> bool:
     return any(v.registry is not None for m in spec.models for v in m.versions.values())
 
 
-def registries_for(spec: Spec, repo: str | Path) -> dict[str, Any]:
+def has_moving_refs(spec: Spec) -> bool:
+    """Whether some registry reference names an alias or a stage: what it resolves to can
+    change while the commit stays (a pinned version cannot)."""
+    return any(v.registry is not None and v.registry.version is None
+               for m in spec.models for v in m.versions.values())
+
+
+def registries_for(spec: Spec, repo: str | Path, *, mlflow_details: Any = None) -> dict[str, Any]:
     """The registries a repo's references need: MLflow at `spec.registries.mlflow.trackingUri`
     (else the standard MLFLOW_TRACKING_URI), its token from the named variable or file (else
-    MLFLOW_TRACKING_TOKEN); GTO reading the tags of the model repo itself (or of a ref's repo)."""
+    MLFLOW_TRACKING_TOKEN); GTO reading the tags of the model repo itself (or of a ref's repo).
+    `mlflow_details`: a long-lived caller's agent.registry.DetailsCache, kept across calls."""
     from agent.registry import GtoRegistry, MlflowRegistry, RegistryError
 
     found: dict[str, Any] = {"gto": GtoRegistry(repo)}
@@ -74,20 +82,22 @@ def registries_for(spec: Spec, repo: str | Path) -> dict[str, Any]:
             token = os.environ.get(settings.token_env) or None
         else:
             token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
-        found["mlflow"] = MlflowRegistry(uri, token=token)
+        found["mlflow"] = MlflowRegistry(uri, token=token, details=mlflow_details)
     return found
 
 
-def resolve_registries(desired: Desired, repo: str | Path) -> Desired:
+def resolve_registries(desired: Desired, repo: str | Path, registries: dict[str, Any] | None = None) -> Desired:
     """`desired` with every registry reference resolved to an immutable version and its artifact
     URI (re-rendered), or itself when it has none. A registry that cannot answer raises
     agent.registry.RegistryError naming the registry and the reference: nothing is planned
-    from a half-resolved repo."""
-    if not _has_registry_refs(desired.spec):
+    from a half-resolved repo. `registries`: the clients to ask (default: registries_for)."""
+    if not has_registry_refs(desired.spec):
         return desired
     from agent.resolve import resolve_spec
 
-    spec, resolutions = resolve_spec(desired.spec, registries_for(desired.spec, repo), {})
+    if registries is None:
+        registries = registries_for(desired.spec, repo)
+    spec, resolutions = resolve_spec(desired.spec, registries, {})
     return Desired(spec=spec, objects=render(spec), revision=desired.revision, resolutions=list(resolutions))
 
 

@@ -823,6 +823,17 @@ class Published:
     pull_request: PullOutcome | None = None
 
 
+def clone_branch(url: str, branch: str, work: Path, auth: GitAuth,
+                 author: tuple[str, str] = ("modelops-agent", "modelops-agent@modelops.invalid")) -> None:
+    """A fresh single-branch clone of url@branch at `work` (which must not exist), committing as
+    `author`: where the controller makes the commits it pushes."""
+    with git_auth(auth, url) as (config, env):
+        _git(work.parent, *config, "clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch, url,
+             str(work), env=env, secrets=_secrets(auth))
+    for key, value in (("user.name", author[0]), ("user.email", author[1]), ("commit.gpgsign", "false")):
+        _git(work, "config", key, value)
+
+
 def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, change: Change, *, auth: GitAuth,
                    work: Path, head: str | None = None, forge: Forge | None = None,
                    author: tuple[str, str] = ("modelops-agent", "modelops-agent@modelops.invalid")) -> Published:
@@ -830,11 +841,7 @@ def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, 
     commit on the branch the controller follows, so Git stays the truth about what serves), or
     to branch `head` with a PR into base when a forge is given. `work` must not exist yet; the
     caller removes it. The same validation as `agent promote`: an edit that fails it is refused."""
-    with git_auth(auth, url) as (config, env):
-        _git(work.parent, *config, "clone", "--quiet", "--no-tags", "--single-branch", "--branch", base, url,
-             str(work), env=env, secrets=_secrets(auth))
-    for key, value in (("user.name", author[0]), ("user.email", author[1]), ("commit.gpgsign", "false")):
-        _git(work, "config", key, value)
+    clone_branch(url, base, work, auth, author=author)
     outcome = promote(work / subdir if subdir else work, name, namespace, change, commit=True, branch=head)
     if outcome.after == outcome.before:
         return Published(commit=None)

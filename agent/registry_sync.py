@@ -184,3 +184,48 @@ def plan_sync(path: str | Path, alias: str, *, registries: Mapping[str, Any] | N
                                                      f"a/{rel}", f"b/{rel}"))
         proposal.branch = branch_name(prefix, model, target)
     return proposals
+
+
+@dataclass
+class Published:
+    """What publishing one proposal did: `commit` made on the branch (None: the branch held this
+    change already), `pushed` to the remote, and the PR opened or updated (None: no forge)."""
+
+    branch: str
+    commit: str | None
+    pushed: bool = False
+    pull_request: Any = None  # agent.promote.PullOutcome
+
+
+def publish(path: str | Path, root: Path, proposal: Proposal, head: str, target: Any, forge: Any,
+            auth: Any) -> Published:
+    """Commit `proposal` on its branch (from `head`, with a temporary index: the work tree is
+    untouched), push it to `target` (an agent.promote.PushPlan; None: commit only) and open or
+    update its PR on `forge` (None: none). Idempotent: a branch (here or, fetched first, on the
+    remote) holding this change gets no new commit; one holding another version of the file is
+    a SyncError. `path` is the model repo inside the git repo `root`."""
+    from agent.promote import branch_file, branch_plan, commit_on_branch, fetch_branch, open_pull, pull_body, relabel
+    from agent.promote import push as push_branch
+
+    repo_path = (Path(path).resolve() / proposal.file).relative_to(root.resolve()).as_posix()
+    if target is not None:
+        fetch_branch(root, target, auth)
+    existing = branch_file(root, proposal.branch, repo_path)
+    commit = None
+    if existing is None:
+        commit = commit_on_branch(root, proposal.branch, head, repo_path, proposal.after.encode("utf-8"),
+                                  proposal.message)
+    elif existing.decode("utf-8") != proposal.after:
+        raise SyncError(f"branch {proposal.branch} exists with another version of {repo_path}: delete the branch "
+                        "(here and on the remote) to propose again")
+    published = Published(branch=proposal.branch, commit=commit)
+    if target is None:
+        return published
+    push_branch(root, target, auth)
+    published.pushed = True
+    if forge is not None:
+        title = proposal.message.splitlines()[0]
+        body = pull_body(branch_plan(path, root, target, auth, relabel(proposal.plan, target.base, target.head)),
+                         proposal.message).replace("`agent promote --open-pr`", "`agent registry sync --open-pr`")
+        published.pull_request = open_pull(forge, target, title, body)
+    return published

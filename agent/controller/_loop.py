@@ -47,10 +47,11 @@ from agent.cluster import (
 from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._metrics import Metrics
+from agent.controller._registry import RegistryFollower, SyncAs
 from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._webhook import read_webhook_secret
 from agent.errors import AgentError, SourceError, ValidationFailed
-from agent.pipeline import Desired, load_desired, with_traffic
+from agent.pipeline import Desired, has_registry_refs, load_desired, resolve_registries, with_traffic
 from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
 from agent.registry import RegistryError
@@ -60,7 +61,7 @@ from agent.spec import Loader, group_of
 
 log = logging.getLogger("modelops.controller")
 
-Trigger = Literal["poll", "webhook", "watch", "resync", "startup", "rollout"]
+Trigger = Literal["poll", "webhook", "watch", "resync", "startup", "rollout", "registry"]
 DriftPolicy = Literal["heal", "detect"]
 
 
@@ -98,6 +99,12 @@ class RunConfig:
     prometheus_url: str | None = None
     forge: str | None = None
     forge_api_url: str | None = None
+    # model registries (issue #12): how often a commit's aliases/stages are resolved again, and
+    # the alias whose moves become promotion PRs for models that pin a registry version
+    registry_interval: float = 300.0
+    registry_sync_alias: str | None = None
+    registry_sync_as: SyncAs = "canary"
+    registry_sync_traffic: int = 10
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 
@@ -132,6 +139,8 @@ class Controller:
             self.mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
         self.loader = Loader()  # its reuse of the previous commit's parsed files is this controller's own
         self.desired: Desired | None = None  # the last good commit
+        self._unresolved: Desired | None = None  # the same, its registry references unresolved
+        self._where: Path | None = None  # the model repo of self.desired (for a registry's relative paths)
         self.commit = ""  # the commit of self.desired ("" for a working copy)
         self.fetched = ""  # the newest commit seen, good or not
         self.invalid: dict[str, Any] = {}  # the newest invalid commit and its errors
@@ -167,6 +176,10 @@ class Controller:
                                           record=self._audit, event=self._rollout_event,
                                           metric=self.metrics.retrain_job)
         # --- end Monitor actions ---
+        self.registry = RegistryFollower(config.registry_interval, record=self._audit,
+                                         sync_alias=config.registry_sync_alias, sync_as=config.registry_sync_as,
+                                         sync_traffic=config.registry_sync_traffic,
+                                         write_back=self.rollouts.write_back)
 
     def _rollout_driver(self) -> RolloutDriver:
         config = self.config
@@ -309,14 +322,20 @@ class Controller:
         next_resync = time.monotonic() + config.resync
         self.request("startup")
         next_rollout = float("inf")
+        next_registry = float("inf")
         while not self._stop.is_set():
             now = time.monotonic()
-            wait = max(0.0, min(next_poll, next_resync, next_rollout, self._fight_due()) - now)
+            if not self.registry.wanted(self.desired):
+                next_registry = float("inf")
+            elif next_registry == float("inf"):
+                next_registry = now + config.registry_interval
+            wait = max(0.0, min(next_poll, next_resync, next_rollout, next_registry, self._fight_due()) - now)
             try:
                 trigger = self._take(wait)
             except queue.Empty:
                 now = time.monotonic()
-                trigger = "poll" if now >= next_poll else "rollout" if now >= next_rollout else "resync"
+                trigger = ("poll" if now >= next_poll else "rollout" if now >= next_rollout
+                           else "registry" if now >= next_registry else "resync")
             if trigger is None or self._stop.is_set():
                 break
             log.debug("trigger: %s", trigger)
@@ -326,6 +345,10 @@ class Controller:
                 next_poll = now + (delay if delay is not None else config.interval * random.uniform(0.9, 1.1))
             if trigger == "resync":
                 next_resync = time.monotonic() + config.resync
+            if trigger == "registry":
+                next_registry = time.monotonic() + config.registry_interval
+                if not self._registry_tick():
+                    continue  # nothing moved: no pass
             self._pass(trigger)
             period = self.rollout_period
             next_rollout = time.monotonic() + period if period is not None else float("inf")
@@ -364,7 +387,9 @@ class Controller:
             assert self.mirror is not None
             where = self.mirror.path / config.path if config.path else self.mirror.path
         try:
-            desired = load_desired(where, commit, loader=self.loader)
+            unresolved = load_desired(where, commit, loader=self.loader, resolve=False)
+            desired = resolve_registries(unresolved, where, self.registry.registries(unresolved, where)
+                                         if has_registry_refs(unresolved.spec) else None)
         except ValidationFailed as exc:
             self._invalid(commit or "working tree", exc)
             return
@@ -385,6 +410,7 @@ class Controller:
                 "a running controller keeps its target; restart it to switch")))
             return
         self.desired = desired
+        self._unresolved, self._where = unresolved, Path(where)
         self.registry_error = ""
         if self.inventory is not None and LAST_INVALID in self.inventory.annotations:
             self._annotate_invalid(None)  # a good commit again: status no longer reports the bad one
@@ -392,6 +418,44 @@ class Controller:
         self.commit = commit or ""
         self.invalid = {}
         log.info("loaded %s: %d objects", (commit or "working tree")[:12], len(desired.objects))
+
+    def _registry_tick(self) -> bool:
+        """Resolve the followed commit's aliases and stages again (every controller: a follower
+        stays ready to lead), and let the leader propose moved aliases as PRs. True when the
+        desired state changed and needs a pass."""
+        desired, unresolved, where = self.desired, self._unresolved, self._where
+        if desired is None or unresolved is None or where is None:
+            return False
+        changed = False
+        try:
+            fresh = self.registry.refresh(unresolved, desired, where)
+        except ValidationFailed as exc:  # a gate the alias's new version misses: keep the old one
+            self.registry_error = "; ".join(str(e) for e in exc.errors)[:500]
+            log.error("registry: the moved reference is refused, keeping what is applied: %s", self.registry_error)
+            self._audit("registry-refused", errors=[str(e) for e in exc.errors][:20])
+            fresh = None
+        except RegistryError as exc:
+            self.registry_error = str(exc)
+            self.metrics.fetch_error()
+            log.error("registry: %s; keeping what is applied, retrying", exc)
+            return False
+        else:
+            self.registry_error = ""
+        if fresh is not None and self.desired is desired:
+            self.desired = fresh
+            self._keys = frozenset(object_key(o) for o in fresh.objects)
+            changed = True
+        if self.registry.sync_alias is not None and (not self.config.leader_elect or self._leader.is_set()):
+            try:
+                self.registry.propose(unresolved, where, self.commit)
+                self.registry.last_error = ""
+            except (AgentError, ValidationFailed) as exc:
+                error = str(exc)[:500]
+                log.error("registry sync: %s", exc)
+                if error != self.registry.last_error:  # once per distinct failure, not every tick
+                    self._audit("registry-proposal", error=error)
+                self.registry.last_error = error
+        return changed
 
     def _invalid(self, commit: str, exc: ValidationFailed) -> None:
         errors = [str(e) for e in exc.errors] or [exc.revision]

@@ -19,7 +19,7 @@ PREFIX = "modelops_agent_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format that `generate_latest` writes, named as every Prometheus parses it."""
 
-TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout")
+TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout", "registry")
 DRIFT_POLICIES = ("heal", "detect")
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from agent.devcluster import ForgeInfo, forge_create_repo
-from tests.integration.test_registry_sync_pr import branches, git, open_pulls, raw_file
+from tests.integration._forge_repos import branches, git, open_pulls, raw_file
 
 pytestmark = pytest.mark.integration
 
