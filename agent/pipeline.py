@@ -64,7 +64,8 @@ def has_moving_refs(spec: Spec) -> bool:
 def registries_for(spec: Spec, repo: str | Path, *, mlflow_details: Any = None) -> dict[str, Any]:
     """The registries a repo's references need: MLflow at `spec.registries.mlflow.trackingUri`
     (else the standard MLFLOW_TRACKING_URI), its token from the named variable or file (else
-    MLFLOW_TRACKING_TOKEN); GTO reading the tags of the model repo itself (or of a ref's repo).
+    MLFLOW_TRACKING_TOKEN, else MLflow's MLFLOW_TRACKING_USERNAME/PASSWORD as Basic auth; a
+    private CA from MLFLOW_TRACKING_SERVER_CERT_PATH); GTO reading the tags of the model repo itself (or of a ref's repo).
     `mlflow_details`: a long-lived caller's agent.registry.DetailsCache, kept across calls."""
     from agent.registry import GtoRegistry, MlflowRegistry, RegistryError
 
@@ -82,7 +83,10 @@ def registries_for(spec: Spec, repo: str | Path, *, mlflow_details: Any = None) 
             token = os.environ.get(settings.token_env) or None
         else:
             token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
-        found["mlflow"] = MlflowRegistry(uri, token=token, details=mlflow_details)
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        basic = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user and not token else None
+        found["mlflow"] = MlflowRegistry(uri, token=token, details=mlflow_details, basic=basic,
+                                         ca_file=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
     return found
 
 

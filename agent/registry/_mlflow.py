@@ -71,11 +71,13 @@ class MlflowRegistry:
     """One MLflow tracking server (or a proxy path prefix in front of one) at tracking_uri.
 
     Credentials: `token` is sent as `Authorization: Bearer` (MLFLOW_TRACKING_TOKEN); else
-    user:password in the URI is sent as Basic auth (MLflow's basic-auth app). Neither is ever
-    part of an error."""
+    user:password in the URI, or `basic` (MLFLOW_TRACKING_USERNAME/PASSWORD), is sent as Basic
+    auth (MLflow's basic-auth app). Neither is ever part of an error. `ca_file`: a private CA
+    (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
 
     def __init__(self, tracking_uri: str, *, token: str | None = None, timeout: float = 10.0,
-                 ca_file: str | Path | None = None, details: DetailsCache | None = None) -> None:
+                 ca_file: str | Path | None = None, details: DetailsCache | None = None,
+                 basic: tuple[str, str] | None = None) -> None:
         parts = urllib.parse.urlsplit(tracking_uri)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # Shown as given minus userinfo: the scheme is the problem, the URI the context.
@@ -97,9 +99,12 @@ class MlflowRegistry:
         self._auth: str | None = None
         if token:
             self._auth = f"Bearer {token}"
-        elif parts.username is not None:
-            user = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
+        elif parts.username is not None or basic is not None:
+            if parts.username is not None:
+                user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+            else:
+                assert basic is not None
+                user, password = basic
             self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
             self._secrets.append(password)
             self._secrets = [s for s in self._secrets if s]

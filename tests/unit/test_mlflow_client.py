@@ -268,6 +268,29 @@ def test_userinfo_is_basic_auth_and_never_shown(fake: tuple[str, Fake]) -> None:
     assert f.requests[0]["headers"]["authorization"].startswith("Basic ")
 
 
+def test_mlflow_username_and_password_variables_are_basic_auth(fake: tuple[str, Fake],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent honours MLflow's own MLFLOW_TRACKING_USERNAME/PASSWORD (no token set)."""
+    import base64
+
+    from agent.pipeline import registries_for
+    from agent.spec import RepositoryConfig, Spec
+
+    url, f = fake
+    f.on("/model-versions/get", 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "nope"})
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-s3cr3t")
+    registry = registries_for(Spec(config=RepositoryConfig(name="t")), ".")["mlflow"]
+    with pytest.raises(RegistryError) as err:
+        registry.resolve("fraud-scorer", version="1")
+    assert "pw-s3cr3t" not in str(err.value)
+    expected = "Basic " + base64.b64encode(b"alice:pw-s3cr3t").decode()
+    assert f.requests[0]["headers"]["authorization"] == expected
+
+
 def test_not_http_is_refused_without_its_credentials() -> None:
     with pytest.raises(RegistryError) as err:
         MlflowRegistry("databricks://user:s3cr3t@workspace")
