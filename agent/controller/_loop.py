@@ -400,7 +400,7 @@ class Controller:
             # not the commit's fault: keep the last good state and try this commit again
             self.fetched = ""
             self.registry_error = str(exc)
-            self.metrics.fetch_error()
+            self.metrics.registry_event("error")
             log.error("commit %s: %s; %s stays in force, retrying", (commit or "working tree")[:12], exc,
                       self.commit[:12] or "nothing")
             return
@@ -430,13 +430,16 @@ class Controller:
         try:
             fresh = self.registry.refresh(unresolved, desired, where)
         except ValidationFailed as exc:  # a gate the alias's new version misses: keep the old one
-            self.registry_error = "; ".join(str(e) for e in exc.errors)[:500]
-            log.error("registry: the moved reference is refused, keeping what is applied: %s", self.registry_error)
-            self._audit("registry-refused", errors=[str(e) for e in exc.errors][:20])
+            error = "; ".join(str(e) for e in exc.errors)[:500]
+            log.error("registry: the moved reference is refused, keeping what is applied: %s", error)
+            if error != self.registry_error:  # once per refusal, not every tick
+                self.metrics.registry_event("refused")
+                self._audit("registry-refused", errors=[str(e) for e in exc.errors][:20])
+            self.registry_error = error
             fresh = None
         except RegistryError as exc:
             self.registry_error = str(exc)
-            self.metrics.fetch_error()
+            self.metrics.registry_event("error")
             log.error("registry: %s; keeping what is applied, retrying", exc)
             return False
         else:
@@ -444,15 +447,19 @@ class Controller:
         if fresh is not None and self.desired is desired:
             self.desired = fresh
             self._keys = frozenset(object_key(o) for o in fresh.objects)
+            self.metrics.registry_event("moved")
             changed = True
         if self.registry.sync_alias is not None and (not self.config.leader_elect or self._leader.is_set()):
             try:
-                self.registry.propose(unresolved, where, self.commit)
+                made = self.registry.propose(unresolved, where, self.commit)
                 self.registry.last_error = ""
-            except (AgentError, ValidationFailed) as exc:
+                if made:
+                    self.metrics.registry_event("proposed", len(made))
+            except (AgentError, OSError) as exc:
                 error = str(exc)[:500]
                 log.error("registry sync: %s", exc)
                 if error != self.registry.last_error:  # once per distinct failure, not every tick
+                    self.metrics.registry_event("proposal_error")
                     self._audit("registry-proposal", error=error)
                 self.registry.last_error = error
         return changed

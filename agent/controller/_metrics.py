@@ -21,6 +21,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout", "registry")
 DRIFT_POLICIES = ("heal", "detect")
+REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
@@ -91,6 +92,10 @@ class Metrics:
         self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
         self._retrain_jobs = Counter(PREFIX + "retrain_jobs", "Retraining Jobs started by firing alerts "
                                      "(Monitor rules with action: retrain).", ["model", "rule"], registry=r)
+        self._registry = Counter(PREFIX + "registry_events", "Model registry events (issue #12), by kind: moved "
+                                 "(a reference resolves to another version), refused (its version misses a gate), "
+                                 "error (the registry did not answer), proposed (a promotion PR), proposal_error.",
+                                 ["kind"], registry=r)
         self._leader = Gauge(PREFIX + "leader", "1 while this replica holds the leader Lease, else 0.", registry=r)
         self._queue = Gauge(PREFIX + "work_queue_depth", "Sync requests waiting to be handled.", registry=r)
         self._webhooks = Counter(
@@ -101,6 +106,8 @@ class Metrics:
             self._reconcile.labels(trigger=trigger)
         for policy in DRIFT_POLICIES:
             self._drift.labels(policy=policy)
+        for kind in REGISTRY_EVENTS:
+            self._registry.labels(kind=kind)
         if process:
             ProcessCollector(namespace="", registry=r)
 
@@ -121,6 +128,12 @@ class Metrics:
         self._rollout_transitions.labels(model=model, kind=kind).inc()
         self._rollout_traffic.labels(model=model).set(traffic)
         self._rollout_step.labels(model=model).set(step)
+
+    def registry_event(self, kind: str, n: int = 1) -> None:
+        """One of REGISTRY_EVENTS happened `n` times."""
+        if kind not in REGISTRY_EVENTS:
+            raise ValueError(f"unknown registry event {kind!r}; one of {', '.join(REGISTRY_EVENTS)}")
+        self._registry.labels(kind=kind).inc(n)
 
     def retrain_job(self, model: str, rule: str) -> None:
         """A retraining Job started for `model` by its Monitor rule `rule`."""

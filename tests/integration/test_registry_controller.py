@@ -90,6 +90,11 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         assert bad_run in controller.registry_error
         assert storage_uri(kubeconfig, ns) == f"runs:/{runs[1]}/model"
         assert audit_events(audit, "registry-refused")
+        time.sleep(1.5)  # more ticks on the same refused version: recorded once, not per tick
+        assert len(audit_events(audit, "registry-refused")) == 1
+        events = controller.metrics.registry
+        assert events.get_sample_value("modelops_agent_registry_events_total", {"kind": "moved"}) == 1
+        assert events.get_sample_value("modelops_agent_registry_events_total", {"kind": "refused"}) == 1
 
 
 def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(

@@ -128,6 +128,8 @@ def exercise(metrics: Metrics) -> None:
     metrics.set_queue_depth(4)
     metrics.webhook("github", 202)
     metrics.webhook(None, 400)
+    metrics.registry_event("moved")
+    metrics.registry_event("proposed", 2)
 
 
 def test_metrics_pass_promtool(server: HttpServer) -> None:
@@ -153,6 +155,9 @@ def test_metrics_pass_promtool(server: HttpServer) -> None:
         'modelops_agent_last_synced_commit_info{commit="0123456789abcdef0123456789abcdef01234567"} 1.0',
         "modelops_agent_git_fetch_errors_total 1.0",
         "modelops_agent_invalid_commits_total 1.0",
+        'modelops_agent_registry_events_total{kind="moved"} 1.0',
+        'modelops_agent_registry_events_total{kind="proposed"} 2.0',
+        'modelops_agent_registry_events_total{kind="error"} 0.0',
         "modelops_agent_leader 1.0",
         "modelops_agent_work_queue_depth 4.0",
         "process_cpu_seconds_total",
