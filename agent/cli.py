@@ -686,7 +686,7 @@ def _find_model(desired: Any, name: str, namespace: str | None) -> Any:
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
-    """`agent rollout status|abort|promote`: see and steer the rollouts the controller drives.
+    """`agent rollout status|abort|promote|pause|resume`: see and steer the rollouts the controller drives.
     An override is written into the target's rollout ConfigMap; the controller re-reads it on
     its next tick, so no controller needs to be reachable from here."""
     from agent.cluster import Cluster, load_rollouts, rollouts_name
@@ -733,10 +733,10 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any, where: str) -> int:
-    """abort/promote one model's rollout: the machine's transition, saved where the controller
-    reads it, audited when --audit-log is given."""
+    """abort/promote/pause/resume one model's rollout: the machine's transition, saved where the
+    controller reads it, audited when --audit-log is given."""
     from agent.cluster import save_rollouts
-    from agent.rollout import RolloutState, abort, promote
+    from agent.rollout import RolloutState, abort, pause, promote, resume
 
     model = _find_model(desired, args.model, args.namespace)
     raw = stored.states.get(model.key)
@@ -752,16 +752,25 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
         raise AgentError(f"the stored rollout of {model.key} is of version {state.version} but Git has {git}"
                          f"{'' if model.rollout is not None else ' and no spec.rollout'}: the controller ends or "
                          f"restarts it on its next tick; nothing to {args.rollout_command}")
-    done = {"abort": "Aborted", "promote": "Succeeded"}[args.rollout_command]
+    command = args.rollout_command
+    done = {"abort": "Aborted", "promote": "Succeeded", "pause": "Paused", "resume": "Progressing"}[command]
     if state.phase == done:
         print(_visible(f"{model.key}: the rollout of {state.version} is {done} already; nothing written"))
         return EXIT_OK
     who = _who(args)
     now = time.time()
-    if args.rollout_command == "abort":
-        transition = abort(state, now, f"{who} ({args.reason})" if args.reason else who)
-    else:
-        transition = promote(state, model, now, who)
+    because = f"{who} ({args.reason})" if args.reason else who
+    try:
+        if command == "abort":
+            transition = abort(state, now, because)
+        elif command == "pause":
+            transition = pause(state, now, because)
+        elif command == "resume":
+            transition = resume(state, now, who)
+        else:
+            transition = promote(state, model, now, who)
+    except ValueError as exc:  # pause of a finished rollout, resume of one not paused
+        raise AgentError(f"{model.key}: {exc}") from None
     new = transition.state
     assert new is not None
     stored.states[model.key] = new.to_json()
@@ -772,7 +781,7 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
 
         with AuditLog(Path(args.audit_log), identity()) as audit:
             audit.write("rollout-override", model=model.key, action=args.rollout_command, who=who,
-                        reason=args.reason if args.rollout_command == "abort" else None, version=state.version,
+                        reason=args.reason, version=state.version,
                         phase={"from": state.phase, "to": new.phase}, step=new.step,
                         traffic={"from": state.traffic, "to": new.traffic}, configmap=where)
     print(_visible(f"{model.key}: {transition.reason}; {new.phase} at {new.traffic}% (written to {where}; the "
@@ -1257,12 +1266,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollout", help="see and steer the controller's progressive rollouts (spec.rollout)",
                        description="The rollouts the controller drives, as stored in the ConfigMap "
-                                   "modelops-rollouts-<target> (inventory namespace). abort and promote write a "
-                                   "human override there; the controller picks it up on its next tick.")
-    rollout_sub = p.add_subparsers(dest="rollout_command", required=True, metavar="{status,abort,promote}")
+                                   "modelops-rollouts-<target> (inventory namespace). abort, promote, pause and "
+                                   "resume write a human override there; the controller picks it up on its next "
+                                   "tick.")
+    rollout_sub = p.add_subparsers(dest="rollout_command", required=True,
+                                   metavar="{status,abort,promote,pause,resume}")
     for name, text in (("status", "the target's rollouts: version, phase, step, traffic, since, last checks"),
                        ("abort", "stop a model's rollout: no traffic to the new version until Git changes"),
-                       ("promote", "skip a model's remaining steps: all traffic to the new version")):
+                       ("promote", "skip a model's remaining steps: all traffic to the new version"),
+                       ("pause", "hold a progressing rollout at its step: its traffic stays, no analysis, no "
+                                 "advance or rollback until resumed"),
+                       ("resume", "let a paused rollout go on at its step (the step's interval starts again)")):
         r = rollout_sub.add_parser(name, help=text, description=text + ". Exit 2 when the model has no rollout state.")
         if name == "status":
             r.add_argument("model", nargs="?", help="only this Model (metadata.name)")
@@ -1275,7 +1289,7 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("path", nargs="?", help="model repo directory (default: .)")
             r.add_argument("--as", dest="who", metavar="NAME", help="who overrides (default $USER@host)")
             r.add_argument("--audit-log", help="append a rollout-override record to this hash-chained audit log")
-            if name == "abort":
+            if name in ("abort", "pause"):
                 r.add_argument("--reason", metavar="TEXT", help="why, kept in the rollout's history and the audit log")
         r.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
         r.add_argument("--revision", help="read the repo at this git commit/branch/tag instead of the working tree")

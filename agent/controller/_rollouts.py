@@ -40,7 +40,7 @@ log = logging.getLogger("agent.controller.rollouts")
 
 # kinds of transition that change what is stored (a "waiting" tick only refreshes the message)
 _STORED = {"started", "advanced", "check-failed", "rolled-back", "succeeded", "switched", "aborted", "promoted",
-           "finished", "reset"}
+           "paused", "resumed", "finished", "reset"}
 _WARNING = {"check-failed", "rolled-back", "aborted"}
 
 
@@ -166,7 +166,7 @@ class RolloutDriver:
             with contextlib.suppress(ValueError):
                 states[key] = RolloutState.from_json(raw)
         state = states.get(model_key)
-        if state is None or state.phase != "Progressing":
+        if state is None or state.phase not in ("Progressing", "Paused"):  # a paused canary still serves
             return False
         self.target, self._stored, self.states = target, stored, states
         self._apply(model, state, abort(state, time.time(), who=reason))

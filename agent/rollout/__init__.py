@@ -12,7 +12,9 @@ from agent.rollout._machine import (
     Transition,
     abort,
     describe,
+    pause,
     promote,
+    resume,
     start,
     step,
     traffic_override,
@@ -22,6 +24,7 @@ from agent.rollout._staging import staged, without_canary
 
 __all__ = [
     "HISTORY_LIMIT", "REQUESTS", "CheckResult", "Phase", "Query", "RolloutState", "Transition", "abort",
-    "analysis_queries", "describe", "judge", "promote", "start", "step", "traffic_override", "with_outcome_written",
+    "analysis_queries", "describe", "judge", "pause", "promote", "resume", "start", "step", "traffic_override",
+    "with_outcome_written",
 ]
 __all__ += ["staged", "without_canary"]

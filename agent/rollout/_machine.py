@@ -16,6 +16,8 @@ Transition kinds:
   switched      blue-green preview healthy for an interval: all traffic to the new version
   aborted       a human stopped the rollout: traffic 0
   promoted      a human skipped the rest: traffic 100
+  paused        a human held a progressing rollout at its step: its traffic stays, no analysis
+  resumed       a human let a paused rollout go on: the step's interval starts again
   finished      Git made the rolled-out version stable: nothing to track
   reset         Git dropped the canary or the rollout before it was stable: nothing to track
 """
@@ -343,6 +345,25 @@ def abort(state: RolloutState, now: float, who: str) -> Transition:
     """A human stops the rollout: like a rollback (no traffic to the new version) until Git changes."""
     new = replace(state, phase="Aborted", traffic=0, step_started=now)
     return _move("aborted", state, new, f"aborted by {who} {_position(state, None)}", now)
+
+
+def pause(state: RolloutState, now: float, who: str) -> Transition:
+    """A human holds a progressing rollout where it is (a canary at its step's traffic, a
+    blue-green preview without live traffic): no analysis, no advance, no rollback, until
+    `resume`, an abort or promote, or Git changes. Only a Progressing rollout can pause."""
+    if state.phase != "Progressing":
+        raise ValueError(f"the rollout of {state.version} is {state.phase}: only a progressing rollout can pause")
+    new = replace(state, phase="Paused", step_started=now)
+    return _move("paused", state, new, f"paused by {who} {_position(state, None)} ({state.traffic}%)", now)
+
+
+def resume(state: RolloutState, now: float, who: str) -> Transition:
+    """A paused rollout goes on at the same step; the step must again be healthy for a whole
+    interval (what was judged before the pause is not carried over)."""
+    if state.phase != "Paused":
+        raise ValueError(f"the rollout of {state.version} is {state.phase}, not Paused: nothing to resume")
+    new = replace(state, phase="Progressing", step_started=now)
+    return _move("resumed", state, new, f"resumed by {who} {_position(state, None)} ({state.traffic}%)", now)
 
 
 def promote(state: RolloutState, model: Model, now: float, who: str) -> Transition:

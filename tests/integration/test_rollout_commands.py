@@ -150,6 +150,30 @@ def test_cli_follows_and_steers_a_rollout(kubeconfig: Path, tmp_path: Path, caps
     state = stored_state(kubeconfig, target)
     assert (state.phase, state.traffic, state.step) == ("Succeeded", 100, 2)
 
+    # pause holds the step's traffic (apply keeps it), resume goes on; both audited
+    write_state(kubeconfig, target, progressing(target, 1, 50))
+    code, out, err = run(capsys, "rollout", "pause", "scorer", repo, *kc, "--reason", "checking dashboards",
+                         "--as", "carol", "--audit-log", str(audit))
+    assert code == 0, err
+    assert "paused by carol (checking dashboards) at step 2 (50%)" in out
+    state = stored_state(kubeconfig, target)
+    assert (state.phase, state.traffic, state.step) == ("Paused", 50, 1)
+    code, out, err = run(capsys, "apply", repo, *kc)
+    assert code == 0, err
+    assert canary_traffic(kubeconfig, target) == 50 and "paused at step 2/3 (50%)" in out
+    code, out, err = run(capsys, "rollout", "pause", "scorer", repo, *kc)
+    assert code == 0 and "Paused already; nothing written" in out
+    code, out, err = run(capsys, "rollout", "resume", "scorer", repo, *kc, "--as", "carol", "--audit-log", str(audit))
+    assert code == 0, err
+    state = stored_state(kubeconfig, target)
+    assert (state.phase, state.traffic, state.step) == ("Progressing", 50, 1)
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["action"], r["phase"]["to"]) for r in records[1:]] == [("pause", "Paused"), ("resume", "Progressing")]
+    code, out, err = run(capsys, "rollout", "promote", "scorer", repo, *kc)
+    assert code == 0, err
+    code, out, err = run(capsys, "rollout", "pause", "scorer", repo, *kc)
+    assert code == 2 and "Succeeded: only a progressing rollout can pause" in err, err
+
     write_state(kubeconfig, target, None)
     code, out, err = run(capsys, "rollout", "abort", "scorer", repo, *kc)
     assert code == 2

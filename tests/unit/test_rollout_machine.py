@@ -16,7 +16,9 @@ from agent.rollout import (
     RolloutState,
     abort,
     describe,
+    pause,
     promote,
+    resume,
     start,
     step,
     traffic_override,
@@ -223,6 +225,47 @@ def test_promote_skips_to_succeeded_at_100() -> None:
     assert describe(t.state, model()) == "succeeded, waiting for Git to make 13 stable"
     assert step(model(), t.state, BAD, T0 + 10).traffic == 100
     assert step(model(stable="13", canary=None), t.state, None, T0 + 20).kind == "finished"
+
+
+def test_pause_holds_the_step_and_its_traffic_even_through_failing_checks() -> None:
+    s = step(model(), None, None, T0).state
+    s = step(model(), s, OK, T0 + 60).state  # step 2, 25%
+    assert s is not None
+    t = pause(s, T0 + 70, "alice (checking dashboards)")
+    assert (t.kind, t.traffic) == ("paused", 25)
+    assert t.reason == "paused by alice (checking dashboards) at step 2 (25%)"
+    paused = t.state
+    assert paused is not None and paused.phase == "Paused" and paused.history[-1]["to"] == "Paused"
+    for checks in (OK, BAD, None):  # no advance, no rollback, however long
+        held = step(model(), paused, checks, T0 + 10_000)
+        assert (held.kind, held.traffic, held.state) == ("waiting", 25, paused)
+    assert describe(paused, model()).startswith("paused at step 2/4 (25%)")
+    assert step(model(canary="14"), paused, OK, T0 + 10_000).kind == "started"  # Git still wins
+    assert abort(paused, T0 + 80, "bob").traffic == 0  # a paused canary can still be stopped
+
+
+def test_resume_restarts_the_steps_interval() -> None:
+    s = step(model(), None, None, T0).state
+    assert s is not None
+    paused = pause(s, T0 + 50, "alice").state
+    assert paused is not None
+    t = resume(paused, T0 + 500, "alice")
+    assert (t.kind, t.traffic, t.reason) == ("resumed", 10, "resumed by alice at step 1 (10%)")
+    resumed = t.state
+    assert resumed is not None and (resumed.phase, resumed.step_started) == ("Progressing", T0 + 500)
+    assert step(model(), resumed, OK, T0 + 530).kind == "waiting"  # healthy again for a whole interval first
+    assert step(model(), resumed, OK, T0 + 560).kind == "advanced"
+
+
+def test_only_a_progressing_rollout_pauses_and_only_a_paused_one_resumes() -> None:
+    s = step(model(), None, None, T0).state
+    assert s is not None
+    done = promote(s, model(), T0 + 1, "bob").state
+    assert done is not None
+    with pytest.raises(ValueError, match="Succeeded: only a progressing rollout can pause"):
+        pause(done, T0 + 2, "alice")
+    with pytest.raises(ValueError, match="Progressing, not Paused"):
+        resume(s, T0 + 2, "alice")
 
 
 def test_outcome_written_is_kept_and_cleared_by_a_new_rollout() -> None:
