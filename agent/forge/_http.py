@@ -1,36 +1,27 @@
-"""The one HTTP helper all three forges use: JSON in/out, auth, TLS, timeouts, retries, paging.
+"""The one HTTP helper all three forges use: JSON in/out, auth, paging, errors in the forge's words.
 
-Standard library only (urllib): the agent talks to three small REST surfaces, and a client
-library per forge would add three dependencies for a dozen calls. What urllib lacks is added
-here: redirects are refused (urllib would resend the auth header to whatever host a redirect
-names), idempotent GETs are retried a bounded number of times on connection errors and
-502/503/504, and every failure becomes a `ForgeError` whose text names the forge, method, API
-path, status and the API's own message, with the token scrubbed out of anything echoed back.
+The transport (no redirects, TLS with a private CA, timeouts, a body cap, GETs retried on
+connection errors and 502/503/504, secrets scrubbed) is agent._http's, shared with the other
+REST clients. Here: every failure becomes a `ForgeError` whose text names the forge, method,
+API path, status and the API's own message, with the token scrubbed out of anything echoed back.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import ssl
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from agent._http import RETRY_DELAYS, Transport, TransportError
 from agent.forge._errors import ForgeError
 
-USER_AGENT = "modelops-agent"
 MAX_BODY = 16 * 1024 * 1024  # an answer bigger than this is not one of ours
 MAX_PAGES = 500  # a server that never stops paging is a bug, not a big repo
-RETRY_STATUSES = (502, 503, 504)
-RETRY_DELAYS = (0.2, 0.6)  # two retries, short: a forge that is down for longer is down
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?')
 
 Query = Mapping[str, str | int]
@@ -41,13 +32,6 @@ class Response:
     status: int
     headers: Message
     data: Any  # parsed JSON, or None for an empty body
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: following it would send the token to the host it names."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def api_message(data: bytes) -> str:
@@ -105,18 +89,20 @@ class HttpClient:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path
         self.timeout = timeout
-        self._secret = secret
-        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(extra_headers or {})}
-        self._headers[auth_header[0]] = auth_header[1]
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if ca_file is not None:
-            try:
-                ctx = ssl.create_default_context(cafile=str(ca_file))
-            except (OSError, ssl.SSLError) as e:
-                raise ForgeError(f"{kind}: cannot use CA file {str(ca_file)!r}: {e}") from None
-            handlers.append(urllib.request.HTTPSHandler(context=ctx))
-        self._opener = urllib.request.build_opener(*handlers)
-        self.sleep = time.sleep  # tests may replace it
+        headers = {**(extra_headers or {}), auth_header[0]: auth_header[1]}
+        try:
+            self._http = Transport(self.api_url, timeout=timeout, ca_file=ca_file, headers=headers,
+                                   secrets=[secret], max_body=MAX_BODY)
+        except TransportError as e:
+            raise ForgeError(f"{kind}: {e}") from None
+
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        return self._http.sleep
+
+    @sleep.setter
+    def sleep(self, fn: Callable[[float], None]) -> None:  # tests replace it
+        self._http.sleep = fn
 
     def __repr__(self) -> str:
         return f"HttpClient({self.kind!r}, {self.api_url!r})"
@@ -173,75 +159,39 @@ class HttpClient:
             return following
         return None
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
-
     def _error(self, method: str, path: str, what: str, status: int | None = None) -> ForgeError:
         prefix = f"{self.kind}: {method} {path}: "
         if status is not None:
             prefix += f"HTTP {status}: "
-        return ForgeError(self._scrub(prefix + what), status=status)
+        return ForgeError(self._http.scrub(prefix + what), status=status)
 
     def _send(self, method: str, url: str, shown: str, body: Any) -> Response:
         data = None if body is None else json.dumps(body).encode()
-        headers = dict(self._headers)
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        attempts = 1 + len(RETRY_DELAYS) if method == "GET" else 1
-        for attempt in range(attempts):
-            retry = attempt + 1 < attempts
-            req = urllib.request.Request(url, data=data, method=method, headers=headers)
-            try:
-                with self._opener.open(req, timeout=self.timeout) as resp:
-                    raw = resp.read(MAX_BODY + 1)
-                    return Response(resp.status, resp.headers, self._parse(method, shown, resp.status, raw))
-            except urllib.error.HTTPError as e:
-                try:
-                    raw = e.read(64 * 1024)
-                except (OSError, http.client.HTTPException):
-                    raw = b""
-                finally:
-                    e.close()
-                if e.code in RETRY_STATUSES and retry:
-                    self.sleep(RETRY_DELAYS[attempt])
-                    continue
-                if 300 <= e.code < 400:
-                    msg = f"redirected to {e.headers.get('Location', '?')}; use that URL as the API root"
-                else:
-                    msg = api_message(raw)
-                raise self._error(method, shown, msg, e.code) from None
-            except TimeoutError:
-                raise self._timeout(method, shown) from None
-            except urllib.error.URLError as e:
-                reason = e.reason
-                if isinstance(reason, TimeoutError):
-                    raise self._timeout(method, shown) from None
-                if isinstance(reason, ssl.SSLCertVerificationError):
-                    raise self._error(
-                        method,
-                        shown,
-                        f"TLS certificate verification failed for {self._origin} ({reason.verify_message}); "
-                        "for a private CA pass its certificate as the CA file (--ca-file)",
-                    ) from None
-                if isinstance(reason, ssl.SSLError):
-                    raise self._error(method, shown, f"TLS error talking to {self._origin}: {reason}") from None
-                if retry:
-                    self.sleep(RETRY_DELAYS[attempt])
-                    continue
-                raise self._error(method, shown, f"cannot connect to {self._origin}: {reason}") from None
-            except (ConnectionError, http.client.HTTPException) as e:
-                if retry:
-                    self.sleep(RETRY_DELAYS[attempt])
-                    continue
-                raise self._error(method, shown, f"connection to {self._origin} failed: {e!r}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        headers = None if data is None else {"Content-Type": "application/json"}
+        try:
+            reply = self._http.send(method, url, body=data, headers=headers, retries=RETRY_DELAYS,
+                                    retry_unreachable=True)
+        except TransportError as e:
+            raise self._failed(method, shown, e) from None
+        if reply.status >= 300:
+            raise self._error(method, shown, api_message(reply.body), reply.status)
+        return Response(reply.status, reply.headers, self._parse(method, shown, reply.status, reply.body))
 
-    def _timeout(self, method: str, path: str) -> ForgeError:
-        return self._error(method, path, f"no answer from {self._origin} within {self.timeout:g}s (timeout)")
+    def _failed(self, method: str, shown: str, e: TransportError) -> ForgeError:
+        """The transport's failure in the forge's words: what to check, naming the origin."""
+        origin = self._origin
+        what = {
+            "timeout": f"no answer from {origin} within {self.timeout:g}s (timeout)",
+            "unreachable": f"cannot connect to {origin}: {e}",
+            "connection": f"connection to {origin} failed: {e.cause!r}",
+            "certificate": f"TLS certificate verification failed for {origin} "
+            f"({getattr(e.cause, 'verify_message', e)}); for a private CA pass its certificate as the CA file (--ca-file)",
+            "tls": f"TLS error talking to {origin}: {e}",
+            "redirect": f"redirected to {e.location}; use that URL as the API root",
+        }.get(e.kind, str(e))
+        return self._error(method, shown, what, e.status)
 
     def _parse(self, method: str, shown: str, status: int, raw: bytes) -> Any:
-        if len(raw) > MAX_BODY:
-            raise self._error(method, shown, f"answer larger than {MAX_BODY} bytes", status)
         if not raw.strip():
             return None
         try:

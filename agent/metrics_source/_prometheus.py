@@ -1,8 +1,8 @@
 """The agent's Prometheus client: instant queries and active alerts over the HTTP API.
 
-Standard library only (urllib), as in agent.forge: a handful of read-only calls does not need
-a client library. Every request has a timeout; redirects are refused (they would carry the
-bearer token to whatever host they name); every failure is a MetricsError naming the API path,
+Standard library only, over agent._http's transport (shared with agent.forge and the MLflow
+client): every request has a timeout and a body cap, redirects are refused (they would carry the
+bearer token to whatever host they name). Every failure is a MetricsError naming the API path,
 the HTTP status and Prometheus' own errorType/error, with the token scrubbed from anything
 echoed back. A query answers one number or None (no data, NaN): a rollout analysis compares
 numbers to thresholds, and an expression that matches several series is a mistake in it, not
@@ -13,29 +13,21 @@ from __future__ import annotations
 
 import json
 import math
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent._http import Transport, TransportError
 from agent.errors import AgentError
 
 __all__ = ["MetricsError", "Prometheus"]
 
-USER_AGENT = "modelops-agent"
 MAX_BODY = 32 * 1024 * 1024
 
 
 class MetricsError(AgentError):
     """Prometheus could not be asked, refused the question, or answered something unusable."""
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def _number(raw: Any) -> float | None:
@@ -55,17 +47,13 @@ class Prometheus:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MetricsError(f"not an http(s) URL: {url!r}")
-        # Shown in errors: never userinfo, only scheme, host and path.
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        self._base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-        self._shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self.timeout = timeout
-        self._token = token
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
+        try:
+            self._http = Transport(url, timeout=timeout, ca_file=ca_file, secrets=[token], max_body=MAX_BODY,
+                                   headers={"Authorization": f"Bearer {token}"} if token else None)
+        except TransportError as err:
+            raise MetricsError(str(err)) from None
+        self._shown = self._http.base  # shown in errors: never userinfo, only scheme, host and path
 
     def __repr__(self) -> str:
         return f"Prometheus({self._shown!r})"
@@ -119,52 +107,24 @@ class Prometheus:
     def ready(self) -> bool:
         """Is Prometheus up and ready to serve queries (/-/ready answers 200)?"""
         try:
-            with self._open("GET", "/-/ready", None) as resp:
-                resp.read(1024)
-                return int(resp.status) == 200
-        except (OSError, ValueError):
+            return self._http.send("GET", "/-/ready").status == 200
+        except TransportError:
             return False
 
     # --- HTTP -----------------------------------------------------------------------------------
 
-    def _open(self, method: str, path: str, form: Mapping[str, str] | None) -> Any:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        req = urllib.request.Request(self._base + path, data=body, headers=headers, method=method)
-        return self._opener.open(req, timeout=self.timeout)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
     def _call(self, method: str, path: str, form: Mapping[str, str] | None, *, what: str) -> dict[str, Any]:
         """One API call; its `data` on status success, else MetricsError."""
         where = f"{method} {self._shown}{path}"
+        body, headers = None, None
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
         try:
-            with self._open(method, path, form) as resp:
-                raw = resp.read(MAX_BODY + 1)
-                status = int(resp.status)
-        except urllib.error.HTTPError as err:
-            with err:
-                raw, status = err.read(MAX_BODY + 1), err.code
-            if 300 <= status < 400:
-                raise MetricsError(f"{where} ({what}): HTTP {status} redirect to "
-                                   f"{err.headers.get('Location', '?')!r} refused") from None
-        except TimeoutError:
-            raise MetricsError(f"{where} ({what}): no answer within {self.timeout:g}s") from None
-        except urllib.error.URLError as err:
-            reason = err.reason
-            if isinstance(reason, TimeoutError):
-                raise MetricsError(f"{where} ({what}): no answer within {self.timeout:g}s") from None
-            raise MetricsError(self._scrub(f"{where} ({what}): {reason}")) from None
-        except OSError as err:
-            raise MetricsError(self._scrub(f"{where} ({what}): {err}")) from None
-        if len(raw) > MAX_BODY:
-            raise MetricsError(f"{where} ({what}): answer larger than {MAX_BODY} bytes")
+            reply = self._http.send(method, path, body=body, headers=headers)
+        except TransportError as err:
+            raise MetricsError(f"{where} ({what}): {err}") from None
+        raw, status = reply.body, reply.status
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -172,11 +132,11 @@ class Prometheus:
         if not isinstance(doc, dict):
             first = raw.decode("utf-8", "replace").strip().splitlines()[:1]
             text = first[0][:200] if first else "(empty body)"
-            raise MetricsError(self._scrub(f"{where} ({what}): HTTP {status}: not a Prometheus API answer: {text}"))
+            raise MetricsError(self._http.scrub(f"{where} ({what}): HTTP {status}: not a Prometheus API answer: {text}"))
         if doc.get("status") != "success" or status >= 300:
             kind = doc.get("errorType") or "error"
             message = doc.get("error") or "(no message)"
-            raise MetricsError(self._scrub(f"{where} ({what}): HTTP {status}: {kind}: {message}"))
+            raise MetricsError(self._http.scrub(f"{where} ({what}): HTTP {status}: {kind}: {message}"))
         data = doc.get("data")
         if not isinstance(data, dict):
             raise MetricsError(f"{where} ({what}): no data in the answer")

@@ -3,12 +3,12 @@ the immutable version, its artifact URI (the version's storage location: its `so
 `models:/` source the logged model's artifact location) and its run's metrics, over MLflow's
 REST API.
 
-Standard library only (urllib), as in agent.metrics_source and agent.forge: four read-only
-GETs do not need the `mlflow` package and its dependencies. Every request has a timeout;
-redirects are refused (they would carry the credentials to whatever host they name); GETs are
-retried twice on 502/503/504; every failure is a RegistryError naming the tracking URL
-(scheme, host, path: never userinfo or token), the reference and MLflow's own error_code and
-message, with the credentials scrubbed from anything echoed back.
+Standard library only, over agent._http's transport (shared with agent.metrics_source and
+agent.forge): four read-only GETs do not need the `mlflow` package and its dependencies. Every
+request has a timeout; redirects are refused (they would carry the credentials to whatever
+host they name); GETs are retried twice on 502/503/504; every failure is a RegistryError
+naming the tracking URL (scheme, host, path: never userinfo or token), the reference and
+MLflow's own error_code and message, with the credentials scrubbed from anything echoed back.
 
 Endpoints (MLflow 3.x, the same since 2.3):
   GET /api/2.0/mlflow/model-versions/get?name=N&version=V       -> {"model_version": {...}}
@@ -22,43 +22,23 @@ from __future__ import annotations
 import base64
 import json
 import math
-import ssl
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent._http import RETRY_DELAYS, Transport, TransportError, without_userinfo
 from agent.registry._base import RegistryError, ResolvedVersion
 
 __all__ = ["MlflowRegistry"]
 
-USER_AGENT = "modelops-agent"
 MAX_BODY = 16 * 1024 * 1024
-RETRY_STATUSES = (502, 503, 504)
-RETRY_DELAYS = (0.2, 0.6)
 _API = "/api/2.0/mlflow"
 _FINAL_RUN = frozenset({"FINISHED", "FAILED", "KILLED"})
 DETAILS_MAX = 1024
 
 # (server, name, version, last update, run id) -> (storage URI, the run's final metrics)
 DetailsCache = dict[tuple[str, str, str, str, str], tuple[str, dict[str, float]]]
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class _HttpFailure(Exception):
-    """An HTTP answer that is not a success: status, MLflow's error_code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"HTTP {status}: {code}: {message}" if code else f"HTTP {status}: {message}")
-        self.status = status
-        self.code = code
 
 
 def _reference(name: str, version: str | None, alias: str | None) -> str:
@@ -82,37 +62,31 @@ class MlflowRegistry:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # Shown as given minus userinfo: the scheme is the problem, the URI the context.
             raise RegistryError(f"MLflow tracking URI must be http(s)://host[:port][/path], "
-                                f"not {self._strip_userinfo(tracking_uri)!r}")
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        if ":" in parts.hostname:  # IPv6 literal
-            netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-        path = parts.path.rstrip("/")
-        self._base = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
-        self.url = self._base  # shown in errors and repr: no userinfo, no token
+                                f"not {without_userinfo(tracking_uri)!r}")
         self.timeout = timeout
         # What a version's answer leads to (its storage URI, its ended run's metrics), keyed by
         # the answer itself: a re-resolution that gets the same answer costs the one lookup GET,
         # and a moved alias or a version MLflow changed is asked afresh. A long-lived caller
         # (the controller) passes the same dict to each new client; bounded, oldest out first.
         self._details: DetailsCache = {} if details is None else details
-        self._secrets = [s for s in (token, parts.password) if s]
-        self._auth: str | None = None
+        secrets = [token, parts.password]
+        auth: dict[str, str] = {}
         if token:
-            self._auth = f"Bearer {token}"
+            auth["Authorization"] = f"Bearer {token}"
         elif parts.username is not None or basic is not None:
             if parts.username is not None:
                 user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
             else:
                 assert basic is not None
                 user, password = basic
-            self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            self._secrets.append(password)
-            self._secrets = [s for s in self._secrets if s]
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
+            auth["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            secrets.append(password)
+        try:
+            self._http = Transport(tracking_uri, timeout=timeout, ca_file=ca_file, headers=auth, secrets=secrets,
+                                   max_body=MAX_BODY)
+        except TransportError as err:
+            raise RegistryError(f"MLflow {without_userinfo(tracking_uri)}: {err}") from None
+        self.url = self._http.base  # shown in errors and repr: no userinfo, no token
 
     def __repr__(self) -> str:
         return f"MlflowRegistry({self.url!r})"
@@ -149,7 +123,7 @@ class MlflowRegistry:
         run_id = mv.get("run_id") or None
         if run_id is not None and not isinstance(run_id, str):
             raise RegistryError(f"MLflow {self.url}: {ref}: run_id is not a string: {run_id!r}")
-        key = (self._base, str(mv.get("name") or name), str(resolved_version),
+        key = (self.url, str(mv.get("name") or name), str(resolved_version),
                str(mv.get("last_updated_timestamp", "")), run_id or "")
         hit = self._details.get(key)
         if hit is not None:
@@ -203,51 +177,17 @@ class MlflowRegistry:
 
     # --- HTTP -----------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _get(self, path: str, query: Mapping[str, str], ref: str) -> dict[str, Any]:
         """GET one API path; its JSON object, else RegistryError naming the reference."""
-        url = f"{self._base}{_API}{path}?{urllib.parse.urlencode(query)}"
         where = f"MLflow {self.url}: {ref}: GET {_API}{path}"
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                return self._once(url)
-            except _HttpFailure as err:
-                if err.status in RETRY_STATUSES and delay is not None:
-                    time.sleep(delay)
-                    continue
-                what = "not found" if err.code == "RESOURCE_DOES_NOT_EXIST" else "failed"
-                raise RegistryError(self._scrub(f"{where} {what}: {err}")) from None
-            except TimeoutError:
-                raise RegistryError(f"{where}: no answer within {self.timeout:g}s") from None
-            except OSError as err:
-                reason = err.reason if isinstance(err, urllib.error.URLError) else err
-                if isinstance(reason, TimeoutError):
-                    raise RegistryError(f"{where}: no answer within {self.timeout:g}s") from None
-                raise RegistryError(self._scrub(f"{where}: {reason}")) from None
-            except ValueError as err:
-                raise RegistryError(self._scrub(f"{where}: {err}")) from None
-        raise AssertionError("unreachable")
-
-    def _once(self, url: str) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if self._auth:
-            headers["Authorization"] = self._auth
-        req = urllib.request.Request(url, headers=headers, method="GET")
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                raw = resp.read(MAX_BODY + 1)
-                status = int(resp.status)
-        except urllib.error.HTTPError as err:
-            with err:
-                raw, status = err.read(MAX_BODY + 1), err.code
-            if 300 <= status < 400:
-                raise _HttpFailure(status, "", f"redirect to {err.headers.get('Location', '?')!r} refused") from None
-        if len(raw) > MAX_BODY:
-            raise ValueError(f"HTTP {status}: answer larger than {MAX_BODY} bytes")
+            reply = self._http.send("GET", f"{_API}{path}?{urllib.parse.urlencode(query)}", retries=RETRY_DELAYS)
+        except TransportError as err:
+            if err.kind == "redirect":
+                raise RegistryError(f"{where} failed: HTTP {err.status}: redirect to {err.location!r} refused") from None
+            prefix = f"HTTP {err.status}: " if err.kind == "too-large" else ""
+            raise RegistryError(f"{where}: {prefix}{err}") from None
+        raw, status = reply.body, reply.status
         try:
             doc = json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -257,17 +197,12 @@ class MlflowRegistry:
                 code, message = str(doc.get("error_code") or ""), str(doc.get("message") or "(no message)")
             else:
                 code, message = "", _first_line(raw)
-            raise _HttpFailure(status, code, message[:500])
+            what = "not found" if code == "RESOURCE_DOES_NOT_EXIST" else "failed"
+            detail = f"{code}: {message[:500]}" if code else message[:500]
+            raise RegistryError(self._http.scrub(f"{where} {what}: HTTP {status}: {detail}"))
         if not isinstance(doc, dict):
-            raise ValueError(f"HTTP {status}: not an MLflow API answer: {_first_line(raw)}")
+            raise RegistryError(self._http.scrub(f"{where}: HTTP {status}: not an MLflow API answer: {_first_line(raw)}"))
         return doc
-
-    @staticmethod
-    def _strip_userinfo(uri: str) -> str:
-        parts = urllib.parse.urlsplit(uri)
-        if "@" not in parts.netloc:
-            return uri
-        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _first_line(raw: bytes) -> str:
