@@ -8,14 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,8 @@ from agent.controller import Controller, RunConfig
 from agent.devcluster import ForgeInfo, forge_create_repo
 from agent.forge import Forge, open_forge, repo_ref
 from agent.source import Credentials
-from tests.integration._repos import GIT, renamed_example
+from tests.integration._forge_repos import api_get, branches, git, raw_file
+from tests.integration._repos import renamed_example
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,11 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT = str(Path(sys.executable).parent / "agent")
 MODEL = "teams/fraud/models/fraud-scorer.yaml"
 SECRET = "gitea-webhook-secret"
-
-
-def git(repo: Path, info: ForgeInfo, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=repo, env=info.git_env(), check=True, capture_output=True, text=True,
-                          timeout=60).stdout
 
 
 def hosted_repo(tmp_path: Path, info: ForgeInfo, name: str) -> tuple[Path, str]:
@@ -91,32 +83,6 @@ def forge_for(gitea: ForgeInfo) -> Iterator[Callable[[str], Forge]]:
     finally:
         for forge in opened:
             forge.close()
-
-
-def api_get(info: ForgeInfo, path: str) -> Any:
-    request = urllib.request.Request(info.api_url.rstrip("/") + path,
-                                     headers={"Authorization": f"token {info.token}"})
-    context = ssl.create_default_context(cafile=str(info.ca_file))
-    with urllib.request.urlopen(request, timeout=20, context=context) as response:
-        return json.loads(response.read())
-
-
-def branches(info: ForgeInfo, name: str) -> set[str]:
-    try:
-        return {b["name"] for b in api_get(info, f"/repos/{info.admin_user}/{name}/branches") or []}
-    except urllib.error.HTTPError as err:
-        if err.code == 409:  # still "empty" right after a first push
-            return set()
-        raise
-
-
-def raw_file(info: ForgeInfo, name: str, path: str, ref: str) -> str:
-    url = (f"{info.api_url.rstrip('/')}/repos/{info.admin_user}/{name}/raw/{path}?"
-           + urllib.parse.urlencode({"ref": ref}))
-    request = urllib.request.Request(url, headers={"Authorization": f"token {info.token}"})
-    context = ssl.create_default_context(cafile=str(info.ca_file))
-    with urllib.request.urlopen(request, timeout=20, context=context) as response:
-        return str(response.read().decode())
 
 
 def test_promote_opens_then_updates_one_pr_and_refuses_a_failing_gate(
