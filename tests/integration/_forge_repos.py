@@ -1,5 +1,6 @@
-"""What the registry-sync integration tests share: git with a Gitea's environment, and reads of
-a Gitea repo's branches, files and open pull requests through its API."""
+"""What the promotion and registry integration tests share: git with a Gitea's environment;
+reads of a Gitea repo's branches, files and open pull requests through its API; registered
+models in the real MLflow server; model repos that pin or follow them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +61,21 @@ def open_pulls(info: ForgeInfo, name: str) -> list[dict[str, Any]]:
     return list(api_get(info, f"/repos/{info.admin_user}/{name}/pulls?state=open") or [])
 
 
-def registered(mlflow: MlflowInfo, aucs: list[float]) -> tuple[str, list[str]]:
-    """A registered model with one version per run (metric auc); champion -> version 1."""
+def registered_runs(mlflow: MlflowInfo, aucs: Sequence[float]) -> tuple[str, list[str], list[str]]:
+    """A registered model with one version per finished run (metric auc), champion -> version 1:
+    (its name, the run ids, the versions)."""
     name = f"scorer-{uuid.uuid4().hex[:8]}"
     exp = ml.experiment(mlflow.url, f"exp-{name}")
     runs = [ml.run(mlflow.url, exp, {"auc": [auc]}) for auc in aucs]
     ml.registered_model(mlflow.url, name)
     versions = [ml.model_version(mlflow.url, name, f"runs:/{r}/model", r) for r in runs]
     ml.set_alias(mlflow.url, name, "champion", versions[0])
+    return name, runs, versions
+
+
+def registered(mlflow: MlflowInfo, aucs: Sequence[float]) -> tuple[str, list[str]]:
+    """registered_runs without the run ids: (name, versions)."""
+    name, _runs, versions = registered_runs(mlflow, aucs)
     return name, versions
 
 
@@ -128,3 +137,35 @@ spec:
         assert time.monotonic() < deadline, f"{name}: main never appeared on the forge"
         time.sleep(0.1)
     return work, name
+
+
+def alias_repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | None = None,
+         namespace: str = "reg", target: str = "reg-test") -> Path:
+    """A model repo whose one model serves `@champion` of the registered model (in `namespace`,
+    as target `target`)."""
+    root.mkdir(parents=True)
+    spec: dict[str, Any] = {
+        "format": "sklearn", "runtime": "sklearn-server", "backend": "kserve", "replicas": 1,
+        "versions": [{"version": "champion", "registry": {"mlflow": {"name": registered_name, "alias": "champion"}}}],
+        "stable": "champion",
+    }
+    if gate is not None:
+        spec["gates"] = [{"metric": "auc", "min": gate}]
+    docs = {
+        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": target},
+                       "spec": {"policy": {"allowedNamespaces": [namespace]},
+                                "registries": {"mlflow": {"trackingUri": tracking_uri}}}}],
+        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}],
+        "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
+                                   "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"]}}],
+        "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": namespace},
+                                "spec": spec}],
+    }
+    for rel, content in docs.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "serve @champion"], cwd=root, check=True)
+    return root

@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,55 +18,14 @@ import yaml
 
 from agent.devcluster import MlflowInfo
 from tests.integration import _mlflow as ml
+from tests.integration._forge_repos import alias_repo as repo
+from tests.integration._forge_repos import registered_runs as registered
 from tests.integration._repos import GIT
 
 pytestmark = pytest.mark.integration
 
 AGENT = str(Path(sys.executable).parent / "agent")
 API = "modelops.dev/v1alpha1"
-
-
-def registered(mlflow: MlflowInfo, aucs: tuple[float, float]) -> tuple[str, list[str], list[str]]:
-    """A registered model with two versions from two runs (metric auc); champion -> version 1."""
-    name = f"scorer-{uuid.uuid4().hex[:8]}"
-    exp = ml.experiment(mlflow.url, f"exp-{name}")
-    runs = [ml.run(mlflow.url, exp, {"auc": [auc]}) for auc in aucs]
-    ml.registered_model(mlflow.url, name)
-    versions = [ml.model_version(mlflow.url, name, f"runs:/{r}/model", r) for r in runs]
-    ml.set_alias(mlflow.url, name, "champion", versions[0])
-    return name, runs, versions
-
-
-def repo(root: Path, tracking_uri: str, registered_name: str, *, gate: float | None = None,
-         namespace: str = "reg", target: str = "reg-test") -> Path:
-    """A model repo whose one model serves `@champion` of the registered model (in `namespace`,
-    as target `target`)."""
-    root.mkdir(parents=True)
-    spec: dict[str, Any] = {
-        "format": "sklearn", "runtime": "sklearn-server", "backend": "kserve", "replicas": 1,
-        "versions": [{"version": "champion", "registry": {"mlflow": {"name": registered_name, "alias": "champion"}}}],
-        "stable": "champion",
-    }
-    if gate is not None:
-        spec["gates"] = [{"metric": "auc", "min": gate}]
-    docs = {
-        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": target},
-                       "spec": {"policy": {"allowedNamespaces": [namespace]},
-                                "registries": {"mlflow": {"trackingUri": tracking_uri}}}}],
-        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}],
-        "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
-                                   "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"]}}],
-        "models/scorer.yaml": [{"apiVersion": API, "kind": "Model", "metadata": {"name": "scorer", "namespace": namespace},
-                                "spec": spec}],
-    }
-    for rel, content in docs.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
-    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "serve @champion"], cwd=root, check=True)
-    return root
 
 
 def agent(*args: str) -> subprocess.CompletedProcess[str]:

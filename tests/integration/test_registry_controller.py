@@ -28,9 +28,15 @@ from agent.controller import Controller, RunConfig
 from agent.devcluster import ForgeInfo, MlflowInfo
 from agent.source import Credentials
 from tests.integration import _mlflow as ml
-from tests.integration._forge_repos import branches, git, hosted_repo, open_pulls, registered
-from tests.integration.test_registry import registered as registered_runs
-from tests.integration.test_registry import repo
+from tests.integration._forge_repos import (
+    alias_repo,
+    branches,
+    git,
+    hosted_repo,
+    open_pulls,
+    registered,
+    registered_runs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +71,7 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         tmp_path: Path, mlflow: MlflowInfo, kubeconfig: Path, wait_for: Callable[..., None]) -> None:
     name, runs, versions = registered_runs(mlflow, (0.95, 0.97))
     ns = f"regc-{uuid.uuid4().hex[:6]}"
-    work = repo(tmp_path / "repo", mlflow.url, name, gate=0.9, namespace=ns, target=ns)
+    work = alias_repo(tmp_path / "repo", mlflow.url, name, gate=0.9, namespace=ns, target=ns)
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     audit = tmp_path / "audit.jsonl"
