@@ -774,7 +774,7 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
     new = transition.state
     assert new is not None
     stored.states[model.key] = new.to_json()
-    save_rollouts(cluster, stored)
+    save_rollouts(cluster, stored, prefer="ours")  # the override wins over a concurrent controller tick
     if args.audit_log:
         from agent.audit import AuditLog
         from agent.sync import identity

@@ -9,9 +9,10 @@ edge stores and returns them as plain dicts.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from agent.cluster._client import Cluster, ClusterError
 from agent.cluster._inventory import INVENTORY_NAMESPACE
@@ -39,6 +40,8 @@ class RolloutStates:
     namespace: str = INVENTORY_NAMESPACE
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     resource_version: str | None = None
+    # the states as read (or last written): what a conflicting writer's change is told apart by
+    loaded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_configmap(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -68,14 +71,42 @@ def load_rollouts(cluster: Cluster, target: str, namespace: str = INVENTORY_NAME
             continue
         if isinstance(state, dict) and isinstance(state.get("model"), str):
             found.states[state["model"]] = state
+    found.loaded = copy.deepcopy(found.states)
     return found
 
 
-def save_rollouts(cluster: Cluster, states: RolloutStates) -> None:
-    """Create or replace. Only the leader writes rollout states, so a conflict comes from a
-    hand edit or a create race: take the fresh resourceVersion and write ours again, once."""
+Prefer = Literal["theirs", "ours"]
+ATTEMPTS = 4
+
+
+def merge(ours: dict[str, dict[str, Any]], loaded: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]],
+          prefer: Prefer) -> dict[str, dict[str, Any]]:
+    """Three-way merge of one target's states, per model: a model only one side changed since
+    `loaded` keeps that side's state (a removal included); a model both changed keeps `prefer`'s.
+    The controller prefers theirs (a human override wins; its next tick starts from it), the
+    CLI's override prefers ours (the human's decision is the point of the write)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for key in sorted(set(ours) | set(loaded) | set(theirs)):
+        mine, base, other = ours.get(key), loaded.get(key), theirs.get(key)
+        if mine == base:
+            chosen = other
+        elif other == base:
+            chosen = mine
+        else:
+            chosen = other if prefer == "theirs" else mine
+        if chosen is not None:
+            merged[key] = chosen
+    return merged
+
+
+def save_rollouts(cluster: Cluster, states: RolloutStates, *, prefer: Prefer = "theirs") -> None:
+    """Create or replace, guarded by the resourceVersion read. Two writers share the ConfigMap:
+    the leader (every model's state, each tick) and `agent rollout abort|promote|pause|resume`
+    (one model's). On a conflict the fresh ConfigMap is read and merged per model (`merge`), so
+    neither writer's change to another model is lost, and written again (a few attempts).
+    `states.states` ends as what was written."""
     assert _CM is not None
-    for attempt in (1, 2):
+    for attempt in range(1, ATTEMPTS + 1):
         body = states.to_configmap()
         try:
             if states.resource_version is None:
@@ -83,10 +114,13 @@ def save_rollouts(cluster: Cluster, states: RolloutStates) -> None:
             else:
                 written = cluster.replace(_CM, body)
         except ClusterError as err:
-            if attempt == 2 or err.status not in (409,):
+            if attempt == ATTEMPTS or err.status not in (409,):
                 raise
             fresh = load_rollouts(cluster, states.target, states.namespace)
+            states.states = merge(states.states, states.loaded, fresh.states, prefer)
+            states.loaded = fresh.loaded
             states.resource_version = fresh.resource_version
             continue
         states.resource_version = written["metadata"]["resourceVersion"]
+        states.loaded = copy.deepcopy(states.states)
         return

@@ -302,7 +302,15 @@ class RolloutDriver:
         self._stored = stored
         stored.states = {key: state.to_json() for key, state in self.states.items()}
         try:
-            save_rollouts(self.cluster, stored)
+            save_rollouts(self.cluster, stored)  # another writer's concurrent change wins (a human override)
+            if len(stored.states) != len(self.states) or any(
+                    self.states.get(key) is None or self.states[key].to_json() != raw
+                    for key, raw in stored.states.items()):
+                merged = {}
+                for key, raw in stored.states.items():
+                    with contextlib.suppress(ValueError):
+                        merged[key] = RolloutState.from_json(raw)
+                self.states = merged  # the next tick starts from what was written
         except (ClusterError, AgentError) as exc:
             log.error("could not save the rollout states: %s", exc)
             with contextlib.suppress(ClusterError, AgentError):  # read them again next time
