@@ -131,6 +131,21 @@ def test_overlay_renders_the_install(installed: list[dict[str, Any]], tmp_path: 
     (listing,) = (d for d in larger if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "modelops-agent-list")
     assert all(rule["verbs"] == ["list", "watch"] for rule in listing["rules"])
 
+    # the ML-loop component: egress to Prometheus and MLflow, MLflow's token from an optional Secret
+    ml_overlay = larger_overlay.parent / "ml"
+    ml_overlay.mkdir()
+    (ml_overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../example"], "components": ["../../components/ml-loop"]}), encoding="utf-8")
+    ml = [d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(ml_overlay)).stdout) if d]
+    (policy,) = (d for d in ml if d["kind"] == "NetworkPolicy")
+    base_policy = next(d for d in installed if d["kind"] == "NetworkPolicy")
+    assert policy["spec"]["egress"][:-1] == base_policy["spec"]["egress"]  # the base rules untouched
+    assert {p["port"] for p in policy["spec"]["egress"][-1]["ports"]} == {9090, 5000, 80}
+    (ml_container,) = next(d for d in ml if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"]
+    token = next(e for e in ml_container["env"] if e["name"] == "MLFLOW_TRACKING_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "modelops-agent-mlflow", "key": "token", "optional": True}
+
     dep = next(d for d in installed if d["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
