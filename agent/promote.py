@@ -812,7 +812,6 @@ def username_for(kind: str | None) -> str:
     return _USERNAMES.get(kind or "", "x-access-token")
 
 
-
 # --- the controller's write-back: a promotion made on a fresh clone of the remote ------------------
 
 @dataclass(frozen=True)

@@ -70,8 +70,6 @@ def _admin_api(layout: Layout, state: State, timeout: float = 10.0) -> Api:
     return Api(state.server, pki.ca_cert, pki.cert("admin"), pki.key("admin"), timeout=timeout)
 
 
-
-
 def _healthy(layout: Layout, state: State) -> bool:
     if not state.processes or not all(_processes.running(p) for p in state.processes):
         return False

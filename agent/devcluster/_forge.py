@@ -121,17 +121,6 @@ def forge_binaries() -> Path:
         else "bin/gitea and share/options"))
 
 
-# --- state ----------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -379,8 +368,6 @@ def _start(layout: _Layout, cache: Path, state: dict[str, Any], deadline: float)
         _stop(proc)
         raise
     return proc
-
-
 
 
 def _info(layout: _Layout, state: dict[str, Any], proc: Proc, token: str) -> ForgeInfo:

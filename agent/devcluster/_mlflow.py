@@ -79,17 +79,6 @@ def mlflow_binaries() -> Path:
         "" if all(os.access(venv / "bin" / b, os.X_OK) for b in ("python", "mlflow")) else "bin/python and bin/mlflow"))
 
 
-# --- state ----------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 # --- the process group ----------------------------------------------------------------------
 
 
@@ -211,8 +200,6 @@ def _start(layout: _Layout, venv: Path, state: dict[str, Any], deadline: float) 
         _stop(proc)
         raise
     return proc
-
-
 
 
 def mlflow_up(directory: Path, timeout: float = 120.0) -> MlflowInfo:

@@ -77,17 +77,6 @@ def _binary() -> str:
     return found
 
 
-# --- state ----------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -183,8 +172,6 @@ def _start(layout: _Layout, state: dict[str, Any], deadline: float) -> Proc:
         _processes.stop([proc], timeout=10.0)
         raise
     return proc
-
-
 
 
 def _info(layout: _Layout, state: dict[str, Any], proc: Proc) -> PrometheusInfo:
