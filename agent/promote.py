@@ -390,7 +390,7 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     branch and committed. With dry_run nothing is written and git is not touched."""
     from agent.plan import build_plan, diff_objects
     from agent.render import render
-    from agent.source import open_source
+    from agent.source import read_snapshot
     from agent.spec import DEFAULT_LOADER
 
     root = Path(path)
@@ -412,11 +412,7 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
                 exists = False
             if exists and current != branch:
                 revision = branch  # edit the branch's version of the file
-    source = open_source(root, revision)
-    try:
-        snapshot = source.snapshot(revision)
-    finally:
-        source.close()
+    snapshot = read_snapshot(root, revision)
     files = dict(snapshot.files)
     spec = DEFAULT_LOADER.load(files, snapshot.problems)
     found = [m for m in spec.models if m.name == name and (namespace is None or m.namespace == namespace)]

@@ -110,15 +110,11 @@ def plan_sync(path: str | Path, alias: str, *, registries: Mapping[str, Any] | N
     from agent.plan import build_plan, diff_objects
     from agent.render import render
     from agent.resolve import resolve_spec
-    from agent.source import open_source
+    from agent.source import read_snapshot
 
     if not 0 <= traffic <= 100:
         raise SyncError(f"traffic {traffic} is outside 0-100 (percent of requests to the canary)")
-    source = open_source(path, revision)
-    try:
-        snapshot = source.snapshot(revision)
-    finally:
-        source.close()
+    snapshot = read_snapshot(path, revision)
     files = dict(snapshot.files)
     spec = DEFAULT_LOADER.load(files, snapshot.problems)
     if registries is None:

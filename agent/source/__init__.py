@@ -13,8 +13,17 @@ from agent.source._mirror import Backoff, Credentials, GitFailed, Mirror, redact
 
 __all__ = [
     "Backoff", "Credentials", "DirectorySource", "GitFailed", "GitSource", "Mirror", "Revision", "Snapshot", "Source",
-    "open_source", "redact_url", "run_git",
+    "open_source", "read_snapshot", "redact_url", "run_git",
 ]
+
+
+def read_snapshot(path: str | Path, revision: str | None = None) -> Snapshot:
+    """The repo's files at `revision` (None: the directory as it is), the source closed after."""
+    source = open_source(path, revision)
+    try:
+        return source.snapshot(revision)
+    finally:
+        source.close()
 
 
 def open_source(path: str | Path, revision: str | None = None) -> Source:
