@@ -90,11 +90,19 @@ def registries_for(spec: Spec, repo: str | Path, *, mlflow_details: Any = None) 
     return found
 
 
-def resolve_registries(desired: Desired, repo: str | Path, registries: dict[str, Any] | None = None) -> Desired:
+def resolutions_key(resolutions: list[Any]) -> tuple[tuple[str, str, str, str], ...]:
+    """What registry references resolved to: (model, entry, immutable version, URI) each."""
+    return tuple(sorted((r.key, r.version, r.resolved.version, r.resolved.uri) for r in resolutions))
+
+
+def resolve_registries(desired: Desired, repo: str | Path, registries: dict[str, Any] | None = None, *,
+                       unless_same_as: Desired | None = None) -> Desired:
     """`desired` with every registry reference resolved to an immutable version and its artifact
     URI (re-rendered), or itself when it has none. A registry that cannot answer raises
     agent.registry.RegistryError naming the registry and the reference: nothing is planned
-    from a half-resolved repo. `registries`: the clients to ask (default: registries_for)."""
+    from a half-resolved repo. `registries`: the clients to ask (default: registries_for).
+    `unless_same_as`: a previous resolution of the same commit, returned as it is (nothing
+    re-rendered) when every reference resolves as it did."""
     if not has_registry_refs(desired.spec):
         return desired
     from agent.resolve import resolve_spec
@@ -102,6 +110,8 @@ def resolve_registries(desired: Desired, repo: str | Path, registries: dict[str,
     if registries is None:
         registries = registries_for(desired.spec, repo)
     spec, resolutions = resolve_spec(desired.spec, registries, {})
+    if unless_same_as is not None and resolutions_key(resolutions) == resolutions_key(unless_same_as.resolutions):
+        return unless_same_as
     return Desired(spec=spec, objects=render(spec), revision=desired.revision, resolutions=list(resolutions))
 
 

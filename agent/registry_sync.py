@@ -84,6 +84,18 @@ def _ask(registries: Mapping[str, Any], ref: RegistryRef, alias: str, model: Mod
     return str(resolved.version)
 
 
+def moved_to(model: Model, alias: str, registries: Mapping[str, Any]) -> str | None:
+    """The registry version `alias` names now when the model's stable entry pins another one;
+    None when the stable pins no registry version or the alias names the pinned one. One
+    registry lookup; what a long-lived caller asks before it plans a proposal."""
+    ref = _pinned(model.versions.get(model.stable))
+    if ref is None:
+        return None
+    assert ref.version is not None
+    target = _ask(registries, ref, alias, model)
+    return None if _norm(ref.kind, target) == _norm(ref.kind, ref.version) else target
+
+
 def _entry_for(model: Model, ref: RegistryRef, target: str) -> str | None:
     """The name of the model's version entry pinning `target` of the same registry and name."""
     for name, entry in model.versions.items():

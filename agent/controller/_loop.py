@@ -451,7 +451,7 @@ class Controller:
             changed = True
         if self.registry.sync_alias is not None and (not self.config.leader_elect or self._leader.is_set()):
             try:
-                made = self.registry.propose(unresolved, where, self.commit)
+                made = self.registry.propose(unresolved, where)
                 self.registry.last_error = ""
                 if made:
                     self.metrics.registry_event("proposed", len(made))

@@ -36,11 +36,6 @@ log = logging.getLogger("agent.controller.registry")
 SyncAs = Literal["canary", "stable"]
 
 
-def fingerprint(desired: Desired) -> tuple[tuple[str, str, str, str], ...]:
-    """What the registry references of a desired state resolved to: (model, entry, version, URI)."""
-    return tuple(sorted((r.key, r.version, r.resolved.version, r.resolved.uri) for r in desired.resolutions))
-
-
 def moved(before: Desired, after: Desired) -> list[str]:
     """One line per reference that resolves differently now:
     `fraud/fraud-scorer champion: mlflow fraud-scorer@champion 12 -> 13 (runs:/…)`."""
@@ -87,8 +82,8 @@ class RegistryFollower:
         than in `current` (audited); None when nothing moved. RegistryError propagates."""
         if not has_moving_refs(unresolved.spec):
             return None
-        fresh = resolve_registries(unresolved, repo, self.registries(unresolved, repo))
-        if fingerprint(fresh) == fingerprint(current):
+        fresh = resolve_registries(unresolved, repo, self.registries(unresolved, repo), unless_same_as=current)
+        if fresh is current:
             return None
         lines = moved(current, fresh)
         log.info("registry: %s", "; ".join(lines))
@@ -96,25 +91,28 @@ class RegistryFollower:
         return fresh
 
     # --- propose ----------------------------------------------------------------------------
-    def propose(self, unresolved: Desired, repo: Path, commit: str) -> list[dict[str, Any]]:
+    def propose(self, unresolved: Desired, repo: Path) -> list[dict[str, Any]]:
         """Open a promotion PR for each model whose pinned stable version the sync alias no longer
-        names (once per model and version in this process). `repo` is the model repo inside the
-        controller's mirror, `commit` the followed commit. Returns the audit fields of each
-        proposal made; AgentError (registry, validation, git, forge) propagates."""
-        from agent.registry_sync import plan_sync
+        names (once per model and version in this process). The check is one registry lookup per
+        pinned model on the followed commit's spec in memory; only a moved alias costs a clone and
+        a plan. `repo` is the model repo (a registry's relative paths). Returns the audit fields
+        of each proposal made; AgentError (registry, validation, git, forge) propagates."""
+        from agent.registry_sync import moved_to
 
         if self.sync_alias is None:
             return []
         registries = self.registries(unresolved, repo)
-        proposals = plan_sync(repo, self.sync_alias, registries=registries, as_=self.sync_as,
-                              traffic=self.sync_traffic, revision=commit or None)
-        pending = [p for p in proposals if not p.up_to_date and (p.model, p.target) not in self.proposed]
+        pending: set[tuple[str, str]] = set()
+        for model in unresolved.spec.models:
+            target = moved_to(model, self.sync_alias, registries)
+            if target is not None and (model.key, target) not in self.proposed:
+                pending.add((model.key, target))
         if not pending:
             return []
         if self.write_back is None:
             raise AgentError("registry sync needs the followed Git remote (not --watch-dir) to propose "
-                             + ", ".join(f"{p.model} -> {p.target}" for p in pending))
-        return self._publish(registries, {(p.model, p.target) for p in pending})
+                             + ", ".join(f"{key} -> {target}" for key, target in sorted(pending)))
+        return self._publish(registries, pending)
 
     def _publish(self, registries: dict[str, Any], wanted: set[tuple[str, str]]) -> list[dict[str, Any]]:
         """Clone the followed branch afresh, plan again on its head (the file may have changed

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.controller._registry import RegistryFollower, fingerprint, moved
-from agent.pipeline import Desired
+from agent.controller._registry import RegistryFollower, moved
+from agent.pipeline import Desired, resolutions_key
 from agent.registry import ResolvedVersion
 from agent.resolve import Resolution
 from agent.source import Revision
@@ -53,8 +53,8 @@ def test_moved_names_each_reference_that_resolves_differently() -> None:
     before = _desired(spec, {"champion": ("12", "runs:/a/model"), "12": ("12", "runs:/a/model")})
     same = _desired(spec, {"champion": ("12", "runs:/a/model"), "12": ("12", "runs:/a/model")})
     after = _desired(spec, {"champion": ("13", "runs:/b/model"), "12": ("12", "runs:/a/model")})
-    assert fingerprint(same) == fingerprint(before)
-    assert fingerprint(after) != fingerprint(before)
+    assert resolutions_key(same.resolutions) == resolutions_key(before.resolutions)
+    assert resolutions_key(after.resolutions) != resolutions_key(before.resolutions)
     assert moved(before, same) == []
     assert moved(before, after) == ["fraud/scorer champion: mlflow scorer@champion 12 -> 13 (runs:/b/model)"]
 
@@ -70,3 +70,23 @@ def test_refresh_without_a_moving_reference_asks_nothing() -> None:
     pinned = _desired(_spec(PINNED, stable="12"))
     assert Never(interval=60.0, record=lambda *a, **k: None).refresh(pinned, pinned, ".") is None
     assert asked == []
+
+
+def test_refresh_that_finds_the_same_versions_keeps_the_current_state() -> None:
+    """An unmoved alias costs the lookup only: the current desired state is kept, not re-rendered."""
+    answers: list[str] = []
+
+    class Registry:
+        def resolve(self, name: str, **selector: Any) -> ResolvedVersion:
+            answers.append(name)
+            return ResolvedVersion(registry="mlflow", name=name, version="12", uri="runs:/a/model", run_id=None,
+                                   digest=None, alias=selector.get("alias"))
+
+    class Fixed(RegistryFollower):
+        def registries(self, desired: Desired, repo: Any) -> dict[str, Any]:
+            return {"mlflow": Registry()}
+
+    spec = _spec(ALIAS, stable="champion")
+    current = _desired(spec, {"champion": ("12", "runs:/a/model")})
+    assert Fixed(interval=60.0, record=lambda *a, **k: None).refresh(_desired(spec), current, ".") is None
+    assert answers == ["scorer"]
