@@ -303,12 +303,15 @@ def reconcile(desired: Desired, cluster: Cluster, options: Options,
 
 
 def _wait_staged(cluster: Cluster, desired: Desired, keys: set[str], options: Options) -> bool:
-    """Poll the staged models' InferenceServices until none is held back any more."""
+    """Poll the staged models' InferenceServices (one LIST of the target's per namespace) until
+    none is held back any more."""
     kind = cluster.kind("serving.kserve.io/v1beta1", "InferenceService")
     models = [m for m in desired.spec.models if m.key in keys]
+    namespaces = sorted({m.namespace for m in models})
+    ours = selector(desired.spec.config.name)
     deadline = time.monotonic() + options.stage_timeout
     while True:
-        live = {(m.namespace, m.name): cluster.get(kind, m.name, m.namespace) for m in models}
+        live = {(ns, obj["metadata"]["name"]): obj for ns in namespaces for obj in cluster.list(kind, ours, ns)}
         if not staged(models, live):
             return True
         if time.monotonic() > deadline or (options.stop is not None and options.stop.is_set()):
@@ -340,9 +343,7 @@ def _reconcile_once(desired: Desired, cluster: Cluster, options: Options,
         if observed is None:
             observed = observe(cluster, desired.objects, target, options.inventory_namespace)
         git_desired = desired
-        desired, waiting = stage_canaries(git_desired, observed)
-        plan = note_staged(plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
-                                        concurrency=options.concurrency, adopt=options.adopt), git_desired, waiting)
+        desired, waiting, plan = _staged_plan(cluster, git_desired, observed, options, prune)
         _refuse(run, plan, observed, prune, started)
         if options.dry_run:
             outcome = Outcome(plan=plan, report=ApplyReport([ObjectResult(c, "skipped", "dry run") for c in plan.changed]))
@@ -364,16 +365,22 @@ def _reconcile_once(desired: Desired, cluster: Cluster, options: Options,
                 if current.resource_version != observed.inventory.resource_version:
                     # someone wrote this target between our plan and our Lease: plan again
                     observed = observe(cluster, git_desired.objects, target, options.inventory_namespace)
-                    desired, waiting = stage_canaries(git_desired, observed)
-                    plan = note_staged(plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
-                                                    concurrency=options.concurrency, adopt=options.adopt),
-                                       git_desired, waiting)
+                    desired, waiting, plan = _staged_plan(cluster, git_desired, observed, options, prune)
                     _refuse(run, plan, observed, prune, started)
                 outcome = write(run, plan, observed.inventory, observed.stale, lease, progress, started)
     finally:
         run.close()
     outcome.requests = dict(cluster.requests)
     return outcome, waiting
+
+
+def _staged_plan(cluster: Cluster, git_desired: Desired, observed: Observed, options: Options,
+                 prune: bool) -> tuple[Desired, dict[str, str], Plan]:
+    """What is applied (new KServe canaries held back), why each waits, and its plan (noted)."""
+    desired, waiting = stage_canaries(git_desired, observed)
+    plan = plan_against(cluster, desired, observed, manager=options.manager, prune=prune,
+                        concurrency=options.concurrency, adopt=options.adopt)
+    return desired, waiting, note_staged(plan, git_desired, waiting)
 
 
 def _refuse_own_state(desired: Desired, namespace: str) -> None:
