@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,3 +39,13 @@ class ValidationFailed(AgentError):
 
 class SourceError(AgentError):
     """The repo could not be read (missing path, unknown revision, not a git repo)."""
+
+
+def escaped(value: str, limit: int = 80) -> str:
+    """`value` as a message may quote it: a JSON string (quotes, backslashes and control
+    characters escaped, any other unprintable character as \\uXXXX), cut after `limit`
+    characters with `… (N characters)` saying how long it was. Safe to print: one line, no
+    terminal escapes, not Python's repr."""
+    head = json.dumps(value[:limit], ensure_ascii=False)
+    text = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in head)
+    return text + (f"… ({len(value)} characters)" if len(value) > limit else "")

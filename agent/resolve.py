@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import SpecError, ValidationFailed
-from agent.registry import RegistryError, ResolvedVersion
+from agent.registry import RegistryError, ResolvedVersion, check_answer
 from agent.spec import Model, ModelVersion, RegistryRef, Spec, gate_problems
 
 __all__ = ["CacheKey", "Resolution", "resolve_spec", "summary_lines"]
@@ -100,6 +100,7 @@ def _lookup(model: Model, entry: ModelVersion, ref: RegistryRef, registries: Map
         raise RegistryError(f"{what}: {exc}") from exc
     if not isinstance(resolved, ResolvedVersion) or not resolved.uri:
         raise RegistryError(f"{what}: the registry gave no artifact URI")
+    check_answer(resolved, what)  # the clients check their answers; any registry object is held to it here
     cache[key] = resolved
     return resolved
 
@@ -137,5 +138,5 @@ def _gate_errors(model: Model, versions: Mapping[str, ModelVersion], resolutions
 
 def summary_lines(resolutions: Iterable[Resolution]) -> list[str]:
     """One line per resolved entry, for plans and logs:
-    `fraud/fraud-scorer 13: mlflow fraud-scorer@champion -> version 13 (runs:/abc/model)`."""
+    `fraud/fraud-scorer 13: mlflow fraud-scorer@champion -> version 13 (s3://ml/1/abc/artifacts/model)`."""
     return [f"{r.key} {r.version}: {r.ref} -> version {r.resolved.version} ({r.resolved.uri})" for r in resolutions]

@@ -38,7 +38,7 @@ SyncAs = Literal["canary", "stable"]
 
 def moved(before: Desired, after: Desired) -> list[str]:
     """One line per reference that resolves differently now:
-    `fraud/fraud-scorer champion: mlflow fraud-scorer@champion 12 -> 13 (runs:/…)`."""
+    `fraud/fraud-scorer champion: mlflow fraud-scorer@champion 12 -> 13 (s3://…)`."""
     old = {(r.key, r.version): r for r in before.resolutions}
     lines = []
     for r in sorted(after.resolutions, key=lambda r: (r.key, r.version)):

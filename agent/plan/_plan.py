@@ -141,7 +141,7 @@ def _artifact_uri(objs: list[dict[str, Any]], version: str) -> str | None:
 
 
 def _registry_lines(fb: dict[str, str], fa: dict[str, str], after: list[dict[str, Any]]) -> list[str]:
-    """`alias champion: 12 -> 13 (runs:/…)` for a serving version whose alias or stage now
+    """`alias champion: 12 -> 13 (s3://…)` for a serving version whose alias or stage now
     names another immutable version: the annotations are otherwise the only sign of it. Nothing
     for a pinned version (the version line says it) or a live object without the annotation."""
     lines: list[str] = []

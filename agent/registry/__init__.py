@@ -14,3 +14,7 @@ __all__ = ["DetailsCache", "MlflowRegistry", "RegistryError", "ResolvedVersion"]
 from agent.registry._gto import GtoRegistry
 
 __all__ += ["GtoRegistry"]
+
+from agent.registry._answer import check_answer
+
+__all__ += ["check_answer"]

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from agent.registry._answer import check_answer, check_version
 from agent.registry._base import RegistryError, ResolvedVersion
 from agent.source import GitFailed, redact_url, run_git
 
@@ -87,15 +88,19 @@ class GtoRegistry:
         events = [e for tag, commit in self._tags(target, shown).items() if (e := _event(tag, commit, artifact))]
         ref = f"{name}@{version}" if version is not None else f"{name}#{stage}"
         _check_not_deprecated(events, artifact, f"GTO {shown}: {ref}")
+        wanted = None
         if version is not None:
             wanted = version if version.startswith("v") else f"v{version}"
             found = _registered(events, wanted, f"GTO {shown}: {ref}")
         else:
             found = _assigned(events, str(stage), f"GTO {shown}: {ref}")
-        return ResolvedVersion(
+        where = f"GTO {shown}: {ref}"
+        check_version(str(found.version), where, pinned=wanted)  # before it is shown or used
+        resolved = ResolvedVersion(
             registry="gto", name=name, version=str(found.version), uri=self._uri(target, name, found.commit),
             run_id=None, digest=None, alias=stage, metrics={},
         )
+        return check_answer(resolved, where, pinned=wanted)
 
     def _target(self, repo: str | None) -> str:
         if repo is None:

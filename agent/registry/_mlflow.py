@@ -1,7 +1,9 @@
 """The agent's MLflow Model Registry client: a registered model's version or alias resolved to
-the immutable version, its artifact URI (the version's storage location: its `source`, or for a
-`models:/` source the logged model's artifact location) and its run's metrics, over MLflow's
-REST API.
+the immutable version, its artifact URI (the version's storage location: its `source`, for a
+`models:/` source the logged model's artifact location, for a `runs:/<run>/<path>` source the
+run's artifact location joined with the path) and its run's metrics, over MLflow's REST API.
+The answer is checked like a Git repo's values before it is used (agent.registry._answer): the
+storage location must pass the artifact URI rule, a pinned version must come back as itself.
 
 Standard library only, over agent._http's transport (shared with agent.metrics_source and
 agent.forge): four read-only GETs do not need the `mlflow` package and its dependencies. Every
@@ -22,12 +24,16 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent._http import RETRY_DELAYS, Transport, TransportError, without_userinfo
+from agent.errors import escaped
+from agent.registry._answer import check_answer, check_run_id, check_version
 from agent.registry._base import RegistryError, ResolvedVersion
 
 __all__ = ["MlflowRegistry"]
@@ -39,6 +45,18 @@ DETAILS_MAX = 1024
 
 # (server, name, version, last update, run id) -> (storage URI, the run's final metrics)
 DetailsCache = dict[tuple[str, str, str, str, str], tuple[str, dict[str, float]]]
+
+
+# MLflow numbers a model's versions 1, 2, 3...
+_VERSION_RULE: dict[str, Any] = {"version": re.compile(r"[1-9][0-9]{0,18}"),
+                                 "version_rule": "a positive integer, as MLflow numbers versions"}
+
+
+@dataclass(frozen=True)
+class _Run:
+    metrics: dict[str, float]
+    final: bool  # the run has ended: its metrics will not change
+    artifact_uri: str  # the run's artifact location ("" when the answer has none)
 
 
 def _reference(name: str, version: str | None, alias: str | None) -> str:
@@ -115,16 +133,19 @@ class MlflowRegistry:
         if not isinstance(resolved_version, str | int) or isinstance(resolved_version, bool) or \
                 str(resolved_version) == "":
             raise RegistryError(f"MLflow {self.url}: {ref}: the answer has no version")
+        where = f"MLflow {self.url}: {ref}"
+        pinned = None if version is None else str(version)
+        resolved_version = check_version(str(resolved_version), where, pinned=pinned, **_VERSION_RULE)
         status = mv.get("status", "READY")
         if status != "READY":
             why = mv.get("status_message") or ""
-            raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) is {status}, not READY"
-                                + (f": {why}" if why else ""))
+            raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) is "
+                                f"{escaped(str(status))}, not READY" + (f": {escaped(str(why), 200)}" if why else ""))
         run_id = mv.get("run_id") or None
-        if run_id is not None and not isinstance(run_id, str):
-            raise RegistryError(f"MLflow {self.url}: {ref}: run_id is not a string: {run_id!r}")
-        key = (self.url, str(mv.get("name") or name), str(resolved_version),
-               str(mv.get("last_updated_timestamp", "")), run_id or "")
+        if run_id is not None:
+            run_id = check_run_id(run_id, where)
+        # the answer's own name is not used: the reference's name is what was asked for
+        key = (self.url, name, str(resolved_version), str(mv.get("last_updated_timestamp", "")), run_id or "")
         hit = self._details.get(key)
         if hit is not None:
             uri, metrics = hit[0], dict(hit[1])
@@ -132,14 +153,31 @@ class MlflowRegistry:
             found = self._download_uri(key[1], key[2], ref) or mv.get("source")
             if not isinstance(found, str) or not found:
                 raise RegistryError(f"MLflow {self.url}: {ref} (version {resolved_version}) has no source")
-            uri = found
-            metrics, final = self._metrics(run_id, ref) if run_id else ({}, True)
+            run = self._run(run_id, ref) if run_id else None
+            metrics, final = (run.metrics, run.final) if run is not None else ({}, True)
+            uri = self._storage(found, run_id, run, f"{where} (version {resolved_version})")
             if final:  # a running run may log more: asked again next time
                 if len(self._details) >= DETAILS_MAX:
                     self._details.pop(next(iter(self._details)), None)
                 self._details[key] = (uri, dict(metrics))
-        return ResolvedVersion(registry="mlflow", name=str(mv.get("name") or name), version=str(resolved_version),
-                               uri=uri, run_id=run_id, digest=None, alias=alias, metrics=metrics)
+        resolved = ResolvedVersion(registry="mlflow", name=name, version=str(resolved_version), uri=uri,
+                                   run_id=run_id, digest=None, alias=alias, metrics=metrics)
+        return check_answer(resolved, where, pinned=pinned, **_VERSION_RULE)
+
+    def _storage(self, found: str, run_id: str | None, run: _Run | None, where: str) -> str:
+        """Where a `runs:/<run>/<path>` source is stored: the run's artifact location joined
+        with the path, as MLflow's own client resolves it; any other source as it is."""
+        if not found.startswith("runs:/"):
+            return found
+        source_run, _, path = found[len("runs:/"):].partition("/")
+        source_run = check_run_id(source_run, where)
+        if run is None or source_run != run_id:
+            run = self._run(source_run, where)
+        if not run.artifact_uri:
+            raise RegistryError(f"{where}: run {source_run} has no artifact location, so {escaped(found)} "
+                                "names no storage")
+        path = path.strip("/")
+        return run.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
 
     def _download_uri(self, name: str, version: str, ref: str) -> str | None:
         """The version's storage location: where a `models:/m-...` source (a logged model) really
@@ -150,9 +188,9 @@ class MlflowRegistry:
         uri = doc.get("artifact_uri")
         return uri if isinstance(uri, str) and uri else None
 
-    def _metrics(self, run_id: str, ref: str) -> tuple[dict[str, float], bool]:
-        """The run's latest value of each metric (runs/get returns the latest per key), and
-        whether the run has ended (its metrics are final)."""
+    def _run(self, run_id: str, ref: str) -> _Run:
+        """The run's latest value of each metric (runs/get returns the latest per key), whether
+        the run has ended (its metrics are final) and its artifact location."""
         doc = self._get("/runs/get", {"run_id": run_id}, f"{ref}: run {run_id}")
         run = doc.get("run")
         data = run.get("data") if isinstance(run, dict) else None
@@ -162,6 +200,7 @@ class MlflowRegistry:
         raw = data.get("metrics") or []
         if not isinstance(raw, list):
             raise RegistryError(f"MLflow {self.url}: {ref}: run {run_id}: metrics is not a list")
+        # Non-finite values (±Infinity) are the promotion gates' to judge (agent.spec.gate_problems).
         for entry in raw:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
                 continue
@@ -173,7 +212,8 @@ class MlflowRegistry:
                 metrics[entry["key"]] = value
         info = run.get("info") if isinstance(run, dict) else None
         final = isinstance(info, dict) and info.get("status") in _FINAL_RUN
-        return metrics, final
+        location = info.get("artifact_uri") if isinstance(info, dict) else None
+        return _Run(metrics, final, location if isinstance(location, str) else "")
 
     # --- HTTP -----------------------------------------------------------------------------------
 

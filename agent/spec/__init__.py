@@ -2,7 +2,7 @@
 
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._loader import DEFAULT_LOADER, Loader, gate_problems, is_manifest_path, load
-from agent.spec._schema import schemas_dir
+from agent.spec._schema import artifact_uri_problem, schemas_dir
 from agent.spec._types import (
     API_VERSION,
     GROUP,
@@ -69,3 +69,5 @@ __all__ = [
     "load",
     "schemas_dir",
 ]
+
+__all__ += ["artifact_uri_problem"]

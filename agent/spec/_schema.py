@@ -62,8 +62,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 @cache
 def validator(kind: str) -> jsonschema.protocols.Validator:
     directory = schemas_dir()
-    defs = json.loads((directory / _DEFS).read_text(encoding="utf-8"))["$defs"]
-    schema = _inline(json.loads((directory / SCHEMA_FILES[kind]).read_text(encoding="utf-8")), defs)
+    schema = _inline(json.loads((directory / SCHEMA_FILES[kind]).read_text(encoding="utf-8")), _defs())
     import jsonschema
 
     base = jsonschema.validators.validator_for(schema)
@@ -77,6 +76,22 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     # `$` in a Python regex also matches before a final newline, so "scorer\n" would pass
     # '^[a-z]...$'; every pattern of ours means the whole string
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern)
+
+
+@cache
+def _defs() -> dict[str, Any]:
+    defs: dict[str, Any] = json.loads((schemas_dir() / _DEFS).read_text(encoding="utf-8"))["$defs"]
+    return defs
+
+
+def artifact_uri_problem(uri: str) -> str | None:
+    """Why `uri` may not be served, or None: the schema's one rule for an artifact URI
+    (`$defs.artifactUri`: Git's `uri` and every registry's answer are held to it)."""
+    rule = _defs()["artifactUri"]
+    if len(uri) <= rule["maxLength"] and _compiled(rule["pattern"]).search(uri):
+        return None
+    text = str(rule["description"])
+    return "it is not " + text[0].lower() + text[1:].rstrip(".")
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:

@@ -81,11 +81,11 @@ def test_counter_not_tag_order_decides(repo: Path, history: dict[str, str]) -> N
 
 
 def test_older_counterless_stage_tag(repo: Path) -> None:
-    commit(repo, {"README": "x"})
+    commit(repo, {"artifacts.yaml": "m: {uri: 's3://m/1'}\n"})
     tag(repo, "m@v0.1.0")
     tag(repo, "m#prod")
     assert registry(repo).resolve("m", stage="prod").version == "v0.1.0"
-    commit(repo, {"README": "y"})
+    commit(repo, {"artifacts.yaml": "m: {uri: 's3://m/2'}\n"})
     tag(repo, "m@v0.2.0#3")
     tag(repo, "m#prod#4")  # any counted assignment is later than the counter-less one
     assert registry(repo).resolve("m", stage="prod").version == "v0.2.0"
@@ -127,14 +127,21 @@ def test_stage_tag_on_a_commit_without_a_version(repo: Path, history: dict[str, 
         registry(repo).resolve("fraud-scorer", stage="prod")
 
 
-def test_uri_fallbacks(repo: Path) -> None:
+def test_uri_fallbacks_that_are_no_artifact_uri_are_refused(repo: Path) -> None:
+    """Without a uri (or a path with a scheme) in artifacts.yaml the version is `<repo>@<commit>`
+    (`:<path>`): for a local repo that is no URI a serving runtime can pull, so it is an error
+    naming the artifact, the registry and the value, like a Git uri that breaks the rule."""
     c = commit(repo, {"README": "no annotations"})
     tag(repo, "plain@v1.0.0")
-    assert registry(repo).resolve("plain", version="v1.0.0").uri == f"{repo}@{c}"
-    c = commit(repo, {"artifacts.yaml": "local: {path: models/local.pkl}\nwithuri: {uri: 'gs://b/m', path: x}\n"})
+    with pytest.raises(RegistryError) as err:
+        registry(repo).resolve("plain", version="v1.0.0")
+    assert f"GTO {repo}: plain@v1.0.0: the registry answered the artifact URI \"{repo}@{c[:8]}" in str(err.value)
+    assert "name the artifact's uri in artifacts.yaml" in str(err.value)
+    commit(repo, {"artifacts.yaml": "local: {path: models/local.pkl}\nwithuri: {uri: 'gs://b/m', path: x}\n"})
     tag(repo, "local@v1.0.0")
     tag(repo, "withuri@v1.0.0")
-    assert registry(repo).resolve("local", version="v1.0.0").uri == f"{repo}@{c}:models/local.pkl"
+    with pytest.raises(RegistryError, match="is not an artifact URI"):
+        registry(repo).resolve("local", version="v1.0.0")
     assert registry(repo).resolve("withuri", version="v1.0.0").uri == "gs://b/m"
 
 
@@ -147,7 +154,7 @@ def test_dvc_yaml_and_artifact_in_a_subdirectory(repo: Path) -> None:
 
 
 def test_lightweight_tags_and_prerelease_order(repo: Path) -> None:
-    commit(repo, {"README": "x"})
+    commit(repo, {"artifacts.yaml": "m: {uri: 's3://m/1'}\n"})
     git(repo, "tag", "m@v1.0.0-rc.1")
     git(repo, "tag", "m@v1.0.0")
     git(repo, "tag", "m#prod#5")
@@ -160,10 +167,11 @@ def test_reference_repo_relative_and_remote(repo: Path, history: dict[str, str],
     git(models, "init", "-q")
     # a relative repo: from the default repo's directory
     assert GtoRegistry(models, env=ENV).resolve("fraud-scorer", stage="prod", repo="../ml").version == "v1.1.0"
-    # a URL: ls-remote, and the uri names the commit (no checkout to read artifacts.yaml)
+    # a URL: ls-remote, and the uri names the commit (no checkout to read artifacts.yaml), which
+    # for a file:// URL is no artifact URI
     url = f"file://{repo}"
-    got = GtoRegistry(models, env=ENV).resolve("fraud-scorer", stage="prod", repo=url)
-    assert (got.version, got.uri) == ("v1.1.0", f"{url}@{history['v1.1.0']}")
+    with pytest.raises(RegistryError, match=f'the registry answered the artifact URI "file://.*"… .* characters.*v1.1.0'):
+        GtoRegistry(models, env=ENV).resolve("fraud-scorer", stage="prod", repo=url)
 
 
 def test_bare_repository(repo: Path, history: dict[str, str], tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def _version(version: str = "13", *, run_id: str | None = RUN, source: str | Non
 
 def _run(metrics: dict[str, float]) -> dict[str, Any]:
     return {"run": {"info": {"run_id": RUN, "run_uuid": RUN, "experiment_id": "1", "status": "FINISHED",
-                             "artifact_uri": f"mlflow-artifacts:/1/{RUN}/artifacts", "lifecycle_stage": "active"},
+                             "artifact_uri": f"s3://mlflow/1/{RUN}/artifacts", "lifecycle_stage": "active"},
                     "data": {"metrics": [{"key": k, "value": v, "timestamp": 1764340000000, "step": 3}
                                          for k, v in metrics.items()],
                              "params": [{"key": "lr", "value": "0.1"}], "tags": []},
@@ -116,8 +116,9 @@ def test_resolve_by_version(fake: tuple[str, Fake]) -> None:
     url, f = fake
     _serve_version(f, _version("13"), {"auc": 0.93, "latency_ms": 12.5})
     resolved = MlflowRegistry(url).resolve("fraud-scorer", version="13")
+    # a runs:/ source is served from where the run stores it (its artifact location)
     assert resolved == ResolvedVersion(registry="mlflow", name="fraud-scorer", version="13",
-                                       uri=f"runs:/{RUN}/model", run_id=RUN, digest=None, alias=None,
+                                       uri=f"s3://mlflow/1/{RUN}/artifacts/model", run_id=RUN, digest=None, alias=None,
                                        metrics={"auc": 0.93, "latency_ms": 12.5})
     assert f.queries("/model-versions/get") == [{"name": "fraud-scorer", "version": "13"}]
     assert f.queries("/model-versions/get-download-uri") == [{"name": "fraud-scorer", "version": "13"}]
@@ -186,7 +187,7 @@ def test_version_without_run_has_no_metrics(fake: tuple[str, Fake]) -> None:
 def test_metrics_skip_nan_and_keep_the_latest(fake: tuple[str, Fake]) -> None:
     url, f = fake
     f.on("/model-versions/get", 200, {"model_version": _version("3")})
-    f.on("/model-versions/get-download-uri", 200, {"artifact_uri": f"runs:/{RUN}/model"})
+    f.on("/model-versions/get-download-uri", 200, {"artifact_uri": "s3://b/3"})
     f.on("/runs/get", 200, b'{"run": {"info": {}, "data": {"metrics": [{"key": "auc", "value": 0.5},'
                            b' {"key": "loss", "value": NaN}, {"key": "bad", "value": "x"}]}}}')
     assert MlflowRegistry(url).resolve("fraud-scorer", version="3").metrics == {"auc": 0.5}
@@ -223,7 +224,7 @@ def test_version_not_ready_is_an_error(fake: tuple[str, Fake]) -> None:
     mv = _version("4", status="FAILED_REGISTRATION")
     mv["status_message"] = "copy failed"
     f.on("/model-versions/get", 200, {"model_version": mv})
-    with pytest.raises(RegistryError, match="FAILED_REGISTRATION, not READY: copy failed"):
+    with pytest.raises(RegistryError, match='"FAILED_REGISTRATION", not READY: "copy failed"'):
         MlflowRegistry(url).resolve("fraud-scorer", version="4")
 
 

@@ -50,13 +50,13 @@ def test_ticks_only_for_a_commit_that_can_move() -> None:
 
 def test_moved_names_each_reference_that_resolves_differently() -> None:
     spec = _spec(ALIAS, PINNED, stable="champion")
-    before = _desired(spec, {"champion": ("12", "runs:/a/model"), "12": ("12", "runs:/a/model")})
-    same = _desired(spec, {"champion": ("12", "runs:/a/model"), "12": ("12", "runs:/a/model")})
-    after = _desired(spec, {"champion": ("13", "runs:/b/model"), "12": ("12", "runs:/a/model")})
+    before = _desired(spec, {"champion": ("12", "s3://mlflow/a/model"), "12": ("12", "s3://mlflow/a/model")})
+    same = _desired(spec, {"champion": ("12", "s3://mlflow/a/model"), "12": ("12", "s3://mlflow/a/model")})
+    after = _desired(spec, {"champion": ("13", "s3://mlflow/b/model"), "12": ("12", "s3://mlflow/a/model")})
     assert resolutions_key(same.resolutions) == resolutions_key(before.resolutions)
     assert resolutions_key(after.resolutions) != resolutions_key(before.resolutions)
     assert moved(before, same) == []
-    assert moved(before, after) == ["fraud/scorer champion: mlflow scorer@champion 12 -> 13 (runs:/b/model)"]
+    assert moved(before, after) == ["fraud/scorer champion: mlflow scorer@champion 12 -> 13 (s3://mlflow/b/model)"]
 
 
 def test_refresh_without_a_moving_reference_asks_nothing() -> None:
@@ -79,7 +79,7 @@ def test_refresh_that_finds_the_same_versions_keeps_the_current_state() -> None:
     class Registry:
         def resolve(self, name: str, **selector: Any) -> ResolvedVersion:
             answers.append(name)
-            return ResolvedVersion(registry="mlflow", name=name, version="12", uri="runs:/a/model", run_id=None,
+            return ResolvedVersion(registry="mlflow", name=name, version="12", uri="s3://mlflow/a/model", run_id=None,
                                    digest=None, alias=selector.get("alias"))
 
     class Fixed(RegistryFollower):
@@ -87,6 +87,6 @@ def test_refresh_that_finds_the_same_versions_keeps_the_current_state() -> None:
             return {"mlflow": Registry()}
 
     spec = _spec(ALIAS, stable="champion")
-    current = _desired(spec, {"champion": ("12", "runs:/a/model")})
+    current = _desired(spec, {"champion": ("12", "s3://mlflow/a/model")})
     assert Fixed(interval=60.0, record=lambda *a, **k: None).refresh(_desired(spec), current, ".") is None
     assert answers == ["scorer"]

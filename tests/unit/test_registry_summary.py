@@ -49,7 +49,7 @@ class FakeRegistry:
                 stage: str | None = None, repo: str | None = None) -> ResolvedVersion:
         asked = version or alias or stage or ""
         got = self.table.get(asked, asked)
-        return ResolvedVersion(registry=self.kind, name=name, version=got, uri=f"runs:/run-{got}/model",
+        return ResolvedVersion(registry=self.kind, name=name, version=got, uri=f"s3://mlflow/run-{got}/model",
                                run_id=f"run-{got}", digest=None, alias=alias or stage, metrics={})
 
 
@@ -166,25 +166,25 @@ def test_a_pickled_version_of_an_older_agent_reads_as_unresolved() -> None:
 def test_a_moved_alias_is_a_summary_line_in_every_format() -> None:
     model = model_doc([CHAMPION], "champion")
     before, after = objects(model, {"champion": "12"}), objects(model, {"champion": "13"})
-    assert changes(before, after) == ["alias champion: 12 -> 13 (runs:/run-13/model)", "objects 1 updated"]
+    assert changes(before, after) == ["alias champion: 12 -> 13 (s3://mlflow/run-13/model)", "objects 1 updated"]
     plan = plan_of(before, after)
-    assert "alias champion: 12 -> 13 (runs:/run-13/model)" in output.text(plan)
-    assert "alias champion: 12 -&gt; 13 (runs:/run-13/model)" in output.markdown(plan)  # a table cell
+    assert "alias champion: 12 -> 13 (s3://mlflow/run-13/model)" in output.text(plan)
+    assert "alias champion: 12 -&gt; 13 (s3://mlflow/run-13/model)" in output.markdown(plan)  # a table cell
     (entry,) = json.loads(output.as_json(plan))["models"]
-    assert entry["changes"][0] == "alias champion: 12 -> 13 (runs:/run-13/model)"
+    assert entry["changes"][0] == "alias champion: 12 -> 13 (s3://mlflow/run-13/model)"
 
 
 def test_a_moved_stage_is_a_summary_line() -> None:
     model = model_doc([PROD], "prod")
     before, after = objects(model, gto={"prod": "v1.0.0"}), objects(model, gto={"prod": "v1.1.0"})
-    assert changes(before, after)[0] == "stage prod: v1.0.0 -> v1.1.0 (runs:/run-v1.1.0/model)"
+    assert changes(before, after)[0] == "stage prod: v1.0.0 -> v1.1.0 (s3://mlflow/run-v1.1.0/model)"
 
 
 def test_a_moved_canary_alias_on_the_kubernetes_backend() -> None:
     model = model_doc([pinned("12"), CHALLENGER], "v12", canary="challenger", backend="kubernetes")
     before, after = objects(model, {"challenger": "13"}), objects(model, {"challenger": "14"})
     lines = changes(before, after)
-    assert "canary alias challenger: 13 -> 14 (runs:/run-14/model)" in lines
+    assert "canary alias challenger: 13 -> 14 (s3://mlflow/run-14/model)" in lines
     assert not [line for line in lines if line.startswith(("alias", "version"))], lines
 
 

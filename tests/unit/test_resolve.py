@@ -190,6 +190,6 @@ def test_gto_reference_passes_stage_and_repo() -> None:
 
 def test_summary_lines() -> None:
     ref = RegistryRef(kind="mlflow", name="fraud-scorer", alias="champion")
-    resolved = _mv("13", "runs:/abc/model")
+    resolved = _mv("13", "s3://mlflow/abc/model")
     assert summary_lines([Resolution("fraud/fraud-scorer", "13", ref, resolved)]) == [
-        "fraud/fraud-scorer 13: mlflow fraud-scorer@champion -> version 13 (runs:/abc/model)"]
+        "fraud/fraud-scorer 13: mlflow fraud-scorer@champion -> version 13 (s3://mlflow/abc/model)"]
