@@ -12,7 +12,10 @@ wording; they map a `TransportError` by its `kind`.
 
 from __future__ import annotations
 
+import base64
+import functools
 import http.client
+import re
 import ssl
 import time
 import urllib.error
@@ -24,7 +27,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RETRY_DELAYS", "Reply", "Transport", "TransportError", "without_userinfo"]
+__all__ = ["RETRY_DELAYS", "Reply", "Secret", "Transport", "TransportError", "scrub", "secret_forms",
+           "without_userinfo"]
 
 USER_AGENT = "modelops-agent"
 RETRY_STATUSES = (502, 503, 504)
@@ -57,6 +61,90 @@ class Reply:
     body: bytes
 
 
+Secret = str | tuple[str, str] | None
+"""A secret to keep out of any text: the secret itself, or (user, secret) when it is also sent
+as Basic auth `user:secret`; None (no secret configured) is skipped."""
+
+_CORE_MIN = 6  # shorter base64 fragments of a secret are not masked on their own (too common)
+
+
+def secret_forms(secrets: Iterable[Secret]) -> tuple[str, ...]:
+    """Every form in which a secret can come back in a peer's answer, in git's stderr or in an
+    exception: raw; percent-encoded (quote, quote_plus, lower-case escapes); base64 (standard and
+    URL-safe, with and without padding) of the secret alone and of `user:secret`; and the part of
+    the secret's base64 that any text holding it encodes to, at each of the three alignments (a
+    header of another user name, a longer blob, a cut answer). Computed once, when the secret is
+    known; longest first, so a longer form is masked whole before a shorter one inside it."""
+    forms: set[str] = set()
+    for entry in secrets:
+        if not entry:
+            continue
+        user, secret = entry if isinstance(entry, tuple) else (None, entry)
+        if not secret:
+            continue
+        quoted = urllib.parse.quote(secret, safe="")
+        forms.update({secret, quoted, urllib.parse.quote_plus(secret),
+                      re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quoted)})
+        payloads = [secret.encode()] + ([f"{user}:{secret}".encode()] if user is not None else [])
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            for payload in payloads:
+                text = encode(payload).decode()
+                forms.update({text, text.rstrip("=")})
+            for offset, skip in ((0, 0), (1, 2), (2, 3)):
+                raw = b"\0" * offset + secret.encode()
+                text = encode(raw).decode().rstrip("=")
+                core = text[skip:len(text) - (0 if len(raw) % 3 == 0 else 1)]
+                if len(core) >= _CORE_MIN:
+                    forms.add(core)
+    return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+_WINDOW = 8  # any run of this many characters of a form is masked: a cut echo too
+
+
+def scrub(text: str, forms: Iterable[str]) -> str:
+    """`text` with `forms` (secret_forms) masked: each form, and any run of 8 or more of its
+    characters (an echo cut short, or cut out of a longer text), replaced by `***`."""
+    forms = tuple(forms)
+    for form in forms:
+        if len(form) < _WINDOW and form in text:
+            text = text.replace(form, "***")
+    windows = _windows(forms)
+    if not windows or len(text) < _WINDOW:
+        return text
+    masked = bytearray(len(text))
+    for i in range(len(text) - _WINDOW + 1):
+        if text[i:i + _WINDOW] in windows:
+            masked[i:i + _WINDOW] = b"\1" * _WINDOW
+    if not any(masked):
+        return text
+    out: list[str] = []
+    for i, char in enumerate(text):
+        if not masked[i]:
+            out.append(char)
+        elif i == 0 or not masked[i - 1]:
+            out.append("***")
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _windows(forms: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(f[i:i + _WINDOW] for f in forms if len(f) >= _WINDOW for i in range(len(f) - _WINDOW + 1))
+
+
+def _basic_user(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic` header, so its encodings are masked too."""
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep and password else None
+
+
 def without_userinfo(url: str) -> str:
     """url as it may be shown: any user:password@ dropped."""
     parts = urllib.parse.urlsplit(url)
@@ -77,12 +165,14 @@ class Transport:
     private CA for https, a timeout, a body cap, and `secrets` scrubbed from every error."""
 
     def __init__(self, base_url: str, *, timeout: float, ca_file: str | Path | None = None,
-                 headers: Mapping[str, str] | None = None, secrets: Iterable[str | None] = (),
+                 headers: Mapping[str, str] | None = None, secrets: Iterable[Secret] = (),
                  max_body: int = 16 * 1024 * 1024) -> None:
         self.timeout = timeout
         self.max_body = max_body
-        self._secrets = [s for s in secrets if s]
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        self._secrets = secret_forms([*secrets, _basic_user(self._headers),
+                                      *(v.partition(" ")[2] or v for k, v in self._headers.items()
+                                        if k.lower() in ("authorization", "private-token"))])
         self.sleep: Callable[[float], None] = time.sleep  # tests may replace it
         parts = urllib.parse.urlsplit(base_url)
         try:
@@ -105,9 +195,14 @@ class Transport:
         self._opener = urllib.request.build_opener(*handlers)
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """`text` without the secrets (or the credentials of the headers) in any encoding."""
+        return scrub(text, self._secrets)
+
+    def _scrub_bytes(self, raw: bytes) -> bytes:
+        if not self._secrets:
+            return raw
+        text = raw.decode("utf-8", "surrogateescape")
+        return self.scrub(text).encode("utf-8", "surrogateescape")
 
     def send(self, method: str, target: str, *, body: bytes | None = None,
              headers: Mapping[str, str] | None = None, retries: Sequence[float] = (),
@@ -149,7 +244,9 @@ class Transport:
                 location = self.scrub(str(err.headers.get("Location", "?")))
                 raise TransportError("redirect", f"HTTP {err.code} redirect to {location!r} refused",
                                      status=err.code, location=location) from None
-            return Reply(err.code, err.headers, raw)
+            # An error's body is read for its message, which clients show (cut short): masked
+            # whole here, before any cut could leave part of a secret unrecognised.
+            return Reply(err.code, err.headers, self._scrub_bytes(raw))
         except OSError as err:  # URLError, TimeoutError, ConnectionError, ssl.SSLError
             raise self._failure(err) from None
         except http.client.HTTPException as err:

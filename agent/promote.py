@@ -328,7 +328,7 @@ def describe(change: Change, key: str, stable: str, canary: str | None, canary_t
             f"To-Version: {target}\nTraffic: {traffic}\n")
 
 
-def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, secrets: Sequence[str] = ()) -> str:
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, secrets: Sequence[tuple[str, str]] = ()) -> str:
     """git through the source edge's runner (timeout, process group killed and reaped). `env`:
     extra variables for this one child; `secrets`: masked in any error message."""
     from agent.source import GitFailed, run_git
@@ -634,8 +634,9 @@ def remote_default_branch(root: Path, remote: str, auth: GitAuth, url: str) -> s
     return "main"
 
 
-def _secrets(auth: GitAuth) -> list[str]:
-    return [auth.token] if auth.token else []
+def _secrets(auth: GitAuth) -> list[tuple[str, str]]:
+    """The token as git sends it (Basic `username:token`): masked in every encoding."""
+    return [(auth.username, auth.token)] if auth.token else []
 
 
 def plan_push(root: Path, remote: str, branch: str | None, base: str | None, auth: GitAuth) -> PushPlan:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -109,9 +110,9 @@ class GtoRegistry:
             return repo
         return os.path.normpath(os.path.join(self.repo, repo))
 
-    def _git(self, args: list[str], shown: str, what: str) -> str:
+    def _git(self, args: list[str], shown: str, what: str, target: str = "") -> str:
         try:
-            return run_git(["git", *args], env=self._env, timeout=self.timeout)
+            return run_git(["git", *args], env=self._env, timeout=self.timeout, secrets=_userinfo(target))
         except GitFailed as exc:
             reason = "timed out" if exc.timed_out else (exc.stderr.strip().splitlines() or ["failed"])[-1]
             raise RegistryError(f"GTO {shown}: {what}: {reason}") from exc
@@ -122,7 +123,7 @@ class GtoRegistry:
         """Tag name -> the commit it points at (annotated tags peeled)."""
         tags: dict[str, str] = {}
         if is_url(target):
-            out = self._git(["ls-remote", "--tags", "--", target], shown, "listing tags")
+            out = self._git(["ls-remote", "--tags", "--", target], shown, "listing tags", target)
             for line in out.splitlines():
                 sha, _, ref = line.partition("\t")
                 if not ref.startswith("refs/tags/"):
@@ -176,6 +177,14 @@ class GtoRegistry:
             if isinstance(entry, dict):
                 return entry
         return None
+
+
+def _userinfo(url: str) -> list[tuple[str, str]]:
+    """A password (or token) in the URL's user info, masked in git's errors in every encoding."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or not parts.password:
+        return []
+    return [(unquote(parts.username or ""), unquote(parts.password)), (parts.username or "", parts.password)]
 
 
 def _posix_join(directory: str, path: str) -> str:

@@ -18,7 +18,6 @@ that would store the token, no `url.insteadOf` rewriting the remote) and never p
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from agent._http import Secret, scrub, secret_forms
 from agent.errors import SourceError
 
 __all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "run_git"]
@@ -187,11 +187,13 @@ class GitFailed(Exception):
 
 
 def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | Path | None = None,
-            secrets: Sequence[str] = ()) -> str:
+            secrets: Sequence[Secret] = ()) -> str:
     """Run one git (or any) child with a timeout and return its stdout; never leaves it behind.
 
     The child leads its own process group, so on timeout the whole group (git and its
-    transport helpers) is killed, then reaped. Raises GitFailed with stderr (secrets masked)."""
+    transport helpers) is killed, then reaped. Raises GitFailed with stderr, the secrets masked
+    in every encoding a remote could echo them in (agent._http.secret_forms: a `(user, token)`
+    pair covers the Basic auth header git sends)."""
     proc = subprocess.Popen(  # an argv list, no shell
         list(args), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
@@ -208,9 +210,7 @@ def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd:
         _kill_group(proc)
         _drain(proc)
         raise
-    stderr = err.decode("utf-8", "replace")
-    for secret in secrets:
-        stderr = stderr.replace(secret, "***")
+    stderr = scrub(err.decode("utf-8", "replace"), secret_forms(secrets))
     if timed_out:
         raise GitFailed(stderr, timed_out=True)
     if proc.returncode != 0:
@@ -448,8 +448,7 @@ class Mirror:
         self.credentials.ca_path()  # readable now, or a SourceError naming it
         if token is not None and not self._askpass.is_file():
             self._write_askpass()
-        secrets = [] if token is None else [
-            token, base64.b64encode(f"{self.credentials.username}:{token}".encode()).decode()]
+        secrets = [] if token is None else [(self.credentials.username, token)]
         try:
             return run_git(self.git_argv(args), env=self._env(token), timeout=self.timeout, cwd=self.path,
                            secrets=secrets)

@@ -29,7 +29,17 @@ def call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -
 
 
 def experiment(url: str, name: str) -> str:
-    return str(call(url, "POST", "/experiments/create", {"name": name})["experiment_id"])
+    """An experiment whose runs store their artifacts on S3 (a location a serving runtime can
+    pull, unlike the server's proxied `mlflow-artifacts:/`); nothing is written there."""
+    return str(call(url, "POST", "/experiments/create",
+                    {"name": name, "artifact_location": f"s3://mlflow-test/{name}"})["experiment_id"])
+
+
+def stored(url: str, run_id: str, path: str = "model") -> str:
+    """Where `runs:/<run_id>/<path>` is stored (the run's artifact location joined with the
+    path): the storageUri the agent serves for a version of that source."""
+    location = call(url, "GET", f"/runs/get?run_id={run_id}")["run"]["info"]["artifact_uri"]
+    return f"{str(location).rstrip('/')}/{path}"
 
 
 def run(url: str, experiment_id: str, metrics: dict[str, list[float]]) -> str:

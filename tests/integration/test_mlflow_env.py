@@ -36,7 +36,8 @@ def test_resolve_by_version_and_alias(mlflow: MlflowInfo) -> None:
 
     v2 = registry.resolve(name, version="2")
     assert (v2.registry, v2.name, v2.version, v2.uri, v2.run_id, v2.digest, v2.alias) == (
-        "mlflow", name, "2", f"runs:/{runs[1]}/model", runs[1], None, None)
+        "mlflow", name, "2", ml.stored(mlflow.url, runs[1]), runs[1], None, None)
+    assert v2.uri.startswith("s3://mlflow-test/")  # runs:/ resolved to where the run stores it
     assert v2.metrics == {"auc": 0.93, "latency_ms": 15.5}
 
     champion = registry.resolve(name, alias="champion")
@@ -45,7 +46,7 @@ def test_resolve_by_version_and_alias(mlflow: MlflowInfo) -> None:
 
     ml.set_alias(mlflow.url, name, "champion", "2")
     moved = registry.resolve(name, alias="champion")
-    assert (moved.version, moved.uri, moved.metrics["auc"]) == ("2", f"runs:/{runs[1]}/model", 0.93)
+    assert (moved.version, moved.uri, moved.metrics["auc"]) == ("2", ml.stored(mlflow.url, runs[1]), 0.93)
 
 
 def test_version_without_run_has_no_metrics(mlflow: MlflowInfo) -> None:
@@ -66,7 +67,7 @@ def test_logged_model_source_resolves_to_its_storage_location(mlflow: MlflowInfo
     ml.registered_model(mlflow.url, name)
     version = ml.model_version(mlflow.url, name, f"models:/{model_id}", run_id, model_id)
     resolved = MlflowRegistry(mlflow.url).resolve(name, version=version)
-    assert location.startswith("mlflow-artifacts:/") and model_id in location
+    assert location.startswith("s3://mlflow-test/") and model_id in location
     assert (resolved.uri, resolved.run_id, resolved.metrics) == (location, run_id, {"auc": 0.88})
 
 

@@ -58,7 +58,7 @@ def test_moving_the_alias_changes_the_storage_uri_and_nothing_else(
     assert agent("validate", str(path)).returncode == 0  # offline: only the reference's shape
     before = rendered(path)
     isvc = before[isvc_key]
-    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"runs:/{runs[0]}/model"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == ml.stored(mlflow.url, runs[0])
     assert isvc["metadata"]["annotations"]["modelops.dev/stable-registry"] == f"mlflow {name}@champion={versions[0]}"
     applied = agent("apply", str(path), "--kubeconfig", str(kubeconfig))
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -67,7 +67,7 @@ def test_moving_the_alias_changes_the_storage_uri_and_nothing_else(
 
     ml.set_alias(mlflow.url, name, "champion", versions[1])
     after = rendered(path)
-    new_uri = f"runs:/{runs[1]}/model"
+    new_uri = ml.stored(mlflow.url, runs[1])
     assert after[isvc_key]["spec"]["predictor"]["model"]["storageUri"] == new_uri
     assert after[isvc_key]["metadata"]["annotations"]["modelops.dev/stable-registry"] == \
         f"mlflow {name}@champion={versions[1]}"
@@ -184,7 +184,7 @@ def test_the_controller_keeps_the_last_good_state_while_the_registry_is_down(
     thread = threading.Thread(target=controller.run, daemon=True)
     thread.start()
     try:
-        wait(lambda: storage_uri() == f"runs:/{runs[0]}/model", "the first apply")
+        wait(lambda: storage_uri() == ml.stored(mlflow.url, runs[0]), "the first apply")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             dead = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -197,7 +197,7 @@ def test_the_controller_keeps_the_last_good_state_while_the_registry_is_down(
         wait(lambda: "127.0.0.1" in controller.registry_error and name in controller.registry_error,
              "the registry error")
         assert controller.ready and not controller.invalid  # not an invalid commit: the registry's fault
-        assert storage_uri() == f"runs:/{runs[0]}/model"  # the last good state stays
+        assert storage_uri() == ml.stored(mlflow.url, runs[0])  # the last good state stays
         config_file.write_text(config_file.read_text().replace(dead, mlflow.url))
         subprocess.run([*GIT, "commit", "-qam", "registry back"], cwd=work, check=True)
         subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True, capture_output=True)

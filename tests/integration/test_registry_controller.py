@@ -78,14 +78,14 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
     config = RunConfig(repo=f"file://{bare}", interval=600.0, resync=600.0, kubeconfig=str(kubeconfig),
                        http_addr=None, cache_dir=tmp_path / "mirrors", audit_log=audit, registry_interval=0.5)
     with running(config) as controller:
-        wait_for(lambda: storage_uri(kubeconfig, ns) == f"runs:/{runs[0]}/model", "the first apply", timeout=60)
+        wait_for(lambda: storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[0]), "the first apply", timeout=60)
         commit = controller.commit
         ml.set_alias(mlflow.url, name, "champion", versions[1])
-        wait_for(lambda: storage_uri(kubeconfig, ns) == f"runs:/{runs[1]}/model", "the moved alias served",
+        wait_for(lambda: storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[1]), "the moved alias served",
                  timeout=60)
         assert controller.commit == commit  # no new commit: the alias moved, the commit chose to follow it
         moved = audit_events(audit, "registry-moved")
-        assert moved and f"1 -> 2 (runs:/{runs[1]}/model)" in moved[-1]["moved"][0], moved
+        assert moved and f"1 -> 2 ({ml.stored(mlflow.url, runs[1])})" in moved[-1]["moved"][0], moved
 
         # a version whose training run missed the gate: refused, the served version stays
         exp = ml.experiment(mlflow.url, f"exp-bad-{name}")
@@ -94,7 +94,7 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         ml.set_alias(mlflow.url, name, "champion", bad)
         wait_for(lambda: "auc=0.5" in controller.registry_error, "the refused gate", timeout=30)
         assert bad_run in controller.registry_error
-        assert storage_uri(kubeconfig, ns) == f"runs:/{runs[1]}/model"
+        assert storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[1])
         assert audit_events(audit, "registry-refused")
         time.sleep(1.5)  # more ticks on the same refused version: recorded once, not per tick
         assert len(audit_events(audit, "registry-refused")) == 1
@@ -116,7 +116,7 @@ def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(
                        registry_sync_alias="champion", forge="gitea",
                        credentials=Credentials(token_file=gitea.token_file, ca_file=gitea.ca_file))
     first = ml.call(mlflow.url, "GET", f"/model-versions/get?name={registered_name}&version=1")["model_version"]
-    version1 = f"runs:/{first['run_id']}/model"
+    version1 = ml.stored(mlflow.url, first["run_id"])
     with running(config):
         wait_for(lambda: storage_uri(kubeconfig, ns) == version1, "the pinned version applied", timeout=60)
         assert open_pulls(gitea, name) == []  # champion names the pinned version: nothing to propose

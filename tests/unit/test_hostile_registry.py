@@ -1,0 +1,290 @@
+"""A hostile (or broken) model registry: what MLflow or a GTO repo answers is held to the rules a
+Git repo is held to, through the real pipeline (`agent render`, `agent diff --base`).
+
+A fake MLflow (a small http.server) answers each hostile artifact URI and version; a GTO repo
+holds them in its tags and artifacts.yaml. None of them reaches a rendered object: the command
+exits 2 with nothing on stdout, and the error names the registry, the model, the reference and
+the offending value escaped as a JSON string (cut at 80 characters).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from agent.cli import main
+from tests.unit.conftest import CONFIG, RUNTIME, t
+
+RUN = "0123456789abcdef0123456789abcdef"
+LONG_URI = "s3://b/" + "x" * 10_000  # 10,007 characters
+HOSTILE_URIS = [
+    "file:///etc/passwd",
+    "/etc/passwd",
+    LONG_URI,
+    "s3://b/x\nkind: Secret",
+    's3://b/x"; rm -rf / #',
+    "$(id)",
+    " ",
+    "s3://b/$(MLFLOW_TRACKING_TOKEN)",
+    "s3://b/x\u202eevil",  # a bidirectional override: not printable
+]
+HOSTILE_VERSIONS = ["7=8@a/b#c", "7\n", "7\nkind: Secret", "7" * 5000, "-1", "07", "7 "]
+
+
+def shown(value: str) -> str:
+    """How an error must quote a value: a JSON string of at most 80 characters (any other
+    unprintable character escaped too), then how long it was."""
+    text = json.dumps(value[:80])  # ensure_ascii: every non-ASCII character escaped
+    return text + (f"… ({len(value)} characters)" if len(value) > 80 else "")
+
+
+@dataclass
+class FakeMlflow:
+    """What the fake answers: the version (for any alias or version asked), its source, where
+    get-download-uri says it is, and the run's artifact location."""
+
+    version: Any = "7"
+    download_uri: str | None = "s3://models/fraud-scorer/7"
+    source: str = "s3://models/fraud-scorer/7"
+    run_id: str | None = None
+    run_artifact_uri: str = ""
+    requests: list[str] = field(default_factory=list)
+
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        self.requests.append(path)
+        mv: dict[str, Any] = {"name": query.get("name", ""), "version": self.version, "source": self.source,
+                              "status": "READY", "last_updated_timestamp": len(self.requests)}
+        if self.run_id is not None:
+            mv["run_id"] = self.run_id
+        if path.endswith(("/model-versions/get", "/registered-models/alias")):
+            return 200, {"model_version": mv}
+        if path.endswith("/model-versions/get-download-uri"):
+            return 200, {"artifact_uri": self.download_uri} if self.download_uri is not None else {}
+        if path.endswith("/runs/get"):
+            return 200, {"run": {"info": {"run_id": self.run_id, "status": "FINISHED",
+                                          "artifact_uri": self.run_artifact_uri},
+                                 "data": {"metrics": [{"key": "auc", "value": 0.97}]}}}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "no such endpoint"}
+
+
+@pytest.fixture
+def mlflow() -> Iterator[tuple[str, FakeMlflow]]:
+    fake = FakeMlflow()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            status, doc = fake.answer(parts.path, dict(parse_qsl(parts.query)))
+            raw = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def model(reference: str) -> str:
+    return t(f"""
+        apiVersion: modelops.dev/v1alpha1
+        kind: Model
+        metadata:
+          name: scorer
+          namespace: fraud
+        spec:
+          format: sklearn
+          runtime: sklearn-server
+          versions:
+            - version: served
+              registry:
+                {reference}
+          stable: served
+        """)
+
+
+def write_repo(root: Path, reference: str, config_extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "repo.yaml").write_text(CONFIG + config_extra)
+    (root / "runtimes").mkdir(exist_ok=True)
+    (root / "runtimes" / "sklearn.yaml").write_text(RUNTIME)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "scorer.yaml").write_text(model(reference))
+    return root
+
+
+def mlflow_repo(root: Path, url: str, reference: str = "mlflow: {name: fraud-scorer, alias: champion}") -> Path:
+    return write_repo(root, reference, f"  registries:\n    mlflow: {{trackingUri: '{url}'}}\n")
+
+
+def render(repo: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    code = main(["render", str(repo), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code: int, out: str, err: str, registry: str, reference: str, value: str) -> None:
+    """Exit 2, nothing rendered, and an error naming registry, model, reference and the value."""
+    assert (code, out) == (2, ""), err
+    assert err.startswith("error: models/scorer.yaml:"), err
+    assert "model fraud/scorer version 'served'" in err and f"({reference})" in err, err
+    assert registry in err, err
+    assert shown(value) in err, err
+    assert err.count("\n") == 1, err  # one line: no value broke it
+    assert len(err) < 1200, err  # the value is cut, not printed whole
+
+
+def test_a_well_behaved_registry_renders(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The baseline the refusals below differ from by one answer."""
+    url, fake = mlflow
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert code == 0, err
+    assert "storageUri: s3://models/fraud-scorer/7" in out
+    assert "modelops.dev/stable-registry: mlflow fraud-scorer@champion=7" in out
+
+
+@pytest.mark.parametrize("uri", HOSTILE_URIS, ids=range(len(HOSTILE_URIS)))
+def test_mlflow_hostile_artifact_uri_reaches_nothing(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], uri: str) -> None:
+    url, fake = mlflow
+    fake.download_uri = fake.source = uri
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert_refused(code, out, err, f"MLflow {url}: model 'fraud-scorer' alias 'champion'",
+                   "mlflow fraud-scorer@champion", uri)
+    assert "is not an artifact URI" in err
+
+
+@pytest.mark.parametrize("location", ["file:///etc", "mlflow-artifacts:/1/abc/artifacts", "s3://b/$(id)"])
+def test_mlflow_runs_uri_is_checked_where_it_is_stored(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str], location: str) -> None:
+    """`runs:/<run>/model` is served from the run's artifact location: that is what is checked."""
+    url, fake = mlflow
+    fake.run_id, fake.run_artifact_uri = RUN, location
+    fake.download_uri = fake.source = f"runs:/{RUN}/model"
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert_refused(code, out, err, f"MLflow {url}", "mlflow fraud-scorer@champion", f"{location}/model")
+    fake.run_artifact_uri = "s3://mlflow/1/abc/artifacts"
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert code == 0 and "storageUri: s3://mlflow/1/abc/artifacts/model" in out, err
+
+
+def test_mlflow_pinned_version_answered_as_another_is_refused(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    url, fake = mlflow
+    fake.version = 7
+    repo = mlflow_repo(tmp_path / "repo", url, 'mlflow: {name: fraud-scorer, version: "3"}')
+    code, out, err = render(repo, capsys)
+    assert_refused(code, out, err, f"MLflow {url}: model 'fraud-scorer' version 3", "mlflow fraud-scorer/3", "7")
+    assert 'the registry answered version "7" for the pinned version "3"' in err
+    assert fake.requests == ["/api/2.0/mlflow/model-versions/get"]  # nothing more was asked on its word
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS, ids=range(len(HOSTILE_VERSIONS)))
+def test_mlflow_hostile_version_reaches_no_annotation(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str], version: str) -> None:
+    url, fake = mlflow
+    fake.version = version
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert_refused(code, out, err, f"MLflow {url}", "mlflow fraud-scorer@champion", version)
+    assert "it is not a version (a positive integer, as MLflow numbers versions)" in err
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "a b", "r" * 65, "x\ny"])
+def test_mlflow_hostile_run_id_is_refused(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], run_id: str) -> None:
+    url, fake = mlflow
+    fake.run_id = run_id
+    code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
+    assert_refused(code, out, err, f"MLflow {url}", "mlflow fraud-scorer@champion", run_id)
+    assert "/api/2.0/mlflow/runs/get" not in fake.requests
+
+
+# --- GTO: the tags and artifacts.yaml of a hostile repo -----------------------------------------
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+           "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": "/nonexistent"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], env=GIT_ENV, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def gto_repo(root: Path, artifacts: dict[str, Any], tags: list[str]) -> Path:
+    """A model repo that is its own GTO registry: artifacts.yaml (excluded from the manifests)
+    and the tags given, on one commit."""
+    write_repo(root, "gto: {name: scorer-art, stage: prod}", "  exclude: [artifacts.yaml]\n")
+    (root / "artifacts.yaml").write_text(json.dumps(artifacts))  # JSON is YAML: any string survives
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "c")
+    for name in tags:
+        git(root, "tag", "-a", name, "-m", name)
+    return root
+
+
+@pytest.mark.parametrize("uri", HOSTILE_URIS, ids=range(len(HOSTILE_URIS)))
+def test_gto_hostile_uri_in_artifacts_yaml_reaches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           uri: str) -> None:
+    repo = gto_repo(tmp_path / "repo", {"scorer-art": {"type": "model", "uri": uri}},
+                    ["scorer-art@v1.0.0#1", "scorer-art#prod#2"])
+    code, out, err = render(repo, capsys)
+    assert_refused(code, out, err, f"GTO {repo}: scorer-art#prod", "gto scorer-art#prod", uri)
+    code, out, err = render(repo, capsys, "--revision", "HEAD")  # the commit, as the controller reads it
+    assert_refused(code, out, err, f"GTO {repo}", "gto scorer-art#prod", uri)
+
+
+def test_gto_overlong_version_tag_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    version = "v1.0.0-" + "a" * 100  # a valid semver pre-release, too long for an annotation
+    repo = gto_repo(tmp_path / "repo", {"scorer-art": {"uri": "s3://models/scorer/1"}},
+                    [f"scorer-art@{version}#1", "scorer-art#prod#2"])
+    code, out, err = render(repo, capsys)
+    assert_refused(code, out, err, f"GTO {repo}", "gto scorer-art#prod", version)
+
+
+def test_gto_well_behaved_repo_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = gto_repo(tmp_path / "repo", {"scorer-art": {"uri": "s3://models/scorer/1"}},
+                    ["scorer-art@v1.0.0#1", "scorer-art#prod#2"])
+    code, out, err = render(repo, capsys)
+    assert code == 0, err
+    assert "storageUri: s3://models/scorer/1" in out and "gto scorer-art#prod=v1.0.0" in out
+
+
+def test_offline_diff_refuses_a_hostile_answer_too(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`agent diff --base` resolves both sides: a hostile answer is an error, not a diff."""
+    url, fake = mlflow
+    repo = mlflow_repo(tmp_path / "repo", url)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    (repo / "models" / "scorer.yaml").write_text(model("mlflow: {name: fraud-scorer, alias: challenger}"))
+    git(repo, "commit", "-q", "-am", "head")
+    fake.download_uri = fake.source = "s3://b/x\nkind: Secret"
+    code = main(["diff", str(repo), "--base", "HEAD~1", "--revision", "HEAD"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), err
+    assert shown("s3://b/x\nkind: Secret") in err and f"MLflow {url}" in err
