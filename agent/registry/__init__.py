@@ -6,15 +6,12 @@ its artifact URI and its run's metrics (for promotion gates). MLflow is spoken o
 API with the standard library: the agent does not depend on the `mlflow` package.
 """
 
+from agent.registry._answer import check_answer
 from agent.registry._base import RegistryError, ResolvedVersion
 from agent.registry._mlflow import DetailsCache, MlflowRegistry
 
-__all__ = ["DetailsCache", "MlflowRegistry", "RegistryError", "ResolvedVersion"]
+__all__ = ["DetailsCache", "MlflowRegistry", "RegistryError", "ResolvedVersion", "check_answer"]
 
 from agent.registry._gto import GtoRegistry
 
 __all__ += ["GtoRegistry"]
-
-from agent.registry._answer import check_answer
-
-__all__ += ["check_answer"]

@@ -170,7 +170,7 @@ def test_reference_repo_relative_and_remote(repo: Path, history: dict[str, str],
     # a URL: ls-remote, and the uri names the commit (no checkout to read artifacts.yaml), which
     # for a file:// URL is no artifact URI
     url = f"file://{repo}"
-    with pytest.raises(RegistryError, match=f'the registry answered the artifact URI "file://.*"… .* characters.*v1.1.0'):
+    with pytest.raises(RegistryError, match=r'the registry answered the artifact URI "file://.*"… .* characters.*v1\.1\.0'):
         GtoRegistry(models, env=ENV).resolve("fraud-scorer", stage="prod", repo=url)
 
 

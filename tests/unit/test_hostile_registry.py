@@ -158,7 +158,7 @@ def assert_refused(code: int, out: str, err: str, registry: str, reference: str,
 def test_a_well_behaved_registry_renders(mlflow: tuple[str, FakeMlflow], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """The baseline the refusals below differ from by one answer."""
-    url, fake = mlflow
+    url, _ = mlflow
     code, out, err = render(mlflow_repo(tmp_path / "repo", url), capsys)
     assert code == 0, err
     assert "storageUri: s3://models/fraud-scorer/7" in out

@@ -259,10 +259,10 @@ def test_git_fetch_with_a_token_echoed_by_the_remote(https_server: Echo, pki: Pa
     (askpass), the remote echoes the header in an ERR line, git prints it on stderr."""
     monkeypatch.setenv("ECHO_GIT_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
-    with Mirror(f"{https_server.url}/git/models.git", "main", tmp_path / "mirrors",
-                credentials=Credentials(token_env="ECHO_GIT_TOKEN", ca_file=pki / "ca.pem"), timeout=20) as mirror:
-        with pytest.raises(AgentError) as err:
-            mirror.head()
+    mirror = Mirror(f"{https_server.url}/git/models.git", "main", tmp_path / "mirrors",
+                    credentials=Credentials(token_env="ECHO_GIT_TOKEN", ca_file=pki / "ca.pem"), timeout=20)
+    with mirror, pytest.raises(AgentError) as err:
+        mirror.head()
     text = str(err.value)
     assert "remote error: echo: Authorization: Basic ***" in text, text
     assert_no_secret(text)
