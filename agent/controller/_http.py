@@ -22,6 +22,7 @@ import socketserver
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -30,6 +31,8 @@ from typing import Any, cast
 from agent.controller._alerts import FiringAlert, bearer_ok, parse_alertmanager
 from agent.controller._metrics import CONTENT_TYPE, Metrics
 from agent.controller._webhook import MAX_BODY_BYTES, verify_and_parse
+from agent.output import visible
+from agent.source import redact_urls
 
 log = logging.getLogger("agent.controller.http")
 
@@ -48,6 +51,12 @@ _READ_ENDPOINTS = ("/healthz", "/readyz", "/metrics")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _DRAIN_BYTES = 256 * 1024  # after an early 413, read at most this much so the client sees the answer
 _DRAIN_SECONDS = 1.0
+
+
+def _shown_reason(reason: str, limit: int = 300) -> str:
+    """A check's reason as /readyz?verbose may show it: no URL user info, one line, escaped."""
+    text = visible(" ".join(redact_urls(reason).split()))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_http_addr(addr: str) -> tuple[str, int]:
@@ -256,16 +265,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "not found\n")
 
     def _probe(self, path: str) -> None:
-        check = self._app.health if path == "/healthz" else self._app.ready
+        """`ok` (200) or `unhealthy`/`not ready` (503) and nothing more: the endpoints are not
+        authenticated. With `?verbose` (the Kubernetes convention) the check is listed,
+        `[+]name ok` or `[-]name failed: reason`, the reason on one line with every URL's
+        user info dropped (git's errors name the remote)."""
+        healthz = path == "/healthz"
+        check = self._app.health if healthz else self._app.ready
         try:
             ok, reason = check()
         except Exception as e:
             log.exception("the %s check failed", path)
             ok, reason = False, f"the check failed: {type(e).__name__}"
-        if ok:
-            self._send(200, "ok\n")
-        else:
-            self._send(503, f"{'unhealthy' if path == '/healthz' else 'not ready'}: {reason}\n")
+        query = urllib.parse.parse_qs(self.path.partition("?")[2], keep_blank_values=True)
+        if "verbose" not in query:
+            self._send(200 if ok else 503, "ok\n" if ok else f"{'unhealthy' if healthz else 'not ready'}\n")
+            return
+        name = "reconcile-loop" if healthz else "sync"
+        line = f"[+]{name} ok" if ok else f"[-]{name} failed: {_shown_reason(reason)}"
+        self._send(200 if ok else 503, f"{line}\n{path[1:]} check {'passed' if ok else 'failed'}\n")
 
     def _metrics(self) -> None:
         metrics = self._app.metrics

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from agent._http import Secret, scrub, secret_forms
 from agent.errors import SourceError
 
-__all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "run_git"]
+__all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "redact_urls", "run_git"]
 
 # The environment variables (set only for one git child) through which the askpass helper
 # learns what to answer. Their names are not secret; their values are.
@@ -133,6 +133,15 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` (an error message, git's stderr) with the user info of every URL in it dropped:
+    a user name may be a token too, so nothing of it is shown."""
+    return _URL_USERINFO.sub(r"\1", text)
 
 
 @dataclass

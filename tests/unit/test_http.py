@@ -71,18 +71,39 @@ def promtool() -> str:
 def test_healthz_follows_the_liveness_check(server: HttpServer, state: State) -> None:
     assert get(server.url + "/healthz")[:2] == (200, "ok\n")
     state.alive = (False, "the sync loop stopped 300 s ago")
-    assert get(server.url + "/healthz")[:2] == (503, "unhealthy: the sync loop stopped 300 s ago\n")
+    assert get(server.url + "/healthz")[:2] == (503, "unhealthy\n")  # no detail unless asked
+    assert get(server.url + "/healthz?verbose")[:2] == (
+        503, "[-]reconcile-loop failed: the sync loop stopped 300 s ago\nhealthz check failed\n")
     state.alive = (True, "")
     assert get(server.url + "/healthz")[0] == 200
+    assert get(server.url + "/healthz?verbose")[:2] == (200, "[+]reconcile-loop ok\nhealthz check passed\n")
 
 
 def test_readyz_turns_ready_after_the_first_sync(server: HttpServer, state: State) -> None:
-    assert get(server.url + "/readyz")[:2] == (503, "not ready: no successful sync yet\n")
+    assert get(server.url + "/readyz")[:2] == (503, "not ready\n")
+    assert get(server.url + "/readyz?verbose")[:2] == (
+        503, "[-]sync failed: no successful sync yet\nreadyz check failed\n")
     state.ready = (True, "")
     status, text, headers = get(server.url + "/readyz")
     assert (status, text) == (200, "ok\n")
     assert headers["Content-Type"].startswith("text/plain")
     assert headers["Cache-Control"] == "no-store"
+    assert get(server.url + "/readyz?verbose=1")[:2] == (200, "[+]sync ok\nreadyz check passed\n")
+
+
+def test_readyz_never_shows_the_remote_s_credentials(server: HttpServer, state: State) -> None:
+    """Not ready because git failed: unauthenticated, the body says only that; verbose names
+    the reason, with the user info of every URL in it dropped (a user name may be a token too)
+    and on one line whatever git wrote."""
+    state.ready = (False, "git fetch https://ghp_T0kenAsUser@git.example/ml/models.git: fatal: unable to access "
+                          "'https://x-access-token:s3cr3t@git.example/ml/models.git/': The requested URL returned "
+                          "error: 403\n\x1b[31mremote: denied")
+    assert get(server.url + "/readyz")[:2] == (503, "not ready\n")
+    status, text, _ = get(server.url + "/readyz?verbose")
+    assert status == 503 and "ghp_T0kenAsUser" not in text and "s3cr3t" not in text and "x-access-token" not in text
+    assert text == ("[-]sync failed: git fetch https://git.example/ml/models.git: fatal: unable to access "
+                    "'https://git.example/ml/models.git/': The requested URL returned error: 403 "
+                    "\\x1b[31mremote: denied\nreadyz check failed\n")
 
 
 def test_a_check_that_raises_is_a_503_and_the_server_goes_on(state: State) -> None:
@@ -91,7 +112,9 @@ def test_a_check_that_raises_is_a_503_and_the_server_goes_on(state: State) -> No
 
     with HttpServer(health=broken, ready=state.readiness) as srv:
         status, text, _ = get(srv.url + "/healthz")
-        assert (status, text) == (503, "unhealthy: the check failed: KeyError\n")
+        assert (status, text) == (503, "unhealthy\n")
+        status, text, _ = get(srv.url + "/healthz?verbose")
+        assert (status, text) == (503, "[-]reconcile-loop failed: the check failed: KeyError\nhealthz check failed\n")
         assert get(srv.url + "/readyz")[0] == 503
 
 
