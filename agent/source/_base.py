@@ -64,7 +64,18 @@ class Source(Protocol):
 
 
 # What a path of the tree is, as seen without following any symlink.
-FILE, LINK, OTHER = "file", "link", "other"
+FILE, LINK, DIR, OTHER = "file", "link", "dir", "other"
+
+
+def _leaves(rel: str, target: str) -> tuple[str, SpecError | None]:
+    """The target's path from the root (textually), or the problem when it leaves the root or
+    enters a .git directory: the same for any link, whatever it names."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        return resolved, SpecError(rel, 1, "", f"symlink points outside the repository ({target})")
+    if ".git" in resolved.split("/"):
+        return resolved, SpecError(rel, 1, "", f"symlink points into a .git directory ({target})")
+    return resolved, None
 
 
 def resolve_link(rel: str, target: str, entry: Callable[[str], str | None]) -> tuple[str | None, SpecError | None]:
@@ -73,16 +84,34 @@ def resolve_link(rel: str, target: str, entry: Callable[[str], str | None]) -> t
     One rule for both sources, so a directory and the commit of the same files agree: the
     target is resolved textually, and it is followed only when it names a regular file inside
     the root, not inside a `.git` directory, reached through real directories only (`entry`
-    tells what a path is without following links: FILE, LINK, OTHER or None when missing, and
-    it treats the inside of a nested git repository as missing). Returns the target's path,
+    tells what a path is without following links: FILE, LINK, DIR, OTHER or None when missing,
+    and it treats the inside of a nested git repository as missing). Returns the target's path,
     or the problem to report for `rel`."""
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-        return None, SpecError(rel, 1, "", f"symlink points outside the repository ({target})")
-    if ".git" in resolved.split("/"):
-        return None, SpecError(rel, 1, "", f"symlink points into a .git directory ({target})")
+    resolved, problem = _leaves(rel, target)
+    if problem is not None:
+        return None, problem
     if resolved == "." or entry(resolved) != FILE:
         message = (f"symlink target {target!r} is not a regular file of the repository "
                    "(missing, a directory, a link, or reached through a link)")
         return None, SpecError(rel, 1, "", message)
     return resolved, None
+
+
+def check_other_link(rel: str, target: str, entry: Callable[[str], str | None]) -> SpecError | None:
+    """The problem of a symlink whose name is not a manifest's (it is not read), or None.
+
+    It is refused when it points outside the repository or into a .git directory (as a
+    manifest's link is: what is out there cannot be told, and a directory of manifests linked
+    in from outside must not be left out without a word), and when it names a directory of the
+    repository (directory links are never followed: the files would be read twice, or a cycle
+    forever). A link to a file or to nothing is left alone, like any file that is not a
+    manifest; so is one whose own name starts with a dot (hidden, like a dot-directory)."""
+    if posixpath.basename(rel).startswith("."):
+        return None
+    resolved, problem = _leaves(rel, target)
+    if problem is not None:
+        return problem
+    if resolved == "." or entry(resolved) == DIR:
+        return SpecError(rel, 1, "", f"symlink to a directory is not followed ({target}): the manifests "
+                                     "under it would be left out; move them here, or link each file")
+    return None

@@ -3,7 +3,8 @@
 It reads what a commit of the same files would hold, so that `agent validate DIR` and
 `agent validate DIR --revision REV` agree: dot-directories and nested git repositories (a
 directory with a `.git` entry: a submodule or an embedded repo, a gitlink in the commit) are
-skipped, and symlinks follow the rule of `resolve_link`.
+skipped, and symlinks follow the rule of `resolve_link` (a manifest's) and `check_other_link`
+(any other: refused when it leaves the repository or names a directory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import SourceError, SpecError
-from agent.source._base import FILE, LINK, OTHER, Snapshot, resolve_link
+from agent.source._base import DIR, FILE, LINK, OTHER, Snapshot, check_other_link, resolve_link
 from agent.spec import MAX_FILE_BYTES, is_manifest_path
 
 
@@ -43,6 +44,13 @@ class DirectorySource:
                 full = base / name
                 rel = full.relative_to(self.root).as_posix()
                 if not is_manifest_path(rel):
+                    if name in links or os.path.islink(full):  # not read, but checked like a commit's link
+                        try:
+                            problem = check_other_link(rel, os.readlink(full), self._entry)
+                        except OSError as exc:
+                            problem = SpecError(rel, 1, "", f"cannot read the link: {exc.strerror or exc}")
+                        if problem is not None:
+                            problems.append(problem)
                     continue
                 try:
                     mode = full.lstat().st_mode
@@ -78,6 +86,8 @@ class DirectorySource:
                 path = path / part
                 mode = path.lstat().st_mode
                 if i == len(parts) - 1:
+                    if stat.S_ISDIR(mode):
+                        return None if _is_nested_repo(path) else DIR
                     return FILE if stat.S_ISREG(mode) else LINK if stat.S_ISLNK(mode) else OTHER
                 if not stat.S_ISDIR(mode):
                     return LINK if stat.S_ISLNK(mode) else None

@@ -14,7 +14,7 @@ from typing import Any
 import git
 
 from agent.errors import SourceError, SpecError
-from agent.source._base import FILE, LINK, OTHER, Revision, Snapshot, resolve_link
+from agent.source._base import DIR, FILE, LINK, OTHER, Revision, Snapshot, check_other_link, resolve_link
 from agent.spec import MAX_FILE_BYTES, is_manifest_path
 
 _SYMLINK_MODE = 0o120000
@@ -78,18 +78,31 @@ class GitSource:
             if item.type == "blob":
                 blobs[posixpath.relpath(item.path, self.subdir) if self.subdir else item.path] = item
 
+        directories: set[str] = set()
+        for rel in blobs:
+            parent = posixpath.dirname(rel)
+            while parent and parent not in directories:
+                directories.add(parent)
+                parent = posixpath.dirname(parent)
+
         def entry(rel: str) -> str | None:
             blob = blobs.get(rel)
             if blob is None:
-                return None
+                return DIR if rel in directories else None
             return LINK if blob.mode == _SYMLINK_MODE else FILE if blob.mode in _FILE_MODES else OTHER
 
         files: dict[str, bytes] = {}
         problems: list[SpecError] = []
         for rel in sorted(blobs):
-            if not is_manifest_path(rel) or _in_hidden_dir(rel):
+            if _in_hidden_dir(rel):
                 continue
             blob = blobs[rel]
+            if not is_manifest_path(rel):
+                if blob.mode == _SYMLINK_MODE:  # not read, but a link out or to a directory is refused
+                    problem = check_other_link(rel, blob.data_stream.read().decode("utf-8", "replace"), entry)
+                    if problem is not None:
+                        problems.append(problem)
+                continue
             if blob.mode == _SYMLINK_MODE:
                 link = blob.data_stream.read().decode("utf-8", "replace")
                 target, problem = resolve_link(rel, link, entry)

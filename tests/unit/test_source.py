@@ -18,13 +18,14 @@ from agent.errors import SourceError, SpecError
 from agent.source import DirectorySource, GitSource, Snapshot, open_source
 from agent.spec import load
 from agent.spec._yaml import MAX_FILE_BYTES
-from tests.unit.conftest import EXAMPLE_REPO
+from tests.unit.conftest import BASE, EXAMPLE_REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI")
 
 AUTHOR = ("Ada Lovelace", "ada@example.com")
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{v: '{v}'}}\n"
 NOT_A_FILE = "is not a regular file of the repository (missing, a directory, a link, or reached through a link)"
+LEFT_OUT = "the manifests under it would be left out; move them here, or link each file"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -430,6 +431,79 @@ def test_directory_source_dangling_and_looping_symlinks(tmp_path: Path) -> None:
     ]
 
 
+# --- directory symlinks: refused like file symlinks, by both sources ---------------------------
+
+
+def _read(root: Path, source: str) -> Snapshot:
+    """The snapshot of root as a working directory, or of root committed."""
+    if source == "directory":
+        return DirectorySource(root).snapshot()
+    git(root, "init", "-q")
+    commit(root, "links")
+    return snapshot(root)
+
+
+@pytest.mark.parametrize("source", ["directory", "commit"])
+@pytest.mark.parametrize("target", ["../../outside-models", "/etc", "../..", "../../repo/../outside-models"])
+def test_directory_symlink_out_of_the_repo_is_refused(tmp_path: Path, source: str, target: str) -> None:
+    """A directory of manifests linked in from outside was skipped without a word; now it is the
+    same problem as a manifest's link out of the repository (the name has no .yaml: a link out
+    is refused whatever it names, since a commit cannot tell a file from a directory out there)."""
+    root = tmp_path / "repo"
+    write(root, "ok.yaml", CM.format(name="a", v="1"))
+    write(tmp_path, "outside-models/m.yaml", CM.format(name="leak", v="1"))
+    symlink(root, "models/team-b", target)
+    snap = _read(root, source)
+    assert sorted(snap.files) == ["ok.yaml"]
+    assert snap.problems == [SpecError("models/team-b", 1, "", f"symlink points outside the repository ({target})")]
+
+
+@pytest.mark.parametrize("source", ["directory", "commit"])
+def test_directory_symlink_inside_the_repo_is_refused_too(tmp_path: Path, source: str) -> None:
+    """Directory links are never followed (files read twice, link cycles); one inside the
+    repository is an error too, so nothing under it is left out silently."""
+    root = tmp_path / "repo"
+    write(root, "staging/m.yaml", CM.format(name="m", v="1"))
+    symlink(root, "prod", "staging")
+    symlink(root, "teams/all", "..")  # a cycle, were it followed
+    snap = _read(root, source)
+    assert sorted(snap.files) == ["staging/m.yaml"]
+    assert sorted((p.file, p.message) for p in snap.problems) == [
+        ("prod", f"symlink to a directory is not followed (staging): {LEFT_OUT}"),
+        ("teams/all", f"symlink to a directory is not followed (..): {LEFT_OUT}"),
+    ]
+
+
+@pytest.mark.parametrize("source", ["directory", "commit"])
+def test_other_links_that_are_not_manifests_are_left_alone(tmp_path: Path, source: str) -> None:
+    """A link to a file that is not a manifest, a dangling one, or a hidden one is not read and
+    not a problem, as before; a link into .git is refused whatever it names."""
+    root = tmp_path / "repo"
+    write(root, "docs/README.md", "# models\n")
+    write(root, "m.yaml", CM.format(name="m", v="1"))
+    symlink(root, "README.md", "docs/README.md")
+    symlink(root, "notes", "docs/missing.txt")
+    symlink(root, ".envrc", "../somewhere/.envrc")
+    symlink(root, "hooks", ".git/hooks")
+    snap = _read(root, source)
+    assert sorted(snap.files) == ["m.yaml"]
+    assert [(p.file, p.message) for p in snap.problems] == [("hooks", "symlink points into a .git directory (.git/hooks)")]
+
+
+def test_a_directory_symlink_out_fails_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    root = tmp_path / "repo"
+    for rel, content in BASE.items():
+        write(root, rel, content)
+    assert main(["validate", str(root)]) == 0, capsys.readouterr().err
+    write(tmp_path, "elsewhere/extra.yaml", CM.format(name="extra", v="1"))
+    symlink(root, "more-models", "../elsewhere")
+    assert main(["validate", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "more-models:1: (document): symlink points outside the repository (../elsewhere)" in err
+
+
 def test_directory_source_file_over_the_size_limit(tmp_path: Path) -> None:
     write(tmp_path, "big.yaml", b"#" * (MAX_FILE_BYTES + 1))
     snap = DirectorySource(tmp_path).snapshot()
@@ -460,7 +534,7 @@ def _hostile_tree(root: Path) -> None:
     symlink(root, "hidden-target.yaml", ".shared/s.yaml")
     symlink(root, "infra/git-config.yaml", "../.git/config")
     symlink(root, "git-head.yaml", ".git/HEAD")
-    symlink(root, "linkdir", "real")  # a symlinked directory: not traversed by either source
+    symlink(root, "linkdir", "real")  # a symlinked directory: not traversed, refused by both sources
     symlink(root, "through-linkdir.yaml", "linkdir/m.yaml")
     symlink(root, "dir-link.yaml", "real")  # a .yaml link to a directory
     symlink(root, "to-link.yaml", "good.yaml")
@@ -499,6 +573,7 @@ def test_directory_and_commit_of_the_same_tree_give_the_same_files_and_problems(
         "dangling.yaml": f"symlink target 'missing.yaml' {NOT_A_FILE}",
         "loop.yaml": f"symlink target 'loop.yaml' {NOT_A_FILE}",
         "into-nested.yaml": f"symlink target 'vendor/nested/n.yaml' {NOT_A_FILE}",
+        "linkdir": f"symlink to a directory is not followed (real): {LEFT_OUT}",
     }
     assert all(b"[core]" not in content for content in from_disk.files.values())
 
