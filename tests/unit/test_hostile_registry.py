@@ -11,99 +11,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from agent.cli import main
+from tests._hostile import HOSTILE_URIS, HOSTILE_VERSIONS, RUN, FakeMlflow, serve_mlflow, shown
 from tests.unit.conftest import CONFIG, RUNTIME, t
-
-RUN = "0123456789abcdef0123456789abcdef"
-LONG_URI = "s3://b/" + "x" * 10_000  # 10,007 characters
-HOSTILE_URIS = [
-    "file:///etc/passwd",
-    "/etc/passwd",
-    LONG_URI,
-    "s3://b/x\nkind: Secret",
-    's3://b/x"; rm -rf / #',
-    "$(id)",
-    " ",
-    "s3://b/$(MLFLOW_TRACKING_TOKEN)",
-    "s3://b/x\u202eevil",  # a bidirectional override: not printable
-]
-HOSTILE_VERSIONS = ["7=8@a/b#c", "7\n", "7\nkind: Secret", "7" * 5000, "-1", "07", "7 "]
-
-
-def shown(value: str) -> str:
-    """How an error must quote a value: a JSON string of at most 80 characters (any other
-    unprintable character escaped too), then how long it was."""
-    text = json.dumps(value[:80])  # ensure_ascii: every non-ASCII character escaped
-    return text + (f"… ({len(value)} characters)" if len(value) > 80 else "")
-
-
-@dataclass
-class FakeMlflow:
-    """What the fake answers: the version (for any alias or version asked), its source, where
-    get-download-uri says it is, and the run's artifact location."""
-
-    version: Any = "7"
-    download_uri: str | None = "s3://models/fraud-scorer/7"
-    source: str = "s3://models/fraud-scorer/7"
-    run_id: str | None = None
-    run_artifact_uri: str = ""
-    requests: list[str] = field(default_factory=list)
-
-    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        self.requests.append(path)
-        mv: dict[str, Any] = {"name": query.get("name", ""), "version": self.version, "source": self.source,
-                              "status": "READY", "last_updated_timestamp": len(self.requests)}
-        if self.run_id is not None:
-            mv["run_id"] = self.run_id
-        if path.endswith(("/model-versions/get", "/registered-models/alias")):
-            return 200, {"model_version": mv}
-        if path.endswith("/model-versions/get-download-uri"):
-            return 200, {"artifact_uri": self.download_uri} if self.download_uri is not None else {}
-        if path.endswith("/runs/get"):
-            return 200, {"run": {"info": {"run_id": self.run_id, "status": "FINISHED",
-                                          "artifact_uri": self.run_artifact_uri},
-                                 "data": {"metrics": [{"key": "auc", "value": 0.97}]}}}
-        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "no such endpoint"}
 
 
 @pytest.fixture
 def mlflow() -> Iterator[tuple[str, FakeMlflow]]:
     fake = FakeMlflow()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            status, doc = fake.answer(parts.path, dict(parse_qsl(parts.query)))
-            raw = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_mlflow(fake) as url:
+        yield url, fake
 
 
 def model(reference: str) -> str:

@@ -11,15 +11,12 @@ positive sign it got there) and none of the token's encodings.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
-import re
 import ssl
 import subprocess
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,68 +29,9 @@ from agent.cli import main
 from agent.errors import AgentError
 from agent.metrics_source import MetricsError, Prometheus
 from agent.source import Credentials, Mirror
+from tests._hostile import TOKEN, assert_no_secret, b64, echo, encodings
 from tests.unit._tls import make_pki, server_context
 from tests.unit.conftest import CONFIG, RUNTIME, t
-
-TOKEN = "s3cr3t/T0k+en=42?x&y"  # characters that percent-encoding and the two base64 alphabets change
-USERS = ("x-access-token", "oauth2", "token", "alice", "")
-
-
-def _b64(data: str, urlsafe: bool = False) -> str:
-    raw = data.encode()
-    return (base64.urlsafe_b64encode(raw) if urlsafe else base64.b64encode(raw)).decode()
-
-
-def encodings(secret: str = TOKEN) -> dict[str, str]:
-    """What must never be shown: every form of the secret a header or an echo can hold."""
-    forms = {"raw": secret, "quote": urllib.parse.quote(secret, safe=""),
-             "quote_plus": urllib.parse.quote_plus(secret),
-             "quote_lower": re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(secret, safe=""))}
-    for urlsafe in (False, True):
-        for user in (None, *USERS):
-            text = _b64(secret if user is None else f"{user}:{secret}", urlsafe)
-            forms[f"b64 {user} {urlsafe}"] = text
-            forms[f"b64 {user} {urlsafe} unpadded"] = text.rstrip("=")
-    return forms
-
-
-def windows(secret: str = TOKEN, size: int = 10) -> set[str]:
-    """Every `size`-character run of the secret's raw text and of its base64 at the three
-    alignments (what any base64 text holding it contains), minus the edges mixed with other bytes."""
-    out = {secret[i:i + size] for i in range(len(secret) - size + 1)}
-    for urlsafe in (False, True):
-        for pad in range(3):
-            text = _b64("\0" * pad + secret, urlsafe).rstrip("=")[3:-1]
-            out |= {text[i:i + size] for i in range(len(text) - size + 1)}
-    return out
-
-
-def assert_no_secret(text: str) -> None:
-    for name, form in encodings().items():
-        assert form not in text, f"{name} ({form}) shown in: {text}"
-    for run in windows():
-        assert run not in text, f"part of the token ({run}) shown in: {text}"
-
-
-def echo(headers: Any) -> str:
-    """The hostile echo: each credential header raw, decoded and re-encoded, on one line."""
-    parts = []
-    for name in ("Authorization", "PRIVATE-TOKEN"):
-        value = headers.get(name)
-        if not value:
-            continue
-        scheme, _, credential = value.partition(" ")
-        credential = credential or value
-        secret = credential
-        parts += [f"{name}: {value}", f"b64(header)={_b64(value)}"]
-        if scheme.lower() == "basic":
-            decoded = base64.b64decode(credential).decode()
-            secret = decoded.partition(":")[2]
-            parts.append(f"decoded={decoded}")
-        parts += [f"b64={_b64(secret)}", f"b64url={_b64(secret, True).rstrip('=')}",
-                  f"b64(oauth2)={_b64('oauth2:' + secret)}", f"b64(cut)={_b64(secret)[:-4]}",
-                  f"pct={urllib.parse.quote(secret, safe='')}", f"plus={urllib.parse.quote_plus(secret)}"]
-    return "echo: " + (" | ".join(parts) or "no credentials")
 
 
 def pkt(data: bytes) -> bytes:
@@ -197,7 +135,7 @@ def test_every_encoding_of_the_token_is_masked() -> None:
     assert scrub("nothing secret here", forms) == "nothing secret here"
     # a base64 blob that merely contains the token, at any offset: its token part is masked
     for prefix in ("", "a", "ab", "abc"):
-        assert_no_secret(scrub(_b64(f"{prefix}{TOKEN}suffix"), forms))
+        assert_no_secret(scrub(b64(f"{prefix}{TOKEN}suffix"), forms))
 
 
 def test_short_fragments_are_not_masked_alone() -> None:
