@@ -200,7 +200,8 @@ class MlflowRegistry:
         raw = data.get("metrics") or []
         if not isinstance(raw, list):
             raise RegistryError(f"MLflow {self.url}: {ref}: run {run_id}: metrics is not a list")
-        # Non-finite values (±Infinity) are the promotion gates' to judge (agent.spec.gate_problems).
+        # ±Infinity passes float() here: whether a non-finite metric is refused at this parse or
+        # by the promotion gates is the gate evaluation's rule (agent.spec.gate_problems).
         for entry in raw:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
                 continue
