@@ -6,8 +6,13 @@ redirects are refused (urllib would resend the credentials to whatever host a re
 every request has a timeout and a body-size cap, idempotent GETs may be retried a bounded
 number of times on 502/503/504, and every failure becomes a `TransportError` whose text has the
 secrets scrubbed out. An HTTP error status is not a failure here: it is a `Reply` whose body the
-client reads for the API's own message. The clients keep their API logic, error types and
-wording; they map a `TransportError` by its `kind`.
+client reads for the API's own message (scrubbed too: a server may echo the credentials). The
+clients keep their API logic, error types and wording; they map a `TransportError` by its `kind`.
+
+Scrubbing (`secret_forms`, `scrub`) covers every encoding a header can carry the secret in, and
+is shared with the git edge (agent.source.run_git): raw, percent-encoded, base64 of the secret
+and of `user:secret` (Basic auth), the secret's base64 at any alignment, and any cut of them of
+8 or more characters.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import yaml
 
 from agent.registry._answer import check_answer, check_version
 from agent.registry._base import RegistryError, ResolvedVersion
-from agent.source import GitFailed, redact_url, run_git
+from agent.source import GitFailed, redact_url, redact_urls, run_git
 
 __all__ = ["GtoRegistry"]
 
@@ -146,7 +146,7 @@ class GtoRegistry:
     def _uri(self, target: str, name: str, commit: str) -> str:
         """The artifact's `uri` (or a `path` with a scheme) from its annotation at `commit`;
         otherwise `<repo>@<commit>` (with `:<path>` for a repo-relative path)."""
-        fallback = f"{redact_url(target)}@{commit}"
+        fallback = f"{redact_urls(target)}@{commit}"  # no user info at all: it is served
         if is_url(target):
             return fallback
         directory, _, short = name.rpartition(":")
