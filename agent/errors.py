@@ -38,3 +38,21 @@ class ValidationFailed(AgentError):
 
 class SourceError(AgentError):
     """The repo could not be read (missing path, unknown revision, not a git repo)."""
+
+
+class SignatureError(SourceError):
+    """A commit that `--verify-signatures` refuses: unsigned, signed by a key the signers file
+    does not allow, or a signature that does not match. Treated like an invalid commit: nothing
+    of it applies, the last good one stays. `signer` names who signed it ("unsigned" when no
+    one did); `reason` is one of unsigned, not-allowed, bad-signature."""
+
+    def __init__(self, message: str, *, commit: str, signer: str, reason: str) -> None:
+        super().__init__(message)
+        self.commit = commit
+        self.signer = signer
+        self.reason = reason
+
+
+class SignersFileError(AgentError):
+    """The signers file (--verify-signatures FILE) cannot be used: unreadable, empty, or neither
+    an SSH allowed-signers file nor an OpenPGP public keyring. Not the commit's fault."""
