@@ -53,6 +53,7 @@ _SSH_UNMATCHED = re.compile(r'^Good "git" signature with (?P<type>[A-Z0-9-]+) ke
 _SSH_REFUSALS = ("key has expired", "key is not yet valid", "not permitted for use in signature namespace")
 _BEGIN_SSH, _BEGIN_PGP = "-----BEGIN SSH SIGNATURE-----", "-----BEGIN PGP SIGNATURE-----"
 _GPG_STATUS = "[GNUPG:] "
+_PRIVATE = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")  # OpenSSH, PEM, PGP PRIVATE KEY BLOCK
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class SignerKeys:
         head = content.lstrip()
         if head.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----") or _openpgp_packet(content[0]) == 6:
             return cls(path, "openpgp", content, _openpgp_keys(path, content))
-        if b"PRIVATE KEY" in content or _openpgp_packet(content[0]) == 5:
+        if _PRIVATE.search(content) or _openpgp_packet(content[0]) == 5:
             raise SignersFileError(f"the signers file {path} holds a private key: give the public keys only "
                                    "(an allowed-signers file, or `gpg --export`)")
         if head.startswith(b"-----BEGIN PGP"):
