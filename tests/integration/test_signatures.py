@@ -103,8 +103,15 @@ def keys(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 def signed_repo(root: Path, target: str, prefix: str, alice: Path) -> tuple[Path, str]:
-    """make_repo's two-model repo, its one commit signed by alice: (work tree, commit)."""
+    """make_repo's two-model repo without canaries (nothing held back for a second pass: one
+    apply settles it), its one commit signed by alice: (work tree, commit)."""
     work = make_repo(root, target, prefix, 2)
+    for i in range(2):
+        path = model_path(work, prefix, i)
+        docs = list(yaml.safe_load_all(path.read_text()))
+        docs[0]["spec"].pop("canary", None)
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    run([*GIT, "add", "-A"], cwd=work)
     run([*GIT, "-c", "gpg.format=ssh", "-c", f"user.signingkey={alice}", "commit", "-q", "--amend", "--no-edit", "-S"],
         cwd=work)
     return work, run(["git", "rev-parse", "HEAD"], cwd=work).strip()
@@ -219,6 +226,7 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
     wait_until(lambda: json.loads(agent("status", str(work), "--revision", signed, "--kubeconfig", str(kubeconfig),
                                         "-o", "json").stdout)["invalidCommit"] is None, "the refusal cleared")
     assert f"only commits signed by a key of {controller['signers']}" in log.read_text()
+    assert "Traceback" not in log.read_text()
 
 
 def test_apply_revision_refuses_unsigned_and_unknown_keys(tmp_path: Path, kubeconfig: Path,
