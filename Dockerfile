@@ -7,7 +7,7 @@
 # so the image has no HEALTHCHECK.
 #
 # Reproducible: the base image is pinned by digest and every Python package by version
-# (constraints.txt), so a rebuild next month installs the same files. Only the three Debian
+# (constraints.txt), so a rebuild next month installs the same files. Only the four Debian
 # packages below come from bookworm's current point release.
 
 # The base image, pinned by the digest of its multi-architecture index (the same digest serves
@@ -45,14 +45,16 @@ LABEL org.opencontainers.image.title="modelops-agent" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 # git for fetching the model repo (GitPython calls it), openssh-client for ssh:// remotes,
-# ca-certificates for https:// ones.
+# ca-certificates for https:// ones. --verify-signatures: git checks SSH signatures with
+# ssh-keygen (openssh-client) and OpenPGP ones with gpg (the gpg package alone: no agent or
+# dirmngr is needed to verify against a keyring).
 # safe.directory '*': git refuses to work in a repository owned by another uid than the
 # caller's ("fatal: detected dubious ownership in repository"), which is what a repo mounted
 # into the container is (`docker run -v "$PWD:/repo"`, a volume written by another user): the
 # agent runs as uid 65532. The check protects a user from a hostile .git/config in someone
 # else's directory; this image's only user is the agent, and it only reads repos it is given.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+    && apt-get install -y --no-install-recommends git openssh-client ca-certificates gpg \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && groupadd --gid 65532 agent \

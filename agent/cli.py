@@ -321,7 +321,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from agent.pipeline import load_desired
     from agent.plan import redact
 
-    objects = load_desired(_repo_path(args), args.revision).objects
+    objects = load_desired(_repo_path(args), args.revision, signers=_signers(args)).objects
     if not args.show_secrets:  # Secret values as markers, like diff and apply show them
         redacted = [redact(o) for o in objects]
         hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
@@ -413,11 +413,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from agent.reconcile import live_plan
 
         plan = live_plan(_repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
-                         inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args), warn=_warn)
+                         inventory_namespace=args.inventory_namespace, timeouts=_timeouts(args), warn=_warn,
+                         signers=_signers(args))
     else:
         from agent.pipeline import offline_plan
 
-        plan = offline_plan(_repo_path(args), args.base, args.revision)
+        plan = offline_plan(_repo_path(args), args.base, args.revision, signers=_signers(args))
     plan = _Filter(args).plan(plan)
     _print_plan(plan, args)
     _warn_conflicts(plan)
@@ -440,6 +441,19 @@ def _timeouts(args: argparse.Namespace) -> Timeouts:
     return Timeouts.from_env(args.connect_timeout, args.request_timeout, args.retry_budget)
 
 
+def _signers(args: argparse.Namespace) -> Any:
+    """The signers file of --verify-signatures (or AGENT_VERIFY_SIGNATURES), read and checked;
+    None without one. A working tree has no signature: the flag needs --revision."""
+    if not args.verify_signatures:
+        return None
+    if getattr(args, "revision", None) is None:
+        raise AgentError("--verify-signatures (or AGENT_VERIFY_SIGNATURES) needs --revision REV: only a commit "
+                         "is signed, not the files on disk (e.g. --revision HEAD)")
+    from agent.source import SignerKeys
+
+    return SignerKeys.load(args.verify_signatures)
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.apply import PruneRefused
     from agent.cluster import Cluster
@@ -447,7 +461,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from agent.reconcile import Options, OwnershipConflict, read_rollouts, reconcile, with_rollouts
     from agent.status import wait_healthy
 
-    desired = load_desired(_repo_path(args), args.revision)  # invalid commit: raises, nothing applied
+    # an invalid commit (or, with --verify-signatures, one not signed by an allowed key) raises: nothing applied
+    desired = load_desired(_repo_path(args), args.revision, signers=_signers(args))
     selected = _Filter(args)
     if selected.active:
         if args.prune:
@@ -847,6 +862,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _seconds(args.registry_interval),
         registry_sync_alias=args.registry_sync_alias or None, registry_sync_as=args.registry_sync_as,
         registry_sync_traffic=_registry_sync_traffic(args),
+        verify_signatures=Path(args.verify_signatures) if args.verify_signatures else None,
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
@@ -1169,6 +1185,12 @@ def _add_forge(p: argparse.ArgumentParser) -> None:
                    help="CA bundle to trust for the forge's API and the git push (a private CA)")
 
 
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verify-signatures", metavar="FILE", default=_env("VERIFY_SIGNATURES") or None,
+                   help="only a commit signed by a key FILE allows: an SSH allowed-signers file or an OpenPGP "
+                        "public keyring (default $AGENT_VERIFY_SIGNATURES; needs --revision except for run)")
+
+
 def _add_color(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="color the diff: auto (default: on a terminal, unless $NO_COLOR), always or never")
@@ -1205,6 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="yaml: documents separated by ---; json: one v1 List (default yaml)")
     p.add_argument("--show-secrets", action="store_true",
                    help="print Secret values (default: redacted markers, as in diffs)")
+    _add_verify(p)
     p.set_defaults(handler=_cmd_render)
 
     p = sub.add_parser("diff", help="what would change (exit 0 none, 1 changes, 2 error)")
@@ -1215,6 +1238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text (default), json (docs/diff-json.md) or markdown (a PR comment)")
     _add_color(p)
     _add_cluster(p)
+    _add_verify(p)
     p.set_defaults(handler=_cmd_diff)
 
     p = sub.add_parser("apply", help="make the cluster match the repo (server-side apply)")
@@ -1248,6 +1272,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text (default): the diff, one line per object and a summary; json: plan, results, "
                         "request counts and status in one document")
     _add_color(p)
+    _add_verify(p)
     p.set_defaults(handler=_cmd_apply)
 
     p = sub.add_parser("status", help="per model: synced, health, last apply (exit 0 all good, 1 not)",
@@ -1351,6 +1376,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the proposed canary's traffic (default 10)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
+    _add_verify(p)
     _add_cluster(p)
     p.set_defaults(handler=_cmd_run)
 

@@ -49,3 +49,21 @@ def escaped(value: str, limit: int = 80) -> str:
     head = json.dumps(value[:limit], ensure_ascii=False)
     text = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in head)
     return text + (f"… ({len(value)} characters)" if len(value) > limit else "")
+
+
+class SignatureError(SourceError):
+    """A commit that `--verify-signatures` refuses: unsigned, signed by a key the signers file
+    does not allow, or a signature that does not match. Treated like an invalid commit: nothing
+    of it applies, the last good one stays. `signer` names who signed it ("unsigned" when no
+    one did); `reason` is one of unsigned, not-allowed, bad-signature."""
+
+    def __init__(self, message: str, *, commit: str, signer: str, reason: str) -> None:
+        super().__init__(message)
+        self.commit = commit
+        self.signer = signer
+        self.reason = reason
+
+
+class SignersFileError(AgentError):
+    """The signers file (--verify-signatures FILE) cannot be used: unreadable, empty, or neither
+    an SSH allowed-signers file nor an OpenPGP public keyring. Not the commit's fault."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import _desired_cache
-from agent.errors import ValidationFailed
+from agent.errors import SourceError, ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
-from agent.source import GitSource, Revision, open_source
+from agent.source import GitSource, Revision, SignerKeys, open_source, verify_commit
 from agent.spec import DEFAULT_LOADER, Loader, Spec
 
 
@@ -24,23 +25,29 @@ class Desired:
 
 
 def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True,
-                 loader: Loader | None = None, resolve: bool = True) -> Desired:
+                 loader: Loader | None = None, resolve: bool = True, signers: SignerKeys | None = None) -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
     A commit whose tree was rendered before by this same code is taken from the cache.
     Registry references are resolved (`resolve`; `agent validate` stays offline without it).
+    `signers`: the commit must be signed by a key they allow, checked before any file of it is
+    read (agent.errors.SignatureError otherwise); a working tree (no revision) is refused.
     """
     source = open_source(path, revision)
+    asked, signer = revision, ""
     try:
+        if signers is not None:
+            revision, signer = _verified(source, revision, signers)
         tree_id = ""
         if cached and isinstance(source, GitSource):
             tree_id, rev = source.identify(revision)
             hit = _desired_cache.get(tree_id)
             if isinstance(hit, tuple) and len(hit) == 2:
-                hit_desired = Desired(spec=hit[0], objects=hit[1], revision=rev)
+                hit_desired = Desired(spec=hit[0], objects=hit[1], revision=_signed(rev, signer, asked))
                 return resolve_registries(hit_desired, path) if resolve else hit_desired
         snapshot = source.snapshot(revision)
+        snapshot.revision = _signed(snapshot.revision, signer, asked)
     finally:
         source.close()
     spec = (loader or DEFAULT_LOADER).load(snapshot.files, snapshot.problems)
@@ -48,6 +55,22 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     if tree_id:
         _desired_cache.put(tree_id, (desired.spec, desired.objects))  # unresolved: an alias may move
     return resolve_registries(desired, path) if resolve else desired
+
+
+def _verified(source: Any, revision: str | None, signers: SignerKeys) -> tuple[str, str]:
+    """The commit `revision` names, verified (so the files read next are that commit's, even if
+    a branch moves meanwhile), and its signer."""
+    if revision is None or not isinstance(source, GitSource):
+        raise SourceError("verifying signatures needs a commit (--revision): a working tree has no signature")
+    commit = str(source.resolve(revision).hexsha)
+    signer = verify_commit(str(source.repo.git_dir), commit, signers)
+    return commit, str(signer)
+
+
+def _signed(revision: Revision, signer: str, asked: str | None) -> Revision:
+    """The revision with its verified signer, and the ref as the user named it (not the commit
+    id it was pinned to for reading)."""
+    return dataclasses.replace(revision, signer=signer, ref=asked or "HEAD") if signer else revision
 
 
 def has_registry_refs(spec: Spec) -> bool:
@@ -153,17 +176,20 @@ def _offline_info(revision: Revision) -> dict[str, str]:
     return info
 
 
-def _labelled(path: str | Path, revision: str | None, label: str) -> Desired:
+def _labelled(path: str | Path, revision: str | None, label: str, signers: SignerKeys | None = None) -> Desired:
     try:
-        return load_desired(path, revision)
+        return load_desired(path, revision, signers=signers)
     except ValidationFailed as exc:
         raise ValidationFailed(exc.errors, revision=label) from exc
 
 
-def offline_plan(path: str | Path, base: str, revision: str | None = None) -> Plan:
-    """Desired state at `revision` (default: the working tree) against `base`, no cluster."""
+def offline_plan(path: str | Path, base: str, revision: str | None = None, *,
+                 signers: SignerKeys | None = None) -> Plan:
+    """Desired state at `revision` (default: the working tree) against `base`, no cluster.
+    `signers`: `revision` must be signed by a key they allow (the base is what it is compared
+    with, and is not verified)."""
     before = _labelled(path, base, f"the base revision {base!r}")
-    after = _labelled(path, revision, f"the revision {revision!r}" if revision else "the working tree")
+    after = _labelled(path, revision, f"the revision {revision!r}" if revision else "the working tree", signers)
     return build_plan(
         diff_objects(after.objects, before.objects),
         base=_offline_info(before.revision),

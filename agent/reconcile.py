@@ -49,6 +49,7 @@ from agent.render import (
     render,
 )
 from agent.rollout import RolloutState, describe, staged, traffic_override, without_canary
+from agent.source import SignerKeys
 from agent.spec import Model
 from agent.sync import Options, Outcome, Run, identity, object_record, write
 
@@ -252,10 +253,11 @@ def with_rollouts(plan: Plan, rollouts: LiveRollouts) -> Plan:
 def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str | None = None,
               context: str | None = None, prune: bool | None = None,
               inventory_namespace: str = INVENTORY_NAMESPACE, timeouts: Timeouts | None = None,
-              warn: Callable[[str], None] | None = None) -> Plan:
+              warn: Callable[[str], None] | None = None, signers: SignerKeys | None = None) -> Plan:
     """The repo at `path` against the cluster, with each running rollout's live traffic taken as
-    desired (and noted on the plan). `warn` hears why rollouts could not be read."""
-    desired = load_desired(path, revision)
+    desired (and noted on the plan). `warn` hears why rollouts could not be read. `signers`:
+    the commit must be signed by a key they allow (agent.pipeline.load_desired)."""
+    desired = load_desired(path, revision, signers=signers)
     with Cluster.connect(kubeconfig, context, timeouts=timeouts) as cluster:
         rollouts = read_rollouts(cluster, desired, inventory_namespace)
         if rollouts.warning and warn is not None:

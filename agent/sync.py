@@ -124,6 +124,8 @@ class Run:
         rev = self.desired.revision
         if rev.pull_request:
             extra = {"pull_request": rev.pull_request, **extra}
+        if rev.signer:  # --verify-signatures: who signed what was applied
+            extra = {"signer": rev.signer, **extra}
         if self.desired.resolutions:  # which immutable version each registry reference meant
             extra = {"resolved": [{"model": r.key, "version": r.version, "ref": str(r.ref),
                                    "registry_version": r.resolved.version, "uri": r.resolved.uri,

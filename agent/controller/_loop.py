@@ -49,8 +49,9 @@ from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._metrics import Metrics
 from agent.controller._registry import RegistryFollower, SyncAs
 from agent.controller._rollouts import RolloutDriver, WriteBack
+from agent.controller._signers import SignersFile
 from agent.controller._webhook import read_webhook_secret
-from agent.errors import AgentError, SourceError, ValidationFailed
+from agent.errors import AgentError, SignatureError, SourceError, ValidationFailed
 from agent.pipeline import Desired, has_registry_refs, load_desired, resolve_registries, with_traffic
 from agent.plan import Plan
 from agent.reconcile import Options, Outcome, observed_from, reconcile, selector
@@ -105,6 +106,7 @@ class RunConfig:
     registry_sync_alias: str | None = None
     registry_sync_as: SyncAs = "canary"
     registry_sync_traffic: int = 10
+    verify_signatures: Path | None = None  # only commits signed by a key this file allows apply
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 
@@ -127,6 +129,12 @@ class Controller:
 
     def __init__(self, config: RunConfig, cluster: Cluster | None = None) -> None:
         self.config = config
+        self.signers: SignersFile | None = None
+        if config.verify_signatures is not None:  # checked first: a bad file stops the start (exit 2)
+            if config.watch_dir is not None:
+                raise AgentError("--verify-signatures needs --repo: a working copy (--watch-dir) has no commit "
+                                 "to verify")
+            self.signers = SignersFile(config.verify_signatures)
         self.metrics = Metrics()
         self._own_cluster = cluster is None
         self.cluster = cluster or Cluster.connect(config.kubeconfig, config.context, timeouts=config.timeouts)
@@ -373,7 +381,7 @@ class Controller:
             return delay
         self._source_backoff.success()
         self.source_error = ""
-        if head != self.fetched:
+        if head != self.fetched or (self.signers is not None and self.signers.changed_since_refusal()):
             self.fetched = head
             self._load(head)
         return None
@@ -387,11 +395,15 @@ class Controller:
             assert self.mirror is not None
             where = self.mirror.path / config.path if config.path else self.mirror.path
         try:
-            unresolved = load_desired(where, commit, loader=self.loader, resolve=False)
+            signers = self.signers.current() if self.signers is not None else None
+            unresolved = load_desired(where, commit, loader=self.loader, resolve=False, signers=signers)
             desired = resolve_registries(unresolved, where, self.registry.registries(unresolved, where)
                                          if has_registry_refs(unresolved.spec) else None)
         except ValidationFailed as exc:
             self._invalid(commit or "working tree", exc)
+            return
+        except SignatureError as exc:  # refused like an invalid commit, reported as a refusal
+            self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)), refused=exc)
             return
         except SourceError as exc:
             self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)))
@@ -401,6 +413,12 @@ class Controller:
             self.fetched = ""
             self.registry_error = str(exc)
             self.metrics.registry_event("error")
+            log.error("commit %s: %s; %s stays in force, retrying", (commit or "working tree")[:12], exc,
+                      self.commit[:12] or "nothing")
+            return
+        except AgentError as exc:  # the signers file unusable, or git could not verify in time: retried
+            self.fetched = ""
+            self.last_error = str(exc)
             log.error("commit %s: %s; %s stays in force, retrying", (commit or "working tree")[:12], exc,
                       self.commit[:12] or "nothing")
             return
@@ -417,7 +435,10 @@ class Controller:
         self._keys = frozenset(object_key(o) for o in desired.objects)
         self.commit = commit or ""
         self.invalid = {}
-        log.info("loaded %s: %d objects", (commit or "working tree")[:12], len(desired.objects))
+        if self.signers is not None:
+            self.signers.accepted()
+        signed = f", signed by {desired.revision.signer}" if desired.revision.signer else ""
+        log.info("loaded %s: %d objects%s", (commit or "working tree")[:12], len(desired.objects), signed)
 
     def _registry_tick(self) -> bool:
         """Resolve the followed commit's aliases and stages again (every controller: a follower
@@ -464,20 +485,30 @@ class Controller:
                 self.registry.last_error = error
         return changed
 
-    def _invalid(self, commit: str, exc: ValidationFailed) -> None:
+    def _invalid(self, commit: str, exc: ValidationFailed, refused: SignatureError | None = None) -> None:
+        """An invalid commit, or (`refused`) one --verify-signatures refuses: nothing of it applies."""
         errors = [str(e) for e in exc.errors] or [exc.revision]
         self.invalid = {"commit": commit, "errors": errors[:20],
                         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        self.metrics.invalid_commit()
-        self.last_error = f"commit {commit[:12]} is invalid: {errors[0]}"
-        log.error("commit %s is invalid, nothing applied, %s stays in force: %s", commit[:12],
-                  self.commit[:12] or "nothing", "; ".join(errors[:5]))
+        signed: dict[str, Any] = {}
+        if refused is not None:
+            signed = {"reason": "signature", "signer": refused.signer}
+            self.invalid.update(signed)
+            self.metrics.commit_refused("signature")
+            if self.signers is not None:
+                self.signers.refused()
+        else:
+            self.metrics.invalid_commit()
+        self.last_error = f"commit {commit[:12]} is {'refused' if refused else 'invalid'}: {errors[0]}"
+        log.error("commit %s is %s, nothing applied, %s stays in force: %s", commit[:12],
+                  "refused" if refused else "invalid", self.commit[:12] or "nothing", "; ".join(errors[:5]))
         if self.config.audit_log is not None:
             from agent.audit import AuditLog
 
             with AuditLog(self.config.audit_log, self.config.identity) as audit:
-                audit.write("invalid-commit", commit=commit, errors=errors[:20], kept=self.commit)
-        self._event_invalid(commit, errors)
+                audit.write("unverified-commit" if refused else "invalid-commit", commit=commit, errors=errors[:20],
+                            kept=self.commit, **signed)
+        self._event_invalid(commit, errors, refused=refused is not None)
         self._annotate_invalid(json.dumps(self.invalid, sort_keys=True))
 
     def _annotate_invalid(self, value: str | None) -> None:
@@ -501,14 +532,15 @@ class Controller:
             inventory.annotations[LAST_INVALID] = value
         inventory.resource_version = patched["metadata"]["resourceVersion"]
 
-    def _event_invalid(self, commit: str, errors: list[str]) -> None:
+    def _event_invalid(self, commit: str, errors: list[str], refused: bool = False) -> None:
         """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it."""
         if self.desired is None:
             return
         namespace = self.config.inventory_namespace
         inventory = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,
                      "name": Inventory(target=self.desired.spec.config.name).name}
-        event = make_event(inventory, "InvalidCommit", f"commit {commit[:12]} is invalid and was not applied "
+        what, reason = ("refused", "UnverifiedCommit") if refused else ("invalid", "InvalidCommit")
+        event = make_event(inventory, reason, f"commit {commit[:12]} is {what} and was not applied "
                            f"({self.commit[:12] or 'nothing'} stays): " + "; ".join(errors[:3]), warning=True)
         with contextlib.suppress(ClusterError, AgentError):
             self.cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event, retries=0)
@@ -756,4 +788,5 @@ def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def describe(config: RunConfig) -> str:
     source = f"{config.watch_dir} (working copy)" if config.watch_dir else f"{redact_url(config.repo)}@{config.branch}"
-    return f"{source}{'/' + config.path if config.path else ''}, every {config.interval:g} s"
+    verify = f", only commits signed by a key of {config.verify_signatures}" if config.verify_signatures else ""
+    return f"{source}{'/' + config.path if config.path else ''}, every {config.interval:g} s{verify}"

@@ -22,6 +22,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout", "registry")
 DRIFT_POLICIES = ("heal", "detect")
 REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
+REFUSAL_REASONS = ("signature",)
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
@@ -83,6 +84,10 @@ class Metrics:
         self._invalid = Counter(
             PREFIX + "invalid_commits", "Commits that failed validation (nothing of them applied).", registry=r
         )
+        self._refused = Counter(
+            PREFIX + "commits_refused", "Commits refused before validation, by reason (signature: unsigned, signed "
+            "by a key the signers file does not allow, or a bad signature); nothing of them applied.",
+            ["reason"], registry=r)
         self._rollout_transitions = Counter(
             PREFIX + "rollout_transitions", "Rollout state changes per model and kind (started, advanced, "
             "check-failed, rolled-back, succeeded, switched, aborted, promoted, finished, reset).",
@@ -108,6 +113,8 @@ class Metrics:
             self._drift.labels(policy=policy)
         for kind in REGISTRY_EVENTS:
             self._registry.labels(kind=kind)
+        for reason in REFUSAL_REASONS:
+            self._refused.labels(reason=reason)
         if process:
             ProcessCollector(namespace="", registry=r)
 
@@ -155,6 +162,12 @@ class Metrics:
 
     def invalid_commit(self) -> None:
         self._invalid.inc()
+
+    def commit_refused(self, reason: str) -> None:
+        """A commit refused for one of REFUSAL_REASONS (--verify-signatures)."""
+        if reason not in REFUSAL_REASONS:
+            raise ValueError(f"unknown refusal reason {reason!r}; one of {', '.join(REFUSAL_REASONS)}")
+        self._refused.labels(reason=reason).inc()
 
     def set_leader(self, leader: bool) -> None:
         self._leader.set(1 if leader else 0)

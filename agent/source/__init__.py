@@ -10,10 +10,11 @@ from agent.source._base import Revision, Snapshot, Source
 from agent.source._directory import DirectorySource
 from agent.source._git import GitSource
 from agent.source._mirror import Backoff, Credentials, GitFailed, Mirror, redact_url, redact_urls, run_git
+from agent.source._signatures import Signer, SignerKeys, verify_commit
 
 __all__ = [
-    "Backoff", "Credentials", "DirectorySource", "GitFailed", "GitSource", "Mirror", "Revision", "Snapshot", "Source",
-    "open_source", "read_snapshot", "redact_url", "redact_urls", "run_git",
+    "Backoff", "Credentials", "DirectorySource", "GitFailed", "GitSource", "Mirror", "Revision", "Signer", "SignerKeys",
+    "Snapshot", "Source", "open_source", "read_snapshot", "redact_url", "redact_urls", "run_git", "verify_commit",
 ]
 
 

@@ -19,6 +19,7 @@ class Revision:
     author: str = ""
     message: str = ""
     ref: str = ""
+    signer: str = ""  # who signed the commit, as --verify-signatures verified it ("" when not verified)
 
     @property
     def short(self) -> str:

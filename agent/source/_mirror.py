@@ -196,13 +196,14 @@ class GitFailed(Exception):
 
 
 def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | Path | None = None,
-            secrets: Sequence[Secret] = ()) -> str:
+            secrets: Sequence[Secret] = (), stderr_sink: list[str] | None = None) -> str:
     """Run one git (or any) child with a timeout and return its stdout; never leaves it behind.
 
     The child leads its own process group, so on timeout the whole group (git and its
     transport helpers) is killed, then reaped. Raises GitFailed with stderr, the secrets masked
     in every encoding a remote could echo them in (agent._http.secret_forms: a `(user, token)`
-    pair covers the Basic auth header git sends)."""
+    pair covers the Basic auth header git sends). `stderr_sink`: where stderr (masked) is
+    appended, on success too (`git verify-commit --raw` writes its verdict there)."""
     proc = subprocess.Popen(  # an argv list, no shell
         list(args), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True,
@@ -220,6 +221,8 @@ def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd:
         _drain(proc)
         raise
     stderr = scrub(err.decode("utf-8", "replace"), secret_forms(secrets))
+    if stderr_sink is not None:
+        stderr_sink.append(stderr)
     if timed_out:
         raise GitFailed(stderr, timed_out=True)
     if proc.returncode != 0:

@@ -160,6 +160,31 @@ def test_overlay_renders_the_install(installed: list[dict[str, Any]], tmp_path: 
     assert all(v["secret"]["optional"] for v in pod["volumes"] if "secret" in v)
 
 
+def test_the_verify_signatures_component_renders(tmp_path: Path) -> None:
+    """components/verify-signatures: the Secret modelops-agent-signers (required) mounted as a
+    file, and AGENT_VERIFY_SIGNATURES naming that file; the rest of the Deployment untouched."""
+    overlay = shutil.copytree(ROOT / "deploy", tmp_path / "deploy") / "overlays" / "signed"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../example"], "components": ["../../components/verify-signatures"]}), encoding="utf-8")
+    docs = [d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(overlay)).stdout) if d]
+    plain = [d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(OVERLAY)).stdout) if d]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    base_pod = next(d for d in plain if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (container,), (base_container,) = pod["containers"], base_pod["containers"]
+    (volume,) = (v for v in pod["volumes"] if v["name"] == "signers")
+    assert volume["secret"]["secretName"] == "modelops-agent-signers" and volume["secret"]["optional"] is False
+    (item,) = volume["secret"]["items"]
+    (mount,) = (m for m in container["volumeMounts"] if m["name"] == "signers")
+    assert mount["readOnly"] is True
+    (env,) = (e for e in container["env"] if e["name"] == "AGENT_VERIFY_SIGNATURES")
+    assert env["value"] == f"{mount['mountPath']}/{item['path']}"
+    assert pod["volumes"][:-1] == base_pod["volumes"] and container["volumeMounts"][:-1] == base_container["volumeMounts"]
+    assert container["env"][:-1] == base_container["env"] and container["args"] == base_container["args"]
+    assert [d for d in docs if d["kind"] != "Deployment"] == [d for d in plain if d["kind"] != "Deployment"]
+
+
 def test_overlay_deployment_becomes_available(installed: list[dict[str, Any]], api_client: client.ApiClient,
                                               wait_for: Any) -> None:
     apps = client.AppsV1Api(api_client)

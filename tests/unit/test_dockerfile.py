@@ -138,6 +138,19 @@ def test_git_trusts_mounted_repositories() -> None:
     assert any(word == "RUN" and "git config --system --add safe.directory '*'" in args for word, args in final)
 
 
+def test_the_runtime_has_git_and_the_signature_verifiers() -> None:
+    """git, and what `git verify-commit` runs for --verify-signatures: ssh-keygen (openssh-client)
+    for SSH signatures, gpg for OpenPGP ones."""
+    installed: set[str] = set()
+    for word, args in stages()[-1]:
+        if word == "RUN":
+            for command in re.split(r"&&|;", args):
+                words = command.split()
+                if words[:2] == ["apt-get", "install"]:
+                    installed |= {w for w in words[2:] if not w.startswith("-")}
+    assert {"git", "openssh-client", "ca-certificates", "gpg"} <= installed, installed
+
+
 def test_oci_labels() -> None:
     found = {k: substitute(v, arg_defaults()) for k, v in labels(stages()[-1]).items()}
     for name in OCI_LABELS:
