@@ -907,11 +907,9 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         if args.canary is not None or args.traffic is not None:
             raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
         change = Change("stable" if args.stable else "rollback")
-    elif args.traffic is None:
-        if args.canary is not None:
-            raise AgentError(f"--canary {args.canary} needs --traffic PCT (the canary's share of requests, 0-100)")
+    elif args.traffic is None and args.canary is None:
         raise AgentError("say what to do: --canary VERSION --traffic PCT, --traffic PCT, --stable or --rollback")
-    else:
+    else:  # --canary V alone: the model's spec.rollout decides the traffic (refused without one)
         change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
     if change.traffic is not None and not 0 <= change.traffic <= 100:
         raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
@@ -1363,11 +1361,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
     p.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--canary", metavar="VERSION", help="start or change the canary: this version, with --traffic PCT")
+    what.add_argument("--canary", metavar="VERSION",
+                      help="start or change the canary: this version, with --traffic PCT (alone when the model's "
+                           "spec.rollout decides the traffic)")
     what.add_argument("--stable", action="store_true", help="make the canary version the stable version; the canary is removed")
     what.add_argument("--rollback", action="store_true", help="drop the canary (the stable version takes all traffic)")
     p.add_argument("--traffic", type=int, metavar="PCT",
-                   help="percent of requests to the canary, 0-100 (alone: move an existing canary's split)")
+                   help="percent of requests to the canary, 0-100 (alone: move an existing canary's split, "
+                        "written in when the canary has none)")
     p.add_argument("--commit", action="store_true",
                    help="git commit the file with a structured message (Model, From-Version, To-Version, Traffic trailers)")
     p.add_argument("--branch", metavar="NAME",
