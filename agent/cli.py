@@ -86,6 +86,12 @@ def _repo_path(args: argparse.Namespace) -> str:
     path = str(args.path)
     root = find_repo_root(path)
     if root is None:
+        if not getattr(args, "revision", None) and not _holds_repo_config(Path(path)):
+            from agent._cli_guard import outside_repo
+
+            refused = outside_repo(path, args)
+            if refused is not None:
+                raise AgentError(refused)
         return path
     shown = str(root) if os.path.isabs(path) else os.path.relpath(root)
     print(_visible(f"note: using the model repo at {shown} (the nearest directory above {path} holding a "
@@ -1480,8 +1486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationFailed as exc:
         where = f" at {exc.revision}" if exc.revision else ""
         print(f"error: {len(exc.errors)} problem(s) in the model repo{where}:", file=sys.stderr)
-        for error in exc.errors:
-            print(_visible(str(error)), file=sys.stderr)
+        from agent._cli_guard import error_lines
+
+        for line in error_lines(exc.errors):
+            print(_visible(line), file=sys.stderr)
         return EXIT_ERROR
     except AgentError as exc:
         print(_visible(f"error: {exc}"), file=sys.stderr)
