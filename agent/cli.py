@@ -89,7 +89,7 @@ def _repo_path(args: argparse.Namespace) -> str:
         if not getattr(args, "revision", None) and not _holds_repo_config(Path(path)):
             from agent._cli_guard import outside_repo
 
-            refused = outside_repo(path, args)
+            refused = outside_repo(path, args, _CONFIG_KIND)
             if refused is not None:
                 raise AgentError(refused)
         return path

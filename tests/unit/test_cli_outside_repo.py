@@ -1,7 +1,8 @@
 """The CLI outside a model repo (`cd /tmp; agent rollout status`): one line saying there is no
 model repo there and how to name one, instead of the problems of every YAML file below (a
-virtualenv, test folders). A directory that may be a model repo (a git top level, a bare
-directory of our documents) is still read as one; a long error list is cut in text output."""
+virtualenv, test folders). A directory that may be a model repo (a git top level, a directory
+of our documents without a RepositoryConfig, or with one in a subdirectory) is still read as
+one; a long error list is cut in text output."""
 
 from __future__ import annotations
 
@@ -61,6 +62,29 @@ def test_a_path_below_junk_names_that_path(junk: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().err.startswith(f"error: no model repo at {junk / 'venv'} (no RepositoryConfig")
 
 
+def test_model_repos_below_are_named(junk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/tmp holding copies of model repos (test folders): the one below is named; PATH is not
+    read as a repo holding it."""
+    shutil.copytree(EXAMPLE, junk / "pytest-of-me" / "t1" / "model-repo")
+    assert cli.main(["validate", str(junk)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no model repo at {junk} (no RepositoryConfig found in it or above it); pass the repo's path: "
+        f"agent validate PATH (below it: {junk / 'pytest-of-me' / 't1' / 'model-repo'})\n")
+    shutil.copytree(EXAMPLE, junk / "pytest-of-me" / "t2" / "model-repo")
+    assert cli.main(["validate", str(junk)]) == 2
+    assert capsys.readouterr().err.endswith(f"(below it: {junk / 'pytest-of-me' / 't1' / 'model-repo'}, "
+                                            f"{junk / 'pytest-of-me' / 't2' / 'model-repo'}, ...)\n")
+
+
+def test_a_repository_config_in_a_subdirectory_is_still_a_repo(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "repo")
+    (tmp_path / "repo" / "config").mkdir()
+    (tmp_path / "repo" / "repo.yaml").rename(tmp_path / "repo" / "config" / "repo.yaml")
+    assert cli.main(["validate", str(tmp_path / "repo")]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {tmp_path / 'repo'} @ working-tree: 5 models")
+
+
 def test_a_missing_path_keeps_its_own_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", str(tmp_path / "nope")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
@@ -75,7 +99,8 @@ def test_a_git_top_level_without_repository_config_is_read(junk: Path, capsys: p
 
 
 def test_a_bare_directory_of_our_documents_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "model.yaml").write_text((MODEL_DOC % 1).replace("stable: 1", 'stable: "1"'))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.yaml").write_text((MODEL_DOC % 1).replace("stable: 1", 'stable: "1"'))
     assert cli.main(["validate", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(f"ok: {tmp_path} @ working-tree: 1 models")
 
