@@ -1396,7 +1396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_promote)
 
     p = sub.add_parser("registry", help="model registry tools: follow an alias with promotion PRs",
-                       description="Model registry tools (issue #12).")
+                       description="Model registry tools.")
     registry_sub = p.add_subparsers(dest="registry_command", required=True, metavar="{sync}")
     r = registry_sub.add_parser(
         "sync", help="propose (commit, push, PR) the version an alias names now for models that pin a version",

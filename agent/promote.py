@@ -10,7 +10,7 @@ Nothing is written before the whole repo, edit included, passes the normal loade
 references, promotion gates). Git (`--commit`, `--branch`, `--push`) goes through the `git` CLI
 with a timeout on every call.
 
-`--push` / `--open-pr` (issue #10): the branch is pushed with the same runner; a forge token
+`--push` / `--open-pr`: the branch is pushed with the same runner; a forge token
 reaches git only through the environment of one git child, read by a small askpass script
 (no secret in it, no secret in argv, the URL or any git config), with `credential.helper`
 emptied so no helper stores it. The pull request is opened or updated through `agent.forge`.
@@ -537,7 +537,7 @@ def _write(target: Path, data: bytes) -> None:
         raise
 
 
-# --- push and pull request (issue #10) ---------------------------------------------------------------
+# --- push and pull request ------------------------------------------------------------------------
 
 PR_BODY_LIMIT = 60_000  # GitHub refuses comments and PR bodies over 65,536 characters
 _TOKEN_ENV = "MODELOPS_GIT_TOKEN"
@@ -897,7 +897,7 @@ def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, 
     return Published(commit=outcome.commit, pull_request=pr)
 
 
-# --- a new version entry (`agent registry sync`, issue #12) -----------------------------------------
+# --- a new version entry (`agent registry sync`) --------------------------------------------------
 
 @dataclass(frozen=True)
 class NewVersion:
