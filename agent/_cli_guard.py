@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ERROR_LIMIT = 50
 _OUR_DOCUMENT = re.compile(rb"""^apiVersion:[ \t]*["']?modelops\.dev/""", re.MULTILINE)
-_SCAN_BYTES = 1 << 20
-MAX_FILES = 20_000  # YAML files looked at below a directory with no RepositoryConfig before giving up
+_SCAN_BYTES = 64 * 1024  # the head of a file: where its documents' apiVersion and kind are
+MAX_FILES = 5_000  # YAML files looked at below a directory with no RepositoryConfig before giving up
 MAX_ENTRIES = 200_000  # directory entries walked
 _COMMANDS_WITH_MODEL = {("promote",), ("rollout", "abort"), ("rollout", "promote"), ("rollout", "pause"),
                         ("rollout", "resume")}
@@ -54,8 +55,11 @@ def survey(directory: Path, config_kind: re.Pattern[bytes]) -> Survey:
             if not name.endswith((".yaml", ".yml")):
                 continue
             files += 1
+            path = os.path.join(top, name)
             try:
-                with open(os.path.join(top, name), "rb") as f:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read
+                    continue
+                with open(path, "rb") as f:
                     head = f.read(_SCAN_BYTES)
             except OSError:
                 continue

@@ -141,3 +141,13 @@ def test_fifty_errors_are_not_cut(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["validate", str(tmp_path / "repo")]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 51 and "more" not in lines[-1]
+
+
+def test_a_fifo_named_yaml_does_not_block_the_look(junk: Path) -> None:
+    import os
+    import sys
+
+    os.mkfifo(junk / "pipe.yaml")
+    done = subprocess.run([sys.executable, "-m", "agent", "validate", str(junk)], capture_output=True, text=True,
+                          timeout=60, cwd=junk)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: no model repo at {junk} "), done.stderr
