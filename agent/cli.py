@@ -86,6 +86,12 @@ def _repo_path(args: argparse.Namespace) -> str:
     path = str(args.path)
     root = find_repo_root(path)
     if root is None:
+        if not getattr(args, "revision", None) and not _holds_repo_config(Path(path)):
+            from agent._cli_guard import outside_repo
+
+            refused = outside_repo(path, args, _CONFIG_KIND)
+            if refused is not None:
+                raise AgentError(refused)
         return path
     shown = str(root) if os.path.isabs(path) else os.path.relpath(root)
     print(_visible(f"note: using the model repo at {shown} (the nearest directory above {path} holding a "
@@ -923,11 +929,9 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         if args.canary is not None or args.traffic is not None:
             raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
         change = Change("stable" if args.stable else "rollback")
-    elif args.traffic is None:
-        if args.canary is not None:
-            raise AgentError(f"--canary {args.canary} needs --traffic PCT (the canary's share of requests, 0-100)")
+    elif args.traffic is None and args.canary is None:
         raise AgentError("say what to do: --canary VERSION --traffic PCT, --traffic PCT, --stable or --rollback")
-    else:
+    else:  # --canary V alone: the model's spec.rollout decides the traffic (refused without one)
         change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
     if change.traffic is not None and not 0 <= change.traffic <= 100:
         raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
@@ -1389,11 +1393,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
     p.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--canary", metavar="VERSION", help="start or change the canary: this version, with --traffic PCT")
+    what.add_argument("--canary", metavar="VERSION",
+                      help="start or change the canary: this version, with --traffic PCT (alone when the model's "
+                           "spec.rollout decides the traffic)")
     what.add_argument("--stable", action="store_true", help="make the canary version the stable version; the canary is removed")
     what.add_argument("--rollback", action="store_true", help="drop the canary (the stable version takes all traffic)")
     p.add_argument("--traffic", type=int, metavar="PCT",
-                   help="percent of requests to the canary, 0-100 (alone: move an existing canary's split)")
+                   help="percent of requests to the canary, 0-100 (alone: move an existing canary's split, "
+                        "written in when the canary has none)")
     p.add_argument("--commit", action="store_true",
                    help="git commit the file with a structured message (Model, From-Version, To-Version, Traffic trailers)")
     p.add_argument("--branch", metavar="NAME",
@@ -1415,7 +1422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_promote)
 
     p = sub.add_parser("registry", help="model registry tools: follow an alias with promotion PRs",
-                       description="Model registry tools (issue #12).")
+                       description="Model registry tools.")
     registry_sub = p.add_subparsers(dest="registry_command", required=True, metavar="{sync}")
     r = registry_sub.add_parser(
         "sync", help="propose (commit, push, PR) the version an alias names now for models that pin a version",
@@ -1505,8 +1512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationFailed as exc:
         where = f" at {exc.revision}" if exc.revision else ""
         print(f"error: {len(exc.errors)} problem(s) in the model repo{where}:", file=sys.stderr)
-        for error in exc.errors:
-            print(_visible(str(error)), file=sys.stderr)
+        from agent._cli_guard import error_lines
+
+        for line in error_lines(exc.errors):
+            print(_visible(line), file=sys.stderr)
         return EXIT_ERROR
     except AgentError as exc:
         print(_visible(f"error: {exc}"), file=sys.stderr)

@@ -10,7 +10,7 @@ Nothing is written before the whole repo, edit included, passes the normal loade
 references, promotion gates). Git (`--commit`, `--branch`, `--push`) goes through the `git` CLI
 with a timeout on every call.
 
-`--push` / `--open-pr` (issue #10): the branch is pushed with the same runner; a forge token
+`--push` / `--open-pr`: the branch is pushed with the same runner; a forge token
 reaches git only through the environment of one git child, read by a small askpass script
 (no secret in it, no secret in argv, the URL or any git config), with `credential.helper`
 emptied so no helper stores it. The pull request is opened or updated through `agent.forge`.
@@ -139,6 +139,45 @@ def _model_spec(text: str, doc_index: int) -> tuple[str, str, str, Any, Any]:
     return bom, body, name, spec_entry[0], spec_entry[1]
 
 
+def _set_entries(body: str, mapping: Any, wanted: Sequence[tuple[str, str, Any]], nl: str) -> list[tuple[int, int, str]]:
+    """The edits that give `mapping` (a block or flow mapping node) each (key, YAML text): the
+    value replaced where the key is there with another value, else the entry added after the
+    mapping's last one, in its style (block: a line at the keys' indentation)."""
+    edits: list[tuple[int, int, str]] = []
+    missing: list[tuple[str, str]] = []
+    for key, text, found in wanted:
+        if found is None:
+            missing.append((key, text))
+        elif str(found[1].value) != _unquoted(text):
+            edits.append((int(found[1].start_mark.index), int(found[1].end_mark.index), text))
+    if not missing:
+        return edits
+    entries = mapping.value
+    if mapping.flow_style:
+        fields = ", ".join(f"{key}: {text}" for key, text in missing)
+        if entries:
+            at = _last_end(entries[-1][1])
+            edits.append((at, at, f", {fields}"))
+        else:
+            at = int(mapping.start_mark.index) + 1  # just after the {
+            edits.append((at, at, fields))
+        return edits
+    pad = " " * int(entries[0][0].start_mark.column)
+    block = "".join(f"{pad}{key}: {text}{nl}" for key, text in missing)
+    at = _line_end(body, max(_last_end(entries[-1][1]) - 1, 0))
+    if at == len(body) and not body.endswith("\n"):
+        block = nl + block[: -len(nl)]
+    edits.append((at, at, block))
+    return edits
+
+
+def _unquoted(text: str) -> str:
+    """The string a YAML scalar text made by _string reads back as."""
+    import yaml
+
+    return str(yaml.safe_load(text))
+
+
 def edit_model_document(text: str, doc_index: int, change: Change) -> str:
     """The text of a YAML stream with the Model at document `doc_index` changed as `change`
     says; every byte outside the changed values is kept. Raises PromoteError when the change
@@ -171,19 +210,23 @@ def edit_model_document(text: str, doc_index: int, change: Change) -> str:
                 "rollback": "--rollback drops the canary"}[change.action]
         raise PromoteError(f"model {name!r} has no canary: {hint}")
     if change.action == "canary":
-        assert change.version is not None and change.traffic is not None
+        assert change.version is not None
         if change.version not in versions:
             raise PromoteError(f"model {name!r} has no version {change.version!r} (versions: "
                                f"{', '.join(versions) or 'none'})")
         if change.version == str(stable.value):
             raise PromoteError(f"version {change.version!r} of model {name!r} is already the stable version")
-    if change.action == "traffic" and (canary_traffic is None or not isinstance(canary_traffic[1], ScalarNode)):
-        raise PromoteError(f"model {name!r}: spec.canary has no traffic value to change")
+        rollout = _entry(spec, "rollout")
+        if change.traffic is None and (rollout is None or not isinstance(rollout[1], MappingNode)):
+            raise PromoteError(f"--canary {change.version} needs --traffic PCT (the canary's share of requests, "
+                               f"0-100): no spec.rollout decides the traffic of model {name!r}")
+    if change.action in ("canary", "traffic") and canary is not None and not isinstance(canary, MappingNode):
+        raise PromoteError(f"model {name!r}: spec.canary is not a mapping")
+    if canary_traffic is not None and change.traffic is not None and not isinstance(canary_traffic[1], ScalarNode):
+        raise PromoteError(f"model {name!r}: spec.canary.traffic is not a number")
 
     edits: list[tuple[int, int, str]] = []
-
-    def replace(node: Any, new: str) -> None:
-        edits.append((int(node.start_mark.index), int(node.end_mark.index), new))
+    nl = "\r\n" if "\r\n" in body else "\n"
 
     def remove_canary() -> None:
         assert canary_entry is not None
@@ -204,35 +247,32 @@ def edit_model_document(text: str, doc_index: int, change: Change) -> str:
         edits.append((start, _line_end(body, max(_last_end(value) - 1, 0)), ""))
 
     if change.action in ("canary", "traffic"):
-        traffic = str(change.traffic)
-        if canary is not None and isinstance(canary, MappingNode):
-            if change.action == "canary" and canary_version is not None and canary_version[1].value != change.version:
-                assert change.version is not None
-                replace(canary_version[1], _string(change.version, canary_version[1]))
-            if canary_traffic is not None and canary_traffic[1].value != traffic:
-                replace(canary_traffic[1], traffic)
-        elif canary is None:
+        wanted: list[tuple[str, str, Any]] = []  # (key, YAML text, the scalar it replaces when there is one)
+        if change.action == "canary":
             assert change.version is not None
-            version = _string(change.version, stable)
-            if spec.flow_style:
-                at = int(stable.end_mark.index)
-                edits.append((at, at, f", canary: {{version: {version}, traffic: {traffic}}}"))
-            else:
-                nl = "\r\n" if "\r\n" in body else "\n"
-                column = int(stable_key.start_mark.column)
-                step = column - int(spec_key.start_mark.column)
-                inner = " " * (column + (step if step > 0 else 2))
-                indent = " " * column
-                block = f"{indent}canary:{nl}{inner}version: {version}{nl}{inner}traffic: {traffic}{nl}"
-                at = _line_end(body, int(stable.end_mark.index))
-                if at == len(body) and not body.endswith("\n"):
-                    block = nl + block[: -len(nl)]
-                edits.append((at, at, block))
+            like = canary_version[1] if canary_version is not None else stable
+            wanted.append(("version", _string(change.version, like), canary_version))
+        if change.traffic is not None:
+            wanted.append(("traffic", str(change.traffic), canary_traffic))
+        if canary is not None:
+            edits += _set_entries(body, canary, wanted, nl)
+        elif spec.flow_style:
+            at = int(stable.end_mark.index)
+            fields = ", ".join(f"{key}: {text}" for key, text, _ in wanted)
+            edits.append((at, at, f", canary: {{{fields}}}"))
         else:
-            raise PromoteError(f"model {name!r}: spec.canary is not a mapping")
+            column = int(stable_key.start_mark.column)
+            step = column - int(spec_key.start_mark.column)
+            inner = " " * (column + (step if step > 0 else 2))
+            block = f"{' ' * column}canary:{nl}" + "".join(f"{inner}{key}: {text}{nl}" for key, text, _ in wanted)
+            at = _line_end(body, int(stable.end_mark.index))
+            if at == len(body) and not body.endswith("\n"):
+                block = nl + block[: -len(nl)]
+            edits.append((at, at, block))
     elif change.action == "stable":
         assert canary_version is not None
-        replace(stable, _string(str(canary_version[1].value), stable))
+        edits.append((int(stable.start_mark.index), int(stable.end_mark.index),
+                      _string(str(canary_version[1].value), stable)))
         remove_canary()
     else:
         remove_canary()
@@ -268,7 +308,8 @@ def _check(before: str, after: str, doc_index: int, change: Change, old_canary: 
         canary = dict(spec.get("canary") or {})
         if change.action == "canary":
             canary["version"] = change.version
-        canary["traffic"] = change.traffic
+        if change.traffic is not None:
+            canary["traffic"] = change.traffic
         spec["canary"] = canary
     else:
         if change.action == "stable":
@@ -305,13 +346,18 @@ class Outcome:
     branch: str | None = None
 
 
-def describe(change: Change, key: str, stable: str, canary: str | None, canary_traffic: int | None) -> str:
+def describe(change: Change, key: str, stable: str, canary: str | None, canary_traffic: int | None,
+             rollout_traffic: int | None = None) -> str:
     """The commit message: a summary line, then trailers (Model, From-Version, To-Version, Traffic).
-    From/To: the version the requests move from and to; Traffic: To-Version's share after it."""
+    From/To: the version the requests move from and to; Traffic: To-Version's share after it
+    (`rollout_traffic`, where spec.rollout starts it, for a canary started with no traffic)."""
     source: str | None
     target: str | None
     traffic: int | None
-    if change.action == "canary":
+    if change.action == "canary" and change.traffic is None:
+        summary = f"canary {change.version}, its traffic decided by spec.rollout"
+        source, target, traffic = stable, change.version, rollout_traffic
+    elif change.action == "canary":
         summary = f"canary {change.version} at {change.traffic}%"
         source, target, traffic = stable, change.version, change.traffic
     elif change.action == "traffic":
@@ -325,7 +371,7 @@ def describe(change: Change, key: str, stable: str, canary: str | None, canary_t
         source, target, traffic = canary, stable, 100
     verb = "roll back" if change.action == "rollback" else "promote"
     return (f"{verb} {key}: {summary}\n\nModel: {key}\nAction: {change.action}\nFrom-Version: {source}\n"
-            f"To-Version: {target}\nTraffic: {traffic}\n")
+            f"To-Version: {target}\n" + (f"Traffic: {traffic}\n" if traffic is not None else ""))
 
 
 def _git(cwd: Path, *args: str, env: dict[str, str] | None = None, secrets: Sequence[tuple[str, str]] = ()) -> str:
@@ -439,8 +485,10 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
                       base={"short": "before"}, revision={"short": "after"})
     diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
+    moved = next((m for m in spec_after.models if m.key == model.key), None)
     message = describe(change, model.key, model.stable, model.canary.version if model.canary else None,
-                       model.canary.traffic if model.canary else None)
+                       model.canary.traffic if model.canary else None,
+                       moved.canary.traffic if moved is not None and moved.canary is not None else None)
     if after == before and done is not None:
         message = done
     target = root / rel
@@ -489,7 +537,7 @@ def _write(target: Path, data: bytes) -> None:
         raise
 
 
-# --- push and pull request (issue #10) ---------------------------------------------------------------
+# --- push and pull request ------------------------------------------------------------------------
 
 PR_BODY_LIMIT = 60_000  # GitHub refuses comments and PR bodies over 65,536 characters
 _TOKEN_ENV = "MODELOPS_GIT_TOKEN"
@@ -850,7 +898,7 @@ def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, 
     return Published(commit=outcome.commit, pull_request=pr)
 
 
-# --- a new version entry (`agent registry sync`, issue #12) -----------------------------------------
+# --- a new version entry (`agent registry sync`) --------------------------------------------------
 
 @dataclass(frozen=True)
 class NewVersion:

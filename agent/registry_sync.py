@@ -1,4 +1,4 @@
-"""`agent registry sync` (issue #12): an alias moved in the model registry becomes a promotion
+"""`agent registry sync`: an alias moved in the model registry becomes a promotion
 proposed in Git, never a deploy behind Git's back.
 
 A Model whose stable version entry pins an immutable registry version

@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from agent.spec._messages import why_not_a_string
+
 # Built-in kinds (and KServe's cluster kinds) that have no namespace.
 CLUSTER_SCOPED = frozenset({
     "Namespace", "Node", "PersistentVolume", "ComponentStatus",
@@ -99,7 +101,7 @@ def label_key_problem(key: str) -> str | None:
 
 def label_value_problem(value: Any) -> str | None:
     if not isinstance(value, str):
-        return f"label values must be strings (quote {value!r})"
+        return f"label values must be strings ({why_not_a_string(value)})"
     if value and (len(value) > 63 or _QUALIFIED_NAME.fullmatch(value) is None):
         return (f"label value {value!r} must be empty or 1-63 letters, digits, '-', '_' and '.', "
                 "starting and ending with a letter or digit")
@@ -143,7 +145,9 @@ def metadata_problems(group: str, kind: str, meta: dict[str, Any]) -> Iterator[P
 
 
 def _annotation_value_problem(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"annotation values must be strings (quote {value!r})"
+    if isinstance(value, str):
+        return None
+    return f"annotation values must be strings ({why_not_a_string(value)})"
 
 
 def _map_problems(meta: dict[str, Any], field: str, value_problem: Any) -> Iterator[Problem]:

@@ -43,6 +43,7 @@ from agent.spec._types import (
     Spec,
     group_of,
 )
+from agent.spec._unreadable import Unreadable
 from agent.spec._yaml import Document, dotted, parse
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -87,9 +88,9 @@ class Loader:
     def load(self, files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec:
         """Parse, validate and resolve a repo. Raises ValidationFailed listing every problem."""
         if not self.pause_gc:
-            return _load(self._parse_all(files), problems)
+            return _load(self._parse_all(files), problems, files)
         with _gc_paused():
-            return _load(self._parse_all(files), problems)
+            return _load(self._parse_all(files), problems, files)
 
     def _parse_all(self, files: Mapping[str, bytes]) -> list[tuple[str, list[Document], list[SpecError]]]:
         """Parse each manifest file, reusing the previous load's parse of identical bytes.
@@ -119,8 +120,10 @@ def load(files: Mapping[str, bytes], problems: Iterable[SpecError] = ()) -> Spec
     return DEFAULT_LOADER.load(files, problems)
 
 
-def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: Iterable[SpecError]) -> Spec:
+def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: Iterable[SpecError],
+          files: Mapping[str, bytes]) -> Spec:
     errors: list[SpecError] = list(problems)
+    unreadable = Unreadable()  # what documents that failed may declare: no "not found" against them
 
     config_docs = [d for _, docs, _ in parsed for d in docs if _is_ours(d, "RepositoryConfig")]
     config = _config(config_docs, errors)
@@ -133,8 +136,12 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
         if any(fnmatch.fnmatch(path, pattern) for pattern in excluded) or path in templates:
             continue
         errors.extend(errs)
+        if errs:
+            unreadable.add_text(files[path].decode("utf-8", "replace"))
         for doc in docs:
             kind = _classify(doc, errors)
+            if kind is None:
+                unreadable.add_data(doc.data)
             if kind == "RepositoryConfig" or kind is None:
                 continue
             if kind == "":
@@ -142,23 +149,29 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
             else:
                 by_kind.setdefault(kind, []).append(doc)
 
-    runtimes = [r for d in by_kind.get("ServingRuntime", []) if (r := _runtime(d, errors))]
+    runtimes = []
+    for d in by_kind.get("ServingRuntime", []):
+        if r := _runtime(d, errors):
+            runtimes.append(r)
+        else:
+            unreadable.add_data(d.data)
     runtime_by_name = _unique(runtimes, lambda r: r.name, "ServingRuntime", errors)
     models: list[Model] = []
     model_docs: dict[str, Document] = {}
     for d in by_kind.get("Model", []):
-        if m := _model(d, config, runtime_by_name, errors):
+        if m := _model(d, config, runtime_by_name, errors, unreadable):
             models.append(m)
             model_docs.setdefault(m.key, d)
     model_by_key = _unique(models, lambda m: m.key, "Model", errors)
     monitors = [
         mon for d in by_kind.get("Monitor", [])
-        if (mon := _monitor(d, config, model_by_key, _declared(by_kind.get("Model", []), config), errors, by_path))
+        if (mon := _monitor(d, config, model_by_key, _declared(by_kind.get("Model", []), config), errors, by_path,
+                            unreadable))
     ]
     _unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
     monitor_docs = [d for path, docs, _ in parsed if not any(fnmatch.fnmatch(path, pattern) for pattern in excluded)
                     for d in docs if _is_ours(d, "Monitor")]
-    _check_rollout_rules(model_by_key, model_docs, monitor_docs, config, errors)
+    _check_rollout_rules(model_by_key, model_docs, monitor_docs, config, errors, unreadable)
     manifests = [obj for d in raw if (obj := _manifest(d, config, errors))]
     _unique(manifests, _manifest_key, "object", errors)
 
@@ -390,7 +403,8 @@ def _runtime(doc: Document, errors: list[SpecError]) -> ServingRuntime | None:
     )
 
 
-def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, ServingRuntime], errors: list[SpecError]) -> Model | None:
+def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, ServingRuntime], errors: list[SpecError],
+           unreadable: Unreadable | None = None) -> Model | None:
     meta, spec = doc.data["metadata"], doc.data["spec"]
     ns = meta.get("namespace", config.default_namespace)
     before = len(errors)
@@ -434,8 +448,9 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
     if runtime_name is not None:
         runtime = runtimes.get(runtime_name)
         if runtime is None:
-            names = ", ".join(sorted(runtimes)) or "none declared"
-            errors.append(doc.error(["spec", "runtime"], f"ServingRuntime {runtime_name!r} not found in the repo ({names})"))
+            if unreadable is None or not unreadable.may_declare_runtime(runtime_name):  # else its own error comes first
+                names = ", ".join(sorted(runtimes)) or "none declared"
+                errors.append(doc.error(["spec", "runtime"], f"ServingRuntime {runtime_name!r} not found in the repo ({names})"))
         elif fmt not in runtime.formats:
             errors.append(doc.error(["spec", "format"], f"runtime {runtime_name!r} does not serve format {fmt!r} (it serves {', '.join(runtime.formats)})"))
     elif backend == "kubernetes":
@@ -661,7 +676,8 @@ def _canary_traffic(doc: Document, raw: Mapping[str, Any], rollout: Rollout | No
 
 
 def _check_rollout_rules(models: Mapping[str, Model], model_docs: Mapping[str, Document],
-                         monitor_docs: list[Document], config: RepositoryConfig, errors: list[SpecError]) -> None:
+                         monitor_docs: list[Document], config: RepositoryConfig, errors: list[SpecError],
+                         lost: Unreadable | None = None) -> None:
     """Each `spec.rollout.analysis.rules` entry must name a rule of a Monitor of that Model.
     The rule names come from every Monitor document that passed the schema (a Monitor with
     other errors still declares its rules); a Model that a schema-invalid Monitor may name is
@@ -679,6 +695,8 @@ def _check_rollout_rules(models: Mapping[str, Model], model_docs: Mapping[str, D
         rules.setdefault(key, set()).update(r["name"] for r in spec["rules"])
     for key, model in models.items():
         if model.rollout is None or not model.rollout.analysis.rules or key in unreadable:
+            continue
+        if lost is not None and lost.may_watch(model.name):  # a Monitor that did not parse may declare them
             continue
         known = rules.get(key, set())
         shown = ", ".join(sorted(known)) if known else f"no Monitor of Model {model.name!r} declares rules"
@@ -771,7 +789,8 @@ def _job_template(doc: Document, at: list[str | int], raw: str, files: Mapping[s
 
 
 def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model], declared: set[str],
-             errors: list[SpecError], files: Mapping[str, _Parsed] | None = None) -> Monitor | None:
+             errors: list[SpecError], files: Mapping[str, _Parsed] | None = None,
+             unreadable: Unreadable | None = None) -> Monitor | None:
     meta, spec = doc.data["metadata"], doc.data["spec"]
     ns = meta.get("namespace", config.default_namespace)
     before = len(errors)
@@ -779,7 +798,7 @@ def _monitor(doc: Document, config: RepositoryConfig, models: Mapping[str, Model
     key = f"{ns}/{spec['model']}"
     if key in declared and key not in models:
         return None  # the Model has errors of its own; "not found" would mislead
-    if key not in models:
+    if key not in models and not (unreadable is not None and unreadable.may_declare_model(spec["model"])):
         errors.append(doc.error(["spec", "model"], f"Model {spec['model']!r} not found in namespace {ns!r}"))
     rules = []
     names: set[str] = set()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import SpecError
+from agent.spec._messages import fallback, pattern_words, show, simple
 from agent.spec._yaml import Document
 
 if TYPE_CHECKING:  # imported when first needed: a cached render never validates
@@ -98,21 +99,22 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
     import jsonschema
 
     if isinstance(instance, str) and not _compiled(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield jsonschema.ValidationError(f"{show(instance)} must be {pattern_words(pattern)}")
 
 
 def validate(doc: Document, kind: str) -> list[SpecError]:
     """Every schema violation of one document, as located errors."""
-    return [doc.error(path, message) for path, message in _messages(validator(kind), doc.data)]
+    return [doc.error(path, message) for path, message in _messages(validator(kind), doc.data, doc)]
 
 
-def _messages(v: jsonschema.protocols.Validator, data: Any) -> Iterator[tuple[list[str | int], str]]:
+def _messages(v: jsonschema.protocols.Validator, data: Any,
+              doc: Document | None = None) -> Iterator[tuple[list[str | int], str]]:
     for error in v.iter_errors(data):
-        yield from _explain(error, v.schema, data)
+        yield from _explain(error, v.schema, data, doc)
 
 
 def _explain(
-    error: jsonschema.ValidationError, root: Any = None, data: Any = None
+    error: jsonschema.ValidationError, root: Any = None, data: Any = None, doc: Document | None = None
 ) -> Iterator[tuple[list[str | int], str]]:
     path: list[str | int] = list(error.absolute_path)
     kind = error.validator
@@ -124,18 +126,14 @@ def _explain(
     if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
         # a key of the mapping at `path` is invalid: point at the key itself
         described = error.schema.get("description") if isinstance(error.schema, dict) else None
-        yield [*path, error.instance], f"invalid key {error.instance!r}: {described or _key_reason(error)}"
+        yield [*path, error.instance], f"invalid key {show(error.instance)}: {described or _key_reason(error)}"
         return
     if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
         for key in error.instance:
             if key not in allowed:
                 known = ", ".join(sorted(allowed)) or "none"
-                yield [*path, key], f"unknown field {key!r} (allowed: {known})"
-        return
-    if kind == "required":
-        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
-        yield path, f"missing required field {missing!r}"
+                yield [*path, key], f"unknown field {show(key)} (allowed: {known})"
         return
     if kind == "false" or (kind is None and error.validator_value is False):
         yield path, "field not allowed here"
@@ -143,24 +141,21 @@ def _explain(
     if kind in ("oneOf", "anyOf") and error.context:
         # a quantity or similar union: report the simplest reason
         described = error.schema.get("description") if isinstance(error.schema, dict) else None
-        reason = described or _shortest(error.context)
-        yield path, f"{error.instance!r} is not valid: {reason}"
+        reason = described or _shortest(error.context, doc)
+        yield path, f"{show(error.instance)} is not valid: {reason}"
         return
     if kind == "not":
-        yield path, "replicas and autoscaling are mutually exclusive" if _both_scaling(error) else error.message
+        if _both_scaling(error):
+            yield path, "replicas and autoscaling are mutually exclusive"
+        elif isinstance(error.instance, dict):  # not a mapping: its type error says so
+            yield path, fallback("not", error.instance)
         return
-    if kind == "enum":
-        values = error.validator_value if isinstance(error.validator_value, list) else []
-        choices = ", ".join(repr(c) for c in values)
-        yield path, f"{error.instance!r} is not one of {choices}"
-        return
-    if kind == "const":
-        yield path, f"must be {error.validator_value!r}, got {error.instance!r}"
-        return
-    if kind == "pattern":
-        yield path, f"{error.instance!r} does not match the pattern {error.validator_value!r}"
-        return
-    yield path, str(error.message)
+
+    def written() -> str | None:
+        return doc.plain_scalar(path) if doc is not None else None
+
+    message = simple(str(kind), error.validator_value, error.instance, error.schema, path, written)
+    yield path, message if message is not None else fallback(str(kind), error.instance)
 
 
 def _forbidden_key(
@@ -193,12 +188,12 @@ def _forbidden_key(
 
 def _key_reason(error: jsonschema.ValidationError) -> str:
     if error.validator == "pattern":
-        return f"it does not match the pattern {error.validator_value!r}"
-    return str(error.message)
+        return f"a key must be {pattern_words(str(error.validator_value))}"
+    return next((message for _, message in _explain(error)), "not allowed")
 
 
-def _shortest(context: list[jsonschema.ValidationError]) -> str:
-    return min((str(c.message) for c in context), key=len)
+def _shortest(context: list[jsonschema.ValidationError], doc: Document | None) -> str:
+    return min((message for c in context for _, message in _explain(c, doc=doc)), key=len)
 
 
 def _both_scaling(error: jsonschema.ValidationError) -> bool:

@@ -81,6 +81,21 @@ class Document:
             node = child
         return int(node.start_mark.line) + 1
 
+    def plain_scalar(self, field_path: Sequence[str | int]) -> str | None:
+        """The text of the value at field_path as written, when it is a plain (unquoted)
+        scalar; None otherwise. For messages such as `1 is a number (quote it: "1")`."""
+        node: yaml.Node | None = self._tree()
+        for key in field_path:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if k.value == key), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+                node = node.value[key]
+            else:
+                return None
+        if isinstance(node, yaml.ScalarNode) and not node.style:
+            return str(node.value)
+        return None
+
     def error(self, field_path: Sequence[str | int], message: str) -> SpecError:
         return SpecError(self.path, self.line_of(field_path), dotted(field_path), message)
 

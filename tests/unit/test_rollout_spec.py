@@ -218,8 +218,8 @@ def test_scale_down_delay_on_canary_is_refused() -> None:
     ("onSuccess: pullRequest", "onSuccess: merge", 37, "spec.rollout.onSuccess", "is not one of 'commit'"),
     ("maxFailedChecks: 2", "maxFailedChecks: 0", 36, "spec.rollout.maxFailedChecks", "less than the minimum of 1"),
     ("minRequests: 50", "minRequests: -1", 35, "spec.rollout.analysis.minRequests", "less than the minimum of 0"),
-    ("interval: 1m30s", "interval: 90", 24, "spec.rollout.interval", "is not of type 'string'"),
-    ("interval: 1m30s", "interval: 1.5m", 24, "spec.rollout.interval", "does not match the pattern"),
+    ("interval: 1m30s", "interval: 90", 24, "spec.rollout.interval", '90 is a number, expected a string (quote it: "90")'),
+    ("interval: 1m30s", "interval: 1.5m", 24, "spec.rollout.interval", "'1.5m' must be a Prometheus duration such as 30s"),
     ("    onFailure: rollback\n", "    onFailure: rollback\n    pause: true\n", 39, "spec.rollout.pause",
      "unknown field 'pause'"),
 ])
@@ -286,7 +286,8 @@ def test_duplicate_check_name() -> None:
 
 def test_check_name_must_be_a_dns_label() -> None:
     err = only_error(_repo(ROLLOUT_MODEL.replace("name: enough-throughput", "name: Enough_Throughput"), monitor=None))
-    assert_error(err, FILE, 31, "spec.rollout.analysis.checks[1].name", "does not match the pattern")
+    assert_error(err, FILE, 31, "spec.rollout.analysis.checks[1].name",
+                 "'Enough_Throughput' must be lowercase letters, digits and '-', starting and ending with a letter or digit")
 
 
 # --- analysis rules against the Monitors ------------------------------------------------------
