@@ -35,6 +35,11 @@ class SopsTools:
                              env=self.env(path.parent))
         return out.stdout
 
+    def encrypt_in_place(self, repo: Path, rel: str) -> None:
+        """`sops --encrypt --in-place REL` run in the repo, so its .sops.yaml creation rule applies."""
+        subprocess.run([str(self.bin / "sops"), "--encrypt", "--in-place", rel], capture_output=True, check=True,
+                       timeout=60, cwd=repo, env=self.env(repo.parent))
+
     def decrypt(self, content: bytes, key_file: Path, work: Path) -> bytes:
         """`sops --decrypt` of `content` (a temp file in `work`), as the reference."""
         src = work / "input.enc.yaml"
