@@ -2,7 +2,9 @@
 decrypted values in the live Secret; `agent diff` and `agent render` never print them, in any
 encoding; without the key (or with another one) the command fails naming the file and nothing
 is applied. The repo is examples/model-repo under a target and namespaces of its own, its
-Secret re-encrypted by the real sops after the rename (the MAC covers the namespace)."""
+Secret re-encrypted by the real sops after the rename (the MAC covers the namespace). And the
+controller: a commit it cannot decrypt is refused like an invalid one, and the key file is read
+again for the next commit."""
 
 from __future__ import annotations
 
@@ -10,17 +12,20 @@ import base64
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
+from agent.controller import Controller, RunConfig
 from tests._sops_tools import SopsTools
 from tests.conftest import DEMO_AGE_KEY
-from tests.integration._repos import EXAMPLE, commit, renamed_example
+from tests.integration._repos import EXAMPLE, commit, make_repo, renamed_example
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +178,76 @@ def test_a_missing_or_wrong_key_is_a_clear_error_and_applies_nothing(
     assert live_secret(api_client, repo.fraud, "other-team") is None
     cm = client.CoreV1Api(api_client).read_namespaced_config_map("feature-store", repo.fraud)
     assert "fraud_detection_v2" not in str(cm.data)
+
+
+def metric(controller: Controller, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in controller.metrics.exposition().decode().splitlines()
+               if line.startswith(name))
+
+
+def test_the_controller_decrypts_refuses_what_it_cannot_and_rereads_the_key(
+        sops_tools: SopsTools, kubeconfig: Path, api_client: client.ApiClient, wait_for: Any,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_a, key_b = tmp_path / "a.agekey", tmp_path / "b.agekey"
+    recipient_a, recipient_b = sops_tools.keygen(key_a), sops_tools.keygen(key_b)
+    prefix = f"ctlsops{uuid.uuid4().hex[:6]}"
+    ns = f"{prefix}-0"
+    work = make_repo(tmp_path / "work", f"ctl-{prefix}", prefix, 1)
+    rel = "infra/creds.enc.yaml"
+
+    def write_secret(value: str, recipient: str) -> None:
+        (work / rel).write_text(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: {ns}\n"
+                                f"stringData:\n  token: {value}\n", encoding="utf-8")
+        subprocess.run([str(sops_tools.bin / "sops"), "--encrypt", "--in-place", "--age", recipient,
+                        "--encrypted-regex", "^(data|stringData)$", rel], check=True, capture_output=True,
+                       timeout=60, cwd=work, env=sops_tools.env(tmp_path))
+
+    write_secret("first-token-value", recipient_a)
+    commit(work, "an encrypted Secret")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=work, check=True)
+
+    def push(message: str) -> str:
+        head = commit(work, message)
+        subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True, capture_output=True)
+        return head
+
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_a))  # as the component sets it in the pod
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    controller = Controller(RunConfig(repo=f"file://{bare}", interval=1.0, resync=600.0, kubeconfig=str(kubeconfig),
+                                      http_addr="", cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl"))
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: live_secret(api_client, ns, "creds") == {"token": b"first-token-value"},
+                 "the decrypted Secret applied by the controller", timeout=120)
+        good = controller.commit
+        # a commit encrypted for a key the controller does not hold: refused whole, the last good stays
+        write_secret("second-token-value", recipient_b)
+        bad = push("re-encrypt for key B")
+        wait_for(lambda: metric(controller, "modelops_agent_invalid_commits_total") >= 1, "the refused commit")
+        assert controller.commit == good and controller.invalid["commit"] == bad
+        (error,) = controller.invalid["errors"]
+        assert error.startswith(f"{rel}:1: (document): encrypted with SOPS for age recipient {recipient_b}; "
+                                f"no matching identity in SOPS_AGE_KEY_FILE ({key_a})")
+        assert live_secret(api_client, ns, "creds") == {"token": b"first-token-value"}
+        audit = (tmp_path / "audit.jsonl").read_text()
+        assert "invalid-commit" in audit and "token-value" not in audit
+        # the key is rotated (a re-mounted Secret): the next commit is read with the new file
+        key_a.write_bytes(key_b.read_bytes())
+        (work / "infra" / "note.yaml").write_text("# a commit after the key rotation\n", encoding="utf-8")
+        fixed = push("after the key rotation")
+        wait_for(lambda: live_secret(api_client, ns, "creds") == {"token": b"second-token-value"},
+                 "the commit applied with the rotated key", timeout=120)
+        assert controller.commit == fixed and not controller.invalid
+    finally:
+        controller.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the controller did not stop"
+        for k in range(3):
+            try:
+                client.CoreV1Api(api_client).delete_namespace(f"{prefix}-{k}")
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise

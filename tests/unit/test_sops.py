@@ -428,3 +428,13 @@ def test_snapshot_without_sops_files_is_the_same_object(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sops\ndata:\n  sops: x\n")
     snap = DirectorySource(tmp_path).snapshot()
     assert decrypt_snapshot(snap, keys=KeyRing()) is snap  # a nested `sops` key is no SOPS file
+
+
+def test_the_flag_on_every_command_that_reads_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.cli import build_parser
+
+    parser = build_parser()
+    for command in (["validate"], ["render"], ["diff"], ["apply"], ["status"], ["rollout", "status"]):
+        assert parser.parse_args([*command, "--sops-age-key-file", "k.txt"]).sops_age_key_file == "k.txt", command
+    monkeypatch.setenv("AGENT_SOPS_AGE_KEY_FILE", "/etc/modelops/sops-age/keys.txt")  # every run flag as AGENT_<FLAG>
+    assert build_parser().parse_args(["run", "--repo", "x"]).sops_age_key_file == "/etc/modelops/sops-age/keys.txt"
