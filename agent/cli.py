@@ -273,7 +273,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     path = _repo_path(args)
     if args.output != "text":
         return _validate_document(path, args)
-    desired = load_desired(path, args.revision, resolve=False, keyless="skip")  # offline: registry references by shape only
+    # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
+    desired = load_desired(path, args.revision, resolve=False, keyless="skip")
     _note_unread(desired.unread)
     spec = desired.spec
     print(

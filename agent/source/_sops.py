@@ -9,7 +9,8 @@ is verified: SHA-512 over the values in document order (only the encrypted ones 
 `mac_only_encrypted`), stored encrypted with the data key and `lastmodified` as additional data.
 A file whose MAC does not match is refused. Which values are encrypted follows the file's
 `unencrypted_suffix` (default `_unencrypted`), `encrypted_suffix`, `unencrypted_regex` or
-`encrypted_regex`; the comment rules (`*_comment_regex`) and Shamir key groups are refused.
+`encrypted_regex`; the comment rules (`*_comment_regex`) and Shamir key groups are refused, and
+so are encrypted values outside v1 Secrets (the agent prints any other kind's values in plans).
 
 The decrypted file is the encrypted text with each encrypted value replaced in place (one line
 each, so line numbers stay those of the file in Git) and the `sops` key removed: the loader
@@ -151,8 +152,10 @@ def open_sops(content: bytes, ring: KeyRing) -> tuple[bytes, set[str]] | None:
     should_encrypt = _rule(meta, at_meta)
     edits: list[tuple[int, int, str]] = []
     leaves: list[_Leaf] = []
+    owners: list[int] = []  # the document of each leaf
     seen: set[int] = set()
-    for doc in documents:
+    for index, doc in enumerate(documents):
+        owners.extend([index - 1] * (len(leaves) - len(owners)))
         if doc is None or (isinstance(doc, yaml.ScalarNode) and doc.tag.endswith(":null")):
             continue
         if not isinstance(doc, yaml.MappingNode):
@@ -163,13 +166,15 @@ def open_sops(content: bytes, ring: KeyRing) -> tuple[bytes, set[str]] | None:
                 edits.append((k.start_mark.index, v.end_mark.index, "\n" * removed.count("\n")))
             else:
                 _walk(k, v, (), leaves, seen)
+    owners.extend([len(documents) - 1] * (len(leaves) - len(owners)))
     key = _data_key(meta, ring)
     digest = hashlib.sha512()
     mac_all = meta.get("mac_only_encrypted") not in ("true", "True", "TRUE")
     if not mac_all:
         digest.update(_MAC_ONLY_ENCRYPTED_INIT)
     found: set[str] = set()
-    for node, path, in_sequence in leaves:
+    holding: set[int] = set()  # documents with encrypted values (comments aside)
+    for (node, path, in_sequence), owner in zip(leaves, owners, strict=True):
         where = Where(_line(node), ".".join(path))
         value = go_value(node, where)
         if not should_encrypt(path):
@@ -191,6 +196,7 @@ def open_sops(content: bytes, ring: KeyRing) -> tuple[bytes, set[str]] | None:
         found.update(shown(plaintext.decode("utf-8", "replace")))
         if mac_bytes is not None:
             digest.update(mac_bytes)
+            holding.add(owner)
         edits.append(_replace(text, node, replacement, in_sequence, where))
     _check_mac(meta, key, digest.hexdigest().upper(), at_meta)
     out, last = [], 0
@@ -199,7 +205,25 @@ def open_sops(content: bytes, ring: KeyRing) -> tuple[bytes, set[str]] | None:
         out.append(new)
         last = end
     out.append(text[last:])
-    return "".join(out).encode("utf-8"), found
+    decrypted = "".join(out)
+    _secrets_only(decrypted, documents, holding)
+    return decrypted.encode("utf-8"), found
+
+
+def _secrets_only(decrypted: str, documents: list[yaml.Node | None], holding: set[int]) -> None:
+    """Encrypted values belong in v1 Secrets, the one kind whose values the agent keeps out of
+    every plan, diff and render; in another kind they would be printed (a PR comment, say)."""
+    try:
+        loaded = list(yaml.load_all(decrypted, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError:
+        raise SopsError("the decrypted file is not valid YAML") from None
+    for index in sorted(holding):
+        doc = loaded[index] if index < len(loaded) else None
+        if not (isinstance(doc, dict) and doc.get("apiVersion") == "v1" and doc.get("kind") == "Secret"):
+            node = documents[index]
+            raise SopsError("SOPS-encrypted values are accepted in v1 Secrets only (the values of any other "
+                            "kind show in plans and diffs): encrypt only the Secrets' data, e.g. with "
+                            "encrypted_regex: ^(data|stringData)$", _line(node) if node is not None else 1)
 
 
 def _line(node: yaml.Node) -> int:

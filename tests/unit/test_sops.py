@@ -242,6 +242,19 @@ def test_mac_and_ciphertext_tampering_is_refused(keys: Keys) -> None:
     assert "no valid MAC" in only_problem(opened(re.sub(rb"\n    mac: [^\n]+", b"", encrypted), key)).message
 
 
+def test_encrypted_values_only_in_secrets(keys: Keys) -> None:
+    """Any other kind's values show in plans and diffs (a PR comment): refused, naming the document."""
+    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  api-key: k3y-value\n"
+    problem = only_problem(opened(keys.encrypt(config_map, args=("--encrypted-regex", FLUX)), ring(keys.key_a)))
+    assert problem.line == 1 and "accepted in v1 Secrets only" in problem.message and "k3y" not in problem.message
+    # sops's default rules encrypt every value: the ServiceAccount beside the Secret too
+    both = keys.encrypt(SERVICE_ACCOUNT + "---\n" + SECRET)
+    problem = only_problem(opened(both, ring(keys.key_a)))
+    assert problem.line == 1 and "accepted in v1 Secrets only" in problem.message
+    with_regex = keys.encrypt(SERVICE_ACCOUNT + "---\n" + SECRET, args=("--encrypted-regex", FLUX))
+    assert opened(with_regex, ring(keys.key_a)).problems == []
+
+
 def test_a_wrong_key_names_the_file_recipient_and_source(keys: Keys) -> None:
     encrypted = keys.encrypt(SECRET)
     problem = only_problem(opened(encrypted, ring(keys.key_b)))
