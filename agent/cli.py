@@ -279,7 +279,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     path = _repo_path(args)
     if args.output != "text":
         return _validate_document(path, args)
-    desired = load_desired(path, args.revision, resolve=False)  # offline: registry references by shape only
+    # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
+    desired = load_desired(path, args.revision, resolve=False, keyless="skip")
+    _note_unread(desired.unread)
     spec = desired.spec
     print(
         f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
@@ -296,7 +298,8 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
 
     doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
     try:
-        desired = load_desired(path, args.revision, resolve=False)
+        desired = load_desired(path, args.revision, resolve=False, keyless="skip")
+        _note_unread(desired.unread)
     except ValidationFailed as exc:
         doc.update(valid=False, revision=exc.revision or args.revision,
                    errors=[{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in exc.errors])
@@ -307,6 +310,13 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
             "manifests": len(spec.manifests), "objects": len(desired.objects)})
     _write_document(doc, args.output)
     return EXIT_OK if doc["valid"] else EXIT_ERROR
+
+
+def _note_unread(paths: Sequence[str]) -> None:
+    if paths:
+        print(_visible(f"note: {len(paths)} SOPS-encrypted file(s) not validated, no age identity given "
+                       f"(--sops-age-key-file FILE, or SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): {', '.join(paths)}"),
+              file=sys.stderr)
 
 
 def _write_document(doc: dict[str, Any], fmt: str) -> None:
@@ -1167,7 +1177,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
     p.add_argument("--revision", help="read this git commit/branch/tag instead of the working tree")
+    _add_sops(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+
+
+def _add_sops(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--sops-age-key-file", metavar="FILE", default=default,
+                   help="age identities that decrypt the repo's SOPS-encrypted files, in memory (default: "
+                        "$SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY and sops's keys.txt, as sops reads them)")
 
 
 def _add_filter(p: argparse.ArgumentParser, verb: str) -> None:
@@ -1322,6 +1339,7 @@ def build_parser() -> argparse.ArgumentParser:
                 r.add_argument("--reason", metavar="TEXT", help="why, kept in the rollout's history and the audit log")
         r.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
         r.add_argument("--revision", help="read the repo at this git commit/branch/tag instead of the working tree")
+        _add_sops(r)
         r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
         _add_cluster(r)
         r.set_defaults(handler=_cmd_rollout, reason=None)
@@ -1379,6 +1397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-sync-traffic", default=_env("REGISTRY_SYNC_TRAFFIC", "10"), metavar="PCT",
                    help="the proposed canary's traffic (default 10)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
+    _add_sops(p, _env("SOPS_AGE_KEY_FILE"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_verify(p)
     _add_cluster(p)
@@ -1502,6 +1521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if hasattr(args, "sops_age_key_file"):  # this process's age identities for SOPS files (None: as sops finds them)
+        from agent.source import use_age_key_file
+
+        use_age_key_file(args.sops_age_key_file)
     if getattr(args, "verbose", False):
         import logging
 

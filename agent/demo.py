@@ -6,11 +6,15 @@ log, then simulates a PR that raises the fraud canary and shows its diff against
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
 from agent import devcluster, output
 from agent.audit import verify
@@ -32,6 +36,27 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
 
 
+_P = ParamSpec("_P")
+
+
+def _with_demo_key(run: Callable[_P, int]) -> Callable[_P, int]:
+    """The example repo's Secret is SOPS-encrypted for the DEMO age key of examples/keys: every
+    agent step of the demo, in this process or a child, decrypts it with that key."""
+    @functools.wraps(run)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        previous = os.environ.get("SOPS_AGE_KEY_FILE")
+        os.environ["SOPS_AGE_KEY_FILE"] = str(repo_root() / "examples" / "keys" / "demo.agekey")
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if previous is None:
+                os.environ.pop("SOPS_AGE_KEY_FILE", None)
+            else:
+                os.environ["SOPS_AGE_KEY_FILE"] = previous
+    return wrapped
+
+
+@_with_demo_key
 def run_demo(directory: Path, keep: bool = False) -> int:
     directory = directory.resolve()
     example = repo_root() / "examples" / "model-repo"
@@ -105,6 +130,7 @@ def _without_canary(model: Path) -> None:
     model.write_text(re.sub(r"\n  canary:\n    version: \"13\"\n    traffic: 10[^\n]*", "", text, count=1))
 
 
+@_with_demo_key
 def run_promotion_demo(directory: Path, keep: bool = False) -> int:
     """PR opened by `agent promote --open-pr`, plan commented by the PR check, merged on the
     forge, applied by the controller through Gitea's push webhook, audited with the PR."""
