@@ -263,7 +263,10 @@ def test_stop_leaves_no_thread_and_no_port(state: State) -> None:
     assert time.monotonic() - started < 3  # not the 30 s request timeout
     assert http_threads() - before == set()
     for conn in (idle, half):
-        assert conn.recv(100) == b""
+        try:  # closed: an orderly end, or a reset when the server closed with our bytes unread
+            assert conn.recv(100) == b""
+        except ConnectionResetError:
+            pass
         conn.close()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
         pass
