@@ -116,18 +116,6 @@ class Prometheus:
             raise MetricsError(f"query {expr!r}: malformed sample {_shown(value)}")
         return value[1]
 
-    def query_each(self, exprs: Mapping[str, str]) -> tuple[dict[str, float | None], dict[str, str]]:
-        """Each named expression's value, and for those that could not be read why not (name ->
-        reason): one broken or garbage answer does not hide the others."""
-        values: dict[str, float | None] = {}
-        errors: dict[str, str] = {}
-        for name, expr in exprs.items():
-            try:
-                values[name] = self.query(expr)
-            except MetricsError as err:
-                errors[name] = str(err)
-        return values, errors
-
     def query_many(self, exprs: Mapping[str, str]) -> dict[str, float | None]:
         """Each named expression's value; the first that fails raises, naming it."""
         values: dict[str, float | None] = {}
