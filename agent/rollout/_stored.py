@@ -137,20 +137,22 @@ def judge_stored(model: Model, raw: Mapping[str, Any] | None, live: Callable[[],
             return state
     if rollout is None or canary is None:
         return None  # Git has no canary rollout: nothing to hold, the stored entry is forgotten
-    seen = live()
-    held = seen.traffic if seen.version == canary.version and seen.traffic is not None else 0
     if problem is None:  # no entry at all
+        seen = live()
         if seen.version != canary.version:
             return None  # Git names a canary the cluster does not serve yet: a fresh rollout
-        fresh = start(model, 0.0).traffic
-        if seen.traffic == fresh:
+        if seen.traffic == start(model, 0.0).traffic:
             return None  # a fresh start keeps the live traffic
         shown = f"{seen.traffic}%" if seen.traffic is not None else "a traffic it does not tell"
         problem = f"there is no stored state, but the cluster serves canary {canary.version} at {shown}"
     else:
-        version = state.version if state is not None else _version_of(raw) or seen.version
+        version = state.version if state is not None else _version_of(raw)
         if version is not None and version != canary.version:
             return None  # the entry is of another version: Git's canary starts a fresh rollout
+        seen = live()
+        if version is None and seen.version is not None and seen.version != canary.version:
+            return None  # unreadable, beside another canary than Git's: Git's starts a fresh rollout
+    held = seen.traffic if seen.version == canary.version and seen.traffic is not None else 0
     return InvalidState(model.key, canary.version, problem, held)
 
 
