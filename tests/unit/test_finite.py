@@ -6,14 +6,18 @@ metrics (an error naming registry, model, reference, metric and value), Git's nu
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from agent.errors import ValidationFailed
 from agent.finite import finite, shown, within
-from agent.registry import ResolvedVersion
+from agent.registry import MlflowRegistry, ResolvedVersion
 from agent.resolve import resolve_spec
 from agent.rollout import REQUESTS, CheckResult, Query, RolloutState, judge, start, step
 from agent.spec import Analysis, Canary, Gate, Model, ModelVersion, Rollout, gate_problems
@@ -257,3 +261,57 @@ def test_a_stored_state_with_a_number_that_is_not_finite_is_refused(fields: dict
 def test_stored_infinite_check_values_round_trip_as_strings() -> None:
     raw = _stored(last_checks=[{"name": "p95", "value": "+Inf", "ok": None, "message": "p95 +Inf not judged"}])
     assert RolloutState.from_json(raw).last_checks[0].value == INF
+
+
+# --- the same through the MLflow client, against a fake registry answering Infinity ---------------------
+
+class _FakeMlflow:
+    """The three MLflow REST answers a resolution by alias reads; the run's auc as `auc` (JSON text)."""
+
+    def __init__(self, auc: str) -> None:
+        version = {"name": "fraud-scorer", "version": "13", "source": "s3://mlflow/13/model", "run_id": "abc",
+                   "status": "READY", "aliases": ["champion"]}
+        run = ('{"run": {"info": {"run_id": "abc", "status": "FINISHED"}, "data": {"metrics": ['
+               '{"key": "auc", "value": ' + auc + ', "timestamp": 1, "step": 1}, '
+               '{"key": "f1", "value": 0.8, "timestamp": 1, "step": 1}]}}}')
+        routes = {"/registered-models/alias": json.dumps({"model_version": version}).encode(),
+                  "/model-versions/get-download-uri": b'{"artifact_uri": "s3://mlflow/13/model"}',
+                  "/runs/get": run.encode()}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urllib.parse.urlsplit(self.path).path.removeprefix("/api/2.0/mlflow")
+                body = routes.get(path, b'{"error_code": "ENDPOINT_NOT_FOUND"}')
+                self.send_response(200 if path in routes else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(("auc", "shown_as"), [("Infinity", "auc=+Inf"), ("-Infinity", "auc=-Inf"),
+                                               ("1e999", "auc=+Inf")])
+def test_an_infinite_auc_from_mlflow_does_not_pass_min_0_93(auc: str, shown_as: str) -> None:
+    fake = _FakeMlflow(auc)
+    try:
+        with pytest.raises(ValidationFailed) as info:
+            resolve_spec(_registry_spec(), {"mlflow": MlflowRegistry(fake.url)})
+    finally:
+        fake.close()
+    [error] = info.value.errors
+    assert shown_as in error.message and "mlflow fraud-scorer@champion" in error.message, error.message
+    assert "not a finite number" in error.message
