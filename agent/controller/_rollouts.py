@@ -130,10 +130,13 @@ class RolloutDriver:
             return self._traffic()
         now = time.time()
         models = {m.key: m for m in desired.spec.models}
-        due = {key: (models[key], state) for key, state in self.states.items()
-               if analyse and key in models and models[key].canary is not None
-               and models[key].canary.version == state.version and _judging(models[key], state, now)}  # type: ignore[union-attr]
-        analyses = self._analyse(desired, due)
+        due: dict[str, tuple[Model, RolloutState]] = {}
+        for key, stored in self.states.items():
+            git = models.get(key)
+            if analyse and git is not None and git.canary is not None and git.canary.version == stored.version \
+                    and _judging(git, stored, now):
+                due[key] = (git, stored)
+        analyses = self._analyse(desired, due)  # every model's queries at once, within one deadline
         changed = False
         rolling = {k for k, m in models.items() if m.rollout is not None} - set(self.held)
         for key in sorted(set(self.states) | rolling):
