@@ -23,7 +23,7 @@ from agent.render._meta import (
     VERSION_LABEL,
     registry_annotations,
 )
-from agent.spec import Model, Resources, ServingRuntime
+from agent.spec import Model, Resources, ServingRuntime, autoscaler_annotations
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
@@ -65,6 +65,8 @@ def inference_service(model: Model, runtime: ServingRuntime | None, defaults: Re
 
     annotations = {**model.annotations, STABLE_ANNOTATION: model.stable,
                    **registry_annotations(model, canary.version if canary else None)}
+    if model.autoscaling is not None:  # the autoscaler KServe's admission needs for the metric
+        annotations.update(autoscaler_annotations(model.autoscaling.metric, model.annotations))
     if canary is not None:
         annotations[CANARY_ANNOTATION] = canary.version
         annotations[TRAFFIC_ANNOTATION] = str(canary.traffic)

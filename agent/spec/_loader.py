@@ -15,6 +15,7 @@ from typing import Any, cast
 from agent.errors import SpecError, ValidationFailed
 from agent.spec import _k8s, _schema
 from agent.spec._k8s import CLUSTER_SCOPED
+from agent.spec._kserve import autoscaling_problems
 from agent.spec._types import (
     API_VERSION,
     GROUP,
@@ -443,6 +444,10 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
             errors.append(doc.error(["spec", "autoscaling", "min"], f"min ({autoscaling.min}) is greater than max ({autoscaling.max})"))
 
     backend = spec.get("backend", config.default_backend)
+    if autoscaling is not None and backend == "kserve":  # what KServe's own admission accepts
+        for problem in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {},
+                                            metric_given="metric" in spec["autoscaling"]):
+            errors.append(doc.error(list(problem.field), problem.message))
     fmt = spec["format"]
     runtime_name = spec.get("runtime")
     if runtime_name is not None:
