@@ -445,9 +445,9 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
 
     backend = spec.get("backend", config.default_backend)
     if autoscaling is not None and backend == "kserve":  # what KServe's own admission accepts
-        for problem in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {},
+        for refusal in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {},
                                             metric_given="metric" in spec["autoscaling"]):
-            errors.append(doc.error(list(problem.field), problem.message))
+            errors.append(doc.error(list(refusal.field), refusal.message))
     fmt = spec["format"]
     runtime_name = spec.get("runtime")
     if runtime_name is not None:

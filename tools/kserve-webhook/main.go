@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/kserve/kserve/pkg/apis/serving/v1beta1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,21 +36,26 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9443", "address to serve HTTPS on")
 	certFile := flag.String("tls-cert-file", "", "PEM serving certificate (required)")
 	keyFile := flag.String("tls-private-key-file", "", "PEM private key of the certificate (required)")
+	verbose := flag.Bool("v", false, "log KServe's info messages too (every request), not only errors")
 	flag.Parse()
 	if *certFile == "" || *keyFile == "" {
 		fmt.Fprintln(os.Stderr, "kserve-webhook: --tls-cert-file and --tls-private-key-file are required")
 		os.Exit(2)
 	}
-	if err := run(*listen, *certFile, *keyFile); err != nil {
+	if err := run(*listen, *certFile, *keyFile, *verbose); err != nil {
 		fmt.Fprintf(os.Stderr, "kserve-webhook: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, certFile, keyFile string) error {
-	logf.SetLogger(funcr.New(func(prefix, args string) {
+func run(listen, certFile, keyFile string, verbose bool) error {
+	sink := funcr.New(func(prefix, args string) {
 		fmt.Fprintln(os.Stderr, time.Now().UTC().Format(time.RFC3339), prefix, args)
-	}, funcr.Options{}))
+	}, funcr.Options{}).GetSink()
+	if !verbose {
+		sink = errorsOnly{sink}
+	}
+	logf.SetLogger(logr.New(sink))
 
 	scheme := runtime.NewScheme()
 	if err := v1beta1.AddToScheme(scheme); err != nil {
@@ -95,4 +101,15 @@ func run(listen, certFile, keyFile string) error {
 		return err
 	}
 	return nil
+}
+
+// errorsOnly drops info messages: KServe logs every request with its whole predictor at info.
+type errorsOnly struct{ logr.LogSink }
+
+func (errorsOnly) Enabled(int) bool { return false }
+
+func (s errorsOnly) WithName(name string) logr.LogSink { return errorsOnly{s.LogSink.WithName(name)} }
+
+func (s errorsOnly) WithValues(kv ...any) logr.LogSink {
+	return errorsOnly{s.LogSink.WithValues(kv...)}
 }
