@@ -9,6 +9,11 @@ runs beside the old one with no traffic) and 100 (switched; the old revision sta
 previous rolled-out revision, so a switch-back is a number). With tag routing on, KServe
 exposes the new revision alone at its `latest-<name>` URL (and the old at `prev-<name>`):
 that is the preview.
+
+Autoscaling on cpu or memory carries the annotation selecting the HorizontalPodAutoscaler of
+the Model's KServe deployment mode (Knative's HPA class, or KServe's `autoscalerClass: hpa` in
+Standard mode): without it KServe's admission refuses the metric (agent.spec's
+`autoscaler_annotations`; the validation refuses the combinations no annotation fixes).
 """
 
 from __future__ import annotations
