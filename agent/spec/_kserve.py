@@ -54,35 +54,35 @@ def autoscaler_annotations(metric: str, annotations: Mapping[str, str]) -> dict[
     return {KNATIVE_CLASS_ANNOTATION: KNATIVE_HPA}
 
 
-def autoscaling_problems(metric: str, target: int, annotations: Mapping[str, str],
-                         metric_given: bool) -> list[AutoscalingProblem]:
+def autoscaling_problems(metric: str, target: int, annotations: Mapping[str, str]) -> list[AutoscalingProblem]:
     """Why KServe would refuse an InferenceService scaled on metric/target with these Model
-    annotations, or run it other than the Model says; [] when it works. `metric_given`: the
-    Model names its metric (else it is the default, and the error points at `autoscaling`)."""
+    annotations, or run it other than the Model says; [] when it works. A problem with the
+    metric or the target is one the Model wrote: the defaults (cpu, 80) have none of their own."""
     mode = annotations.get(DEPLOYMENT_MODE_ANNOTATION)
     at_mode = ("metadata", "annotations", DEPLOYMENT_MODE_ANNOTATION)
-    at_metric = ("spec", "autoscaling", "metric") if metric_given else ("spec", "autoscaling")
-    named = f"metric {metric}" if metric_given else f"metric {metric} (the default)"
+    at_metric = ("spec", "autoscaling", "metric")
     hpa = metric in HPA_METRICS
     if mode == LEGACY_RAW:
         if not hpa:
-            return [AutoscalingProblem(at_metric, f"{named} needs KServe's Knative deployment mode: in raw Deployment "
-                                                  "mode KServe scales with a HorizontalPodAutoscaler, on cpu or memory only")]
+            return [AutoscalingProblem(at_metric, f"metric {metric} needs KServe's Knative deployment mode: in raw "
+                                                  "Deployment mode KServe scales with a HorizontalPodAutoscaler, on "
+                                                  "cpu or memory only")]
         return [AutoscalingProblem(at_mode, f"deployment mode {LEGACY_RAW} is KServe's old name for {STANDARD}, and "
                                             f"KServe's validation does not read it as {STANDARD} (it refuses {metric} "
                                             f"there): write {STANDARD}")]
     if standard_mode(annotations) and not hpa:
-        return [AutoscalingProblem(at_metric, f"{named} needs KServe's Knative deployment mode: in {STANDARD} mode "
-                                              f"({DEPLOYMENT_MODE_ANNOTATION}) KServe scales with a "
+        return [AutoscalingProblem(at_metric, f"metric {metric} needs KServe's Knative deployment mode: in {STANDARD} "
+                                              f"mode ({DEPLOYMENT_MODE_ANNOTATION}) KServe scales with a "
                                               "HorizontalPodAutoscaler, on cpu or memory only")]
     if metric == "memory" and not standard_mode(annotations):
-        return [AutoscalingProblem(at_metric, f"{named} needs KServe's {STANDARD} deployment mode (annotation "
+        return [AutoscalingProblem(at_metric, f"metric memory needs KServe's {STANDARD} deployment mode (annotation "
                                               f"{DEPLOYMENT_MODE_ANNOTATION}: {STANDARD}): in Knative mode the "
                                               "target would be read as MiB per replica, not percent")]
     problems: list[AutoscalingProblem] = []
-    if hpa and target > 100:  # above the default (80): the Model sets it
-        problems.append(AutoscalingProblem(("spec", "autoscaling", "target"), f"target {target} is above 100: on the kserve backend {metric} "
-                                                      "is scaled on percent of the request, 1-100"))
+    if hpa and target > 100:
+        problems.append(AutoscalingProblem(("spec", "autoscaling", "target"),
+                                           f"target {target} is above 100: on the kserve backend {metric} is scaled "
+                                           "on percent of the request, 1-100"))
     problems.extend(_class_conflicts(metric, annotations))
     return problems
 

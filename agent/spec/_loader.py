@@ -445,8 +445,7 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
 
     backend = spec.get("backend", config.default_backend)
     if autoscaling is not None and backend == "kserve":  # what KServe's own admission accepts
-        for refusal in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {},
-                                            metric_given="metric" in spec["autoscaling"]):
+        for refusal in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {}):
             errors.append(doc.error(list(refusal.field), refusal.message))
     fmt = spec["format"]
     runtime_name = spec.get("runtime")

@@ -83,7 +83,7 @@ def test_knative_metrics_in_standard_mode_are_refused(metric: str) -> None:
                  "(serving.kserve.io/deploymentMode) KServe scales with a HorizontalPodAutoscaler, on cpu or memory only")
 
 
-def test_the_default_metric_is_named_as_such() -> None:
+def test_a_kpa_class_with_the_default_metric_cpu_is_refused() -> None:
     err = only_error(repo({"models/scorer.yaml": _model("  autoscaling: {min: 1, max: 4}\n",
                                                         {KNATIVE_CLASS: "kpa.autoscaling.knative.dev"})}))
     assert_error(err, "models/scorer.yaml", 7, f"metadata.annotations.{KNATIVE_CLASS}",
