@@ -36,8 +36,10 @@ from agent.rollout import (
     abort,
     analysis_queries,
     describe,
+    has_analysis,
     judge,
     step,
+    traffic_note,
     traffic_override,
 )
 from agent.rollout_guard import judge_states
@@ -49,6 +51,9 @@ log = logging.getLogger("agent.controller.rollouts")
 _STORED = {"started", "advanced", "check-failed", "rolled-back", "succeeded", "switched", "aborted", "promoted",
            "paused", "resumed", "finished", "reset"}
 _WARNING = {"check-failed", "rolled-back", "aborted"}
+REFRESH = 30.0  # seconds: how stale the stored message and check values of a waiting step may get
+NO_PROMETHEUS = ("no Prometheus configured (agent run --prometheus-url): spec.rollout judges each step with an "
+                 "analysis, so a rollout of this model holds at its first step and never advances")
 
 
 def _judging(model: Model, state: RolloutState, now: float) -> bool:
@@ -88,6 +93,7 @@ class RolloutDriver:
     write_back: WriteBack | None = None
     target: str = ""
     invalid_metric: Callable[[str, bool], None] = lambda _model, _invalid: None  # (model, held now)
+    held_metric: Callable[[str, str, bool], None] = lambda _model, _kind, _held: None  # (model, hold kind, now)
     states: dict[str, RolloutState] = field(default_factory=dict)
     held: dict[str, InvalidState] = field(default_factory=dict)  # states that may not steer: traffic kept
     calls: PrometheusCalls | None = None  # the analysis queries, off the loop thread
@@ -95,6 +101,10 @@ class RolloutDriver:
     _pending: list[tuple[Model, RolloutState, str]] = field(default_factory=list)
     _retry_at: dict[str, float] = field(default_factory=dict)
     _stored: RolloutStates | None = None
+    _said: set[tuple[str, ...]] = field(default_factory=set)  # holds and Git traffic notes already reported
+    _holding: dict[str, str] = field(default_factory=dict)  # model key -> the kind of hold its gauge shows
+    _unjudgeable: set[str] = field(default_factory=set)  # models whose analysis no Prometheus can run
+    _refreshed: dict[str, float] = field(default_factory=dict)  # model key -> when a waiting step was saved
 
     def __post_init__(self) -> None:
         if self.prometheus is not None and self.calls is None:
@@ -126,6 +136,7 @@ class RolloutDriver:
         # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target
+        self._say_unjudgeable(desired)
         if not self._load(desired):
             return self._traffic()
         now = time.time()
@@ -146,10 +157,13 @@ class RolloutDriver:
                 if state is not None:
                     del self.states[key]
                     changed = True
+                self._say_hold(key, None, None)
                 continue
             transition = step(model, state, analyses.get(key), now)
-            changed |= self._apply(model, state, transition)
+            changed |= self._apply(model, state, transition) or self._refresh(key, state, transition, now)
             after = transition.state
+            self._say_hold(key, model, after)
+            self._say_traffic(model, after, desired.revision.commit)
             if (after is not None and transition.kind not in _STORED and after.phase == "Succeeded"
                     and not after.outcome_written and not _judging(model, after, now)
                     and now >= self._retry_at.get(key, 0.0)):
@@ -160,6 +174,82 @@ class RolloutDriver:
         if changed and self._save():
             self._load(desired)  # another writer's change was merged in: judge it before it steers
         return self._traffic()
+
+    # --- what a rollout cannot do, said once ------------------------------------------------
+    def _say_unjudgeable(self, desired: Desired) -> None:
+        """Without Prometheus no analysis runs: each model whose spec.rollout has one is said
+        once (log, Event) and shown by `rollout_held{reason="no-prometheus"}`."""
+        if self.calls is not None:
+            return
+        now = {m.key for m in desired.spec.models if m.rollout is not None and has_analysis(m.rollout)}
+        for key in sorted(self._unjudgeable - now):
+            self.held_metric(key, "no-prometheus", False)
+        for model in desired.spec.models:
+            if model.key not in now or model.key in self._unjudgeable:
+                continue
+            self.held_metric(model.key, "no-prometheus", True)
+            if ("no-prometheus", model.key) not in self._said:
+                self._said.add(("no-prometheus", model.key))
+                log.warning("model %s: %s", model.key, NO_PROMETHEUS)
+                self.event(model, "RolloutHeld", NO_PROMETHEUS, True)
+        self._unjudgeable = now
+
+    def _say_hold(self, key: str, model: Model | None, state: RolloutState | None) -> None:
+        """A progressing step that is not judged: said once per model, step and kind of hold
+        (log, Event), and shown by `rollout_held{model,reason}` while it lasts."""
+        hold = state.hold if state is not None and state.phase == "Progressing" else None
+        kind = hold.kind if hold is not None else None
+        previous = self._holding.pop(key, None)
+        if previous is not None and previous != kind and previous != "no-prometheus":
+            self.held_metric(key, previous, False)
+        if state is None or hold is None or model is None:
+            if previous is not None and state is not None:
+                log.info("rollout of %s: judged again at %s", key, describe(state, model) if model else state.phase)
+            return
+        self._holding[key] = hold.kind
+        if previous != hold.kind and hold.kind != "no-prometheus":
+            self.held_metric(key, hold.kind, True)
+        mark = ("no-prometheus", key) if hold.kind == "no-prometheus" else \
+            ("hold", key, state.version, str(state.step), hold.kind)
+        if mark in self._said:
+            return
+        self._said.add(mark)
+        steps = len(model.rollout.steps or (100,)) if model.rollout is not None and state.strategy == "canary" else 2
+        message = (f"rollout of {state.version} held at step {state.step + 1}/{steps} ({state.traffic}%): "
+                   f"not judged: {hold.reason}")
+        log.warning("rollout of %s: %s", key, message)
+        self.event(model, "RolloutHeld", message, True)
+
+    def _say_traffic(self, model: Model, state: RolloutState | None, commit: str) -> None:
+        """Git's canary traffic that the rollout does not apply: said once per commit (log, Event)."""
+        note = traffic_note(model, state) if state is not None else None
+        if note is None or model.canary is None:
+            return
+        mark = ("traffic", model.key, commit, str(model.canary.traffic))
+        if mark in self._said:
+            return
+        self._said.add(mark)
+        where = f"commit {commit[:12]}" if commit else "the working copy"
+        log.warning("rollout of %s: %s: %s", model.key, where, note)
+        self.event(model, "RolloutIgnoresGitTraffic", f"{where}: {note}", True)
+
+    def _refresh(self, key: str, before: RolloutState | None, transition: Transition, now: float) -> bool:
+        """Whether a waiting tick must be saved: a hold began, changed kind or ended, the checks'
+        verdicts changed, or (at most every REFRESH seconds) the message or the values did, so
+        `agent rollout status` shows why a step waits."""
+        after = transition.state
+        if transition.kind != "waiting" or before is None or after is None:
+            return False
+
+        def shape(s: RolloutState) -> tuple[Any, ...]:
+            return (s.hold.kind if s.hold else None, s.hold.since if s.hold else None, s.healthy_since,
+                    tuple((c.name, c.ok) for c in s.last_checks))
+
+        stale = after.message != before.message or after.last_checks != before.last_checks
+        if shape(after) != shape(before) or (stale and now - self._refreshed.get(key, 0.0) >= REFRESH):
+            self._refreshed[key] = now
+            return True
+        return False
 
     def _load(self, desired: Desired) -> bool:
         """Read and judge the stored states (False: they could not be read; the last known stay)."""
@@ -255,7 +345,7 @@ class RolloutDriver:
                 continue
             future = self.calls.query_each(key, {q.name: q.expr for q in queries})
             if future is None:
-                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.busy))
+                out[key] = judge(queries, {}, unreachable=dict.fromkeys((q.name for q in queries), self.calls.busy))
                 continue
             pending[key] = (queries, future)
         if self.calls is not None and pending:
@@ -263,16 +353,17 @@ class RolloutDriver:
         for key, (queries, future) in pending.items():
             assert self.calls is not None
             if not future.done():
-                log.warning("rollout of %s: analysis not judged: %s", key, self.calls.late)
-                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.late))
+                log.debug("rollout of %s: analysis not judged: %s", key, self.calls.late)
+                out[key] = judge(queries, {}, unreachable=dict.fromkeys((q.name for q in queries), self.calls.late))
                 continue
+            down: dict[str, str] = {}
             try:
-                values, errors = future.result()
+                values, errors, down = future.result()
             except AgentError as exc:
                 values, errors = {}, dict.fromkeys((q.name for q in queries), str(exc))
-            for name, error in sorted(errors.items()):
-                log.warning("rollout of %s: %s not judged: %s", key, name, error)
-            out[key] = judge(queries, values, errors)
+            for name, error in sorted(errors.items()):  # said once per hold (hold reports), not per tick
+                log.debug("rollout of %s: %s not judged: %s", key, name, error)
+            out[key] = judge(queries, values, errors, down)
         return out
 
     def _apply(self, model: Model, before: RolloutState | None, transition: Transition) -> bool:
@@ -287,16 +378,17 @@ class RolloutDriver:
         if kind not in _STORED:
             return False
         state = transition.state
-        step_index = state.step if state is not None else 0
+        shown_step = state.step + 1 if state is not None else 0  # 1-based, as people see it; 0: none
         traffic = transition.traffic if transition.traffic is not None else -1
-        checks = [c.__dict__ for c in state.last_checks] if state is not None else []
+        checks = [{"name": c.name, "value": c.value, "ok": c.ok, "message": c.message}
+                  for c in state.last_checks] if state is not None else []
         (log.warning if kind in _WARNING else log.info)("rollout of %s: %s: %s", key, kind, transition.reason)
         self.event(model, "Rollout" + "".join(p.capitalize() for p in kind.split("-")), transition.reason,
                    kind in _WARNING)
-        self.record("rollout", model=key, transition=kind, reason=transition.reason, step=step_index,
+        self.record("rollout", model=key, transition=kind, reason=transition.reason, step=shown_step,
                     traffic=transition.traffic, version=state.version if state else (before.version if before else None),
                     checks=checks)
-        self.metric(key, kind, step_index, max(traffic, 0))
+        self.metric(key, kind, shown_step, max(traffic, 0))
         # Git is written after the pass has put the traffic in place (publish_pending): a
         # rollback must reach the cluster first, not wait for a clone, a push and a PR.
         if state is not None and kind == "succeeded" and not state.outcome_written:
