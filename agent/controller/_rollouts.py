@@ -105,6 +105,7 @@ class RolloutDriver:
     _holding: dict[str, str] = field(default_factory=dict)  # model key -> the kind of hold its gauge shows
     _unjudgeable: set[str] = field(default_factory=set)  # models whose analysis no Prometheus can run
     _refreshed: dict[str, float] = field(default_factory=dict)  # model key -> when a waiting step was saved
+    _ticked: Desired | None = None  # the desired state of the last tick, for what is said after its pass
 
     def __post_init__(self) -> None:
         if self.prometheus is not None and self.calls is None:
@@ -136,7 +137,7 @@ class RolloutDriver:
         # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target
-        self._say_unjudgeable(desired)
+        self._ticked = desired
         if not self._load(desired):
             return self._traffic()
         now = time.time()
@@ -235,15 +236,15 @@ class RolloutDriver:
 
     def _refresh(self, key: str, before: RolloutState | None, transition: Transition, now: float) -> bool:
         """Whether a waiting tick must be saved: a hold began, changed kind or ended, the checks'
-        verdicts changed, or (at most every REFRESH seconds) the message or the values did, so
-        `agent rollout status` shows why a step waits."""
+        verdicts changed or their data came or went, or (at most every REFRESH seconds) the
+        message or the values did, so `agent rollout status` shows why a step waits."""
         after = transition.state
         if transition.kind != "waiting" or before is None or after is None:
             return False
 
         def shape(s: RolloutState) -> tuple[Any, ...]:
             return (s.hold.kind if s.hold else None, s.hold.since if s.hold else None, s.healthy_since,
-                    tuple((c.name, c.ok) for c in s.last_checks))
+                    tuple((c.name, c.ok, c.value is None) for c in s.last_checks))
 
         stale = after.message != before.message or after.last_checks != before.last_checks
         if shape(after) != shape(before) or (stale and now - self._refreshed.get(key, 0.0) >= REFRESH):
@@ -398,7 +399,11 @@ class RolloutDriver:
         return True
 
     def publish_pending(self) -> None:
-        """Write the outcomes of this tick's transitions to Git (called after the pass)."""
+        """Write the outcomes of this tick's transitions to Git, and say what no rollout of the
+        repo can do without Prometheus (called after a pass that went well: the models'
+        namespaces and objects exist, so their Events can be written)."""
+        if self._ticked is not None:
+            self._say_unjudgeable(self._ticked)
         pending, self._pending = self._pending, []
         changed = False
         for model, state, what in pending:

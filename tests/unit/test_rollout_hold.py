@@ -250,6 +250,7 @@ def test_without_prometheus_the_driver_warns_once_at_start(tmp_path: Path, caplo
     with caplog.at_level(logging.WARNING, logger="agent.controller.rollouts"):
         for _ in range(4):
             assert driver.tick(desired) == {KEY: 10}
+            driver.publish_pending()  # after the pass: the model's namespace exists for its Event
     assert [(r, w) for r, _m, w in seen.events if r != "RolloutStarted"] == [("RolloutHeld", True)]
     [(_, message, _)] = [e for e in seen.events if e[0] == "RolloutHeld"]
     assert message.startswith("no Prometheus configured (agent run --prometheus-url)")
