@@ -25,6 +25,7 @@ from typing import Any
 
 from agent.cluster import Cluster, ClusterError, RolloutStates, load_rollouts, save_rollouts
 from agent.controller._offloop import PrometheusCalls
+from agent.controller._rollout_notices import Notices
 from agent.errors import AgentError
 from agent.pipeline import Desired
 from agent.rollout import (
@@ -36,10 +37,8 @@ from agent.rollout import (
     abort,
     analysis_queries,
     describe,
-    has_analysis,
     judge,
     step,
-    traffic_note,
     traffic_override,
 )
 from agent.rollout_guard import judge_states
@@ -51,9 +50,6 @@ log = logging.getLogger("agent.controller.rollouts")
 _STORED = {"started", "advanced", "check-failed", "rolled-back", "succeeded", "switched", "aborted", "promoted",
            "paused", "resumed", "finished", "reset"}
 _WARNING = {"check-failed", "rolled-back", "aborted"}
-REFRESH = 30.0  # seconds: how stale the stored message and check values of a waiting step may get
-NO_PROMETHEUS = ("no Prometheus configured (agent run --prometheus-url): spec.rollout judges each step with an "
-                 "analysis, so a rollout of this model holds at its first step and never advances")
 
 
 def _judging(model: Model, state: RolloutState, now: float) -> bool:
@@ -101,15 +97,14 @@ class RolloutDriver:
     _pending: list[tuple[Model, RolloutState, str]] = field(default_factory=list)
     _retry_at: dict[str, float] = field(default_factory=dict)
     _stored: RolloutStates | None = None
-    _said: set[tuple[str, ...]] = field(default_factory=set)  # holds and Git traffic notes already reported
-    _holding: dict[str, str] = field(default_factory=dict)  # model key -> the kind of hold its gauge shows
-    _unjudgeable: set[str] = field(default_factory=set)  # models whose analysis no Prometheus can run
-    _refreshed: dict[str, float] = field(default_factory=dict)  # model key -> when a waiting step was saved
+    notices: Notices = field(init=False)  # holds and Git traffic a rollout does not apply, said once
     _ticked: Desired | None = None  # the desired state of the last tick, for what is said after its pass
 
     def __post_init__(self) -> None:
         if self.prometheus is not None and self.calls is None:
             self.calls = PrometheusCalls(self.prometheus)
+        self.notices = Notices(lambda *a: self.event(*a), lambda *a: self.held_metric(*a),
+                               analyses=self.calls is not None)
 
     def close(self) -> None:
         if self.calls is not None:
@@ -158,13 +153,13 @@ class RolloutDriver:
                 if state is not None:
                     del self.states[key]
                     changed = True
-                self._say_hold(key, None, None)
+                self.notices.hold(key, None, None)
                 continue
             transition = step(model, state, analyses.get(key), now)
-            changed |= self._apply(model, state, transition) or self._refresh(key, state, transition, now)
+            changed |= self._apply(model, state, transition) or self.notices.refresh(key, state, transition, now)
             after = transition.state
-            self._say_hold(key, model, after)
-            self._say_traffic(model, after, desired.revision.commit)
+            self.notices.hold(key, model, after)
+            self.notices.traffic(model, after, desired.revision.commit)
             if (after is not None and transition.kind not in _STORED and after.phase == "Succeeded"
                     and not after.outcome_written and not _judging(model, after, now)
                     and now >= self._retry_at.get(key, 0.0)):
@@ -175,82 +170,6 @@ class RolloutDriver:
         if changed and self._save():
             self._load(desired)  # another writer's change was merged in: judge it before it steers
         return self._traffic()
-
-    # --- what a rollout cannot do, said once ------------------------------------------------
-    def _say_unjudgeable(self, desired: Desired) -> None:
-        """Without Prometheus no analysis runs: each model whose spec.rollout has one is said
-        once (log, Event) and shown by `rollout_held{reason="no-prometheus"}`."""
-        if self.calls is not None:
-            return
-        now = {m.key for m in desired.spec.models if m.rollout is not None and has_analysis(m.rollout)}
-        for key in sorted(self._unjudgeable - now):
-            self.held_metric(key, "no-prometheus", False)
-        for model in desired.spec.models:
-            if model.key not in now or model.key in self._unjudgeable:
-                continue
-            self.held_metric(model.key, "no-prometheus", True)
-            if ("no-prometheus", model.key) not in self._said:
-                self._said.add(("no-prometheus", model.key))
-                log.warning("model %s: %s", model.key, NO_PROMETHEUS)
-                self.event(model, "RolloutHeld", NO_PROMETHEUS, True)
-        self._unjudgeable = now
-
-    def _say_hold(self, key: str, model: Model | None, state: RolloutState | None) -> None:
-        """A progressing step that is not judged: said once per model, step and kind of hold
-        (log, Event), and shown by `rollout_held{model,reason}` while it lasts."""
-        hold = state.hold if state is not None and state.phase == "Progressing" else None
-        kind = hold.kind if hold is not None else None
-        previous = self._holding.pop(key, None)
-        if previous is not None and previous != kind and previous != "no-prometheus":
-            self.held_metric(key, previous, False)
-        if state is None or hold is None or model is None:
-            if previous is not None and state is not None:
-                log.info("rollout of %s: judged again at %s", key, describe(state, model) if model else state.phase)
-            return
-        self._holding[key] = hold.kind
-        if previous != hold.kind and hold.kind != "no-prometheus":
-            self.held_metric(key, hold.kind, True)
-        mark = ("no-prometheus", key) if hold.kind == "no-prometheus" else \
-            ("hold", key, state.version, str(state.step), hold.kind)
-        if mark in self._said:
-            return
-        self._said.add(mark)
-        steps = len(model.rollout.steps or (100,)) if model.rollout is not None and state.strategy == "canary" else 2
-        message = (f"rollout of {state.version} held at step {state.step + 1}/{steps} ({state.traffic}%): "
-                   f"not judged: {hold.reason}")
-        log.warning("rollout of %s: %s", key, message)
-        self.event(model, "RolloutHeld", message, True)
-
-    def _say_traffic(self, model: Model, state: RolloutState | None, commit: str) -> None:
-        """Git's canary traffic that the rollout does not apply: said once per commit (log, Event)."""
-        note = traffic_note(model, state) if state is not None else None
-        if note is None or model.canary is None:
-            return
-        mark = ("traffic", model.key, commit, str(model.canary.traffic))
-        if mark in self._said:
-            return
-        self._said.add(mark)
-        where = f"commit {commit[:12]}" if commit else "the working copy"
-        log.warning("rollout of %s: %s: %s", model.key, where, note)
-        self.event(model, "RolloutIgnoresGitTraffic", f"{where}: {note}", True)
-
-    def _refresh(self, key: str, before: RolloutState | None, transition: Transition, now: float) -> bool:
-        """Whether a waiting tick must be saved: a hold began, changed kind or ended, the checks'
-        verdicts changed or their data came or went, or (at most every REFRESH seconds) the
-        message or the values did, so `agent rollout status` shows why a step waits."""
-        after = transition.state
-        if transition.kind != "waiting" or before is None or after is None:
-            return False
-
-        def shape(s: RolloutState) -> tuple[Any, ...]:
-            return (s.hold.kind if s.hold else None, s.hold.since if s.hold else None, s.healthy_since,
-                    tuple((c.name, c.ok, c.value is None) for c in s.last_checks))
-
-        stale = after.message != before.message or after.last_checks != before.last_checks
-        if shape(after) != shape(before) or (stale and now - self._refreshed.get(key, 0.0) >= REFRESH):
-            self._refreshed[key] = now
-            return True
-        return False
 
     def _load(self, desired: Desired) -> bool:
         """Read and judge the stored states (False: they could not be read; the last known stay)."""
@@ -403,7 +322,7 @@ class RolloutDriver:
         repo can do without Prometheus (called after a pass that went well: the models'
         namespaces and objects exist, so their Events can be written)."""
         if self._ticked is not None:
-            self._say_unjudgeable(self._ticked)
+            self.notices.unjudgeable(self._ticked)
         pending, self._pending = self._pending, []
         changed = False
         for model, state, what in pending:
