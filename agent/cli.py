@@ -398,7 +398,7 @@ class _Filter:
         kept = [c for c in plan.objects if self._matches(c.kind, c.namespace, c.name, c.model)]
         if not kept:
             raise AgentError(f"no object matches {self.describe()}")
-        return build_plan(kept, plan.base, plan.revision, plan.rollouts)
+        return build_plan(kept, plan.base, plan.revision, plan.rollouts, plan.notes)
 
     def check_models(self, models: Iterable[tuple[str, str]]) -> None:
         if self.models and not any(self.model(ns, name) for ns, name in models):
@@ -619,6 +619,8 @@ def _print_status(status: dict[str, object]) -> None:
               f"{last['result']} {last['commit'][:12]} {m['message']}"))
         if m.get("rollout"):
             print(_visible(f"  rollout: {_rollout_line(m['rollout'])}"))
+            for note in m["rollout"].get("notes") or []:
+                print(_visible(f"  note: {note}"))
     invalid = status.get("invalidCommit")
     if isinstance(invalid, dict):
         errors = invalid.get("errors") or [""]
@@ -764,6 +766,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         print(_visible(f"{r['model']:<36} {r['version']:<10} {r['strategy']:<9} {r['phase']:<12} {step:<6} "
                        f"{str(r['traffic']) + '%':<8} {since:<9} {_checks_text(r['checks'])}"))
         print(_visible(f"  {r['message']}"))
+        for note in r.get("notes") or []:
+            print(_visible(f"  note: {note}"))
     return EXIT_OK
 
 

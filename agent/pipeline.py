@@ -12,6 +12,7 @@ from agent import _desired_cache
 from agent.errors import SourceError, ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
+from agent.rollout import traffic_notes
 from agent.source import GitSource, Revision, SignerKeys, decrypt_snapshot, open_source, verify_commit
 from agent.spec import DEFAULT_LOADER, Loader, Spec
 
@@ -207,4 +208,5 @@ def offline_plan(path: str | Path, base: str, revision: str | None = None, *,
         diff_objects(after.objects, before.objects),
         base=_offline_info(before.revision),
         revision=_offline_info(after.revision),
+        notes=traffic_notes(before.spec, after.spec),
     )

@@ -436,6 +436,7 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     branch and committed. With dry_run nothing is written and git is not touched."""
     from agent.plan import build_plan, diff_objects
     from agent.render import render
+    from agent.rollout import traffic_notes
     from agent.source import read_snapshot
     from agent.spec import DEFAULT_LOADER
 
@@ -482,7 +483,7 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     edited = {**files, rel: after.encode("utf-8")}
     spec_after = DEFAULT_LOADER.load(edited, snapshot.problems)  # ValidationFailed: nothing written
     plan = build_plan(diff_objects(render(spec_after), render(spec)),
-                      base={"short": "before"}, revision={"short": "after"})
+                      base={"short": "before"}, revision={"short": "after"}, notes=traffic_notes(spec, spec_after))
     diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
     moved = next((m for m in spec_after.models if m.key == model.key), None)

@@ -48,7 +48,7 @@ from agent.render import (
     object_key,
     render,
 )
-from agent.rollout import InvalidState, RolloutState, describe, staged, traffic_override, without_canary
+from agent.rollout import InvalidState, RolloutState, describe, staged, traffic_note, traffic_override, without_canary
 from agent.rollout_guard import judge_states
 from agent.source import SignerKeys
 from agent.spec import Model
@@ -185,6 +185,7 @@ class LiveRollouts:
     warning: str = ""
     unreadable: dict[str, str] = field(default_factory=dict)  # model key -> why its stored state was skipped
     invalid: dict[str, InvalidState] = field(default_factory=dict)  # states that may not steer: traffic held
+    traffic_notes: dict[str, str] = field(default_factory=dict)  # model key -> Git's traffic the rollout does not apply
 
 
 def rollout_note(state: RolloutState, model: Model, now: float | None = None) -> RolloutNote:
@@ -245,13 +246,20 @@ def read_rollouts(cluster: Cluster, desired: Desired, namespace: str = INVENTORY
             note = RolloutNote(note.phase, note.step, note.steps, note.traffic, note.version,
                                f"{note.message} (stale: {why}; the controller ends or restarts it)")
         found.notes[key] = note
+    for model in desired.spec.models:
+        if model.key not in found.invalid and (said := traffic_note(model, found.states.get(model.key))) is not None:
+            found.traffic_notes[model.key] = said
     return found
 
 
 def with_rollouts(plan: Plan, rollouts: LiveRollouts) -> Plan:
-    """`plan` with the notes of the rollouts of its models."""
+    """`plan` with the notes of the rollouts of its models (and of Git's canary traffic that a
+    rollout does not apply)."""
     keys = {m.key for m in plan.models}
     plan.rollouts = {k: v for k, v in rollouts.notes.items() if k in keys}
+    for key, note in rollouts.traffic_notes.items():
+        if key in keys and note not in plan.notes.get(key, []):
+            plan.notes.setdefault(key, []).append(note)
     return plan
 
 

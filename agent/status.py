@@ -15,12 +15,14 @@ from agent.pipeline import Desired, revision_info, with_traffic
 from agent.plan import model_of
 from agent.reconcile import LiveRollouts, observe, read_rollouts, rollout_note
 from agent.render import SPEC_HASH_ANNOTATION, object_key, ref
-from agent.rollout import InvalidState, RolloutState
+from agent.rollout import InvalidState, RolloutState, traffic_note
 
 
 def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) -> dict[str, Any]:
-    """One rollout for people and scripts: the plan's note plus when its step began and the last
-    analysis (each check's value and verdict)."""
+    """One rollout for people and scripts: the plan's note plus when its step began, the last
+    analysis (each check's value and verdict), why its step holds (`hold`: kind, reason, since,
+    seconds; null while it is judged) and notes (Git's canary traffic that the rollout does not
+    apply)."""
     models = {m.key: m for m in desired.spec.models}
     out: dict[str, Any] = {"model": key, "strategy": state.strategy}
     model = models.get(key)
@@ -31,13 +33,27 @@ def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) 
                    message=f"{state.message} (the model is no longer in the repo)".strip())
     out.update(
         stable=state.stable,
-        since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.step_started)),
+        since=_time(state.step_started),
         sinceSeconds=max(0, int(now - state.step_started)),
         failedChecks=state.failed_checks,
         checks=[{"name": c.name, "value": _number(c.value), "ok": c.ok, "message": c.message}
                 for c in state.last_checks],
+        hold=_hold(state, now),
+        notes=[note] if model is not None and (note := traffic_note(model, state)) is not None else [],
     )
     return out
+
+
+def _hold(state: RolloutState, now: float) -> dict[str, Any] | None:
+    hold = state.hold if state.phase == "Progressing" else None
+    if hold is None:
+        return None
+    return {"kind": hold.kind, "reason": hold.reason, "since": _time(hold.since),
+            "seconds": max(0, int(now - hold.since))}
+
+
+def _time(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def invalid_status(held: InvalidState) -> dict[str, Any]:
@@ -45,7 +61,7 @@ def invalid_status(held: InvalidState) -> dict[str, Any]:
     rollout_status: phase Invalid, no step, the traffic held and why."""
     return {"model": held.model, "strategy": "-", "phase": "Invalid", "step": None, "steps": None,
             "traffic": held.traffic, "version": held.version, "message": held.message, "stable": None,
-            "since": None, "sinceSeconds": None, "failedChecks": None, "checks": []}
+            "since": None, "sinceSeconds": None, "failedChecks": None, "checks": [], "hold": None, "notes": []}
 
 
 def _number(value: float | None) -> float | str | None:

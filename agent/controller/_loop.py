@@ -207,7 +207,8 @@ class Controller:
                 forge_kind=config.forge, forge_api_url=config.forge_api_url)
         return RolloutDriver(self.cluster, config.inventory_namespace, prometheus, record=self._audit,
                              event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back,
-                             invalid_metric=self.metrics.rollout_state_invalid)
+                             invalid_metric=self.metrics.rollout_state_invalid,
+                             held_metric=self.metrics.rollout_held)
 
     def _audit(self, event: str, **fields: Any) -> None:
         if self.config.audit_log is None:

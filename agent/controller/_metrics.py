@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.rollout import HOLD_KINDS
+
 PREFIX = "modelops_agent_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format that `generate_latest` writes, named as every Prometheus parses it."""
@@ -23,6 +25,7 @@ TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout", "registr
 DRIFT_POLICIES = ("heal", "detect")
 REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
 REFUSAL_REASONS = ("signature",)
+HOLD_REASONS = HOLD_KINDS  # why a rollout step is not judged
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
@@ -94,7 +97,14 @@ class Metrics:
             ["model", "kind"], registry=r)
         self._rollout_traffic = Gauge(PREFIX + "rollout_traffic_percent",
                                       "Live traffic share of the version a rollout brings in.", ["model"], registry=r)
-        self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
+        self._rollout_step = Gauge(
+            PREFIX + "rollout_step", "The current step of a model's rollout, counted from 1 as `agent rollout status` "
+            "shows it (step 1 of 3; blue-green: 1 preview, 2 switched); 0 once no rollout runs.", ["model"], registry=r)
+        self._rollout_held = Gauge(
+            PREFIX + "rollout_held", "1 while a model's rollout cannot advance because its step is not judged, by "
+            "reason: no-prometheus (no Prometheus configured), prometheus (unreachable or not answering), requests "
+            "(fewer than minRequests), not-judged (an answer that could not be used, or not a finite number), no-data; "
+            "else 0.", ["model", "reason"], registry=r)
         self._rollout_invalid = Gauge(
             PREFIX + "rollout_state_invalid", "1 while the stored rollout state of a model does not parse or does not "
             "fit its declared rollout (its canary traffic is held until a human or Git acts), else 0.",
@@ -142,6 +152,12 @@ class Metrics:
         self._rollout_transitions.labels(model=model, kind=kind).inc()
         self._rollout_traffic.labels(model=model).set(traffic)
         self._rollout_step.labels(model=model).set(step)
+
+    def rollout_held(self, model: str, reason: str, held: bool) -> None:
+        """The rollout of `model` holds (or no longer holds) for `reason`, one of HOLD_REASONS."""
+        if reason not in HOLD_REASONS:
+            raise ValueError(f"unknown hold reason {reason!r}; one of {', '.join(HOLD_REASONS)}")
+        self._rollout_held.labels(model=model, reason=reason).set(1 if held else 0)
 
     def rollout_state_invalid(self, model: str, invalid: bool) -> None:
         """The stored rollout state of `model` is invalid (reported now) or valid again."""

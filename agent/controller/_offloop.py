@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from agent.metrics_source import MetricsError
 
 T = TypeVar("T")
+Answers = tuple[dict[str, float | None], dict[str, str], dict[str, str]]  # values, errors, unreachable
 
 DEADLINE = 5.0  # seconds a pass waits for Prometheus' answers
 WORKERS = 4
@@ -46,21 +47,29 @@ class PrometheusCalls:
             self._running[key] = future
             return future
 
-    def query_each(self, key: str, exprs: dict[str, str]) -> Future[tuple[dict[str, float | None], dict[str, str]]] | None:
-        """Each named expression's value, and for those that could not be read why not (name ->
-        reason): one broken or garbage answer does not hide the others. None as `submit`."""
-        def run() -> tuple[dict[str, float | None], dict[str, str]]:
+    def query_each(self, key: str, exprs: dict[str, str]) -> Future[Answers] | None:
+        """Each named expression's value; for those that could not be read, why not (name ->
+        reason); and for those not asked because Prometheus could not be reached, where and why
+        (name -> reason): one broken or garbage answer does not hide the others, and once
+        Prometheus is unreachable the rest are not tried. None as `submit`."""
+        def run() -> Answers:
             values: dict[str, float | None] = {}
             errors: dict[str, str] = {}
+            down: dict[str, str] = {}
             for name, expr in exprs.items():
                 if self._closed.is_set():
                     errors[name] = "the controller is stopping"
+                    continue
+                if down:
+                    errors[name] = down[name] = next(iter(down.values()))
                     continue
                 try:
                     values[name] = self.prometheus.query(expr)
                 except MetricsError as err:
                     errors[name] = str(err)
-            return values, errors
+                    if err.unreachable:
+                        down[name] = err.unreachable
+            return values, errors, down
 
         return self.submit(key, run)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from agent.cluster import Cluster, ClusterError, RolloutStates, load_rollouts, save_rollouts
 from agent.controller._offloop import PrometheusCalls
+from agent.controller._rollout_notices import Notices
 from agent.errors import AgentError
 from agent.pipeline import Desired
 from agent.rollout import (
@@ -88,6 +89,7 @@ class RolloutDriver:
     write_back: WriteBack | None = None
     target: str = ""
     invalid_metric: Callable[[str, bool], None] = lambda _model, _invalid: None  # (model, held now)
+    held_metric: Callable[[str, str, bool], None] = lambda _model, _kind, _held: None  # (model, hold kind, now)
     states: dict[str, RolloutState] = field(default_factory=dict)
     held: dict[str, InvalidState] = field(default_factory=dict)  # states that may not steer: traffic kept
     calls: PrometheusCalls | None = None  # the analysis queries, off the loop thread
@@ -95,10 +97,14 @@ class RolloutDriver:
     _pending: list[tuple[Model, RolloutState, str]] = field(default_factory=list)
     _retry_at: dict[str, float] = field(default_factory=dict)
     _stored: RolloutStates | None = None
+    notices: Notices = field(init=False)  # holds and Git traffic a rollout does not apply, said once
+    _ticked: Desired | None = None  # the desired state of the last tick, for what is said after its pass
 
     def __post_init__(self) -> None:
         if self.prometheus is not None and self.calls is None:
             self.calls = PrometheusCalls(self.prometheus)
+        self.notices = Notices(lambda *a: self.event(*a), lambda *a: self.held_metric(*a),
+                               analyses=self.calls is not None)
 
     def close(self) -> None:
         if self.calls is not None:
@@ -126,6 +132,7 @@ class RolloutDriver:
         # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target
+        self._ticked = desired
         if not self._load(desired):
             return self._traffic()
         now = time.time()
@@ -146,10 +153,13 @@ class RolloutDriver:
                 if state is not None:
                     del self.states[key]
                     changed = True
+                self.notices.hold(key, None, None)
                 continue
             transition = step(model, state, analyses.get(key), now)
-            changed |= self._apply(model, state, transition)
+            changed |= self._apply(model, state, transition) or self.notices.refresh(key, state, transition, now)
             after = transition.state
+            self.notices.hold(key, model, after)
+            self.notices.traffic(model, after, desired.revision.commit)
             if (after is not None and transition.kind not in _STORED and after.phase == "Succeeded"
                     and not after.outcome_written and not _judging(model, after, now)
                     and now >= self._retry_at.get(key, 0.0)):
@@ -255,7 +265,7 @@ class RolloutDriver:
                 continue
             future = self.calls.query_each(key, {q.name: q.expr for q in queries})
             if future is None:
-                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.busy))
+                out[key] = judge(queries, {}, unreachable=dict.fromkeys((q.name for q in queries), self.calls.busy))
                 continue
             pending[key] = (queries, future)
         if self.calls is not None and pending:
@@ -263,16 +273,17 @@ class RolloutDriver:
         for key, (queries, future) in pending.items():
             assert self.calls is not None
             if not future.done():
-                log.warning("rollout of %s: analysis not judged: %s", key, self.calls.late)
-                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.late))
+                log.debug("rollout of %s: analysis not judged: %s", key, self.calls.late)
+                out[key] = judge(queries, {}, unreachable=dict.fromkeys((q.name for q in queries), self.calls.late))
                 continue
+            down: dict[str, str] = {}
             try:
-                values, errors = future.result()
+                values, errors, down = future.result()
             except AgentError as exc:
                 values, errors = {}, dict.fromkeys((q.name for q in queries), str(exc))
-            for name, error in sorted(errors.items()):
-                log.warning("rollout of %s: %s not judged: %s", key, name, error)
-            out[key] = judge(queries, values, errors)
+            for name, error in sorted(errors.items()):  # said once per hold (hold reports), not per tick
+                log.debug("rollout of %s: %s not judged: %s", key, name, error)
+            out[key] = judge(queries, values, errors, down)
         return out
 
     def _apply(self, model: Model, before: RolloutState | None, transition: Transition) -> bool:
@@ -287,16 +298,17 @@ class RolloutDriver:
         if kind not in _STORED:
             return False
         state = transition.state
-        step_index = state.step if state is not None else 0
+        shown_step = state.step + 1 if state is not None else 0  # 1-based, as people see it; 0: none
         traffic = transition.traffic if transition.traffic is not None else -1
-        checks = [c.__dict__ for c in state.last_checks] if state is not None else []
+        checks = [{"name": c.name, "value": c.value, "ok": c.ok, "message": c.message}
+                  for c in state.last_checks] if state is not None else []
         (log.warning if kind in _WARNING else log.info)("rollout of %s: %s: %s", key, kind, transition.reason)
         self.event(model, "Rollout" + "".join(p.capitalize() for p in kind.split("-")), transition.reason,
                    kind in _WARNING)
-        self.record("rollout", model=key, transition=kind, reason=transition.reason, step=step_index,
+        self.record("rollout", model=key, transition=kind, reason=transition.reason, step=shown_step,
                     traffic=transition.traffic, version=state.version if state else (before.version if before else None),
                     checks=checks)
-        self.metric(key, kind, step_index, max(traffic, 0))
+        self.metric(key, kind, shown_step, max(traffic, 0))
         # Git is written after the pass has put the traffic in place (publish_pending): a
         # rollback must reach the cluster first, not wait for a clone, a push and a PR.
         if state is not None and kind == "succeeded" and not state.outcome_written:
@@ -306,7 +318,11 @@ class RolloutDriver:
         return True
 
     def publish_pending(self) -> None:
-        """Write the outcomes of this tick's transitions to Git (called after the pass)."""
+        """Write the outcomes of this tick's transitions to Git, and say what no rollout of the
+        repo can do without Prometheus (called after a pass that went well: the models'
+        namespaces and objects exist, so their Events can be written)."""
+        if self._ticked is not None:
+            self.notices.unjudgeable(self._ticked)
         pending, self._pending = self._pending, []
         changed = False
         for model, state, what in pending:

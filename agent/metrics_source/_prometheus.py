@@ -31,7 +31,13 @@ MAX_BODY = 32 * 1024 * 1024
 
 
 class MetricsError(AgentError):
-    """Prometheus could not be asked, refused the question, or answered something unusable."""
+    """Prometheus could not be asked, refused the question, or answered something unusable.
+    `unreachable`: set when Prometheus itself could not be reached or did not answer (not the
+    query's fault): where, and why, in a few words."""
+
+    def __init__(self, message: str, *, unreachable: str = "") -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 # A sample value as the HTTP API writes it (Go's strconv.FormatFloat): a decimal, or NaN/+Inf/-Inf.
@@ -54,6 +60,10 @@ def _number(raw: Any) -> float | None:
         raise MetricsError(f"not a sample value: {_shown(raw)}")
     value = float(raw)
     return None if math.isnan(value) else value
+
+
+# transport failures that mean no answer at all (not a refused or unusable one)
+_UNREACHABLE = ("timeout", "unreachable", "connection", "certificate", "tls")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -154,7 +164,8 @@ class Prometheus:
         try:
             reply = self._http.send(method, path, body=body, headers=headers)
         except TransportError as err:
-            raise MetricsError(f"{where} ({what}): {err}") from None
+            down = f"{self._shown}: {err}" if err.kind in _UNREACHABLE else ""
+            raise MetricsError(f"{where} ({what}): {err}", unreachable=down) from None
         raw, status = reply.body, reply.status
         try:
             doc = json.loads(raw, parse_constant=_refuse_constant)

@@ -108,6 +108,9 @@ def text(plan: Plan, *, color: bool = False, show_diff: bool = True) -> str:
         add(f"  {m.key}: " + "; ".join(m.changes))
     for key, note in sorted(plan.rollouts.items()):  # live traffic that is the rollout's, not drift
         add(f"  {key}: {note.message}", "36")
+    for key, lines in sorted(plan.notes.items()):
+        for line in lines:
+            add(f"  {key}: note: {line}", "33")
     add("")
     out.append(_paint("Objects", "1", color) + f" ({_counts_line(plan)})")
     for o in plan.changed:
@@ -171,11 +174,14 @@ def as_dict(plan: Plan) -> dict[str, Any]:
 
 
 def _model_dict(m: ModelChange, plan: Plan) -> dict[str, Any]:
-    """`rollout` only where the model has a running rollout: plans without one keep their shape."""
+    """`rollout` only where the model has a running rollout, `notes` only where there are some:
+    plans without them keep their shape."""
     out: dict[str, Any] = {"namespace": m.namespace, "name": m.name, "status": m.status, "changes": m.changes}
     note = plan.rollouts.get(m.key)
     if note is not None:
         out["rollout"] = note.to_json()
+    if plan.notes.get(m.key):
+        out["notes"] = list(plan.notes[m.key])
     return out
 
 
@@ -206,6 +212,10 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
         out.append("")
     for key, note in sorted(plan.rollouts.items()):
         out.append(f"- **rollout** {md_code(key)}: {md_text(note.message)}")
+    if plan.notes and not plan.rollouts:
+        out.append("")
+    for key, lines in sorted(plan.notes.items()):
+        out.extend(f"- **note** {md_code(key)}: {md_text(line)}" for line in lines)
     out.append("")
     out.append(f"**Objects:** {_counts_line(plan)}")
     out.append("")

@@ -67,12 +67,16 @@ def diff_objects(desired: Iterable[dict[str, Any]], current: Iterable[dict[str, 
 
 
 def build_plan(changes: list[ObjectChange], base: dict[str, str] | None = None,
-               revision: dict[str, str] | None = None, rollouts: dict[str, RolloutNote] | None = None) -> Plan:
-    """The plan of `changes`; `rollouts` notes only the models the plan has."""
+               revision: dict[str, str] | None = None, rollouts: dict[str, RolloutNote] | None = None,
+               notes: dict[str, list[str]] | None = None) -> Plan:
+    """The plan of `changes`; `rollouts` and `notes` (model key -> lines for a reviewer, e.g.
+    Git's canary traffic that a rollout does not apply) only of the models the plan has."""
     models = summarize(changes)
     keys = {m.key for m in models}
-    notes = {k: v for k, v in (rollouts or {}).items() if k in keys}
-    return Plan(objects=changes, models=models, base=base or {}, revision=revision or {}, rollouts=notes)
+    running = {k: v for k, v in (rollouts or {}).items() if k in keys}
+    said = {k: list(v) for k, v in (notes or {}).items() if k in keys and v}
+    return Plan(objects=changes, models=models, base=base or {}, revision=revision or {}, rollouts=running,
+                notes=said)
 
 
 # --- model-level summary -------------------------------------------------------------------

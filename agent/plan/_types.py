@@ -66,6 +66,7 @@ class Plan:
     base: dict[str, str] = field(default_factory=dict)  # revision info of the "before" side
     revision: dict[str, str] = field(default_factory=dict)  # revision info of the desired side
     rollouts: dict[str, RolloutNote] = field(default_factory=dict)  # model key -> its running rollout (live plans)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # model key -> what a reviewer must know besides
 
     @property
     def changed(self) -> list[ObjectChange]:

@@ -5,6 +5,7 @@ and applies the traffic a Transition names."""
 from __future__ import annotations
 
 from agent.rollout._analysis import REQUESTS, CheckResult, Query, analysis_queries, judge
+from agent.rollout._hold import HOLD_KINDS, NO_PROMETHEUS, Hold, HoldKind, Unjudged, has_analysis, unjudged
 from agent.rollout._machine import (
     HISTORY_LIMIT,
     Phase,
@@ -20,6 +21,7 @@ from agent.rollout._machine import (
     traffic_override,
     with_outcome_written,
 )
+from agent.rollout._notes import traffic_note, traffic_notes
 from agent.rollout._staging import staged, without_canary
 from agent.rollout._stored import InvalidState, LiveCanary, fit_problem, judge_stored, live_canary_of, repair
 
@@ -29,4 +31,5 @@ __all__ = [
     "with_outcome_written",
 ]
 __all__ += ["staged", "without_canary"]
+__all__ += ["HOLD_KINDS", "NO_PROMETHEUS", "Hold", "HoldKind", "Unjudged", "has_analysis", "traffic_note", "traffic_notes", "unjudged"]
 __all__ += ["InvalidState", "LiveCanary", "fit_problem", "judge_stored", "live_canary_of", "repair"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.finite import finite, shown, within
@@ -41,12 +41,16 @@ class Query:
 @dataclass(frozen=True)
 class CheckResult:
     """The verdict on one query. ok None: not judged (no data, or too few requests yet), which
-    neither fails nor advances a step."""
+    neither fails nor advances a step; then `hold` says what kind of hold it is (one of
+    agent.rollout.HOLD_KINDS) and `why` says it in a few words. Neither is stored: they explain
+    the analysis that was just made."""
 
     name: str
     value: float | None
     ok: bool | None
     message: str
+    hold: str = field(default="", compare=False)
+    why: str = field(default="", compare=False)
 
 
 def _rule(model: Model, monitors: Sequence[Monitor], name: str) -> tuple[Monitor, MonitorRule]:
@@ -115,15 +119,29 @@ def _verdict(q: Query, value: float) -> tuple[bool | None, str]:
     return True, f"{q.name} {_fmt(value)} ok ({_bounds(q)})"
 
 
+def _why(name: str, why: str) -> str:
+    """`error-rate: <error>` or `error-rate -Inf is not a finite number`: the reason without
+    the "not judged" that the hold already says."""
+    return f"{name} {why}".replace(" not judged: ", ": ", 1).removesuffix(": not judged")
+
+
 def judge(queries: Sequence[Query], values: Mapping[str, float | None],
-          errors: Mapping[str, str] | None = None) -> list[CheckResult]:
+          errors: Mapping[str, str] | None = None, unreachable: Mapping[str, str] | None = None) -> list[CheckResult]:
     """One result per query, in order. Not judged (ok None, which neither fails nor advances a
     step): a missing value (no data), a value that is not finite (NaN, +Inf, -Inf: +Inf would
     pass any min and -Inf any max), and a query in `errors` (name -> why Prometheus' answer
     could not be used). While the new version has served fewer than `min_requests` in the
     window (or that count is not judged), nothing else is judged either: a handful of requests
-    says nothing about an error rate or a p95."""
-    errors = errors or {}
+    says nothing about an error rate or a p95. `unreachable` (name -> where and why) names the
+    queries not answered because Prometheus itself could not be reached or did not answer in
+    time: their hold is "prometheus" (Prometheus unreachable), not the query's own trouble."""
+    errors = {**(unreachable or {}), **(errors or {})}
+    down = {name: (why if why.startswith("Prometheus") else f"Prometheus unreachable: {why}")
+            for name, why in (unreachable or {}).items()}
+
+    def hold(name: str, why: str) -> tuple[str, str]:
+        """The kind of hold and its reason for a query that was not judged because of `why`."""
+        return ("prometheus", down[name]) if name in down else ("not-judged", _why(name, why))
 
     def read(q: Query) -> tuple[float | None, float | None, str | None]:
         """(the value to record, the finite value to judge, why it is not judged)"""
@@ -139,26 +157,34 @@ def judge(queries: Sequence[Query], values: Mapping[str, float | None],
         return number, number, None
 
     starved: str | None = None
+    starved_kind, starved_why = "requests", ""
     for q in queries:
         if q.source == "requests":
             _, v, why = read(q)
+            minimum = _fmt(q.min or 0.0)
             if why is not None:
                 starved = f"requests {why}"
+                starved_kind, starved_why = hold(q.name, why)
             elif v is None or (q.min is not None and not within(v, q.min)):
-                starved = f"requests {_fmt(v or 0.0)} < min {_fmt(q.min or 0.0)}"
+                starved = f"requests {_fmt(v or 0.0)} < min {minimum}"
+                count = "0" if v is None else str(math.floor(v))
+                starved_why = f"{count}/{minimum} requests" + (" (no data)" if v is None else "")
     results = []
     for q in queries:
         shown_value, v, why = read(q)
         if q.source == "requests" and starved is not None:
-            results.append(CheckResult(q.name, shown_value, None, f"{starved} (waiting for data)"))
+            results.append(CheckResult(q.name, shown_value, None, f"{starved} (waiting for data)",
+                                       starved_kind, starved_why))
         elif why is not None:
-            results.append(CheckResult(q.name, shown_value, None, f"{q.name} {why}"))
+            results.append(CheckResult(q.name, shown_value, None, f"{q.name} {why}", *hold(q.name, why)))
         elif starved is not None:
             text = "no data" if v is None else _fmt(v)
-            results.append(CheckResult(q.name, v, None, f"{q.name} {text} not judged: {starved}"))
+            results.append(CheckResult(q.name, v, None, f"{q.name} {text} not judged: {starved}",
+                                       starved_kind, starved_why))
         elif v is None:
-            results.append(CheckResult(q.name, None, None, f"{q.name}: no data (waiting for data)"))
+            results.append(CheckResult(q.name, None, None, f"{q.name}: no data (waiting for data)", "no-data",
+                                       f"no data for {q.name}"))
         else:
             ok, message = _verdict(q, v)
-            results.append(CheckResult(q.name, v, ok, message))
+            results.append(CheckResult(q.name, v, ok, message, "" if ok is not None else "not-judged", message))
     return results

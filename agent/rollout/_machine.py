@@ -8,8 +8,9 @@ Transition kinds:
   idle          nothing to track (no rollout, no state)
   started       a rollout began (or restarted: Git named another canary version or strategy)
   advanced      a canary step was healthy for an interval: next step's traffic
-  waiting       nothing changes: interval not over, no data yet, analysis unavailable, or a
-                finished phase (RolledBack, Aborted, Succeeded, Paused) waiting for Git
+  waiting       nothing changes: interval not over, the step holds (not judged: no Prometheus,
+                too few requests, no data; see `hold`), or a finished phase (RolledBack,
+                Aborted, Succeeded, Paused) waiting for Git
   check-failed  a check failed but fewer than max_failed_checks times: the step restarts
   rolled-back   max_failed_checks reached (or a blue-green failure soon after the switch): traffic 0
   succeeded     the last canary step was healthy for an interval: traffic 100
@@ -32,6 +33,7 @@ from typing import Any, Literal, cast, get_args
 
 from agent.finite import finite
 from agent.rollout._analysis import CheckResult
+from agent.rollout._hold import NO_PROMETHEUS, Hold, Unjudged, has_analysis, hold_of, unjudged
 from agent.spec import Model, Rollout
 
 Phase = Literal["Progressing", "Paused", "Succeeded", "RolledBack", "Aborted"]
@@ -46,8 +48,12 @@ class RolloutState:
     """One model's rollout, as persisted between reconciles (JSON via to_json/from_json).
 
     step: canary, the index into the rollout's steps; blueGreen, 0 = preview, 1 = switched (then
-    step_started is the switch time, from which the caller counts scaleDownDelay).
+    step_started is the switch time, from which the caller counts scaleDownDelay). People see
+    it 1-based (step 1/3), and so do the metric and the audit log; only the store keeps the index.
     traffic: percent of live traffic the new version gets now.
+    hold: while the step is not judged, since when and why (None: its last analysis judged it).
+    healthy_since: when the step's healthy time began, if not at step_started: the end of its
+    last hold (time not judged is never healthy time).
     """
 
     model: str
@@ -63,9 +69,11 @@ class RolloutState:
     message: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
     outcome_written: bool = False
+    hold: Hold | None = None
+    healthy_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model": self.model,
             "version": self.version,
             "stable": self.stable,
@@ -83,6 +91,11 @@ class RolloutState:
             "history": [dict(h) for h in self.history],
             "outcome_written": self.outcome_written,
         }
+        if self.hold is not None:
+            out["hold"] = self.hold.to_json()
+        if self.healthy_since is not None:
+            out["healthy_since"] = self.healthy_since
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> RolloutState:
@@ -91,7 +104,7 @@ class RolloutState:
         if not isinstance(data, dict):
             raise ValueError(f"rollout state: expected an object, got {_kind(data)}")
         required = {"model", "version", "stable", "strategy", "phase", "step", "traffic", "step_started"}
-        optional = {"failed_checks", "last_checks", "message", "history", "outcome_written"}
+        optional = {"failed_checks", "last_checks", "message", "history", "outcome_written", "hold", "healthy_since"}
         if missing := required - data.keys():
             raise ValueError(f"rollout state: missing {', '.join(sorted(missing))}")
         if unknown := data.keys() - required - optional:
@@ -110,6 +123,8 @@ class RolloutState:
             message=_str(data, "message") if "message" in data else "",
             history=[_history(h) for h in _list(data, "history")][-HISTORY_LIMIT:],
             outcome_written=_bool(data, "outcome_written") if "outcome_written" in data else False,
+            hold=hold_of(data["hold"], _time) if "hold" in data else None,
+            healthy_since=_time(data, "healthy_since") if "healthy_since" in data else None,
         )
         if "/" not in state.model or not state.version:
             raise ValueError("rollout state: model must be namespace/name and version non-empty")
@@ -245,7 +260,9 @@ def _record(old: RolloutState | None, new: RolloutState, kind: str, reason: str,
         "at": now, "kind": kind, "from": old.phase if old else None, "to": new.phase,
         "step": new.step, "traffic": new.traffic, "reason": reason,
     }
-    return replace(new, message=reason, history=[*new.history, entry][-HISTORY_LIMIT:])
+    # a new step, phase or start: no hold carried over, the healthy time counts from step_started
+    return replace(new, message=reason, history=[*new.history, entry][-HISTORY_LIMIT:], hold=None,
+                   healthy_since=None)
 
 
 def _move(kind: str, old: RolloutState | None, new: RolloutState, reason: str, now: float) -> Transition:
@@ -294,11 +311,22 @@ def _position(state: RolloutState, rollout: Rollout | None) -> str:
     return f"at step {state.step + 1}" + (f"/{len(_steps(rollout))}" if rollout else "")
 
 
-def step(model: Model, state: RolloutState | None, checks: Sequence[CheckResult] | None, now: float) -> Transition:
+def _holding(state: RolloutState, why: Unjudged, now: float, where: str,
+             checks: Sequence[CheckResult] | None) -> Transition:
+    """The step is not judged now: it holds (no advance, no failure) and says why; its
+    healthy time starts again when it is judged again."""
+    since = state.hold.since if state.hold is not None else now
+    held = replace(state, hold=Hold(why.kind, why.reason, since), healthy_since=None)
+    return _wait(held, f"not judged {where}: {why.reason}; holding {state.traffic}%", checks)
+
+
+def step(model: Model, state: RolloutState | None, checks: Sequence[CheckResult] | Unjudged | None,
+         now: float) -> Transition:
     """The next move of `model`'s rollout given what Git says (`model`), the stored state, and
-    the judged checks of the current step (None: the analysis could not run, e.g. Prometheus
-    down, which neither fails nor advances). Git always wins: another canary version restarts,
-    no canary resets, the version made stable finishes."""
+    the judged checks of the current step. When the analysis could not run, `checks` says why
+    (Unjudged; None: no Prometheus configured): the step holds, which neither fails nor
+    advances. Git always wins: another canary version restarts, no canary resets, the version
+    made stable finishes."""
     if state is not None and state.model != model.key:
         raise ValueError(f"rollout state of {state.model} given for {model.key}")
     if state is not None and model.stable == state.version:
@@ -323,21 +351,26 @@ def step(model: Model, state: RolloutState | None, checks: Sequence[CheckResult]
         return _wait(state, state.message or f"{state.phase} {where}; waiting for Git")
     if state.phase == "Paused":
         return _wait(state, state.message or f"paused {where}")
+    if checks is None:
+        checks = NO_PROMETHEUS
     if state.phase == "Succeeded":
-        if state.strategy == "blueGreen" and checks is not None and _failed(checks) \
+        if state.strategy == "blueGreen" and not isinstance(checks, Unjudged) and _failed(checks) \
                 and now - state.step_started < rollout.scale_down_delay_seconds:
             return _judge_failure(state, rollout, checks, now, where)
-        return _wait(state, f"succeeded, waiting for Git to make {state.version} stable", checks)
+        return _wait(state, f"succeeded, waiting for Git to make {state.version} stable",
+                     None if isinstance(checks, Unjudged) else checks)
 
     # Progressing
-    if checks is None:
-        return _wait(state, f"analysis unavailable {where}; holding {state.traffic}%")
+    if isinstance(checks, Unjudged):
+        return _holding(state, checks, now, where, None)  # the last values stay
     if _failed(checks):
         return _judge_failure(state, rollout, checks, now, where)
-    unjudged = [c for c in checks if c.ok is None]
-    if unjudged:
-        return _wait(state, f"waiting for data {where}: {'; '.join(c.message for c in unjudged)}", checks)
-    elapsed = now - state.step_started
+    why = unjudged(checks)
+    if why is not None:
+        return _holding(state, why, now, where, checks)
+    if state.hold is not None:  # judged again after a hold: its healthy time starts now
+        state = replace(state, hold=None, healthy_since=now)
+    elapsed = now - _healthy_start(state)
     if elapsed < rollout.interval_seconds:
         return _wait(state, f"{_dur(elapsed)} of {rollout.interval} healthy {where} ({state.traffic}%)", checks)
     healthy = replace(state, last_checks=list(checks))
@@ -351,6 +384,10 @@ def step(model: Model, state: RolloutState | None, checks: Sequence[CheckResult]
     new = replace(healthy, step=state.step + 1, traffic=steps[state.step + 1], step_started=now)
     reason = f"healthy for {rollout.interval} {where}: {steps[state.step]}% -> {new.traffic}%"
     return _move("advanced", state, new, reason, now)
+
+
+def _healthy_start(state: RolloutState) -> float:
+    return state.healthy_since if state.healthy_since is not None else state.step_started
 
 
 def _judge_failure(
@@ -415,7 +452,7 @@ def with_outcome_written(state: RolloutState) -> RolloutState:
 
 def describe(state: RolloutState, model: Model, now: float | None = None) -> str:
     """One line for status output. With `now`, a progressing step shows how long it has been
-    healthy; without it, the last message."""
+    healthy, or for how long and why it has not been judged; without it, the last message."""
     rollout = _rollout(model) if model.rollout else None
     if rollout is None:
         return f"{state.phase}: {state.message}" if state.message else state.phase
@@ -425,8 +462,13 @@ def describe(state: RolloutState, model: Model, now: float | None = None) -> str
             head = f"blue-green preview of {state.version} (no live traffic)"
         else:
             head = f"rollout in progress, step {state.step + 1}/{len(_steps(rollout))} ({state.traffic}%)"
+        if state.hold is not None:
+            since = f" for {_dur(now - state.hold.since)}" if now is not None else ""
+            return f"{head}: not judged{since}: {state.hold.reason}"
+        if now is not None and not state.last_checks and has_analysis(rollout):
+            return f"{head}: waiting for its first analysis"
         if now is not None and all(c.ok for c in state.last_checks):
-            return f"{head}, {_dur(now - state.step_started)} of {rollout.interval} healthy"
+            return f"{head}, {_dur(now - _healthy_start(state))} of {rollout.interval} healthy"
         return f"{head}: {state.message}" if state.message else head
     if state.phase == "Succeeded":
         done = "switched" if state.strategy == "blueGreen" else "succeeded"

@@ -142,7 +142,8 @@ def test_prometheus_down_neither_fails_nor_advances() -> None:
     kinds, traffic, state = run(model(), None, [T0 + 600 * i for i in range(10)])
     assert kinds == ["started"] + ["waiting"] * 9 and set(traffic) == {10}
     assert state is not None and state.failed_checks == 0 and state.step == 0
-    assert state.message == "analysis unavailable at step 1/4; holding 10%"
+    assert state.message == "not judged at step 1/4: no Prometheus configured (agent run --prometheus-url); holding 10%"
+    assert state.hold is not None and (state.hold.kind, state.hold.since) == ("no-prometheus", T0 + 600)
 
 
 def test_no_analysis_advances_on_time() -> None:
