@@ -97,7 +97,7 @@ class Metrics:
         self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
         self._retrain_jobs = Counter(PREFIX + "retrain_jobs", "Retraining Jobs started by firing alerts "
                                      "(Monitor rules with action: retrain).", ["model", "rule"], registry=r)
-        self._registry = Counter(PREFIX + "registry_events", "Model registry events (issue #12), by kind: moved "
+        self._registry = Counter(PREFIX + "registry_events", "Model registry events, by kind: moved "
                                  "(a reference resolves to another version), refused (its version misses a gate), "
                                  "error (the registry did not answer), proposed (a promotion PR), proposal_error.",
                                  ["kind"], registry=r)

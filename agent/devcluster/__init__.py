@@ -23,3 +23,6 @@ __all__ = [
     "repo_root", "status", "up",
 ]
 __all__ += ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
+from agent.devcluster._forge import is_forge  # noqa: E402
+
+__all__ += ["is_forge"]

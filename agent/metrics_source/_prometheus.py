@@ -123,6 +123,8 @@ class Prometheus:
         try:
             reply = self._http.send(method, path, body=body, headers=headers)
         except TransportError as err:
+            if err.kind == "unreachable":
+                raise MetricsError(f"cannot connect to Prometheus at {self._shown}: {err} ({what})") from None
             raise MetricsError(f"{where} ({what}): {err}") from None
         raw, status = reply.body, reply.status
         try:
