@@ -13,7 +13,7 @@ agent's registry client resolves references against. See tools/mlflow.
 from agent.devcluster._build import binaries, repo_root
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
-from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up
+from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up, is_forge
 from agent.devcluster._mlflow import MlflowInfo, mlflow_binaries, mlflow_down, mlflow_up
 from agent.devcluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
 
@@ -23,6 +23,4 @@ __all__ = [
     "repo_root", "status", "up",
 ]
 __all__ += ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
-from agent.devcluster._forge import is_forge  # noqa: E402
-
 __all__ += ["is_forge"]
