@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
 
 import pytest
 
 from agent import cli
 from agent.demo import next_steps, promotion_next_steps
+from tests._commands import agent_commands
 from tests._python_text import python_in
 
 
@@ -22,17 +21,6 @@ class Forge:
         self.admin_user = "modelops"
         self.token_file = directory / "forge" / "admin.token"
         self.ca_file = directory / "forge" / "pki" / "ca.pem"
-
-
-def agent_commands(text: str) -> list[list[str]]:
-    """Every `agent ...` command line the text shows: a command line (its comment dropped), one
-    after `: ` or `; ` (how to stop), one in backticks."""
-    found = [shlex.split(quoted)[1:] for quoted in re.findall(r"`(agent [^`]+)`", text)]
-    for line in re.sub(r"`agent [^`]+`", "", text).splitlines():
-        for part in re.split(r"(?:: |; )(?=agent )", line.strip()):
-            if part.startswith("agent "):
-                found.append(shlex.split(part.split("  #")[0])[1:])
-    return found
 
 
 def parses(argv: list[str]) -> None:
