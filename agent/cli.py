@@ -1194,7 +1194,9 @@ def _cmd_pr_comment(args: argparse.Namespace) -> int:
         try:
             body = Path(args.body_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            from agent.errors import plain_reason
+
+            reason = plain_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
             raise AgentError(f"cannot read --body-file {args.body_file}: {reason}") from None
     if not body.strip():
         raise AgentError(f"--body-file {args.body_file} is empty: nothing to post")
