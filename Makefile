@@ -2,12 +2,12 @@
 # Each installs what it needs: a virtualenv with the agent, Debian's prometheus (promtool)
 # and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
 # also the local Git forge (Gitea, tools/gitea), built the same way, and the local model registry
-# (MLflow in its own venv, tools/mlflow).
+# (MLflow in its own venv, tools/mlflow) and the SOPS tools (sops, age; tools/sops) the tests encrypt with.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv system controlplane forge registry test unit lint demo
+.PHONY: venv system controlplane forge registry secrets test unit lint demo
 
 $(BIN)/agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ forge:
 registry:
 	bash tools/mlflow/setup.sh
 
+secrets:
+	bash tools/sops/build.sh
+
 lint: venv
 	$(BIN)/ruff check agent tests bench tools
 	$(BIN)/mypy
@@ -38,7 +41,7 @@ lint: venv
 unit: venv system
 	$(BIN)/pytest -q tests/unit
 
-test: venv system controlplane forge registry
+test: venv system controlplane forge registry secrets
 	$(BIN)/pytest -q tests
 
 demo: venv controlplane

@@ -280,7 +280,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     path = _repo_path(args)
     if args.output != "text":
         return _validate_document(path, args)
-    desired = load_desired(path, args.revision, resolve=False)  # offline: registry references by shape only
+    # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
+    desired = load_desired(path, args.revision, resolve=False, keyless="skip")
+    _note_unread(desired.unread)
     spec = desired.spec
     print(
         f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
@@ -297,7 +299,8 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
 
     doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
     try:
-        desired = load_desired(path, args.revision, resolve=False)
+        desired = load_desired(path, args.revision, resolve=False, keyless="skip")
+        _note_unread(desired.unread)
     except ValidationFailed as exc:
         doc.update(valid=False, revision=exc.revision or args.revision,
                    errors=[{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in exc.errors])
@@ -308,6 +311,13 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
             "manifests": len(spec.manifests), "objects": len(desired.objects)})
     _write_document(doc, args.output)
     return EXIT_OK if doc["valid"] else EXIT_ERROR
+
+
+def _note_unread(paths: Sequence[str]) -> None:
+    if paths:
+        print(_visible(f"note: {len(paths)} SOPS-encrypted file(s) not validated, no age identity given "
+                       f"(--sops-age-key-file FILE, or SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): {', '.join(paths)}"),
+              file=sys.stderr)
 
 
 def _write_document(doc: Any, fmt: str) -> None:
@@ -661,6 +671,8 @@ def _checks_text(checks: list[dict[str, Any]]) -> str:
 
 
 def _rollout_line(r: dict[str, Any]) -> str:
+    if r["step"] is None:  # an invalid state: no step, only why and the traffic held
+        return str(r["message"])
     step = f"step {r['step']}/{r['steps']}" if r.get("steps") else f"step {r['step']}"
     return (f"{r['phase']} {step}, {r['traffic']}% to {r['version']}; checks: {_checks_text(r.get('checks') or [])}; "
             f"{r['message']}")
@@ -709,8 +721,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     its next tick, so no controller needs to be reachable from here."""
     from agent.cluster import Cluster, load_rollouts, rollouts_name
     from agent.pipeline import load_desired
-    from agent.rollout import RolloutState
-    from agent.status import rollout_status
+    from agent.rollout_guard import judge_states
+    from agent.status import invalid_status, rollout_status
 
     _rollout_args(args)
     desired = load_desired(_repo_path(args), args.revision)
@@ -722,18 +734,19 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         stored = load_rollouts(cluster, target, args.inventory_namespace)
         if args.rollout_command != "status":
             return _override(args, cluster, desired, stored, where)
+        judged = judge_states(cluster, desired.spec.models, stored)
     now = time.time()
     rows = []
-    for key, raw in sorted(stored.states.items()):
+    for key in sorted(set(stored.states) | set(stored.invalid) | set(judged.invalid)):
         ns, _, name = key.partition("/")
         if (args.model is not None and name != args.model) or (args.namespace is not None and ns != args.namespace):
             continue
-        try:
-            state = RolloutState.from_json(raw)
-        except ValueError as exc:
-            _warn(f"the rollout state of {key} in {where} is unreadable: {exc}")
-            continue
-        rows.append(rollout_status(state, desired, key, now))
+        if key in judged.invalid:
+            rows.append(invalid_status(judged.invalid[key]))
+        elif key in judged.states:
+            rows.append(rollout_status(judged.states[key], desired, key, now))
+        elif key not in {m.key for m in desired.spec.models}:
+            _warn(f"the rollout state of {key} in {where} is unreadable, and its model is not in the repo")
     if args.output != "text":
         _write_document({"target": target, "rollouts": rows}, args.output)
         return EXIT_OK
@@ -743,9 +756,10 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'MODEL':<36} {'VERSION':<10} {'STRATEGY':<9} {'PHASE':<12} {'STEP':<6} {'TRAFFIC':<8} {'SINCE':<9} CHECKS")
     for r in rows:
-        step = f"{r['step']}/{r['steps']}" if r.get("steps") else str(r["step"])
+        step = "-" if r["step"] is None else f"{r['step']}/{r['steps']}" if r.get("steps") else str(r["step"])
+        since = "-" if r["sinceSeconds"] is None else _dur(r["sinceSeconds"])
         print(_visible(f"{r['model']:<36} {r['version']:<10} {r['strategy']:<9} {r['phase']:<12} {step:<6} "
-                       f"{str(r['traffic']) + '%':<8} {_dur(r['sinceSeconds']):<9} {_checks_text(r['checks'])}"))
+                       f"{str(r['traffic']) + '%':<8} {since:<9} {_checks_text(r['checks'])}"))
         print(_visible(f"  {r['message']}"))
     return EXIT_OK
 
@@ -754,41 +768,51 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
     """abort/promote/pause/resume one model's rollout: the machine's transition, saved where the
     controller reads it, audited when --audit-log is given."""
     from agent.cluster import save_rollouts
-    from agent.rollout import RolloutState, abort, pause, promote, resume
+    from agent.rollout import abort, pause, promote, repair, resume
+    from agent.rollout_guard import judge_states
 
     model = _find_model(desired, args.model, args.namespace)
-    raw = stored.states.get(model.key)
-    if raw is None:
-        raise AgentError(f"{model.key} has no rollout state in {where}: no rollout of it is running "
-                         "(the controller starts one when Git names a canary under spec.rollout)")
-    try:
-        state = RolloutState.from_json(raw)
-    except ValueError as exc:
-        raise AgentError(f"the rollout state of {model.key} in {where} is unreadable: {exc}") from exc
-    if model.canary is None or model.canary.version != state.version or model.rollout is None:
-        git = f"canary {model.canary.version}" if model.canary is not None else "no canary"
-        raise AgentError(f"the stored rollout of {model.key} is of version {state.version} but Git has {git}"
-                         f"{'' if model.rollout is not None else ' and no spec.rollout'}: the controller ends or "
-                         f"restarts it on its next tick; nothing to {args.rollout_command}")
+    judged = judge_states(cluster, [model], stored)
     command = args.rollout_command
-    done = {"abort": "Aborted", "promote": "Succeeded", "pause": "Paused", "resume": "Progressing"}[command]
-    if state.phase == done:
-        print(_visible(f"{model.key}: the rollout of {state.version} is {done} already; nothing written"))
-        return EXIT_OK
     who = _who(args)
     now = time.time()
     because = f"{who} ({args.reason})" if args.reason else who
-    try:
-        if command == "abort":
-            transition = abort(state, now, because)
-        elif command == "pause":
-            transition = pause(state, now, because)
-        elif command == "resume":
-            transition = resume(state, now, who)
-        else:
-            transition = promote(state, model, now, who)
-    except ValueError as exc:  # pause of a finished rollout, resume of one not paused
-        raise AgentError(f"{model.key}: {exc}") from None
+    held = judged.invalid.get(model.key)
+    if held is not None:  # a fresh, valid state of Git's canary: the way out of an invalid one
+        try:
+            transition = repair(model, held, command, now, because if command == "abort" else who)
+        except ValueError as exc:
+            raise AgentError(f"{model.key}: {exc}") from None
+        before = ("Invalid", held.traffic, held.version)
+    else:
+        state = judged.states.get(model.key)
+        if state is None and model.key not in stored.states and model.key not in stored.invalid:
+            raise AgentError(f"{model.key} has no rollout state in {where}: no rollout of it is running "
+                             "(the controller starts one when Git names a canary under spec.rollout)")
+        if state is None:
+            raise AgentError(f"the rollout state of {model.key} in {where} is unreadable and Git names no canary under "
+                             f"spec.rollout: the controller forgets it on its next tick; nothing to {command}")
+        if model.canary is None or model.canary.version != state.version or model.rollout is None:
+            git = f"canary {model.canary.version}" if model.canary is not None else "no canary"
+            raise AgentError(f"the stored rollout of {model.key} is of version {state.version} but Git has {git}"
+                             f"{'' if model.rollout is not None else ' and no spec.rollout'}: the controller ends or "
+                             f"restarts it on its next tick; nothing to {command}")
+        done = {"abort": "Aborted", "promote": "Succeeded", "pause": "Paused", "resume": "Progressing"}[command]
+        if state.phase == done:
+            print(_visible(f"{model.key}: the rollout of {state.version} is {done} already; nothing written"))
+            return EXIT_OK
+        try:
+            if command == "abort":
+                transition = abort(state, now, because)
+            elif command == "pause":
+                transition = pause(state, now, because)
+            elif command == "resume":
+                transition = resume(state, now, who)
+            else:
+                transition = promote(state, model, now, who)
+        except ValueError as exc:  # pause of a finished rollout, resume of one not paused
+            raise AgentError(f"{model.key}: {exc}") from None
+        before = (state.phase, state.traffic, state.version)
     new = transition.state
     assert new is not None
     stored.states[model.key] = new.to_json()
@@ -799,9 +823,9 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
 
         with AuditLog(Path(args.audit_log), identity()) as audit:
             audit.write("rollout-override", model=model.key, action=args.rollout_command, who=who,
-                        reason=args.reason, version=state.version,
-                        phase={"from": state.phase, "to": new.phase}, step=new.step,
-                        traffic={"from": state.traffic, "to": new.traffic}, configmap=where)
+                        reason=args.reason, version=before[2],
+                        phase={"from": before[0], "to": new.phase}, step=new.step,
+                        traffic={"from": before[1], "to": new.traffic}, configmap=where)
     print(_visible(f"{model.key}: {transition.reason}; {new.phase} at {new.traffic}% (written to {where}; the "
                    "controller applies it on its next tick, `agent apply` does now)"))
     return EXIT_OK
@@ -1221,7 +1245,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", nargs="?", default=".", help="model repo directory (default: .)")
     p.add_argument("--revision", help="read this git commit/branch/tag instead of the working tree")
+    _add_sops(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
+
+
+def _add_sops(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--sops-age-key-file", metavar="FILE", default=default,
+                   help="age identities that decrypt the repo's SOPS-encrypted files, in memory (default: "
+                        "$SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY and sops's keys.txt, as sops reads them)")
 
 
 def _add_filter(p: argparse.ArgumentParser, verb: str) -> None:
@@ -1382,6 +1413,7 @@ def build_parser() -> argparse.ArgumentParser:
                 r.add_argument("--reason", metavar="TEXT", help="why, kept in the rollout's history and the audit log")
         r.add_argument("-n", "--namespace", metavar="NS", help="the Model's namespace (needed when the name is in several)")
         r.add_argument("--revision", help="read the repo at this git commit/branch/tag instead of the working tree")
+        _add_sops(r)
         r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
         _add_cluster(r)
         r.set_defaults(handler=_cmd_rollout, reason=None)
@@ -1441,6 +1473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-sync-traffic", default=_env("REGISTRY_SYNC_TRAFFIC", "10"), metavar="PCT",
                    help="the proposed canary's traffic (default 10)")
     p.add_argument("--cache-dir", default=_env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
+    _add_sops(p, _env("SOPS_AGE_KEY_FILE"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
     _add_verify(p)
     _add_cluster(p)
@@ -1572,6 +1605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if hasattr(args, "sops_age_key_file"):  # this process's age identities for SOPS files (None: as sops finds them)
+        from agent.source import use_age_key_file
+
+        use_age_key_file(args.sops_age_key_file)
     if getattr(args, "verbose", False):
         import logging
 

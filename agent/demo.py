@@ -6,13 +6,16 @@ log, then simulates a PR that raises the fraud canary and shows its diff against
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from agent import devcluster, output
 from agent.audit import verify
@@ -34,6 +37,27 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
 
 
+_P = ParamSpec("_P")
+
+
+def _with_demo_key(run: Callable[_P, int]) -> Callable[_P, int]:
+    """The example repo's Secret is SOPS-encrypted for the DEMO age key of examples/keys: every
+    agent step of the demo, in this process or a child, decrypts it with that key."""
+    @functools.wraps(run)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        previous = os.environ.get("SOPS_AGE_KEY_FILE")
+        os.environ["SOPS_AGE_KEY_FILE"] = str(repo_root() / "examples" / "keys" / "demo.agekey")
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if previous is None:
+                os.environ.pop("SOPS_AGE_KEY_FILE", None)
+            else:
+                os.environ["SOPS_AGE_KEY_FILE"] = previous
+    return wrapped
+
+
+@_with_demo_key
 def run_demo(directory: Path, keep: bool = False) -> int:
     directory = directory.resolve()
     example = repo_root() / "examples" / "model-repo"
@@ -113,6 +137,7 @@ def _without_canary(model: Path) -> None:
     model.write_text(re.sub(r"\n  canary:\n    version: \"13\"\n    traffic: 10[^\n]*", "", text, count=1))
 
 
+@_with_demo_key
 def run_promotion_demo(directory: Path, keep: bool = False) -> int:
     """PR opened by `agent promote --open-pr`, plan commented by the PR check, merged on the
     forge, applied by the controller through Gitea's push webhook, audited with the PR."""
@@ -259,6 +284,11 @@ def _commands(rows: list[tuple[str, str]]) -> list[str]:
     return [f"  {command:<{width}}  # {why}" for command, why in rows]
 
 
+def _demo_key() -> str:
+    """The shell line that lets the agent open the example's SOPS-encrypted Secret, as the demo did."""
+    return f"  export SOPS_AGE_KEY_FILE={_shown(repo_root() / 'examples' / 'keys' / 'demo.agekey')}"
+
+
 def next_steps(directory: Path, *, kept: bool) -> str:
     """The end of `agent demo`: commands to try on the demo's copy of the example repo, against
     the cluster when --keep left it running (with its kubeconfig and how to stop it), else
@@ -268,7 +298,9 @@ def next_steps(directory: Path, *, kept: bool) -> str:
         return "\n".join([
             f"The cluster is stopped. `agent demo --keep --dir {_shown(directory)}` leaves it running, to try agent "
             "status, diff, apply and rollout status against it.",
-            f"Without a cluster, on the demo's copy of the example repo ({repo}):",
+            f"Without a cluster, on the demo's copy of the example repo ({repo}; its Secret is SOPS-encrypted for "
+            "the demo age key):",
+            _demo_key(),
             *_commands([
                 (f"agent validate {repo}", "check every file of the repo"),
                 (f"agent render {repo}", "the Kubernetes objects it renders to"),
@@ -280,7 +312,9 @@ def next_steps(directory: Path, *, kept: bool) -> str:
     kubeconfig = _shown(cluster / "kubeconfig")
     return "\n".join([
         f"The cluster is still running (--keep). Its kubeconfig: {kubeconfig}",
+        "In your shell (the example's Secret is SOPS-encrypted for the demo age key):",
         f"  export KUBECONFIG={kubeconfig}",
+        _demo_key(),
         f"Then try, on the demo's copy of the example repo ({repo}; its last commit, the fraud-scorer canary at "
         "25%, is not applied yet):",
         *_commands([
@@ -307,14 +341,17 @@ def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, f
         return "\n".join([
             f"The cluster and the forge are stopped. `agent demo --promotion --keep --dir {_shown(directory)}` leaves "
             "them running, to try agent status, diff and run against them.",
-            f"Without them, in the demo's clone ({clone}):",
+            f"Without them, in the demo's clone ({clone}; its Secret is SOPS-encrypted for the demo age key):",
+            _demo_key(),
             *_commands(offline),
         ])
     cluster, forge_dir = directory / "cluster", directory / "forge"
     kubeconfig, token, ca = _shown(cluster / "kubeconfig"), _shown(forge.token_file), _shown(forge.ca_file)
     return "\n".join([
         f"The cluster and the forge are still running (--keep). The cluster's kubeconfig: {kubeconfig}",
+        "In your shell (the example's Secret is SOPS-encrypted for the demo age key):",
         f"  export KUBECONFIG={kubeconfig}",
+        _demo_key(),
         f"The forge: {forge.url} (user {forge.admin_user}, API token in {token}, CA {ca})",
         f"Then try, in the demo's clone ({clone}):",
         *_commands([

@@ -6,13 +6,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent import _desired_cache
 from agent.errors import SourceError, ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
-from agent.source import GitSource, Revision, SignerKeys, open_source, verify_commit
+from agent.source import GitSource, Revision, SignerKeys, decrypt_snapshot, open_source, verify_commit
 from agent.spec import DEFAULT_LOADER, Loader, Spec
 
 
@@ -22,10 +22,12 @@ class Desired:
     objects: list[dict[str, Any]]
     revision: Revision
     resolutions: list[Any] = field(default_factory=list)  # agent.resolve.Resolution per registry version
+    unread: tuple[str, ...] = ()  # SOPS files left out (validate, no age identity given): never apply this
 
 
 def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True,
-                 loader: Loader | None = None, resolve: bool = True, signers: SignerKeys | None = None) -> Desired:
+                 loader: Loader | None = None, resolve: bool = True, signers: SignerKeys | None = None,
+                 keyless: Literal["error", "skip"] = "error") -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
@@ -33,6 +35,9 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     Registry references are resolved (`resolve`; `agent validate` stays offline without it).
     `signers`: the commit must be signed by a key they allow, checked before any file of it is
     read (agent.errors.SignatureError otherwise); a working tree (no revision) is refused.
+    SOPS-encrypted files are decrypted in memory (agent.source.decrypt_snapshot; `keyless="skip"`:
+    left out when no age identity is given, for `agent validate`); a repo holding any is never
+    cached on disk, and a problem's message that would show a decrypted value is withheld.
     """
     source = open_source(path, revision)
     asked, signer = revision, ""
@@ -50,9 +55,17 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
         snapshot.revision = _signed(snapshot.revision, signer, asked)
     finally:
         source.close()
-    spec = (loader or DEFAULT_LOADER).load(snapshot.files, snapshot.problems)
-    desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision)
-    if tree_id:
+    snapshot = decrypt_snapshot(snapshot, keyless=keyless)
+    sealed = snapshot.sealed
+    try:
+        spec = (loader or DEFAULT_LOADER).load(snapshot.files, snapshot.problems)
+    except ValidationFailed as exc:
+        if sealed is None:
+            raise
+        raise ValidationFailed(sealed.scrub(exc.errors), exc.revision) from None
+    desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision,
+                      unread=tuple(sorted(sealed.paths)) if sealed is not None and sealed.skipped else ())
+    if tree_id and sealed is None:  # decrypted Secrets never reach the disk cache
         _desired_cache.put(tree_id, (desired.spec, desired.objects))  # unresolved: an alias may move
     return resolve_registries(desired, path) if resolve else desired
 

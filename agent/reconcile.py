@@ -48,7 +48,8 @@ from agent.render import (
     object_key,
     render,
 )
-from agent.rollout import RolloutState, describe, staged, traffic_override, without_canary
+from agent.rollout import InvalidState, RolloutState, describe, staged, traffic_override, without_canary
+from agent.rollout_guard import judge_states
 from agent.source import SignerKeys
 from agent.spec import Model
 from agent.sync import Options, Outcome, Run, identity, object_record, write
@@ -174,7 +175,8 @@ def note_staged(plan: Plan, desired: Desired, waiting: dict[str, str]) -> Plan:
 class LiveRollouts:
     """A target's rollouts as stored in the cluster, seen from Git's side: `traffic` is the live
     canary traffic each running rollout decides (model key -> percent; plan against it, so the
-    step is neither shown as drift nor healed back to Git's number), `notes` what each is doing.
+    step is neither shown as drift nor healed back to Git's number; a state that may not steer
+    keeps the live traffic), `notes` what each is doing.
     `warning`: the states could not be read (forbidden) and Git's traffic is used."""
 
     states: dict[str, RolloutState] = field(default_factory=dict)
@@ -182,6 +184,7 @@ class LiveRollouts:
     notes: dict[str, RolloutNote] = field(default_factory=dict)
     warning: str = ""
     unreadable: dict[str, str] = field(default_factory=dict)  # model key -> why its stored state was skipped
+    invalid: dict[str, InvalidState] = field(default_factory=dict)  # states that may not steer: traffic held
 
 
 def rollout_note(state: RolloutState, model: Model, now: float | None = None) -> RolloutNote:
@@ -219,12 +222,14 @@ def read_rollouts(cluster: Cluster, desired: Desired, namespace: str = INVENTORY
         return found
     models = {m.key: m for m in desired.spec.models}
     when = time.time() if now is None else now
-    for key, raw in sorted(stored.states.items()):
-        try:
-            state = RolloutState.from_json(raw)
-        except ValueError as exc:
-            found.unreadable[key] = str(exc)
-            continue
+    judged = judge_states(cluster, desired.spec.models, stored)
+    for key, held in judged.invalid.items():  # never moves traffic: the live canary traffic stays
+        found.invalid[key] = held
+        found.unreadable[key] = held.reason
+        found.traffic[key] = held.traffic
+        found.notes[key] = RolloutNote(phase="Invalid", step=0, steps=0, traffic=held.traffic, version=held.version,
+                                       message=held.message)
+    for key, state in judged.states.items():
         found.states[key] = state
         model = models.get(key)
         if model is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import SpecError, ValidationFailed
+from agent.finite import finite, shown
 from agent.registry import RegistryError, ResolvedVersion, check_answer
 from agent.spec import Model, ModelVersion, RegistryRef, Spec, gate_problems
 
@@ -67,7 +68,8 @@ def resolve_spec(spec: Spec, registries: Mapping[str, Any],
             resolutions.append(Resolution(key=model.key, version=name, ref=entry.registry, resolved=resolved))
             versions[name] = dataclasses.replace(
                 entry, uri=resolved.uri, digest=resolved.digest, resolved=resolved.version,
-                evaluation={**resolved.metrics, **entry.evaluation},
+                # a metric that is not finite never counts (a gated one is an error: _gate_errors)
+                evaluation={**{k: v for k, v in resolved.metrics.items() if finite(v) is not None}, **entry.evaluation},
             )
         errors.extend(_gate_errors(model, versions, resolutions))
         models.append(dataclasses.replace(model, versions=versions, deferred_gates=()))
@@ -115,24 +117,36 @@ def _source(resolved: ResolvedVersion) -> str:
 
 def _gate_errors(model: Model, versions: Mapping[str, ModelVersion], resolutions: list[Resolution]) -> list[SpecError]:
     """The promotion gates of the serving versions whose evaluation came (in part) from the
-    registry: each failure is an error at the version entry's `registry:` line."""
+    registry: each failure is an error at the version entry's `registry:` line. A gated metric
+    the registry gives as NaN or ±Infinity never passes (agent.finite): an error naming the
+    registry, the model, the reference, the metric and the value."""
     if not model.gates:
         return []
-    by_version = {r.version: r.resolved for r in resolutions if r.key == model.key}
+    by_version = {r.version: r for r in resolutions if r.key == model.key}
     serving = [("stable", model.stable)] + ([("canary", model.canary.version)] if model.canary else [])
+    gated = {g.metric for g in model.gates}
     out: list[SpecError] = []
     for role, name in serving:
-        entry, resolved = versions.get(name), by_version.get(name)
-        if entry is None or resolved is None:
+        entry, resolution = versions.get(name), by_version.get(name)
+        if entry is None or resolution is None:
             continue
+        resolved = resolution.resolved
         original = model.versions[name].evaluation  # hand-written: checked at load already
         source = _source(resolved)
         sources = {k: source for k in resolved.metrics if k not in original}
-        problems = gate_problems(role, name, entry.evaluation, model.gates, sources=sources,
-                                 missing_hint=f" (neither in evaluation: nor in {source})")
         index = list(model.versions).index(name)
         loc = entry.location or model.location
-        out.extend(SpecError(loc.file, loc.line, f"spec.versions[{index}].registry", p) for p in problems)
+        at = f"spec.versions[{index}].registry"
+        broken = sorted(k for k in sources if k in gated and finite(resolved.metrics[k]) is None)
+        for metric in broken:
+            out.append(SpecError(loc.file, loc.line, at, (
+                f"promotion gate: {_REGISTRY_NAMES.get(resolved.registry, resolved.registry)} answered "
+                f"{metric}={shown(resolved.metrics[metric])} for model {model.key} version {name!r} "
+                f"({resolution.ref}, {source}): not a finite number, so it cannot pass a gate")))
+        gates = [g for g in model.gates if g.metric not in broken]
+        problems = gate_problems(role, name, entry.evaluation, gates, sources=sources,
+                                 missing_hint=f" (neither in evaluation: nor in {source})")
+        out.extend(SpecError(loc.file, loc.line, at, p) for p in problems)
     return out
 
 

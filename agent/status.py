@@ -15,7 +15,7 @@ from agent.pipeline import Desired, revision_info, with_traffic
 from agent.plan import model_of
 from agent.reconcile import LiveRollouts, observe, read_rollouts, rollout_note
 from agent.render import SPEC_HASH_ANNOTATION, object_key, ref
-from agent.rollout import RolloutState
+from agent.rollout import InvalidState, RolloutState
 
 
 def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) -> dict[str, Any]:
@@ -38,6 +38,14 @@ def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) 
                 for c in state.last_checks],
     )
     return out
+
+
+def invalid_status(held: InvalidState) -> dict[str, Any]:
+    """A stored state that may not steer (agent.rollout.judge_stored), in the shape of
+    rollout_status: phase Invalid, no step, the traffic held and why."""
+    return {"model": held.model, "strategy": "-", "phase": "Invalid", "step": None, "steps": None,
+            "traffic": held.traffic, "version": held.version, "message": held.message, "stable": None,
+            "since": None, "sinceSeconds": None, "failedChecks": None, "checks": []}
 
 
 def _number(value: float | None) -> float | str | None:
@@ -94,7 +102,10 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
                           "result": "failed" if failed else last.get("result", "never")},
         }
         state = rollouts.states.get(model.key)
-        if state is not None:  # only where a rollout is on record: other models' documents keep their shape
+        held = rollouts.invalid.get(model.key)
+        if held is not None:  # its traffic is held, waiting for a human: not Healthy whatever the objects say
+            entry.update(health="Degraded", message=held.message, rollout=invalid_status(held))
+        elif state is not None:  # only where a rollout is on record: other models' documents keep their shape
             entry["rollout"] = rollout_status(state, desired, model.key, now)
         models.append(entry)
     invalid = json.loads(observed.inventory.annotations.get(LAST_INVALID, "{}") or "{}")

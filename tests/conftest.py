@@ -1,6 +1,7 @@
 """Shared by every test: the agent's render cache lives in the session's temp dir, never in the
-user's ~/.cache, for in-process calls and for every `agent` subprocess (they inherit it); and
-what every `agent` command of a test prints is scanned for Python (dict reprs, `[Errno N]`,
+user's ~/.cache, for in-process calls and for every `agent` subprocess (they inherit it); the
+example repo's SOPS-encrypted Secret opens with the demo age key (SOPS_AGE_KEY_FILE); and what
+every `agent` command of a test prints is scanned for Python (dict reprs, `[Errno N]`,
 tracebacks, `None` as a choice, issue numbers)."""
 
 from __future__ import annotations
@@ -31,6 +32,39 @@ def _hermetic_agent_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             os.environ.pop("AGENT_CACHE_DIR", None)
         else:
             os.environ["AGENT_CACHE_DIR"] = previous
+
+
+DEMO_AGE_KEY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "keys", "demo.agekey")
+_SOPS_ENV = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")
+_saved_sops_env: dict[str, str | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """examples/model-repo holds a Secret SOPS-encrypted for the DEMO age key: every test reads
+    it as `make demo` does, with SOPS_AGE_KEY_FILE set to that key (and no SOPS_AGE_KEY from the
+    user's environment), from collection on (some modules render the example at import). Tests
+    of missing or wrong keys set their own environment."""
+    config.addinivalue_line("markers", "python_output_ok: the test provokes Python text in the output on purpose")
+    _saved_sops_env.update({name: os.environ.get(name) for name in _SOPS_ENV})
+    os.environ["SOPS_AGE_KEY_FILE"] = DEMO_AGE_KEY
+    os.environ.pop("SOPS_AGE_KEY", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_sops_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def sops_tools() -> object:
+    """The real sops, age and age-keygen (tools/sops/build.sh: cached, built on first use)."""
+    from agent import devcluster
+    from tests._sops_tools import SopsTools
+
+    return SopsTools(devcluster.sops_binaries() / "bin")
 
 
 # --- no Python in what the agent prints ---------------------------------------------------------
@@ -113,10 +147,6 @@ class _LogRecorder(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):  # a broken format is the test's business, not the scan's
             _recorded.append((f"log {record.name}", record.getMessage()))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "python_output_ok: the test provokes Python text in the output on purpose")
 
 
 @pytest.fixture(autouse=True)

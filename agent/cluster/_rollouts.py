@@ -32,6 +32,11 @@ def _data_key(model: str) -> str:
     return model.replace("/", ".")
 
 
+def _model_key(data_key: str) -> str:
+    """The model a data key stores the state of (namespace.name -> namespace/name)."""
+    return data_key.replace(".", "/", 1)
+
+
 @dataclass
 class RolloutStates:
     """The states of one target's rollouts as last read (model key -> state JSON)."""
@@ -42,6 +47,10 @@ class RolloutStates:
     resource_version: str | None = None
     # the states as read (or last written): what a conflicting writer's change is told apart by
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # entries that are not a JSON object of the model their key names: model key -> (why, the
+    # value as stored). Written back unchanged unless `states` has the model: an unreadable state
+    # is not silently dropped (that would read as "no rollout", and start one again)
+    invalid: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def to_configmap(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -51,26 +60,46 @@ class RolloutStates:
         }
         if self.resource_version:
             meta["resourceVersion"] = self.resource_version
-        data = {_data_key(k): json.dumps(v, sort_keys=True, separators=(",", ":")) for k, v in sorted(self.states.items())}
+        data = {_data_key(k): raw for k, (_why, raw) in sorted(self.invalid.items()) if k not in self.states}
+        data.update({_data_key(k): json.dumps(v, sort_keys=True, separators=(",", ":"))
+                     for k, v in sorted(self.states.items())})
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def load_rollouts(cluster: Cluster, target: str, namespace: str = INVENTORY_NAMESPACE) -> RolloutStates:
-    """The target's rollout states (none yet: empty). A value that is not JSON is skipped: a
-    hand-edited ConfigMap must not stop the controller, and the rollout starts again."""
+    """The target's rollout states (none yet: empty), each under the model its data key names.
+    A value that is not a JSON object naming that model is kept in `invalid` with the reason: a
+    hand-edited ConfigMap must not stop the controller, nor read as "no rollout here" (which
+    would start the rollout again); whether a state fits the model is agent.rollout's to say."""
     assert _CM is not None
     cm = cluster.get(_CM, rollouts_name(target), namespace)
     found = RolloutStates(target=target, namespace=namespace)
     if cm is None:
         return found
-    found.resource_version = cm.get("metadata", {}).get("resourceVersion")
-    for value in (cm.get("data") or {}).values():
-        try:
-            state = json.loads(value)
-        except ValueError:
+    meta = cm.get("metadata")
+    found.resource_version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    data = cm.get("data")
+    for key, value in (data.items() if isinstance(data, dict) else ()):
+        if not isinstance(key, str) or not isinstance(value, str):
             continue
-        if isinstance(state, dict) and isinstance(state.get("model"), str):
-            found.states[state["model"]] = state
+        model = _model_key(key)
+        try:
+            state = json.loads(value, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            found.invalid[model] = ("the stored value is not JSON", value)
+            continue
+        if not isinstance(state, dict):
+            found.invalid[model] = ("the stored value is not a JSON object", value)
+        elif state.get("model") != model:
+            named = state.get("model")
+            what = f"model {named}" if isinstance(named, str) else "no model"
+            found.invalid[model] = (f"the state stored under {key} names {what}"[:200], value)
+        else:
+            found.states[model] = state
     found.loaded = copy.deepcopy(found.states)
     return found
 
@@ -118,6 +147,7 @@ def save_rollouts(cluster: Cluster, states: RolloutStates, *, prefer: Prefer = "
                 raise
             fresh = load_rollouts(cluster, states.target, states.namespace)
             states.states = merge(states.states, states.loaded, fresh.states, prefer)
+            states.invalid = dict(fresh.invalid)  # unreadable entries as they are now (a state of ours replaces one)
             states.loaded = fresh.loaded
             states.resource_version = fresh.resource_version
             continue

@@ -180,7 +180,7 @@ class Controller:
         self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
         self.rollout_period: float | None = None  # how often rollouts need a tick now (None: none runs)
         # --- Monitor actions (rollback/retrain on firing alerts; agent/controller/_alerts.py) ---
-        self.alert_actions = AlertActions(self.cluster, self.rollouts.prometheus, self.rollouts.abort_from_alert,
+        self.alert_actions = AlertActions(self.cluster, self.rollouts.calls, self.rollouts.abort_from_alert,
                                           record=self._audit, event=self._rollout_event,
                                           metric=self.metrics.retrain_job)
         # --- end Monitor actions ---
@@ -206,7 +206,8 @@ class Controller:
                 ca_file=credentials.ca_file if credentials is not None else None,
                 forge_kind=config.forge, forge_api_url=config.forge_api_url)
         return RolloutDriver(self.cluster, config.inventory_namespace, prometheus, record=self._audit,
-                             event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back)
+                             event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back,
+                             invalid_metric=self.metrics.rollout_state_invalid)
 
     def _audit(self, event: str, **fields: Any) -> None:
         if self.config.audit_log is None:
@@ -319,6 +320,7 @@ class Controller:
         self._leader.clear()
         if self.cache is not None:
             self.cache.stop()
+        self.rollouts.close()  # Prometheus calls still running end by their own timeout
         if self.http is not None:
             self.http.stop()
         if self._own_cluster:

@@ -95,6 +95,13 @@ class Metrics:
         self._rollout_traffic = Gauge(PREFIX + "rollout_traffic_percent",
                                       "Live traffic share of the version a rollout brings in.", ["model"], registry=r)
         self._rollout_step = Gauge(PREFIX + "rollout_step", "Index of the current rollout step.", ["model"], registry=r)
+        self._rollout_invalid = Gauge(
+            PREFIX + "rollout_state_invalid", "1 while the stored rollout state of a model does not parse or does not "
+            "fit its declared rollout (its canary traffic is held until a human or Git acts), else 0.",
+            ["model"], registry=r)
+        self._rollout_invalid_reports = Counter(
+            PREFIX + "rollout_state_invalid_reports", "Distinct invalid rollout states reported (Event and audit "
+            "record) per model.", ["model"], registry=r)
         self._retrain_jobs = Counter(PREFIX + "retrain_jobs", "Retraining Jobs started by firing alerts "
                                      "(Monitor rules with action: retrain).", ["model", "rule"], registry=r)
         self._registry = Counter(PREFIX + "registry_events", "Model registry events, by kind: moved "
@@ -135,6 +142,12 @@ class Metrics:
         self._rollout_transitions.labels(model=model, kind=kind).inc()
         self._rollout_traffic.labels(model=model).set(traffic)
         self._rollout_step.labels(model=model).set(step)
+
+    def rollout_state_invalid(self, model: str, invalid: bool) -> None:
+        """The stored rollout state of `model` is invalid (reported now) or valid again."""
+        self._rollout_invalid.labels(model=model).set(1 if invalid else 0)
+        if invalid:
+            self._rollout_invalid_reports.labels(model=model).inc()
 
     def registry_event(self, kind: str, n: int = 1) -> None:
         """One of REGISTRY_EVENTS happened `n` times."""

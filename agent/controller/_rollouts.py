@@ -11,20 +11,26 @@ stays the truth about which version serves.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.cluster import Cluster, ClusterError, RolloutStates, load_rollouts, save_rollouts
+from agent.controller._offloop import PrometheusCalls
 from agent.errors import AgentError
 from agent.pipeline import Desired
 from agent.rollout import (
     CheckResult,
+    InvalidState,
+    Query,
     RolloutState,
     Transition,
     abort,
@@ -34,6 +40,7 @@ from agent.rollout import (
     step,
     traffic_override,
 )
+from agent.rollout_guard import judge_states
 from agent.spec import Model
 
 log = logging.getLogger("agent.controller.rollouts")
@@ -80,10 +87,22 @@ class RolloutDriver:
     metric: Callable[[str, str, int, int], None]  # (model, kind, step, traffic)
     write_back: WriteBack | None = None
     target: str = ""
+    invalid_metric: Callable[[str, bool], None] = lambda _model, _invalid: None  # (model, held now)
     states: dict[str, RolloutState] = field(default_factory=dict)
+    held: dict[str, InvalidState] = field(default_factory=dict)  # states that may not steer: traffic kept
+    calls: PrometheusCalls | None = None  # the analysis queries, off the loop thread
+    _reported: dict[str, str] = field(default_factory=dict)  # model key -> the invalid state last reported
     _pending: list[tuple[Model, RolloutState, str]] = field(default_factory=list)
     _retry_at: dict[str, float] = field(default_factory=dict)
     _stored: RolloutStates | None = None
+
+    def __post_init__(self) -> None:
+        if self.prometheus is not None and self.calls is None:
+            self.calls = PrometheusCalls(self.prometheus)
+
+    def close(self) -> None:
+        if self.calls is not None:
+            self.calls.close()
 
     # --- when -----------------------------------------------------------------------------
     def period(self, desired: Desired) -> float | None:
@@ -99,29 +118,28 @@ class RolloutDriver:
     # --- one tick -------------------------------------------------------------------------
     def tick(self, desired: Desired, *, analyse: bool = True) -> dict[str, int]:
         """Advance every rollout of `desired` that is due; return the live traffic per model key
-        that the rollouts decide (models absent: as Git says)."""
+        that the rollouts decide (models absent: as Git says). A stored state that may not steer
+        (agent.rollout.judge_stored) keeps its model's live canary traffic and is reported once."""
         target = desired.spec.config.name
-        if not self.states and not any(m.rollout is not None for m in desired.spec.models):
+        if not self.states and not self.held and not any(m.rollout is not None for m in desired.spec.models):
             return {}  # no rollout here: no request (a no-op resync stays free, no RBAC needed)
         # Read the states on every tick while rollouts exist: `agent rollout abort|promote`
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target
-        try:
-            self._stored = load_rollouts(self.cluster, target, self.namespace)
-        except (ClusterError, AgentError) as exc:
-            log.warning("could not read the rollout states: %s; keeping the last known", exc)
-            return {key: percent for key, state in self.states.items()
-                    if (percent := traffic_override(state)) is not None}
-        self.states = {}
-        for key, raw in self._stored.states.items():
-            try:
-                self.states[key] = RolloutState.from_json(raw)
-            except ValueError as exc:
-                log.warning("rollout state of %s is unreadable (%s): starting it again", key, exc)
+        if not self._load(desired):
+            return self._traffic()
         now = time.time()
         models = {m.key: m for m in desired.spec.models}
+        due: dict[str, tuple[Model, RolloutState]] = {}
+        for key, stored in self.states.items():
+            git = models.get(key)
+            if analyse and git is not None and git.canary is not None and git.canary.version == stored.version \
+                    and _judging(git, stored, now):
+                due[key] = (git, stored)
+        analyses = self._analyse(desired, due)  # every model's queries at once, within one deadline
         changed = False
-        for key in sorted(set(self.states) | {k for k, m in models.items() if m.rollout is not None}):
+        rolling = {k for k, m in models.items() if m.rollout is not None} - set(self.held)
+        for key in sorted(set(self.states) | rolling):
             model = models.get(key)
             state = self.states.get(key)
             if model is None:  # the model left the repo: its rollout ends with it
@@ -129,11 +147,7 @@ class RolloutDriver:
                     del self.states[key]
                     changed = True
                 continue
-            checks = None
-            if analyse and state is not None and model.canary is not None and model.canary.version == state.version \
-                    and _judging(model, state, now):
-                checks = self._analyse(desired, model, state)
-            transition = step(model, state, checks, now)
+            transition = step(model, state, analyses.get(key), now)
             changed |= self._apply(model, state, transition)
             after = transition.state
             if (after is not None and transition.kind not in _STORED and after.phase == "Succeeded"
@@ -143,10 +157,51 @@ class RolloutDriver:
                 # to Git that failed (or whose pass did)
                 self._retry_at[key] = now + 30.0
                 self._pending.append((model, after, "success"))
-        if changed:
-            self._save()
-        return {key: percent for key, state in self.states.items()
-                if (percent := traffic_override(state)) is not None}
+        if changed and self._save():
+            self._load(desired)  # another writer's change was merged in: judge it before it steers
+        return self._traffic()
+
+    def _load(self, desired: Desired) -> bool:
+        """Read and judge the stored states (False: they could not be read; the last known stay)."""
+        try:
+            self._stored = load_rollouts(self.cluster, self.target, self.namespace)
+            judged = judge_states(self.cluster, desired.spec.models, self._stored)
+        except (ClusterError, AgentError) as exc:
+            log.warning("could not read the rollout states: %s; keeping the last known", exc)
+            return False
+        self.states = judged.states
+        self._hold(desired, judged.invalid)
+        return True
+
+    def _traffic(self) -> dict[str, int]:
+        traffic = {key: percent for key, state in self.states.items()
+                   if (percent := traffic_override(state)) is not None}
+        traffic.update({key: held.traffic for key, held in self.held.items()})
+        return traffic
+
+    def _hold(self, desired: Desired, invalid: dict[str, InvalidState]) -> None:
+        """Keep the invalid states' traffic; report each distinct one once (log, Event, audit,
+        metric), and when it is valid again."""
+        models = {m.key: m for m in desired.spec.models}
+        for key in sorted(set(self._reported) - set(invalid)):
+            del self._reported[key]
+            self.invalid_metric(key, False)
+            log.info("rollout of %s: the stored state is valid again", key)
+        stored = self._stored
+        for key, held in sorted(invalid.items()):
+            raw = stored.states.get(key) if stored is not None else None
+            text = (stored.invalid.get(key, ("", ""))[1] if stored is not None else "") if raw is None \
+                else json.dumps(raw, sort_keys=True)
+            seen = hashlib.sha256(f"{held.reason}\0{held.traffic}\0{text}".encode()).hexdigest()
+            if self._reported.get(key) == seen:
+                continue
+            self._reported[key] = seen
+            log.error("rollout of %s: %s", key, held.message)
+            self.event(models[key], "RolloutStateInvalid", held.message, True)
+            self.record("rollout-state-invalid", model=key, version=held.version, reason=held.reason,
+                        traffic=held.traffic)
+            self.invalid_metric(key, True)
+        self.held = dict(invalid)
 
     def abort_from_alert(self, desired: Desired, model_key: str, reason: str) -> bool:
         """A firing `action: rollback` alert ends the model's Progressing rollout as `agent
@@ -176,25 +231,49 @@ class RolloutDriver:
     def notes(self, desired: Desired) -> dict[str, str]:
         """model key -> what its rollout is doing, for status and logs."""
         models = {m.key: m for m in desired.spec.models}
-        return {key: describe(state, models[key]) for key, state in self.states.items() if key in models}
+        notes = {key: describe(state, models[key]) for key, state in self.states.items() if key in models}
+        notes.update({key: held.message for key, held in self.held.items()})
+        return notes
 
     # --- parts ----------------------------------------------------------------------------
-    def _analyse(self, desired: Desired, model: Model, state: RolloutState) -> list[CheckResult] | None:
-        assert model.rollout is not None
-        monitors = [m for m in desired.spec.monitors if m.model_key == model.key]
-        track = "canary"  # the new version's pods carry track=canary under either strategy
-        queries = analysis_queries(model, monitors, desired.spec.config.metrics, state.version, track,
-                                   model.rollout.interval)
-        if not queries:
-            return []
-        if self.prometheus is None:
-            return None  # waiting: nothing can judge the step
-        try:
-            values = self.prometheus.query_many({q.name: q.expr for q in queries})
-        except AgentError as exc:
-            log.warning("rollout of %s: analysis failed: %s", model.key, exc)
-            return None
-        return judge(queries, values)
+    def _analyse(self, desired: Desired, due: dict[str, tuple[Model, RolloutState]]
+                 ) -> dict[str, list[CheckResult] | None]:
+        """The judged checks of each model under analysis (None: nothing can judge the step, no
+        Prometheus). The queries run off the loop thread; what has not answered within the
+        deadline is not judged ("Prometheus did not answer within 5s"): the step holds."""
+        out: dict[str, list[CheckResult] | None] = {}
+        pending: dict[str, tuple[list[Query], Future[Any]]] = {}
+        started = time.monotonic()
+        for key, (model, state) in sorted(due.items()):
+            assert model.rollout is not None
+            monitors = [m for m in desired.spec.monitors if m.model_key == model.key]
+            track = "canary"  # the new version's pods carry track=canary under either strategy
+            queries = analysis_queries(model, monitors, desired.spec.config.metrics, state.version, track,
+                                       model.rollout.interval)
+            if not queries or self.calls is None:
+                out[key] = [] if not queries else None  # no Prometheus: waiting, nothing can judge
+                continue
+            future = self.calls.query_each(key, {q.name: q.expr for q in queries})
+            if future is None:
+                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.busy))
+                continue
+            pending[key] = (queries, future)
+        if self.calls is not None and pending:
+            self.calls.wait([future for _, future in pending.values()], started)
+        for key, (queries, future) in pending.items():
+            assert self.calls is not None
+            if not future.done():
+                log.warning("rollout of %s: analysis not judged: %s", key, self.calls.late)
+                out[key] = judge(queries, {}, dict.fromkeys((q.name for q in queries), self.calls.late))
+                continue
+            try:
+                values, errors = future.result()
+            except AgentError as exc:
+                values, errors = {}, dict.fromkeys((q.name for q in queries), str(exc))
+            for name, error in sorted(errors.items()):
+                log.warning("rollout of %s: %s not judged: %s", key, name, error)
+            out[key] = judge(queries, values, errors)
+        return out
 
     def _apply(self, model: Model, before: RolloutState | None, transition: Transition) -> bool:
         """Take a transition on: remember it, say it (log, Event, audit, metric) and publish an
@@ -298,21 +377,27 @@ class RolloutDriver:
                  f", pull request {fields['pull_request']}" if "pull_request" in fields else "")
         return fields
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
+        """Write the states (an invalid one stays as stored, for a human to see and repair).
+        True when another writer's change was merged in (the next judging must see it)."""
         stored = self._stored or RolloutStates(target=self.target, namespace=self.namespace)
         self._stored = stored
-        stored.states = {key: state.to_json() for key, state in self.states.items()}
+        ours = {key: state.to_json() for key, state in self.states.items()}
+        kept = {key: raw for key, raw in stored.states.items() if key in self.held and key not in ours}
+        stored.states = {**kept, **ours}
+        stored.invalid = {key: entry for key, entry in stored.invalid.items() if key in self.held}
         try:
             save_rollouts(self.cluster, stored)  # another writer's concurrent change wins (a human override)
-            if len(stored.states) != len(self.states) or any(
-                    self.states.get(key) is None or self.states[key].to_json() != raw
-                    for key, raw in stored.states.items()):
-                merged = {}
-                for key, raw in stored.states.items():
-                    with contextlib.suppress(ValueError):
-                        merged[key] = RolloutState.from_json(raw)
-                self.states = merged  # the next tick starts from what was written
         except (ClusterError, AgentError) as exc:
             log.error("could not save the rollout states: %s", exc)
-            with contextlib.suppress(ClusterError, AgentError):  # read them again next time
-                self._stored = None
+            self._stored = None  # read them again next time
+            return False
+        written = {key: raw for key, raw in stored.states.items() if key not in self.held}
+        if written == ours:
+            return False
+        merged = {}
+        for key, raw in written.items():
+            with contextlib.suppress(ValueError):
+                merged[key] = RolloutState.from_json(raw)
+        self.states = merged  # the next tick starts from what was written (judged again)
+        return True

@@ -8,9 +8,10 @@ And a local Prometheus (`prometheus_up`, Debian's package): scrapes test model s
 evaluates alert rules, for the agent's metrics client and progressive delivery.
 And a local MLflow tracking server (`mlflow_up`, from its own venv): the model registry the
 agent's registry client resolves references against. See tools/mlflow.
+And `sops_binaries`: sops and age (tools/sops), which the tests encrypt model repo Secrets with.
 """
 
-from agent.devcluster._build import binaries, repo_root
+from agent.devcluster._build import binaries, repo_root, sops_binaries
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
 from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up, is_forge
@@ -23,4 +24,5 @@ __all__ = [
     "repo_root", "status", "up",
 ]
 __all__ += ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
+__all__ += ["sops_binaries"]
 __all__ += ["is_forge"]

@@ -20,3 +20,12 @@ def binaries() -> Path:
 
     return run_build(repo_root() / "tools" / "k8s" / "build.sh", lambda cache: ", ".join(
         f"bin/{b}" for b in BINARIES if not os.access(cache / "bin" / b, os.X_OK)))
+
+
+def sops_binaries() -> Path:
+    """Build (or reuse) the pinned sops, age and age-keygen (tools/sops: the tools that encrypt a
+    model repo's Secrets); their cache dir (bin/)."""
+    from agent.devcluster._server import run_build
+
+    return run_build(repo_root() / "tools" / "sops" / "build.sh", lambda cache: ", ".join(
+        f"bin/{b}" for b in ("sops", "age", "age-keygen") if not os.access(cache / "bin" / b, os.X_OK)))

@@ -6,13 +6,17 @@ bearer token to whatever host they name). Every failure is a MetricsError naming
 the HTTP status and Prometheus' own errorType/error, with the token scrubbed from anything
 echoed back. A query answers one number or None (no data, NaN): a rollout analysis compares
 numbers to thresholds, and an expression that matches several series is a mistake in it, not
-something to silently aggregate.
+something to silently aggregate. An answer is read strictly: anything but a scalar or an instant
+vector of one [time, "value"] sample (a matrix, a sample value that is not a number as the API
+writes them, NaN/Infinity literals, a body over the size limit) is a MetricsError, never a
+number. +Inf and -Inf are returned as they are; the analysis does not judge them (agent.finite).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,26 +34,44 @@ class MetricsError(AgentError):
     """Prometheus could not be asked, refused the question, or answered something unusable."""
 
 
-def _number(raw: Any) -> float | None:
-    """A sample value ("1.5", "NaN", "+Inf") as a float; None for NaN (no meaningful value)."""
+# A sample value as the HTTP API writes it (Go's strconv.FormatFloat): a decimal, or NaN/+Inf/-Inf.
+_SAMPLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?Inf|NaN")
+
+
+def _shown(raw: Any) -> str:
+    """Something Prometheus answered, for an error message: JSON, cut short."""
     try:
-        value = float(raw)
+        text = json.dumps(raw, ensure_ascii=True, sort_keys=True)
     except (TypeError, ValueError):
-        raise MetricsError(f"not a sample value: {raw!r}") from None
+        text = "(not JSON)"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(raw: Any) -> float | None:
+    """A sample value ("1.5", "NaN", "+Inf") as a float; None for NaN (no meaningful value).
+    +Inf and -Inf are returned as they are: the analysis does not judge them (agent.finite)."""
+    if not isinstance(raw, str) or len(raw) > 64 or not _SAMPLE.fullmatch(raw):
+        raise MetricsError(f"not a sample value: {_shown(raw)}")
+    value = float(raw)
     return None if math.isnan(value) else value
+
+
+def _refuse_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity: Python's parser would take them, the API never sends them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 class Prometheus:
     """One Prometheus (or a compatible API: Thanos, Mimir, a proxy path prefix) at url."""
 
     def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None,
-                 ca_file: str | Path | None = None) -> None:
+                 ca_file: str | Path | None = None, max_body: int = MAX_BODY) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MetricsError(f"not an http(s) URL: {url!r}")
         self.timeout = timeout
         try:
-            self._http = Transport(url, timeout=timeout, ca_file=ca_file, secrets=[token], max_body=MAX_BODY,
+            self._http = Transport(url, timeout=timeout, ca_file=ca_file, secrets=[token], max_body=max_body,
                                    headers={"Authorization": f"Bearer {token}"} if token else None)
         except TransportError as err:
             raise MetricsError(str(err)) from None
@@ -70,20 +92,29 @@ class Prometheus:
             form["time"] = repr(float(at))
         data = self._call("POST", "/api/v1/query", form, what=f"query {expr!r}")
         kind, result = data.get("resultType"), data.get("result")
-        if kind == "scalar" and isinstance(result, list) and len(result) == 2:
-            return _number(result[1])
+        if kind == "scalar":
+            return _number(self._sample(expr, result))
         if kind == "vector" and isinstance(result, list):
             if not result:
                 return None
+            if not all(isinstance(r, dict) and isinstance(r.get("metric", {}), dict) for r in result):
+                raise MetricsError(f"query {expr!r}: malformed vector: {_shown(result)}")
             if len(result) > 1:
-                first = ", ".join(json.dumps(r.get("metric", {}), sort_keys=True) for r in result[:2])
+                first = ", ".join(_shown(r.get("metric", {})) for r in result[:2])
                 raise MetricsError(f"query {expr!r} returned {len(result)} series, expected one (aggregate it, "
                                    f"e.g. with sum()); the first two: {first}")
-            value = result[0].get("value") if isinstance(result[0], dict) else None
-            if not isinstance(value, list) or len(value) != 2:
-                raise MetricsError(f"query {expr!r}: malformed sample {result[0]!r}")
-            return _number(value[1])
-        raise MetricsError(f"query {expr!r} returned a {kind}, expected a scalar or an instant vector")
+            return _number(self._sample(expr, result[0].get("value")))
+        if isinstance(kind, str) and kind in ("matrix", "string", "vector"):
+            raise MetricsError(f"query {expr!r} returned a {kind}, expected a scalar or an instant vector")
+        raise MetricsError(f"query {expr!r}: not an instant query answer: resultType {_shown(kind)}")
+
+    @staticmethod
+    def _sample(expr: str, value: Any) -> Any:
+        """The value of a [time, "value"] pair; MetricsError for anything else."""
+        if not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool) \
+                or not isinstance(value[0], int | float) or not math.isfinite(value[0]):
+            raise MetricsError(f"query {expr!r}: malformed sample {_shown(value)}")
+        return value[1]
 
     def query_many(self, exprs: Mapping[str, str]) -> dict[str, float | None]:
         """Each named expression's value; the first that fails raises, naming it."""
@@ -128,8 +159,8 @@ class Prometheus:
             raise MetricsError(f"{where} ({what}): {err}") from None
         raw, status = reply.body, reply.status
         try:
-            doc = json.loads(raw)
-        except ValueError:
+            doc = json.loads(raw, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):  # not JSON, NaN/Infinity literals, nesting too deep
             doc = None
         if not isinstance(doc, dict):
             first = raw.decode("utf-8", "replace").strip().splitlines()[:1]

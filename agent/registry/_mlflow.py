@@ -200,8 +200,8 @@ class MlflowRegistry:
         raw = data.get("metrics") or []
         if not isinstance(raw, list):
             raise RegistryError(f"MLflow {self.url}: {ref}: run {run_id}: metrics is not a list")
-        # ±Infinity passes float() here: whether a non-finite metric is refused at this parse or
-        # by the promotion gates is the gate evaluation's rule (agent.spec.gate_problems).
+        # NaN is left out (a gate on it then finds no recorded value: an error); ±Infinity is
+        # kept, and the gate evaluation refuses it by name and value (an ungated one is dropped).
         for entry in raw:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
                 continue

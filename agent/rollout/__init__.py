@@ -1,4 +1,4 @@
-"""Progressive delivery's pure core (#11): the rollout state machine and the analysis queries
+"""Progressive delivery's pure core: the rollout state machine and the analysis queries
 that gate its steps. No I/O: the caller queries Prometheus, stores the state, reads the clock
 and applies the traffic a Transition names."""
 
@@ -21,6 +21,7 @@ from agent.rollout._machine import (
     with_outcome_written,
 )
 from agent.rollout._staging import staged, without_canary
+from agent.rollout._stored import InvalidState, LiveCanary, fit_problem, judge_stored, live_canary_of, repair
 
 __all__ = [
     "HISTORY_LIMIT", "REQUESTS", "CheckResult", "Phase", "Query", "RolloutState", "Transition", "abort",
@@ -28,3 +29,4 @@ __all__ = [
     "with_outcome_written",
 ]
 __all__ += ["staged", "without_canary"]
+__all__ += ["InvalidState", "LiveCanary", "fit_problem", "judge_stored", "live_canary_of", "repair"]

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.finite import finite, shown, within
 from agent.render import expression
 from agent.spec import MetricNames, Model, Monitor, MonitorRule
 
@@ -95,40 +96,66 @@ def analysis_queries(
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}"
+    return shown(value)
 
 
-def _verdict(q: Query, value: float) -> tuple[bool, str]:
-    if q.min is not None and value < q.min:
+def _bounds(q: Query) -> str:
+    parts = [f"min {_fmt(q.min)}" if q.min is not None else "", f"max {_fmt(q.max)}" if q.max is not None else ""]
+    return ", ".join(p for p in parts if p) or "no bounds"
+
+
+def _verdict(q: Query, value: float) -> tuple[bool | None, str]:
+    ok = within(value, q.min, q.max)
+    if ok is None:  # a bound that is not finite: Git's loader refuses it, so this is a broken caller
+        return None, f"{q.name} {_fmt(value)} not judged: a bound is not a finite number ({_bounds(q)})"
+    if not ok and q.min is not None and value < q.min:
         return False, f"{q.name} {_fmt(value)} < min {_fmt(q.min)}"
-    if q.max is not None and value > q.max:
+    if not ok and q.max is not None:
         return False, f"{q.name} {_fmt(value)} > max {_fmt(q.max)}"
-    bounds = [f"min {_fmt(q.min)}" if q.min is not None else "", f"max {_fmt(q.max)}" if q.max is not None else ""]
-    return True, f"{q.name} {_fmt(value)} ok ({', '.join(b for b in bounds if b) or 'no bounds'})"
+    return True, f"{q.name} {_fmt(value)} ok ({_bounds(q)})"
 
 
-def judge(queries: Sequence[Query], values: Mapping[str, float | None]) -> list[CheckResult]:
-    """One result per query, in order. A missing or NaN value is no data (not judged). While the
-    new version has served fewer than `min_requests` in the window, nothing else is judged
-    either: a handful of requests says nothing about an error rate or a p95."""
-    def value_of(q: Query) -> float | None:
-        v = values.get(q.name)
-        return None if v is None or math.isnan(v) else float(v)
+def judge(queries: Sequence[Query], values: Mapping[str, float | None],
+          errors: Mapping[str, str] | None = None) -> list[CheckResult]:
+    """One result per query, in order. Not judged (ok None, which neither fails nor advances a
+    step): a missing value (no data), a value that is not finite (NaN, +Inf, -Inf: +Inf would
+    pass any min and -Inf any max), and a query in `errors` (name -> why Prometheus' answer
+    could not be used). While the new version has served fewer than `min_requests` in the
+    window (or that count is not judged), nothing else is judged either: a handful of requests
+    says nothing about an error rate or a p95."""
+    errors = errors or {}
+
+    def read(q: Query) -> tuple[float | None, float | None, str | None]:
+        """(the value to record, the finite value to judge, why it is not judged)"""
+        if q.name in errors:
+            return None, None, f"not judged: {errors[q.name]}"
+        raw = values.get(q.name)
+        if raw is None:
+            return None, None, None
+        number = finite(raw)
+        if number is None:
+            nan = isinstance(raw, float) and math.isnan(raw)
+            return (None if nan else float(raw)), None, f"{_fmt(float(raw))} is not a finite number: not judged"
+        return number, number, None
 
     starved: str | None = None
     for q in queries:
         if q.source == "requests":
-            v = value_of(q)
-            if v is None or (q.min is not None and v < q.min):
+            _, v, why = read(q)
+            if why is not None:
+                starved = f"requests {why}"
+            elif v is None or (q.min is not None and not within(v, q.min)):
                 starved = f"requests {_fmt(v or 0.0)} < min {_fmt(q.min or 0.0)}"
     results = []
     for q in queries:
-        v = value_of(q)
+        shown_value, v, why = read(q)
         if q.source == "requests" and starved is not None:
-            results.append(CheckResult(q.name, v, None, f"{starved} (waiting for data)"))
+            results.append(CheckResult(q.name, shown_value, None, f"{starved} (waiting for data)"))
+        elif why is not None:
+            results.append(CheckResult(q.name, shown_value, None, f"{q.name} {why}"))
         elif starved is not None:
-            shown = "no data" if v is None else _fmt(v)
-            results.append(CheckResult(q.name, v, None, f"{q.name} {shown} not judged: {starved}"))
+            text = "no data" if v is None else _fmt(v)
+            results.append(CheckResult(q.name, v, None, f"{q.name} {text} not judged: {starved}"))
         elif v is None:
             results.append(CheckResult(q.name, None, None, f"{q.name}: no data (waiting for data)"))
         else:

@@ -24,11 +24,13 @@ Transition kinds:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast, get_args
 
+from agent.finite import finite
 from agent.rollout._analysis import CheckResult
 from agent.spec import Model, Rollout
 
@@ -36,6 +38,7 @@ Phase = Literal["Progressing", "Paused", "Succeeded", "RolledBack", "Aborted"]
 PHASES: tuple[str, ...] = get_args(Phase)
 STRATEGIES = ("canary", "blueGreen")
 HISTORY_LIMIT = 50
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 @dataclass
@@ -86,7 +89,7 @@ class RolloutState:
         """The state `to_json` wrote; anything else (a hand edit, another version's format, a
         corrupt store) is a ValueError, never a half-valid state that moves traffic."""
         if not isinstance(data, dict):
-            raise ValueError(f"rollout state: expected an object, got {type(data).__name__}")
+            raise ValueError(f"rollout state: expected an object, got {_kind(data)}")
         required = {"model", "version", "stable", "strategy", "phase", "step", "traffic", "step_started"}
         optional = {"failed_checks", "last_checks", "message", "history", "outcome_written"}
         if missing := required - data.keys():
@@ -101,7 +104,7 @@ class RolloutState:
             phase=cast(Phase, _choice(data, "phase", PHASES)),
             step=_int(data, "step", 0, None),
             traffic=_int(data, "traffic", 0, 100),
-            step_started=_finite(data, "step_started"),
+            step_started=_time(data, "step_started"),
             failed_checks=_int(data, "failed_checks", 0, None) if "failed_checks" in data else 0,
             last_checks=[_check(c) for c in _list(data, "last_checks")],
             message=_str(data, "message") if "message" in data else "",
@@ -135,68 +138,92 @@ def _json_number(value: float | None) -> float | str | None:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A stored value, for an error message: as JSON, cut short."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):
+        text = "(not JSON)"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    names = ((dict, "an object"), (list, "a list"), (str, "a string"), (int | float, "a number"))
+    return next((name for t, name in names if isinstance(value, t)), "something else")
+
+
 def _str(d: dict[str, Any], key: str) -> str:
     v = d.get(key)
     if not isinstance(v, str):
-        raise ValueError(f"rollout state: {key} must be a string, got {v!r}")
+        raise ValueError(f"rollout state: {key} must be a string, got {_shown(v)}")
     return v
 
 
 def _choice(d: dict[str, Any], key: str, allowed: Sequence[str]) -> str:
     v = _str(d, key)
     if v not in allowed:
-        raise ValueError(f"rollout state: {key} must be one of {', '.join(allowed)}, got {v!r}")
+        raise ValueError(f"rollout state: {key} must be one of {', '.join(allowed)}, got {_shown(v)}")
     return v
 
 
 def _int(d: dict[str, Any], key: str, lo: int, hi: int | None) -> int:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        raise ValueError(f"rollout state: {key} must be an integer >= {lo}{f' and <= {hi}' if hi is not None else ''}, got {v!r}")
+        raise ValueError(f"rollout state: {key} must be an integer >= {lo}{f' and <= {hi}' if hi is not None else ''}, "
+                         f"got {_shown(v)}")
     return v
 
 
-def _finite(d: dict[str, Any], key: str) -> float:
+def _time(d: dict[str, Any], key: str) -> float:
+    """A Unix time: a finite number between 1970 and the year 9999 (what a clock and a date
+    formatter can take)."""
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise ValueError(f"rollout state: {key} must be a finite number, got {v!r}")
-    return float(v)
+    number = finite(v)
+    if number is None or not 0 <= number <= MAX_TIME:
+        raise ValueError(f"rollout state: {key} must be a Unix time (a finite number of seconds from 1970 to "
+                         f"9999), got {_shown(v)}")
+    return number
 
 
 def _bool(d: dict[str, Any], key: str) -> bool:
     v = d.get(key)
     if not isinstance(v, bool):
-        raise ValueError(f"rollout state: {key} must be true or false, got {v!r}")
+        raise ValueError(f"rollout state: {key} must be true or false, got {_shown(v)}")
     return v
 
 
 def _list(d: dict[str, Any], key: str) -> list[Any]:
     v = d.get(key, [])
     if not isinstance(v, list):
-        raise ValueError(f"rollout state: {key} must be a list, got {type(v).__name__}")
+        raise ValueError(f"rollout state: {key} must be a list, got {_kind(v)}")
     return v
 
 
 def _check(c: Any) -> CheckResult:
     if not isinstance(c, dict) or set(c) != {"name", "value", "ok", "message"}:
-        raise ValueError(f"rollout state: a check must be {{name, value, ok, message}}, got {c!r}")
+        raise ValueError(f"rollout state: a check must be an object with name, value, ok and message, got {_shown(c)}")
     value = c["value"]
     if value in ("+Inf", "-Inf"):
         value = math.inf if value == "+Inf" else -math.inf
-    elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)):
-        raise ValueError(f"rollout state: check value must be a number or null, got {value!r}")
+    elif value is not None and finite(value) is None:
+        raise ValueError(f"rollout state: check value must be a number, +Inf, -Inf or null, got {_shown(value)}")
     if c["ok"] is not None and not isinstance(c["ok"], bool):
-        raise ValueError(f"rollout state: check ok must be true, false or null, got {c['ok']!r}")
+        raise ValueError(f"rollout state: check ok must be true, false or null, got {_shown(c['ok'])}")
     return CheckResult(_str(c, "name"), None if value is None else float(value), c["ok"], _str(c, "message"))
 
 
 def _history(h: Any) -> dict[str, Any]:
     if not isinstance(h, dict) or not {"at", "to", "reason"} <= h.keys():
-        raise ValueError(f"rollout state: a history entry must be an object with at, to and reason, got {h!r}")
+        raise ValueError(f"rollout state: a history entry must be an object with at, to and reason, got {_shown(h)}")
     for k, v in h.items():
         if not isinstance(k, str) or not (v is None or isinstance(v, str | int | float | bool)):
-            raise ValueError(f"rollout state: history field {k!r} must be a string, number or null")
-    _finite(h, "at")
+            raise ValueError(f"rollout state: history field {_shown(k)} must be a string, number or null")
+    _time(h, "at")
     return dict(h)
 
 

@@ -6,9 +6,12 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.errors import SpecError
+
+if TYPE_CHECKING:
+    from agent.source._sops import Sealed
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class Snapshot:
     files: dict[str, bytes]
     revision: Revision = Revision()
     problems: list[SpecError] = field(default_factory=list)
+    # its SOPS files, decrypted in memory (agent.source._sops): never to be cached on disk or shown
+    sealed: Sealed | None = None
 
 
 class Source(Protocol):

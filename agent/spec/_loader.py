@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from agent.errors import SpecError, ValidationFailed
+from agent.finite import shown, within
 from agent.spec import _k8s, _schema
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._types import (
@@ -522,6 +523,9 @@ def gate_problems(role: str, version: str, evaluation: Mapping[str, float], gate
         if value is None:
             if not skip_missing:
                 out.append(f"promotion gate: {role} version {version!r} has no recorded evaluation of {gate.metric!r}{missing_hint}")
+        elif within(value, gate.min, gate.max) is None:  # NaN or ±Inf: never a pass (agent.finite)
+            out.append(f"promotion gate: {role} version {version!r} has {gate.metric}={shown(value)}{origin}, "
+                       "not a finite number")
         elif gate.min is not None and value < gate.min:
             out.append(f"promotion gate: {role} version {version!r} has {gate.metric}={value:g}{origin}, below the minimum {gate.min:g}")
         elif gate.max is not None and value > gate.max:

@@ -41,8 +41,10 @@ PATTERN_WORDS: Mapping[str, str] = {
         "lowercase letters, digits, '_', '.' and '-', starting with a letter or digit (sklearn, xgboost, ...)",
     r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$":
         "at most 63 letters, digits, '.', '_' and '-', starting and ending with a letter or digit",
-    r"^(s3|gs|azure|https?|pvc|oci|hf)://.+$":
-        "a URI with the scheme s3, gs, azure, http, https, pvc, oci or hf (such as s3://bucket/path/)",
+    '^(s3|gs|azure|https?|pvc|oci|hf)://([^\\s\\x00-\\x1f\\x7f-\\x9f\\u'
+    '00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb"\'`;\\\\$]|\\$(?!\\())+$':
+        "a URI with the scheme s3, gs, azure, http, https, pvc, oci or hf (such as s3://bucket/path/), with no "
+        "whitespace, control or invisible characters, quotes, backticks, ';', backslashes or '$('",
     r"^sha256:[a-f0-9]{64}$":
         "'sha256:' and 64 lowercase hex digits",
     r"^[1-9][0-9]*$":

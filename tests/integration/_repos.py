@@ -73,13 +73,16 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 
 def renamed_example(dest: Path, target: str, renamed: dict[str, str]) -> Path:
     """examples/model-repo copied to dest as target `target`, its namespaces renamed (e.g.
-    fraud -> dep-fraud), so a test applies it to the shared cluster without touching others'."""
+    fraud -> dep-fraud), so a test applies it to the shared cluster without touching others'.
+    Its SOPS-encrypted Secret is left out (test_sops_apply.py re-encrypts it renamed)."""
     import re
     import shutil
 
     from agent.pipeline import load_desired
 
     shutil.copytree(EXAMPLE, dest)
+    for path in dest.rglob("*.enc.yaml"):  # SOPS: its MAC covers the readable namespace too; a rename breaks it
+        path.unlink()
     line = re.compile(r"(?m)^(\s*(?:namespace:|name:|-)\s*)(" + "|".join(renamed) + r")\s*$")
     for path in dest.rglob("*.yaml"):
         text = line.sub(lambda m: m.group(1) + renamed[m.group(2)], path.read_text(encoding="utf-8"))

@@ -6,6 +6,7 @@ the demo is left running."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def left_running(tmp_path: Path) -> list[str]:
     return left
 
 
+def exported(text: str) -> dict[str, str]:
+    """The environment the text says to export (`  export NAME=VALUE`), over this one."""
+    env = dict(os.environ)
+    env.pop("SOPS_AGE_KEY_FILE", None)  # only what the demo tells the user
+    for line in text.splitlines():
+        if line.startswith("  export "):
+            name, _, value = line.removeprefix("  export ").partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
 def run_printed(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([AGENT, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -53,10 +65,10 @@ def test_demo_keep_prints_commands_that_work_and_how_to_stop(tmp_path: Path) -> 
                           text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
-    env = {**os.environ, "KUBECONFIG": ".devcluster/demo/cluster/kubeconfig"}
+    env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
-        assert "export KUBECONFIG=.devcluster/demo/cluster/kubeconfig" in text
+        assert env["KUBECONFIG"] == ".devcluster/demo/cluster/kubeconfig" and "SOPS_AGE_KEY_FILE" in env
         assert (tmp_path / ".devcluster/demo/cluster/kubeconfig").is_file()
         # (exit codes: status 1, the ranker's HPA has no metrics server here; diff 1, the canary change)
         expected = {"status": {0, 1}, "diff": {1}, "apply": {0}, "rollout": {0}, "audit": {0}}
@@ -83,10 +95,10 @@ def test_demo_promotion_keep_prints_commands_that_work_and_how_to_stop_both(tmp_
                           capture_output=True, text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
-    env = {**os.environ, "KUBECONFIG": ".devcluster/demo/cluster/kubeconfig"}
+    env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
-        assert "export KUBECONFIG=.devcluster/demo/cluster/kubeconfig" in text
+        assert env["KUBECONFIG"] == ".devcluster/demo/cluster/kubeconfig" and "SOPS_AGE_KEY_FILE" in env
         expected = {"status": {0, 1}, "diff": {0}, "promote": {0}, "audit": {0}}
         for argv in commands:
             if argv[0] in expected:

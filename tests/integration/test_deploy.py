@@ -146,6 +146,20 @@ def test_overlay_renders_the_install(installed: list[dict[str, Any]], tmp_path: 
     token = next(e for e in ml_container["env"] if e["name"] == "MLFLOW_TRACKING_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "modelops-agent-mlflow", "key": "token", "optional": True}
 
+    # the SOPS component: the age key file from an optional Secret, named by SOPS_AGE_KEY_FILE
+    sops_overlay = larger_overlay.parent / "sops"
+    sops_overlay.mkdir()
+    (sops_overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../example"], "components": ["../../components/sops-age"]}), encoding="utf-8")
+    sops_pod = next(d for d in yaml.safe_load_all(kubectl(None, "kustomize", str(sops_overlay)).stdout)
+                    if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (sops_container,) = sops_pod["containers"]
+    assert {"name": "SOPS_AGE_KEY_FILE", "value": "/etc/modelops/sops-age/keys.txt"} in sops_container["env"]
+    assert {"name": "sops-age", "mountPath": "/etc/modelops/sops-age", "readOnly": True} in sops_container["volumeMounts"]
+    (volume,) = (v for v in sops_pod["volumes"] if v["name"] == "sops-age")
+    assert volume["secret"] == {"secretName": "modelops-agent-sops-age", "optional": True, "defaultMode": 0o440}
+
     dep = next(d for d in installed if d["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]

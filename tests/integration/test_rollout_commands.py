@@ -174,12 +174,17 @@ def test_cli_follows_and_steers_a_rollout(kubeconfig: Path, tmp_path: Path, caps
     code, out, err = run(capsys, "rollout", "pause", "scorer", repo, *kc)
     assert code == 2 and "Succeeded: only a progressing rollout can pause" in err, err
 
+    # the state deleted while the cluster serves canary 2 at 50%: not "no rollout" (which would
+    # start it again at 10%) but an invalid state that keeps the live 50% until a human acts
     write_state(kubeconfig, target, None)
-    code, out, err = run(capsys, "rollout", "abort", "scorer", repo, *kc)
-    assert code == 2
-    assert "rollcli/scorer has no rollout state" in err
     code, out, _ = run(capsys, "rollout", "status", repo, *kc)
-    assert code == 0 and "no rollouts" in out
+    assert code == 0 and "Invalid" in out and "there is no stored state, but the cluster serves canary 2 at 50%" in out
+    code, out, err = run(capsys, "apply", repo, *kc)
+    assert code == 0, err
+    assert canary_traffic(kubeconfig, target) == 50
+    code, out, err = run(capsys, "rollout", "abort", "scorer", repo, *kc)
+    assert code == 0, err
+    assert (stored_state(kubeconfig, target).phase, stored_state(kubeconfig, target).traffic) == ("Aborted", 0)
 
 
 def test_rollout_costs_one_get(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from agent.pipeline import load_desired
+from agent.source import DirectorySource, decrypt_snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "model-repo"
@@ -118,8 +119,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
 
     edit_doc(path, index, promote)
 
-    # rotate a Secret's value
+    # rotate a Secret's value: the example's is SOPS-encrypted, the commit writes it decrypted (a test repo)
     spath, sindex = find_doc(repo, "Secret", lambda d: bool(d.get("data")))
+    spath.write_bytes(decrypt_snapshot(DirectorySource(repo).snapshot()).files[spath.relative_to(repo).as_posix()])
     sdoc = list(yaml.safe_load_all(spath.read_text(encoding="utf-8")))[sindex]
     secret_key = sorted(sdoc["data"])[-1]
     old_secret = base64.b64decode(sdoc["data"][secret_key]).decode()

@@ -12,6 +12,8 @@ from agent.demo import next_steps, promotion_next_steps
 from tests._commands import agent_commands
 from tests._python_text import python_in
 
+KEY = Path(__file__).resolve().parents[2] / "examples" / "keys" / "demo.agekey"  # outside the tests' cwd: absolute
+
 
 class Forge:
     """What promotion_next_steps reads of a devcluster.ForgeInfo."""
@@ -39,6 +41,7 @@ def test_kept_cluster_kubeconfig_commands_and_how_to_stop(demo_dir: Path) -> Non
     assert "still running" in text
     assert "Its kubeconfig: .devcluster/demo/cluster/kubeconfig" in text
     assert "export KUBECONFIG=.devcluster/demo/cluster/kubeconfig" in text
+    assert f"export SOPS_AGE_KEY_FILE={KEY}" in text  # the example's Secret opens with the demo key
     commands = agent_commands(text)
     assert [c[:2] for c in commands] == [["status", ".devcluster/demo/model-repo"],
                                          ["diff", ".devcluster/demo/model-repo"],
@@ -58,6 +61,7 @@ def test_without_keep_it_says_keep_and_offline_commands(demo_dir: Path) -> None:
     commands = agent_commands(text)
     assert ["demo", "--keep", "--dir", ".devcluster/demo"] in commands
     assert ["diff", ".devcluster/demo/model-repo", "--base", "HEAD~1"] in commands
+    assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert not any(c[0] in ("status", "apply", "rollout") for c in commands)  # nothing needs the stopped cluster
     for argv in commands:
         parses(argv)
@@ -68,6 +72,7 @@ def test_promotion_kept_says_kubeconfig_forge_and_how_to_stop_both(demo_dir: Pat
     url = "https://127.0.0.1:3443/modelops/model-repo-1.git"
     text = promotion_next_steps(demo_dir, clone, url, kept=True, forge=Forge(demo_dir))
     assert "export KUBECONFIG=.devcluster/demo/cluster/kubeconfig" in text
+    assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert "https://127.0.0.1:3443/ (user modelops, API token in .devcluster/demo/forge/admin.token" in text
     commands = agent_commands(text)
     assert ["devcluster", "down", "--dir", ".devcluster/demo/cluster"] in commands

@@ -3,6 +3,7 @@ connection cap, and a stop() that leaves no thread and no open port."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -263,7 +264,9 @@ def test_stop_leaves_no_thread_and_no_port(state: State) -> None:
     assert time.monotonic() - started < 3  # not the 30 s request timeout
     assert http_threads() - before == set()
     for conn in (idle, half):
-        assert conn.recv(100) == b""
+        # closed: an orderly end, or a reset when the server closed with our bytes unread
+        with contextlib.suppress(ConnectionResetError):
+            assert conn.recv(100) == b""
         conn.close()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
         pass

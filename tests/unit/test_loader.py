@@ -7,7 +7,7 @@ import pytest
 
 from agent.errors import SpecError, ValidationFailed
 from agent.render import render
-from agent.source import DirectorySource
+from agent.source import DirectorySource, Snapshot, decrypt_snapshot
 from agent.spec import load
 from agent.spec._yaml import MAX_FILE_BYTES
 from tests.unit.conftest import (
@@ -818,7 +818,7 @@ def test_reference_errors_after_schema_errors_in_the_same_repo() -> None:
 
 
 def test_example_repo_loads() -> None:
-    snapshot = DirectorySource(EXAMPLE_REPO).snapshot()
+    snapshot = decrypt_snapshot(DirectorySource(EXAMPLE_REPO).snapshot())  # its Secret is SOPS-encrypted
     assert snapshot.problems == []
     spec = load(snapshot.files, snapshot.problems)
     assert (len(spec.models), len(spec.monitors), len(spec.runtimes), len(spec.manifests)) == (5, 3, 3, 5)
@@ -844,7 +844,8 @@ def test_example_repo_loads() -> None:
 def test_example_repo_is_the_same_from_memory() -> None:
     raw = {p.relative_to(EXAMPLE_REPO).as_posix(): p.read_bytes()
            for p in EXAMPLE_REPO.rglob("*") if p.is_file()}
-    assert load(raw) == load(DirectorySource(EXAMPLE_REPO).snapshot().files)
+    assert load(decrypt_snapshot(Snapshot(files=raw)).files) == load(
+        decrypt_snapshot(DirectorySource(EXAMPLE_REPO).snapshot()).files)
 
 
 def test_bare_allowed_kind_covers_builtin_groups_only() -> None:

@@ -9,6 +9,7 @@ tests/integration/test_prometheus_env.py.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -227,3 +228,86 @@ def test_ready(fake: tuple[str, Canned]) -> None:
 def test_bad_url() -> None:
     with pytest.raises(MetricsError, match="not an http"):
         Prometheus("ftp://example.com")
+
+
+# --- hostile or broken answers: a number only when the API's format says so ----------------------
+
+@pytest.mark.parametrize(("raw", "value"), [("+Inf", math.inf), ("-Inf", -math.inf), ("1e-3", 0.001), ("-0", 0.0)])
+def test_infinities_are_returned_for_the_analysis_not_to_judge(fake: tuple[str, Canned], raw: str,
+                                                               value: float) -> None:
+    url, canned = fake
+    canned.body = _success("vector", [{"metric": {}, "value": [1.0, raw]}])
+    assert Prometheus(url).query("x") == value
+    canned.body = _success("scalar", [1.0, raw])
+    assert Prometheus(url).query("x") == value
+
+
+@pytest.mark.parametrize("raw", ["abc", "", " 1", "1_000", "inf", "Infinity", "nan", "0x10", "1" * 65,
+                                 1.5, None, True, ["1"], {"v": 1}])
+def test_a_sample_value_that_is_not_the_apis_number_is_an_error(fake: tuple[str, Canned], raw: Any) -> None:
+    url, canned = fake
+    canned.body = _success("vector", [{"metric": {}, "value": [1.0, raw]}])
+    with pytest.raises(MetricsError, match="not a sample value") as err:
+        Prometheus(url).query("x")
+    _no_python(str(err.value))
+
+
+@pytest.mark.parametrize("result", [
+    [{"metric": {}}], [{"metric": {}, "value": [1.0]}], [{"metric": {}, "value": ["1", "1"]}],
+    [{"metric": {}, "value": [True, "1"]}], [{"metric": {}, "value": {"t": 1}}], ["x"], [None],
+    [{"metric": "m", "value": [1.0, "1"]}],
+])
+def test_a_malformed_vector_is_an_error(fake: tuple[str, Canned], result: Any) -> None:
+    url, canned = fake
+    canned.body = _success("vector", result)
+    with pytest.raises(MetricsError, match="malformed") as err:
+        Prometheus(url).query("x")
+    _no_python(str(err.value))
+
+
+@pytest.mark.parametrize("data", [
+    {"resultType": {"x": 1}, "result": []}, {"resultType": None, "result": []}, {"result": [1.0, "1"]},
+    {"resultType": "vector", "result": {"a": 1}}, {"resultType": "streams", "result": []},
+    {"resultType": "scalar", "result": "1"}, {"resultType": "scalar", "result": [1.0, "1", "2"]},
+])
+def test_an_answer_that_is_not_an_instant_query_answer_is_an_error(fake: tuple[str, Canned],
+                                                                   data: dict[str, Any]) -> None:
+    url, canned = fake
+    canned.body = {"status": "success", "data": data}
+    with pytest.raises(MetricsError) as err:
+        Prometheus(url).query("x")
+    _no_python(str(err.value))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"status": "success", "data": {"resultType": "scalar", "result": [1.0, NaN]}}',
+    b'{"status": "success", "data": {"resultType": "scalar", "result": [Infinity, "1"]}}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b"\xff\xfe garbage",
+])
+def test_a_body_that_is_not_json_of_the_api_is_an_error(fake: tuple[str, Canned], body: bytes) -> None:
+    url, canned = fake
+    canned.body = body
+    with pytest.raises(MetricsError, match="not a Prometheus API answer"):
+        Prometheus(url).query("x")
+
+
+def test_a_huge_body_is_an_error(fake: tuple[str, Canned]) -> None:
+    url, canned = fake
+    canned.body = _success("vector", [{"metric": {"pad": "x" * 20_000}, "value": [1.0, "1"]}])
+    with pytest.raises(MetricsError, match="larger than 4096 bytes"):
+        Prometheus(url, max_body=4096).query("x")
+
+
+def test_several_series_name_at_most_two_label_sets_cut_short(fake: tuple[str, Canned]) -> None:
+    url, canned = fake
+    canned.body = _success("vector", [{"metric": {"v": str(i) * 500}, "value": [1.0, "1"]} for i in range(3)])
+    with pytest.raises(MetricsError, match="3 series") as err:
+        Prometheus(url).query("x")
+    assert len(str(err.value)) < 400
+
+
+def _no_python(text: str) -> None:
+    """User-facing text shows JSON, never a Python repr."""
+    for marker in ("None", "True", "{'", "['"):
+        assert marker not in text, text

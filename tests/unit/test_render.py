@@ -828,8 +828,10 @@ def test_example_repo_renders_with_the_same_guarantees() -> None:
         if o["kind"] == "Deployment":
             assert ("replicas" in o["spec"]) != ((meta["namespace"], meta["name"]) in scaled)
     # byte-identical when the files come in another order
-    snapshot = {p.relative_to(EXAMPLE_REPO).as_posix(): p.read_bytes() for p in EXAMPLE_REPO.rglob("*.yaml")}
-    items = sorted(snapshot.items(), reverse=True)
+    from agent.source import DirectorySource, decrypt_snapshot
+
+    files = decrypt_snapshot(DirectorySource(EXAMPLE_REPO).snapshot()).files  # its Secret is SOPS-encrypted
+    items = sorted(files.items(), reverse=True)
     assert dump(render_files(dict(items))) == dump(objects)
 
 

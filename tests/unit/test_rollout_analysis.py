@@ -123,8 +123,8 @@ REQ_Q = Query(REQUESTS, "r", 50.0, None, "requests")
     (ERR_Q, 0.12, False, "error-rate 0.12 > max 0.05"),
     (ERR_Q, 0.05, True, "error-rate 0.05 ok (max 0.05)"),
     (ERR_Q, None, None, "error-rate: no data (waiting for data)"),
-    (ERR_Q, math.nan, None, "error-rate: no data (waiting for data)"),
-    (ERR_Q, math.inf, False, "error-rate inf > max 0.05"),
+    (ERR_Q, math.nan, None, "error-rate NaN is not a finite number: not judged"),
+    (ERR_Q, math.inf, None, "error-rate +Inf is not a finite number: not judged"),
     (SCORE_Q, 0.5, False, "score 0.5 < min 0.8"),
     (SCORE_Q, 1.5, False, "score 1.5 > max 1"),
     (SCORE_Q, 0.9, True, "score 0.9 ok (min 0.8, max 1)"),
@@ -136,7 +136,7 @@ REQ_Q = Query(REQUESTS, "r", 50.0, None, "requests")
 def test_judge_one(query: Query, value: float | None, ok: bool | None, message: str) -> None:
     [result] = judge([query], {query.name: value})
     assert (result.ok, result.message) == (ok, message)
-    assert result.value == (None if value is None or math.isnan(value) else value)
+    assert result.value == (None if value is None or math.isnan(value) else value)  # NaN is stored as no value
 
 
 def test_too_few_requests_judges_nothing() -> None:

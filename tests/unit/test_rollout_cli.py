@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent import cli, output
-from agent.cluster import Cluster, ClusterError
+from agent.cluster import Cluster, ClusterError, KindInfo
 from agent.pipeline import Desired, load_desired
 from agent.plan import RolloutNote, build_plan, change
 from agent.reconcile import read_rollouts
@@ -106,21 +106,27 @@ def state(phase: str = "Progressing", step: int = 1, traffic: int = 50, version:
 
 
 class FakeCluster:
-    """The rollout ConfigMap in memory; `error` makes every GET fail with that status."""
+    """The rollout ConfigMap in memory, and the model's InferenceService (`live`, none by
+    default); `error` makes every GET fail with that status."""
 
-    def __init__(self, states: list[RolloutState] = (), error: int = 0) -> None:  # type: ignore[assignment]
+    def __init__(self, states: list[RolloutState] = (), error: int = 0,  # type: ignore[assignment]
+                 live: dict[str, Any] | None = None) -> None:
         self.error = error
         self.gets = 0
+        self.live = live
         self.cm: dict[str, Any] | None = None
         if states:
             self.cm = {"metadata": {"resourceVersion": "1"},
                        "data": {s.model.replace("/", "."): json.dumps(s.to_json()) for s in states}}
 
-    def get(self, _info: Any, _name: str, _namespace: str | None = None) -> dict[str, Any] | None:
+    def kind(self, api_version: str, kind: str) -> KindInfo:
+        return KindInfo(api_version, kind, kind.lower() + "s", True)
+
+    def get(self, info: Any, _name: str, _namespace: str | None = None) -> dict[str, Any] | None:
         self.gets += 1
         if self.error:
             raise ClusterError(self.error, "nope")
-        return self.cm
+        return self.cm if info.kind == "ConfigMap" else self.live
 
     def _write(self, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["resourceVersion"] = str(int((self.cm or {"metadata": {"resourceVersion": "0"}})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import SourceError, SpecError
-from agent.source import DirectorySource, GitSource, Snapshot, open_source
+from agent.source import DirectorySource, GitSource, Snapshot, decrypt_snapshot, open_source
 from agent.spec import load
 from agent.spec._yaml import MAX_FILE_BYTES
 from tests.unit.conftest import BASE, EXAMPLE_REPO
@@ -308,7 +308,8 @@ def test_example_repo_from_git_equals_from_directory(repo: Path) -> None:
     from_git = snapshot(repo, subdir="examples/model-repo")
     from_dir = DirectorySource(EXAMPLE_REPO).snapshot()
     assert from_git.files == from_dir.files
-    spec = load(from_git.files, from_git.problems)
+    opened = decrypt_snapshot(from_git)  # its Secret is SOPS-encrypted; .sops.yaml is no manifest
+    spec = load(opened.files, opened.problems)
     assert (len(spec.models), len(spec.monitors), len(spec.runtimes), len(spec.manifests)) == (5, 3, 3, 5)
 
 

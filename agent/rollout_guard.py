@@ -1,0 +1,71 @@
+"""A target's stored rollout states as the controller and the CLI act on them.
+
+Each stored entry is judged against the model's declared rollout (agent.rollout.judge_stored):
+a state that does not parse or does not fit never moves traffic; the model keeps the canary
+traffic live in the cluster, read here from its object (the InferenceService's
+canaryTrafficPercent, or the annotation on the model's Service that the replica split follows).
+That object is read only where the answer depends on it: an invalid entry, or no entry for a
+model whose Git canary is under a rollout (one GET each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+from agent.cluster import Cluster, ClusterError, RolloutStates
+from agent.errors import AgentError
+from agent.rollout import InvalidState, LiveCanary, RolloutState, judge_stored, live_canary_of
+from agent.spec import Model
+
+__all__ = ["Judged", "judge_states", "live_canary"]
+
+
+def live_canary(cluster: Cluster, model: Model) -> LiveCanary:
+    """The canary the model's live object serves (nothing when there is no object). A failed
+    read raises ClusterError: "cannot read" must not pass for "nothing there"."""
+    if model.backend == "kserve":
+        api_version, kind = "serving.kserve.io/v1beta1", "InferenceService"
+    else:
+        api_version, kind = "v1", "Service"
+    try:
+        info = cluster.kind(api_version, kind)
+    except AgentError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClusterError) and cause.status != 404:
+            raise cause from None
+        return LiveCanary()  # the kind is not served: no such object can exist
+    return live_canary_of(cluster.get(info, model.name, model.namespace), model.backend)
+
+
+@dataclass
+class Judged:
+    """states: the entries that may steer (model key -> state; models no longer in the repo
+    included, for listings); invalid: those that may not, with the traffic each keeps."""
+
+    states: dict[str, RolloutState] = field(default_factory=dict)
+    invalid: dict[str, InvalidState] = field(default_factory=dict)
+
+
+def judge_states(cluster: Cluster, models: Iterable[Model], stored: RolloutStates) -> Judged:
+    """Every stored entry, and every model whose Git canary is under a rollout, judged."""
+    by_key = {m.key: m for m in models}
+    rolling = {key for key, m in by_key.items() if m.rollout is not None and m.canary is not None}
+    out = Judged()
+    for key in sorted(set(stored.states) | set(stored.invalid) | rolling):
+        raw = stored.states.get(key)
+        model = by_key.get(key)
+        if model is None:
+            if raw is not None:
+                with contextlib.suppress(ValueError):  # unreadable: dropped at the next write with its model
+                    out.states[key] = RolloutState.from_json(raw)
+            continue
+        unreadable = stored.invalid[key][0] if key in stored.invalid and raw is None else None
+        judged = judge_stored(model, raw, partial(live_canary, cluster, model), unreadable)
+        if isinstance(judged, InvalidState):
+            out.invalid[key] = judged
+        elif judged is not None:
+            out.states[key] = judged
+    return out
