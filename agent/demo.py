@@ -284,6 +284,16 @@ def _commands(rows: list[tuple[str, str]]) -> list[str]:
     return [f"  {command:<{width}}  # {why}" for command, why in rows]
 
 
+def _on_path() -> list[str]:
+    """A note when the `agent` of the commands is not the one on the PATH (`make demo` runs
+    .venv/bin/agent): how to get it there."""
+    here = Path(sys.executable).parent / "agent"
+    found = shutil.which("agent")
+    if not here.is_file() or (found is not None and os.path.samefile(found, here)):
+        return []
+    return [f"(`agent` is {_shown(here)}: `source {_shown(here.parent / 'activate')}` puts it on your PATH)"]
+
+
 def _demo_key() -> str:
     """The shell line that lets the agent open the example's SOPS-encrypted Secret, as the demo did."""
     return f"  export SOPS_AGE_KEY_FILE={_shown(repo_root() / 'examples' / 'keys' / 'demo.agekey')}"
@@ -307,7 +317,8 @@ def next_steps(directory: Path, *, kept: bool) -> str:
                 (f"agent diff {repo} --base HEAD~1", "what its last commit changes: the fraud-scorer canary to 25%"),
                 (f"agent audit verify {audit}", "the demo's audit log, hash chain checked"),
             ]),
-            "Your own model repo: README.md (Quick start) and docs/spec.md.",
+            *_on_path(),
+            "Your own model repo: README.md (The model repo) and docs/spec.md.",
         ])
     kubeconfig = _shown(cluster / "kubeconfig")
     return "\n".join([
@@ -325,6 +336,7 @@ def next_steps(directory: Path, *, kept: bool) -> str:
             (f"agent audit verify {audit}", "the audit log, hash chain checked"),
         ]),
         f"Stop the cluster: agent devcluster down --dir {_shown(cluster)}",
+        *_on_path(),
     ])
 
 
@@ -344,6 +356,7 @@ def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, f
             f"Without them, in the demo's clone ({clone}; its Secret is SOPS-encrypted for the demo age key):",
             _demo_key(),
             *_commands(offline),
+            *_on_path(),
         ])
     cluster, forge_dir = directory / "cluster", directory / "forge"
     kubeconfig, token, ca = _shown(cluster / "kubeconfig"), _shown(forge.token_file), _shown(forge.ca_file)
@@ -363,4 +376,5 @@ def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, f
              "the controller again, following the forge (Ctrl-C stops it)"),
         ]),
         f"Stop them: agent devcluster down --dir {_shown(cluster)}; agent devcluster down --dir {_shown(forge_dir)}",
+        *_on_path(),
     ])

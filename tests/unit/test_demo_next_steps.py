@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,13 @@ def test_paths_outside_the_working_directory_are_absolute_and_quoted(tmp_path: P
     assert f"agent devcluster down --dir '{elsewhere}/cluster'" in text
     for argv in agent_commands(text):
         parses(argv)
+
+
+def test_an_agent_not_on_the_path_is_named(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` runs .venv/bin/agent: the commands say `agent`, and how to get that one."""
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    text = next_steps(demo_dir, kept=True)
+    assert f"(`agent` is {venv_bin / 'agent'}: `source {venv_bin / 'activate'}` puts it on your PATH)" in text
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert "puts it on your PATH" not in next_steps(demo_dir, kept=True)
