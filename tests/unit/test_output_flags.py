@@ -50,11 +50,14 @@ def test_each_data_command_takes_o_text_json_yaml(path: tuple[str, ...], capsys:
     assert set(match.group(1).split(",")) == {"text", "json", "yaml"} | DATA_COMMANDS[path]
 
 
-def test_every_command_with_o_is_a_data_command(capsys: pytest.CaptureFixture[str]) -> None:
-    """A new command with -o is listed above (and so takes the same formats)."""
-    with_o = {path for path, parser, _ in cli._command_tree(cli.build_parser())
+def test_every_command_with_o_takes_text_json_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    """Any command with -o (a new one too) takes the same formats, with the same flag."""
+    with_o = {path: help_of(path, capsys) for path, parser, _ in cli._command_tree(cli.build_parser())
               if any("--output" in a.option_strings for a in parser._actions)}
-    assert with_o == set(DATA_COMMANDS)
+    assert set(DATA_COMMANDS) <= set(with_o)
+    for path, text in with_o.items():
+        match = OUTPUT.search(text)
+        assert match and {"text", "json", "yaml"} <= set(match.group(1).split(",")), path
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
