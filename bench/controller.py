@@ -163,7 +163,8 @@ def bench(n: int, work: Path) -> dict[str, Any]:
                 original = min_replicas(cluster, f"b{n}-0", name)
                 subprocess.run([KUBECTL, "--kubeconfig", kc, "-n", f"b{n}-0", "patch", "inferenceservice",
                                 name, "--type", "merge", "-p",
-                                json.dumps({"spec": {"predictor": {"minReplicas": 90 + k}}})],
+                                # KServe's admission refuses minReplicas above maxReplicas
+                                json.dumps({"spec": {"predictor": {"minReplicas": 90 + k, "maxReplicas": 90 + k}}})],
                                check=True, capture_output=True, timeout=60)
                 t = time.monotonic()
                 wait(lambda name=name, original=original: min_replicas(cluster, f"b{n}-0", name) == original)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devcluster import _bootstrap, _components, _kubeconfig, _pki, _processes, _state
+from agent.devcluster import _admission, _bootstrap, _components, _kubeconfig, _pki, _processes, _state
 from agent.devcluster._api import Api
 from agent.devcluster._build import binaries
 from agent.devcluster._components import Layout, Ports
@@ -132,12 +132,13 @@ def _start(layout: Layout, cache: Path, deadline: float, previous: State | None 
     if previous is None:
         _wipe(layout)
         pki = _pki.create(layout.pki)
-        ports = Ports.from_list(_processes.free_ports(5))
+        ports = Ports.from_list(_processes.free_ports(Ports.COUNT))
     else:
         pki = _pki.Pki(layout.pki)
+        _pki.ensure_local_servers(pki)
         old = previous.ports
-        reuse = _processes.ports_free(list(old.as_dict().values()))
-        ports = old if reuse else Ports.from_list(_processes.free_ports(5))
+        reuse = all(old.as_dict().values()) and _processes.ports_free(list(old.as_dict().values()))
+        ports = old if reuse else Ports.from_list(_processes.free_ports(Ports.COUNT))
     state = State(cache=cache, ports=ports, server=_components.server_url(ports), initialized=previous is not None)
     _state.save(layout.state, state)
     _write_configs(layout, state, pki)
@@ -157,6 +158,8 @@ def _start(layout: Layout, cache: Path, deadline: float, previous: State | None 
         _bootstrap.create_node(api)
         start("kube-controller-manager", _components.controller_manager(layout, ports, pki))
         start("kube-scheduler", _components.scheduler(layout, ports))
+        start("kserve-webhook", _components.kserve_webhook(layout, ports, pki))
+        _admission.register(api, _components.kserve_webhook_url(ports), pki.ca_cert)
         crds = _bootstrap.apply_crds(api, cache / "crds")
         # kwok resolves the kinds of its Stages at start (the InferenceService one included)
         waiter.until("CRDs Established", lambda: _bootstrap.crds_established(api, crds))
@@ -164,6 +167,8 @@ def _start(layout: Layout, cache: Path, deadline: float, previous: State | None 
                      lambda: _bootstrap.openapi_published(api, ["serving.kserve.io/v1beta1"]))
         start("kwok", _components.kwok(layout))
         _bootstrap.create_check_namespace(api)
+        waiter.until("KServe's admission webhook to refuse an invalid InferenceService",
+                     lambda: _admission.enforced(api), interval=0.1)
         waiter.until(f"node {_bootstrap.NODE_NAME} Ready", lambda: _bootstrap.node_ready(api))
         waiter.until("the default ServiceAccount", lambda: _bootstrap.default_service_account(api))
         _bootstrap.create_check_deployment(api)

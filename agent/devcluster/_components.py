@@ -1,4 +1,5 @@
-"""Command lines of the five control-plane processes, everything bound to 127.0.0.1.
+"""Command lines of the control-plane processes (the five of Kubernetes and KServe's admission
+webhook), everything bound to 127.0.0.1.
 
 Kept apart from the orchestration so the flags are easy to read and review in one place.
 """
@@ -26,6 +27,9 @@ class Ports:
     apiserver: int
     controller_manager: int
     scheduler: int
+    kserve_webhook: int = 0  # 0: recorded by a version that ran no webhook (never reused)
+
+    COUNT = 6
 
     @classmethod
     def from_list(cls, ports: list[int]) -> Ports:
@@ -38,6 +42,7 @@ class Ports:
             "apiserver": self.apiserver,
             "controller_manager": self.controller_manager,
             "scheduler": self.scheduler,
+            "kserve_webhook": self.kserve_webhook,
         }
 
 
@@ -179,4 +184,21 @@ def kwok(layout: Layout) -> list[str]:
         f"--node-ip={NODE_IP}",
         f"--cidr={POD_CIDR}",
         "--node-lease-duration-seconds=40",
+    ]
+
+
+KSERVE_WEBHOOK_PATH = "/validate-serving-kserve-io-v1beta1-inferenceservice"  # KServe's own path
+
+
+def kserve_webhook_url(ports: Ports) -> str:
+    return f"https://{LOOPBACK}:{ports.kserve_webhook}{KSERVE_WEBHOOK_PATH}"
+
+
+def kserve_webhook(layout: Layout, ports: Ports, pki: Pki) -> list[str]:
+    """KServe's InferenceService validator (tools/kserve-webhook), over TLS from the cluster's CA."""
+    return [
+        layout.binary("kserve-webhook"),
+        f"--listen={LOOPBACK}:{ports.kserve_webhook}",
+        f"--tls-cert-file={pki.cert('kserve-webhook')}",
+        f"--tls-private-key-file={pki.key('kserve-webhook')}",
     ]

@@ -32,6 +32,10 @@ _LEAVES: dict[str, tuple[str, str]] = {
     "controller-manager": ("/CN=system:kube-controller-manager", "clientAuth"),
     "scheduler": ("/CN=system:kube-scheduler", "clientAuth"),
 }
+# name -> subject of serving certificates for local servers the apiserver calls (webhooks):
+# DNS:localhost and IP:127.0.0.1. Not part of `complete()`: a cluster made before one was
+# added gets it on its next start (`ensure_local_servers`).
+_LOCAL_SERVERS: dict[str, str] = {"kserve-webhook": "/CN=kserve-webhook"}
 _DAYS = "3650"
 
 
@@ -145,7 +149,17 @@ def create(directory: Path) -> Pki:
         _new_leaf(pki, config, name, subject, usage)
     _new_key(pki.sa_key)
     _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    ensure_local_servers(pki)
     return pki
+
+
+def ensure_local_servers(pki: Pki) -> None:
+    """The serving certificates of the cluster's local webhook servers, signed by its CA; those
+    already there are kept."""
+    config = _write_config(pki.directory)
+    for name, subject in _LOCAL_SERVERS.items():
+        if not (pki.cert(name).is_file() and pki.key(name).is_file()):
+            _new_leaf(pki, config, name, subject, "localServer")
 
 
 def create_local_server(directory: Path, name: str = "server", ca_subject: str = "/CN=devcluster-local-ca") -> Pki:

@@ -9,6 +9,11 @@ runs beside the old one with no traffic) and 100 (switched; the old revision sta
 previous rolled-out revision, so a switch-back is a number). With tag routing on, KServe
 exposes the new revision alone at its `latest-<name>` URL (and the old at `prev-<name>`):
 that is the preview.
+
+Autoscaling on cpu or memory carries the annotation selecting the HorizontalPodAutoscaler of
+the Model's KServe deployment mode (Knative's HPA class, or KServe's `autoscalerClass: hpa` in
+Standard mode): without it KServe's admission refuses the metric (agent.spec's
+`autoscaler_annotations`; the validation refuses the combinations no annotation fixes).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from agent.render._meta import (
     VERSION_LABEL,
     registry_annotations,
 )
-from agent.spec import Model, Resources, ServingRuntime
+from agent.spec import Model, Resources, ServingRuntime, autoscaler_annotations
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
@@ -65,6 +70,8 @@ def inference_service(model: Model, runtime: ServingRuntime | None, defaults: Re
 
     annotations = {**model.annotations, STABLE_ANNOTATION: model.stable,
                    **registry_annotations(model, canary.version if canary else None)}
+    if model.autoscaling is not None:  # the autoscaler KServe's admission needs for the metric
+        annotations.update(autoscaler_annotations(model.autoscaling.metric, model.annotations))
     if canary is not None:
         annotations[CANARY_ANNOTATION] = canary.version
         annotations[TRAFFIC_ANNOTATION] = str(canary.traffic)

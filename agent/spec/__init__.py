@@ -1,6 +1,7 @@
 """Parse and validate a model repo into a typed, pure Spec (no I/O beyond the bytes given)."""
 
 from agent.spec._k8s import CLUSTER_SCOPED
+from agent.spec._kserve import autoscaler_annotations
 from agent.spec._loader import DEFAULT_LOADER, Loader, gate_problems, is_manifest_path, load
 from agent.spec._schema import artifact_uri_problem, schemas_dir
 from agent.spec._types import (
@@ -71,3 +72,4 @@ __all__ = [
 ]
 
 __all__ += ["artifact_uri_problem"]
+__all__ += ["autoscaler_annotations"]

@@ -16,6 +16,7 @@ from agent.errors import SpecError, ValidationFailed
 from agent.finite import shown, within
 from agent.spec import _k8s, _schema
 from agent.spec._k8s import CLUSTER_SCOPED
+from agent.spec._kserve import autoscaling_problems
 from agent.spec._types import (
     API_VERSION,
     GROUP,
@@ -444,6 +445,9 @@ def _model(doc: Document, config: RepositoryConfig, runtimes: Mapping[str, Servi
             errors.append(doc.error(["spec", "autoscaling", "min"], f"min ({autoscaling.min}) is greater than max ({autoscaling.max})"))
 
     backend = spec.get("backend", config.default_backend)
+    if autoscaling is not None and backend == "kserve":  # what KServe's own admission accepts
+        for refusal in autoscaling_problems(autoscaling.metric, autoscaling.target, meta.get("annotations") or {}):
+            errors.append(doc.error(list(refusal.field), refusal.message))
     fmt = spec["format"]
     runtime_name = spec.get("runtime")
     if runtime_name is not None:

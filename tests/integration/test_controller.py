@@ -226,7 +226,7 @@ def test_drift_is_healed_or_reported(policy: str, tmp_path: Path, kubeconfig: Pa
     wait_for(lambda: settled(controller), "the first sync", timeout=120)
     assert min_replicas(kubeconfig, f"{prefix}-0", "model-0000") == 2
     subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "-n", f"{prefix}-0", "patch", "inferenceservice",
-                    "model-0000", "--type", "merge", "-p", '{"spec":{"predictor":{"minReplicas":5}}}'],
+                    "model-0000", "--type", "merge", "-p", '{"spec":{"predictor":{"minReplicas":5,"maxReplicas":5}}}'],
                    check=True, capture_output=True, timeout=60)
     if policy == "heal":
         wait_for(lambda: min_replicas(kubeconfig, f"{prefix}-0", "model-0000") == 2, "the drift healed", timeout=30)

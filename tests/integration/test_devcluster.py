@@ -241,6 +241,7 @@ def test_cli_second_cluster_alongside(devcluster: ClusterInfo, tmp_path: Path) -
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
+        "kserve-webhook",
     }
     assert [p["name"] for p in recorded if _alive(p["pid"], p["start_ticks"])] == []
     assert not (directory / "state.json").exists()

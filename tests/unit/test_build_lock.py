@@ -19,7 +19,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S = REPO_ROOT / "tools" / "k8s"
-BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kserve-webhook")
 CRDS = {
     "config/crd/full": ("serving.kserve.io_inferenceservices.yaml", "serving.kserve.io_servingruntimes.yaml",
                         "serving.kserve.io_clusterservingruntimes.yaml"),
@@ -129,6 +129,8 @@ def test_cache_key_is_the_pins_and_the_recipe_not_the_script(fake_env: dict[str,
 
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy)
+    webhook = tmp_path / "kserve-webhook"  # build.sh builds ../kserve-webhook too
+    shutil.copytree(K8S.parent / "kserve-webhook", webhook)
     script = copy / "build.sh"
     text = script.read_text()
     # Edit the script (a comment, a message): same cache directory, nothing rebuilt.
@@ -144,12 +146,27 @@ def test_cache_key_is_the_pins_and_the_recipe_not_the_script(fake_env: dict[str,
     assert rc == 0, err
     assert out.strip().splitlines()[-1] != cache
 
-    # Change a pin (crds.env): a new directory too.
+    # Change the webhook's source: a new directory.
     script.write_text(text)
+    main_go = (webhook / "main.go").read_text()
+    (webhook / "main.go").write_text(main_go + "// edited\n")
+    rc, out, err = _finish(_start(script, fake_env))
+    assert rc == 0, err
+    assert out.strip().splitlines()[-1] != cache
+    (webhook / "main.go").write_text(main_go)
+
+    # Change a pin (crds.env): a new directory too.
     (copy / "crds.env").write_text((copy / "crds.env").read_text() + "# edited\n")
     rc, out, err = _finish(_start(script, fake_env))
     assert rc == 0, err
     assert out.strip().splitlines()[-1] != cache
+
+    # The webhook's kserve differs from the CRDs' one: refused before anything is built.
+    env_text = (copy / "crds.env").read_text()
+    (copy / "crds.env").write_text(re.sub(r"^KSERVE_VERSION=.*$", "KSERVE_VERSION=v0.0.1", env_text, flags=re.M))
+    rc, out, err = _finish(_start(script, fake_env))
+    assert rc == 1 and out == ""
+    assert "tools/kserve-webhook/go.mod pins kserve v" in err and "but crds.env says v0.0.1" in err, err
 
 
 def test_an_interrupted_build_is_completed_and_its_leftovers_removed(fake_env: dict[str, str]) -> None:

@@ -26,8 +26,8 @@ API = "modelops.dev/v1alpha1"
 
 
 def _sweep_files() -> dict[str, bytes]:
-    """Every option that changes a custom resource's shape: each KServe scale metric and
-    protocol, with and without runtime/canary/GPU/formatVersion; metrics port equal to or
+    """Every option that changes a custom resource's shape: each KServe scale metric (cpu in
+    both deployment modes) and protocol, with and without runtime/canary/GPU/formatVersion; metrics port equal to or
     apart from the serving port; every drift method; both backends monitored."""
     docs: list[dict[str, Any]] = []
     protocols = {"v1": "sk-v1", "v2": "sk-v2", "grpc-v2": "sk-grpc"}
@@ -56,8 +56,10 @@ def _sweep_files() -> dict[str, bytes]:
             if i % 3 == 0:
                 spec.update(formatVersion="1.5", serviceAccountName="reader", env={"X": "y"},
                             resources={"gpu": 2, "memory": "3Gi"})
-            docs.append({"apiVersion": API, "kind": "Model", "metadata": {"name": name, "namespace": f"ns{i % 2}"},
-                         "spec": spec})
+            meta: dict[str, Any] = {"name": name, "namespace": f"ns{i % 2}"}
+            if metric == "memory" or (metric == "cpu" and i % 2):  # KServe's Standard mode (an HPA)
+                meta["annotations"] = {"serving.kserve.io/deploymentMode": "Standard"}
+            docs.append({"apiVersion": API, "kind": "Model", "metadata": meta, "spec": spec})
             if i % 4 == 0:
                 docs.append({"apiVersion": API, "kind": "Monitor",
                              "metadata": {"name": f"{name}-mon", "namespace": f"ns{i % 2}"},

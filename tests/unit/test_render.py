@@ -84,7 +84,7 @@ spec:
 
 FIXTURES: dict[str, dict[str, str]] = {
     # KServe: canary + namespaced ServingRuntime + autoscaling + GPU; a second model without
-    # a runtime (KServe picks one) on fixed replicas.
+    # a runtime (KServe picks one) on fixed replicas; cpu and memory autoscaling (HPA classes).
     "kserve": {
         "repo.yaml": """
             apiVersion: modelops.dev/v1alpha1
@@ -146,6 +146,36 @@ FIXTURES: dict[str, dict[str, str]] = {
               resources:
                 cpu: "1"
                 memory: 2Gi
+        """,
+        # cpu (the default metric) in KServe's default Knative mode: Knative's HPA class.
+        "models/device-score.yaml": """
+            apiVersion: modelops.dev/v1alpha1
+            kind: Model
+            metadata:
+              name: device-score
+            spec:
+              format: sklearn
+              versions:
+                - version: "1"
+                  uri: gs://models/device-score/1
+              stable: "1"
+              autoscaling: {min: 1, max: 4}
+        """,
+        # memory in KServe's Standard mode: KServe's own HPA.
+        "models/ledger-embed.yaml": """
+            apiVersion: modelops.dev/v1alpha1
+            kind: Model
+            metadata:
+              name: ledger-embed
+              annotations:
+                serving.kserve.io/deploymentMode: Standard
+            spec:
+              format: sklearn
+              versions:
+                - version: "1"
+                  uri: gs://models/ledger-embed/1
+              stable: "1"
+              autoscaling: {min: 2, max: 6, metric: memory, target: 75}
         """,
     },
     # The kubernetes backend: canary + autoscaling (an HPA per track) and fixed replicas.

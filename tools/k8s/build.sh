@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the local control plane: kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd and kwok from the Go modules pinned in go.mod, plus the KServe and
+# kube-scheduler, etcd and kwok from the Go modules pinned in go.mod, KServe's admission
+# webhook from the module pinned in ../kserve-webhook/go.mod, plus the KServe and
 # Prometheus-Operator CRDs read from their pinned Go modules. Prints the cache directory.
 #
 #   AGENT_K8S_CACHE   root of the cache (default: ~/.cache/modelops-agent/k8s)
@@ -15,16 +16,23 @@ cd "$here"
 # The version of the build commands below (go build flags, which files are installed where).
 # It is part of the cache key instead of this file's hash, so editing comments, messages or the
 # locking does not force a cold rebuild: bump it when a change alters what ends up in the cache.
-recipe=1
+recipe=2
 
 k8s_version=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' go.mod)
 kwok_version=$(awk '$1=="sigs.k8s.io/kwok"{print $2; exit}' go.mod)
 # shellcheck source=crds.env
 source "$here/crds.env"
-key=$({ cat go.mod go.sum crds.env cmd/etcd/main.go; echo "recipe $recipe"; } | sha256sum | cut -c1-12)
+webhook=$here/../kserve-webhook
+webhook_kserve=$(awk '$1=="github.com/kserve/kserve"{print $2; exit}' "$webhook/go.mod")
+if [ "$webhook_kserve" != "$KSERVE_VERSION" ]; then
+  echo "tools/kserve-webhook/go.mod pins kserve $webhook_kserve but crds.env says $KSERVE_VERSION: make them equal" >&2
+  exit 1
+fi
+key=$({ cat go.mod go.sum crds.env cmd/etcd/main.go "$webhook"/go.mod "$webhook"/go.sum "$webhook"/main.go
+        echo "recipe $recipe"; } | sha256sum | cut -c1-12)
 root=${AGENT_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops-agent/k8s}
 dir="$root/$k8s_version-$key"
-bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok kserve-webhook)
 
 complete() {
   for b in "${bins[@]}"; do [ -x "$dir/bin/$b" ] || return 1; done
@@ -70,6 +78,12 @@ ldflags+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$k8s_version"
 echo "building control plane $k8s_version into $dir (cold build: minutes)" >&2
 for b in "${bins[@]}"; do
   [ -x "$dir/bin/$b" ] && continue
+  if [ "$b" = kserve-webhook ]; then  # its own module: kserve's k8s.io and knative pins differ from ours
+    echo "  go build github.com/kserve/kserve@$KSERVE_VERSION validator (tools/kserve-webhook)" >&2
+    (cd "$webhook" && go build -trimpath -ldflags "-s -w" -o "$tmp/$b" .)
+    mv -f "$tmp/$b" "$dir/bin/$b"
+    continue
+  fi
   case $b in
     etcd) pkg=./cmd/etcd ;;
     kwok) pkg=sigs.k8s.io/kwok/cmd/kwok ;;
