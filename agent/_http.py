@@ -32,6 +32,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.errors import plain_reason, plain_text
+
 __all__ = ["RETRY_DELAYS", "Reply", "Secret", "Transport", "TransportError", "scrub", "secret_forms",
            "without_userinfo"]
 
@@ -46,7 +48,8 @@ Kind = Literal["config", "timeout", "unreachable", "connection", "certificate", 
 class TransportError(Exception):
     """No usable answer. kind: config (bad URL or CA file), timeout, unreachable (could not
     connect), connection (broke mid-way), certificate (TLS verification), tls, redirect (refused;
-    `location`), too-large (`status` and the cap). str() is a scrubbed, client-neutral text."""
+    `location`), too-large (`status` and the cap). str() is a scrubbed, client-neutral text in
+    words (`connection refused`, never `[Errno 111] ...`)."""
 
     def __init__(self, kind: Kind, text: str, *, status: int | None = None, location: str = "",
                  cause: BaseException | None = None) -> None:
@@ -255,7 +258,8 @@ class Transport:
         except OSError as err:  # URLError, TimeoutError, ConnectionError, ssl.SSLError
             raise self._failure(err) from None
         except http.client.HTTPException as err:
-            raise TransportError("connection", self.scrub(str(err) or repr(err)), cause=err) from None
+            text = plain_text(str(err)) if str(err) else "no valid HTTP answer"
+            raise TransportError("connection", self.scrub(text), cause=err) from None
 
     def _failure(self, err: OSError) -> TransportError:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
@@ -269,4 +273,4 @@ class Transport:
         else:
             kind = "unreachable" if isinstance(err, urllib.error.URLError) else "connection"
         cause = reason if isinstance(reason, BaseException) else err
-        return TransportError(kind, self.scrub(str(reason)), cause=cause)
+        return TransportError(kind, self.scrub(plain_reason(cause)), cause=cause)

@@ -101,13 +101,9 @@ def _repo_path(args: argparse.Namespace) -> str:
 
 def _plain(value: object) -> str:
     """A value as a person reads it, never a Python repr: yes/no, `GET 11, PATCH 2`, `a, b`, `-`."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(_plain(v) for v in value) or "-"
-    return "-" if value is None or value == "" else str(value)
+    from agent.output import plain
+
+    return plain(value)
 
 
 def tested_with(root: Path | None = None) -> dict[str, str]:
@@ -156,10 +152,8 @@ class _VersionAction(argparse.Action):
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    if args.output == "json":
-        import json
-
-        print(json.dumps({"version": agent_version(), "testedWith": tested_with()}, indent=2))
+    if args.output != "text":
+        _write_document({"version": agent_version(), "testedWith": tested_with()}, args.output)
     else:
         sys.stdout.write(_version_text())
     return EXIT_OK
@@ -263,10 +257,17 @@ def _cmd_devcluster(args: argparse.Namespace) -> int:
         print(f"cluster ready: kubeconfig={info.kubeconfig}")
         return EXIT_OK
     if args.action == "down":
+        if devcluster.is_forge(directory):  # the forge of `agent demo --promotion --keep`: stopped, its data kept
+            devcluster.forge_down(directory)
+            print(f"forge in {directory} stopped")
+            return EXIT_OK
         devcluster.down(directory)
         print(f"cluster in {directory} stopped")
         return EXIT_OK
     state = devcluster.status(directory)
+    if args.output != "text":
+        _write_document(state, args.output)
+        return EXIT_OK if state.get("ready") else EXIT_CHANGES
     width = max(len(name) for name in state) + 1
     for name, value in state.items():
         print(_visible(f"{name + ':':<{width}} {_plain(value)}"))
@@ -319,15 +320,11 @@ def _note_unread(paths: Sequence[str]) -> None:
               file=sys.stderr)
 
 
-def _write_document(doc: dict[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        import json
+def _write_document(doc: Any, fmt: str) -> None:
+    """-o json or -o yaml: the command's data, one shape for both (agent.output.document)."""
+    from agent.output import document
 
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        from agent.output import to_yaml
-
-        sys.stdout.write(to_yaml(doc))
+    sys.stdout.write(document(doc, fmt))
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -347,7 +344,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if args.output == "json":
         doc = {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
+    else:  # yaml, and text: manifests are read as YAML
         sys.stdout.write("---\n".join(to_yaml(o) for o in objects))
     return EXIT_OK
 
@@ -418,6 +415,8 @@ def _print_plan(plan: Plan, args: argparse.Namespace) -> None:
 
     if args.output == "json":
         sys.stdout.write(output.as_json(plan))
+    elif args.output == "yaml":
+        sys.stdout.write(output.document(output.as_dict(plan), "yaml"))
     elif args.output == "markdown":
         sys.stdout.write(output.markdown(plan))
     else:
@@ -518,7 +517,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         try:
             outcome = reconcile(desired, cluster, options, progress=progress)
         except (OwnershipConflict, PruneRefused) as refused:
-            if refused.plan is not None and args.output != "json":
+            if refused.plan is not None and args.output == "text":
                 _print_plan(with_rollouts(refused.plan, rollouts), argparse.Namespace(output="text", color=args.color))
             raise
         with_rollouts(outcome.plan, rollouts)
@@ -532,9 +531,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                                   select=lambda m: selected.model(m["namespace"], m["name"]))
             if waiting is not None:
                 print(file=sys.stderr)
-    if args.output == "json":
-        import json
-
+    if args.output != "text":
         from agent import output
 
         doc = {
@@ -546,7 +543,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             "requests": outcome.requests,
             "status": status,
         }
-        print(json.dumps(doc, indent=2))
+        _write_document(doc, args.output)
     else:
         _print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color, quiet=args.quiet))
         verb = "would apply" if args.dry_run else "applied"
@@ -752,8 +749,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
             rows.append(rollout_status(judged.states[key], desired, key, now))
         elif key not in {m.key for m in desired.spec.models}:
             _warn(f"the rollout state of {key} in {where} is unreadable, and its model is not in the repo")
-    if args.output == "json":
-        _write_document({"target": target, "rollouts": rows}, "json")
+    if args.output != "text":
+        _write_document({"target": target, "rollouts": rows}, args.output)
         return EXIT_OK
     if not rows:
         print(_visible(f"no rollouts of target {target} in {where}" +
@@ -840,10 +837,22 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from agent.audit import verify
+    from agent.errors import plain_reason
+
+    def report(ok: bool, message: str, records: int | None = None, first_bad: int | None = None) -> int:
+        if args.output == "text":
+            print(_visible(("ok: " if ok else "FAILED: ") + message))
+        else:
+            _write_document({"file": args.file, "ok": ok, "message": message, "records": records,
+                             "firstBadLine": first_bad,
+                             "anchor": None if anchor is None else {"seq": anchor[0], "hash": anchor[1]}}, args.output)
+        return EXIT_OK if ok else EXIT_CHANGES
 
     anchor = None
     if args.anchor:
         seq, _, digest = args.anchor.partition(":")
+        if not seq.isdigit() or not digest:
+            raise AgentError(f"--anchor {args.anchor}: expected SEQ:HASH (the record's sequence number and hash)")
         anchor = (int(seq), digest)
     elif args.kubeconfig or args.target:
         from agent.cluster import AUDIT_HASH, AUDIT_SEQ, Cluster, load_inventory
@@ -853,14 +862,20 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
             inventory = load_inventory(cluster, args.target, args.inventory_namespace)
         if AUDIT_SEQ in inventory.annotations:
-            anchor = (int(inventory.annotations[AUDIT_SEQ]), inventory.annotations[AUDIT_HASH])
+            seq = inventory.annotations[AUDIT_SEQ]
+            if not seq.isdigit():
+                raise AgentError(f"the inventory of target {args.target} holds no valid audit anchor: "
+                                 f"{AUDIT_SEQ}={seq}")
+            anchor = (int(seq), inventory.annotations.get(AUDIT_HASH, ""))
         elif inventory.entries:
-            print(f"FAILED: the cluster has {len(inventory.entries)} object(s) of target {args.target!r} but no "
-                  "audit anchor: they were applied without an audit log, or the log was never anchored")
-            return EXIT_CHANGES
-    verdict = verify(args.file, anchor)
-    print(("ok: " if verdict.ok else "FAILED: ") + verdict.message)
-    return EXIT_OK if verdict.ok else EXIT_CHANGES
+            return report(False, f"the cluster has {len(inventory.entries)} object(s) of target {args.target!r} but "
+                                 "no audit anchor: they were applied without an audit log, or the log was never "
+                                 "anchored")
+    try:
+        verdict = verify(args.file, anchor)
+    except OSError as exc:
+        raise AgentError(f"cannot read the audit log {args.file}: {plain_reason(exc)}") from None
+    return report(verdict.ok, verdict.message, verdict.records, verdict.first_bad)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -874,6 +889,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.repo and not args.watch_dir:
         raise AgentError("agent run needs --repo URL (or AGENT_REPO), or --watch-dir PATH")
+    if args.forge is not None and args.forge not in FORGES:  # AGENT_FORGE is not checked by argparse
+        raise AgentError(f"AGENT_FORGE={args.forge}: expected one of {', '.join(FORGES)}")
     credentials = None
     if args.git_token_file or args.git_token_env or args.ssh_key_file or args.known_hosts_file or args.git_ca_file:
         credentials = Credentials(
@@ -1009,40 +1026,62 @@ def _git_root(path: str) -> Path:
 
 def _promote_and_publish(args: argparse.Namespace, change: Any, path: str, target: Any, forge: Any, auth: Any,
                          output: Any, promote: Any) -> int:
-    from agent.promote import branch_plan, open_pull, pull_body, push, relabel
-
+    text = args.output == "text"
+    say: Callable[[str], None] = (lambda line: print(_visible(line))) if text else (lambda line: None)
     outcome = promote(path, args.model, args.namespace, change, commit=args.commit or target is not None,
                       branch=args.branch, dry_run=args.dry_run)
-    if args.dry_run:
+    if text and args.dry_run:
         for line in outcome.diff.splitlines() or ["no change to the file"]:
             print(_visible(line.rstrip("\r")))
         print("\ncommit message:\n" + "\n".join("    " + line for line in outcome.message.splitlines()))
         print()
-    sys.stdout.write(output.text(outcome.plan, show_diff=False))
+    if text:
+        sys.stdout.write(output.text(outcome.plan, show_diff=False))
     if outcome.after == outcome.before:
-        print(_visible(f"no change: {outcome.model} is already so; nothing written"))
+        say(f"no change: {outcome.model} is already so; nothing written")
     elif args.dry_run:
-        print("dry run: nothing written")
+        say("dry run: nothing written")
     elif outcome.commit:
         where = f" on branch {outcome.branch}" if outcome.branch else ""
-        print(_visible(f"committed {outcome.commit[:12]}{where}: {outcome.message.splitlines()[0]}"))
+        say(f"committed {outcome.commit[:12]}{where}: {outcome.message.splitlines()[0]}")
     else:
-        print(_visible(f"wrote {outcome.file}"))
-    if target is None:
-        return EXIT_OK
-    from agent.promote import shown_url
+        say(f"wrote {outcome.file}")
+    doc: dict[str, Any] = {}
+    if not text:
+        from agent._cli_data import promote_document
+
+        doc = promote_document(outcome, output.as_dict(outcome.plan), dry_run=args.dry_run)
+    if target is not None:
+        pr = _promote_publish(args, path, target, forge, auth, outcome, doc, say)
+        doc["pullRequest"] = None if pr is None else {"number": pr.number, "url": pr.url, "created": pr.created}
+        if pr is not None:
+            say(f"{'opened' if pr.created else 'updated'} PR #{pr.number} ({target.head} -> {target.base}): "
+                f"{pr.url}")
+    if not text:
+        _write_document(doc, args.output)
+    return EXIT_OK
+
+
+def _promote_publish(args: argparse.Namespace, path: str, target: Any, forge: Any, auth: Any, outcome: Any,
+                     doc: dict[str, Any], say: Callable[[str], None]) -> Any:
+    """Push the promotion's branch and open or update its PR (in a dry run: say what would be
+    done), told line by line through `say` and recorded in `doc` (-o json|yaml); the PR opened
+    or updated, None without a forge or in a dry run."""
+    from agent.promote import branch_plan, open_pull, pull_body, push, relabel, shown_url
 
     title = outcome.message.splitlines()[0]
+    doc["push"] = {"branch": target.head, "remote": shown_url(target.url), "base": target.base, "pushed": False}
     if args.dry_run:
-        print(_visible(f"dry run: would push {target.head} to {shown_url(target.url)}"))
+        say(f"dry run: would push {target.head} to {shown_url(target.url)}")
         if args.open_pr:
             body = pull_body(relabel(outcome.plan, target.base, target.head), outcome.message)
-            print(_visible(f"dry run: would open a PR {target.head} -> {target.base}"))
-            print(_visible(f"title: {title}"))
-            print("body:")
+            doc["wouldOpen"] = {"head": target.head, "base": target.base, "title": title, "body": body}
+            say(f"dry run: would open a PR {target.head} -> {target.base}")
+            say(f"title: {title}")
+            say("body:")
             for line in body.splitlines():
-                print(_visible("    " + line))
-        return EXIT_OK
+                say("    " + line)
+        return None
     root = _git_root(path)
     try:
         push(root, target, auth)
@@ -1050,14 +1089,12 @@ def _promote_and_publish(args: argparse.Namespace, change: Any, path: str, targe
         kept = f" (the commit stays on {target.head} here: run the same command again to push it)" if (
             outcome.commit) else ""
         raise AgentError(f"{exc}{kept}") from exc
-    print(_visible(f"pushed {target.head} to {shown_url(target.url)}"))
+    doc["push"]["pushed"] = True
+    say(f"pushed {target.head} to {shown_url(target.url)}")
     if forge is None:
-        return EXIT_OK
+        return None
     body = pull_body(branch_plan(path, root, target, auth, outcome.plan), outcome.message)
-    pr = open_pull(forge, target, title, body)
-    print(_visible(f"{'opened' if pr.created else 'updated'} PR #{pr.number} ({target.head} -> {target.base}): "
-                   f"{pr.url}"))
-    return EXIT_OK
+    return open_pull(forge, target, title, body)
 
 
 def _cmd_registry_sync(args: argparse.Namespace) -> int:
@@ -1096,12 +1133,17 @@ def _cmd_registry_sync(args: argparse.Namespace) -> int:
         proposals = plan_sync(path, args.alias, names=args.model or (), namespace=args.namespace, as_=args.as_,
                               traffic=traffic, prefix=args.branch_prefix, revision=head)
         if not proposals:
-            print("no model pins a registry version as its stable version: nothing to follow")
+            if args.output == "text":
+                print("no model pins a registry version as its stable version: nothing to follow")
+            else:
+                _write_document({"alias": args.alias, "proposals": []}, args.output)
             return EXIT_OK
         targets = {p.model: plan_push(root, args.push, p.branch, args.base, auth)
                    for p in proposals if pushing and not p.up_to_date}
-        for proposal in proposals:
-            _registry_sync_one(args, proposal, path, root, head, targets.get(proposal.model), forge, auth)
+        docs = [_registry_sync_one(args, proposal, path, root, head, targets.get(proposal.model), forge, auth)
+                for proposal in proposals]
+        if args.output != "text":
+            _write_document({"alias": args.alias, "proposals": docs}, args.output)
         return EXIT_OK
     finally:
         if forge is not None:
@@ -1118,45 +1160,55 @@ def _registry_sync_head(root: Path) -> str:
 
 
 def _registry_sync_one(args: argparse.Namespace, proposal: Any, path: str, root: Path, head: str, target: Any,
-                       forge: Any, auth: Any) -> None:
+                       forge: Any, auth: Any) -> dict[str, Any]:
+    """Publish one proposal, told line by line (-o text); its document (-o json|yaml)."""
     from agent import output
+    from agent._cli_data import proposal_document
     from agent.promote import shown_url
     from agent.registry_sync import publish
 
+    text = args.output == "text"
+    say: Callable[[str], None] = (lambda line: print(_visible(line))) if text else (lambda line: None)
+    doc = proposal_document(proposal, None if proposal.plan is None else output.as_dict(proposal.plan),
+                            dry_run=args.dry_run)
     name = f"{proposal.ref.kind} {proposal.ref.name}@{proposal.alias}" if proposal.ref.kind == "mlflow" else (
         f"{proposal.ref.kind} {proposal.ref.name}#{proposal.alias}")
     if proposal.up_to_date:
-        print(_visible(f"{proposal.model}: up to date ({name} is {proposal.target}; {proposal.reason})"))
-        return
-    print(_visible(f"{proposal.model}: {name} -> {proposal.target}, Git's stable pins {proposal.current}"))
+        say(f"{proposal.model}: up to date ({name} is {proposal.target}; {proposal.reason})")
+        return doc
+    say(f"{proposal.model}: {name} -> {proposal.target}, Git's stable pins {proposal.current}")
     title = proposal.message.splitlines()[0]
     if args.dry_run:
-        for line in proposal.diff.splitlines():
-            print(_visible(line.rstrip("\r")))
-        print("\ncommit message:\n" + "\n".join("    " + line for line in proposal.message.splitlines()))
-        print()
-        sys.stdout.write(output.text(proposal.plan, show_diff=False))
-        print(_visible(f"dry run: would commit on branch {proposal.branch}"
-                       + (f", push it to {args.push}" if target is None and args.push else "")
-                       + (" and open or update its PR" if args.open_pr else "")))
-        return
+        if text:
+            for line in proposal.diff.splitlines():
+                print(_visible(line.rstrip("\r")))
+            print("\ncommit message:\n" + "\n".join("    " + line for line in proposal.message.splitlines()))
+            print()
+            sys.stdout.write(output.text(proposal.plan, show_diff=False))
+        say(f"dry run: would commit on branch {proposal.branch}"
+            + (f", push it to {args.push}" if target is None and args.push else "")
+            + (" and open or update its PR" if args.open_pr else ""))
+        return doc
     published = publish(path, root, proposal, head, target, forge, auth)
+    doc.update(commit=published.commit, pushed=published.pushed)
     if published.commit is not None:
-        print(_visible(f"committed {published.commit[:12]} on branch {proposal.branch}: {title}"))
+        say(f"committed {published.commit[:12]} on branch {proposal.branch}: {title}")
     else:
-        print(_visible(f"branch {proposal.branch} has this change already: no new commit"))
+        say(f"branch {proposal.branch} has this change already: no new commit")
     if not published.pushed:
-        return
-    print(_visible(f"pushed {target.head} to {shown_url(target.url)}"))
+        return doc
+    say(f"pushed {target.head} to {shown_url(target.url)}")
     pr = published.pull_request
     if pr is None:
-        return
+        return doc
+    doc["pullRequest"] = {"number": pr.number, "url": pr.url, "created": pr.created}
     if pr.created:
-        print(_visible(f"opened PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+        say(f"opened PR #{pr.number} ({target.head} -> {target.base}): {pr.url}")
     elif published.commit is None:
-        print(_visible(f"already proposed: PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+        say(f"already proposed: PR #{pr.number} ({target.head} -> {target.base}): {pr.url}")
     else:
-        print(_visible(f"updated PR #{pr.number} ({target.head} -> {target.base}): {pr.url}"))
+        say(f"updated PR #{pr.number} ({target.head} -> {target.base}): {pr.url}")
+    return doc
 
 
 def _cmd_pr_comment(args: argparse.Namespace) -> int:
@@ -1170,7 +1222,9 @@ def _cmd_pr_comment(args: argparse.Namespace) -> int:
         try:
             body = Path(args.body_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            from agent.errors import plain_reason
+
+            reason = plain_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
             raise AgentError(f"cannot read --body-file {args.body_file}: {reason}") from None
     if not body.strip():
         raise AgentError(f"--body-file {args.body_file} is empty: nothing to post")
@@ -1212,8 +1266,11 @@ def _add_filter(p: argparse.ArgumentParser, verb: str) -> None:
                    help=f"{verb} only the objects of the model(s) NAME (repeatable)")
 
 
+FORGES = ("github", "gitlab", "gitea")
+
+
 def _add_forge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--forge", choices=["github", "gitlab", "gitea"],
+    p.add_argument("--forge", choices=list(FORGES),
                    help="the forge's kind (default: detected from the remote's URL)")
     p.add_argument("--api-url", metavar="URL",
                    help="the forge's API (default: from the remote; GitHub Enterprise, GitLab and Gitea hosts)")
@@ -1233,6 +1290,14 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 def _add_color(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="color the diff: auto (default: on a terminal, unless $NO_COLOR), always or never")
+
+
+def _add_output(p: argparse.ArgumentParser, help: str, extra: Sequence[str] = (), default: str = "text") -> None:
+    """-o/--output: text, json and yaml (and `extra`) on every command that prints data; json
+    and yaml are one document of the same shape (agent.output.document)."""
+    from agent.output import FORMATS
+
+    p.add_argument("-o", "--output", choices=[*FORMATS, *extra], default=default, help=f"output format: {help}")
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:
@@ -1255,15 +1320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate a model repo (exit 0 valid, 2 invalid)")
     _add_source(p)
-    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
-                   help="text (default); json or yaml: {valid, path, revision, counts, errors}, each error "
-                        "{file, line, field, message}")
+    _add_output(p, "text (default); json or yaml: {valid, path, revision, counts, errors}, each error "
+                   "{file, line, field, message}")
     p.set_defaults(handler=_cmd_validate)
 
     p = sub.add_parser("render", help="print the Kubernetes objects a model repo renders to")
     _add_source(p)
-    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml",
-                   help="yaml: documents separated by ---; json: one v1 List (default yaml)")
+    _add_output(p, "yaml (default) or text: the documents separated by ---; json: one v1 List", default="yaml")
     p.add_argument("--show-secrets", action="store_true",
                    help="print Secret values (default: redacted markers, as in diffs)")
     _add_verify(p)
@@ -1273,8 +1336,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p)
     _add_filter(p, "diff")
     p.add_argument("--base", help="compare against this git revision instead of the live cluster")
-    p.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text",
-                   help="text (default), json (docs/diff-json.md) or markdown (a PR comment)")
+    _add_output(p, "text (default), json (docs/diff-json.md), yaml (the same document) or markdown (a PR comment)",
+                extra=["markdown"])
     _add_color(p)
     _add_cluster(p)
     _add_verify(p)
@@ -1307,9 +1370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unknown", action="store_true",
                    help="with --wait: Unknown health counts as settled (a cluster without the KServe controller "
                         "never reports on InferenceServices)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
-                   help="text (default): the diff, one line per object and a summary; json: plan, results, "
-                        "request counts and status in one document")
+    _add_output(p, "text (default): the diff, one line per object and a summary; json or yaml: plan, results, "
+                   "request counts and status in one document")
     _add_color(p)
     _add_verify(p)
     p.set_defaults(handler=_cmd_apply)
@@ -1322,8 +1384,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p)
     _add_filter(p, "show")
     _add_cluster(p)
-    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
-                   help="text (default): a table; json or yaml: the full status document")
+    _add_output(p, "text (default): a table; json or yaml: the full status document")
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
     p.set_defaults(handler=_cmd_status)
@@ -1346,8 +1407,7 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("model", nargs="?", help="only this Model (metadata.name)")
             r.add_argument("path", nargs="?", help="model repo directory (default: .; a lone argument with / or . "
                                                    "is the PATH)")
-            r.add_argument("-o", "--output", choices=["text", "json"], default="text",
-                           help="text (default): a table; json: {target, rollouts}")
+            _add_output(r, "text (default): a table; json or yaml: {target, rollouts}")
         else:
             r.add_argument("model", help="the Model's metadata.name")
             r.add_argument("path", nargs="?", help="model repo directory (default: .)")
@@ -1368,6 +1428,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="the audit log (JSON Lines) to verify")
     v.add_argument("--anchor", help="SEQ:HASH of the last committed record (default: from the cluster)")
     v.add_argument("--target", help="read the anchor from this target's inventory in the cluster")
+    _add_output(v, "text (default): ok or FAILED and why; json or yaml: {file, ok, message, records, firstBadLine, "
+                   "anchor}")
     _add_cluster(v)
     v.set_defaults(handler=_cmd_audit)
 
@@ -1401,7 +1463,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CA bundle to trust for an https:// remote (a private CA)")
     p.add_argument("--prometheus-url", default=_env("PROMETHEUS_URL"),
                    help="Prometheus that judges rollouts (spec.rollout analysis); none: a gated step never advances")
-    p.add_argument("--forge", default=_env("FORGE"), choices=[None, "github", "gitlab", "gitea"],
+    p.add_argument("--forge", default=_env("FORGE") or None, choices=list(FORGES),
                    help="the forge of --repo for rollout pull requests (default: from the URL)")
     p.add_argument("--forge-api-url", default=_env("FORGE_API_URL"), help="the forge's API root (self-hosted forges)")
     p.add_argument("--registry-interval", default=_env("REGISTRY_INTERVAL", "5m"), metavar="DURATION",
@@ -1455,6 +1517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the file's unified diff, the commit message and the PR it would open; write "
                         "nothing, commit, push and call no API")
+    _add_output(p, "text (default): the diff (--dry-run), the plan and what was done; json or yaml: {model, file, "
+                   "changed, dryRun, diff, message, commit, branch, plan, push, pullRequest}")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
     p.set_defaults(handler=_cmd_promote)
 
@@ -1488,6 +1552,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forge(r)
     r.add_argument("--dry-run", action="store_true",
                    help="print the diff, the commit message and the plan; write, commit, push and open nothing")
+    _add_output(r, "text (default): a line per model and what was done; json or yaml: {alias, proposals}, one "
+                   "proposal per model {model, registry, alias, registryVersion, gitVersion, upToDate, branch, "
+                   "diff, plan, commit, pushed, pullRequest}")
     r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
     r.set_defaults(handler=_cmd_registry_sync)
 
@@ -1521,6 +1588,9 @@ def build_parser() -> argparse.ArgumentParser:
                          ("status", "what runs where (exit 0 ready, 1 not)")):
         d = dc_sub.add_parser(action, help=text, description=text)
         d.add_argument("--dir", default=".devcluster", help="state directory (default .devcluster)")
+        if action == "status":
+            _add_output(d, "text (default): one line per field; json or yaml: {ready, directory, server, kubeconfig, "
+                           "node, pids, running, ports}")
         d.set_defaults(handler=_cmd_devcluster)
 
     p = sub.add_parser("completion", help="print a shell completion script: bash, zsh or fish",
@@ -1530,7 +1600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_completion)
 
     p = sub.add_parser("version", help="the agent's version and the Kubernetes/CRD versions it was tested with")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text", help="text (default) or json")
+    _add_output(p, "text (default); json or yaml: {version, testedWith}")
     p.set_defaults(handler=_cmd_version)
     return parser
 

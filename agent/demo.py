@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from agent import devcluster, output
 from agent.audit import verify
@@ -65,6 +66,7 @@ def run_demo(directory: Path, keep: bool = False) -> int:
     _say("1. Local control plane (etcd + kube-apiserver + controllers + kwok), built from Go modules")
     info = devcluster.up(directory / "cluster")
     print(f"kubeconfig: {info.kubeconfig}")
+    finished = False
     try:
         repo = directory / "model-repo"
         if repo.exists():
@@ -81,14 +83,14 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             outcome = reconcile(desired, cluster, Options(audit_log=audit_path))
             print(output.text(outcome.plan, color=color, show_diff=False))
             print(f"{sum(1 for r in outcome.report.results if r.outcome == 'applied')} objects applied, "
-                  f"{len(outcome.report.failed)} failed; requests {dict(sorted(outcome.requests.items()))}")
+                  f"{len(outcome.report.failed)} failed; requests: {output.plain(dict(sorted(outcome.requests.items())))}")
 
             _say("3. agent status (waiting up to 90 s for every model to settle)")
             status = wait_healthy(desired, cluster, timeout=90)
             for m in status["models"]:
                 canary = f" canary {m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else ""
                 print(f"  {m['namespace']}/{m['name']}: version {m['version']}{canary}, "
-                      f"synced={m['synced']}, health={m['health']} {m['message']}")
+                      f"synced {output.plain(m['synced'])}, health {m['health']}: {m['message']}")
             print("  (this cluster runs no KServe controller: a kwok Stage plays its status updates, so an\n"
                   "   InferenceService turns Ready; it runs no metrics server, so an HPA scaling on CPU reports\n"
                   "   Degraded: it would be Healthy in production)")
@@ -96,7 +98,8 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             _say("4. A no-op reconcile: nothing to write")
             before = sum(cluster.requests.values())
             again = reconcile(desired, cluster, Options(audit_log=audit_path))
-            print(f"changes: {again.plan.has_changes}; requests made: {sum(cluster.requests.values()) - before}")
+            print(f"changes: {'some' if again.plan.has_changes else 'none'}; requests made: "
+                  f"{sum(cluster.requests.values()) - before}")
 
             _say(f"5. Audit log {audit_path} (last 3 records)")
             for line in audit_path.read_text().splitlines()[-3:]:
@@ -111,11 +114,15 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             plan = plan_against(cluster, proposed, observe(cluster, proposed.objects, proposed.spec.config.name))
             print(output.text(plan, color=color))
             print("(exit code of `agent diff` here would be 1: changes)")
+        finished = True
     finally:
-        if keep:
-            print(f"\ncluster left running; stop it with: agent devcluster down --dir {directory / 'cluster'}")
-        else:
+        if not keep:
             devcluster.down(directory / "cluster")
+        elif not finished:  # the next steps are not printed: at least how to stop what --keep leaves running
+            print(f"\ncluster left running (--keep); stop it with: agent devcluster down --dir "
+                  f"{_shown(directory / 'cluster')}")
+    _say("What next")
+    print(next_steps(directory, kept=keep))
     return 0
 
 
@@ -151,6 +158,7 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
     print(f"kubeconfig: {info.kubeconfig}\nforge: {forge_info.url} (CA {forge_info.ca_file})")
     controller: Controller | None = None
     thread: threading.Thread | None = None
+    finished = False
     try:
         name = f"model-repo-{int(time.time())}"
         url = devcluster.forge_create_repo(forge_info, name)
@@ -234,15 +242,139 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             print("  verify: " + verify(audit_path).message)
         finally:
             forge.close()
+        finished = True
     finally:
         if controller is not None:
             controller.stop()
         if thread is not None:
             thread.join(timeout=30)
-        if keep:
-            print(f"\nleft running; stop with: agent devcluster down --dir {directory / 'cluster'} "
-                  f"(and the forge in {directory / 'forge'})")
-        else:
+        if not keep:
             devcluster.forge_down(directory / "forge")
             devcluster.down(directory / "cluster")
+        elif not finished:
+            print(f"\nleft running (--keep); stop with: agent devcluster down --dir {_shown(directory / 'cluster')}; "
+                  f"agent devcluster down --dir {_shown(directory / 'forge')}")
+    _say("What next")
+    print(promotion_next_steps(directory, repo, url, kept=keep, forge=forge_info))
     return 0
+
+
+# --- what to do next ------------------------------------------------------------------------------
+
+def _shown(path: Path) -> str:
+    """A path for a command line to copy: relative to the working directory when below it (with
+    a `/`, so `agent rollout status` takes it as the PATH), quoted for a shell."""
+    path = path.resolve()
+    try:
+        text = str(path.relative_to(Path.cwd().resolve()))
+        text = text if "/" in text else f"./{text}"
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
+
+
+_ALIGNED = 64  # with a longer command, each comment goes on the line above its command
+
+
+def _commands(rows: list[tuple[str, str]]) -> list[str]:
+    """`  command   # what it shows`, the comments aligned; above the commands when one is long."""
+    width = max(len(command) for command, _ in rows)
+    if width > _ALIGNED:
+        return [line for command, why in rows for line in (f"  # {why}", f"  {command}")]
+    return [f"  {command:<{width}}  # {why}" for command, why in rows]
+
+
+def _on_path() -> list[str]:
+    """A note when the `agent` of the commands is not the one on the PATH (`make demo` runs
+    .venv/bin/agent): how to get it there."""
+    here = Path(sys.executable).parent / "agent"
+    found = shutil.which("agent")
+    if not here.is_file() or (found is not None and os.path.samefile(found, here)):
+        return []
+    return [f"(`agent` is {_shown(here)}: `source {_shown(here.parent / 'activate')}` puts it on your PATH)"]
+
+
+def _demo_key() -> str:
+    """The shell line that lets the agent open the example's SOPS-encrypted Secret, as the demo did."""
+    return f"  export SOPS_AGE_KEY_FILE={_shown(repo_root() / 'examples' / 'keys' / 'demo.agekey')}"
+
+
+def next_steps(directory: Path, *, kept: bool) -> str:
+    """The end of `agent demo`: commands to try on the demo's copy of the example repo, against
+    the cluster when --keep left it running (with its kubeconfig and how to stop it), else
+    offline, with how to keep it next time."""
+    repo, audit, cluster = _shown(directory / "model-repo"), _shown(directory / "audit.jsonl"), directory / "cluster"
+    if not kept:
+        return "\n".join([
+            f"The cluster is stopped. `agent demo --keep --dir {_shown(directory)}` leaves it running, to try agent "
+            "status, diff, apply and rollout status against it.",
+            f"Without a cluster, on the demo's copy of the example repo ({repo}; its Secret is SOPS-encrypted for "
+            "the demo age key):",
+            _demo_key(),
+            *_commands([
+                (f"agent validate {repo}", "check every file of the repo"),
+                (f"agent render {repo}", "the Kubernetes objects it renders to"),
+                (f"agent diff {repo} --base HEAD~1", "what its last commit changes: the fraud-scorer canary to 25%"),
+                (f"agent audit verify {audit}", "the demo's audit log, hash chain checked"),
+            ]),
+            *_on_path(),
+            "Your own model repo: README.md (The model repo) and docs/spec.md.",
+        ])
+    kubeconfig = _shown(cluster / "kubeconfig")
+    return "\n".join([
+        f"The cluster is still running (--keep). Its kubeconfig: {kubeconfig}",
+        "In your shell (the example's Secret is SOPS-encrypted for the demo age key):",
+        f"  export KUBECONFIG={kubeconfig}",
+        _demo_key(),
+        f"Then try, on the demo's copy of the example repo ({repo}; its last commit, the fraud-scorer canary at "
+        "25%, is not applied yet):",
+        *_commands([
+            (f"agent status {repo}", "per model: synced, health, last apply"),
+            (f"agent diff {repo}", "the canary change against the cluster (exit 1: changes)"),
+            (f"agent apply {repo} --audit-log {audit}", "apply it, audited"),
+            (f"agent rollout status {repo}", "progressive rollouts (spec.rollout, docs/rollouts.md)"),
+            (f"agent audit verify {audit}", "the audit log, hash chain checked"),
+        ]),
+        f"Stop the cluster: agent devcluster down --dir {_shown(cluster)}",
+        *_on_path(),
+    ])
+
+
+def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, forge: Any) -> str:
+    """The end of `agent demo --promotion`: what to try on the clone and the forge the demo
+    used, when --keep left them running (kubeconfig, forge URL, token and CA file, how to stop
+    both), else offline, with how to keep them next time."""
+    clone, audit = _shown(repo), _shown(directory / "promotion-audit.jsonl")
+    offline = [
+        (f"agent promote fraud-scorer {clone} --stable --dry-run", "the next promotion: 13 becomes stable"),
+        (f"agent audit verify {audit}", "the audit log, hash chain checked"),
+    ]
+    if not kept:
+        return "\n".join([
+            f"The cluster and the forge are stopped. `agent demo --promotion --keep --dir {_shown(directory)}` leaves "
+            "them running, to try agent status, diff and run against them.",
+            f"Without them, in the demo's clone ({clone}; its Secret is SOPS-encrypted for the demo age key):",
+            _demo_key(),
+            *_commands(offline),
+            *_on_path(),
+        ])
+    cluster, forge_dir = directory / "cluster", directory / "forge"
+    kubeconfig, token, ca = _shown(cluster / "kubeconfig"), _shown(forge.token_file), _shown(forge.ca_file)
+    return "\n".join([
+        f"The cluster and the forge are still running (--keep). The cluster's kubeconfig: {kubeconfig}",
+        "In your shell (the example's Secret is SOPS-encrypted for the demo age key):",
+        f"  export KUBECONFIG={kubeconfig}",
+        _demo_key(),
+        f"The forge: {forge.url} (user {forge.admin_user}, API token in {token}, CA {ca})",
+        f"Then try, in the demo's clone ({clone}):",
+        *_commands([
+            (f"agent status {clone}", "per model: synced, health, last apply"),
+            (f"agent diff {clone}", "the merged PR is applied: no change (exit 0)"),
+            *offline,
+            (f"agent run --repo {shlex.quote(url)} --git-token-file {token} --git-ca-file {ca} "
+             f"--audit-log {audit} --http-addr 127.0.0.1:8080",
+             "the controller again, following the forge (Ctrl-C stops it)"),
+        ]),
+        f"Stop them: agent devcluster down --dir {_shown(cluster)}; agent devcluster down --dir {_shown(forge_dir)}",
+        *_on_path(),
+    ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,3 +68,50 @@ class SignatureError(SourceError):
 class SignersFileError(AgentError):
     """The signers file (--verify-signatures FILE) cannot be used: unreadable, empty, or neither
     an SSH allowed-signers file nor an OpenPGP public keyring. Not the commit's fault."""
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*([^\])'\"]+)")
+_URLOPEN = re.compile(r"^<urlopen error (.*)>$", re.DOTALL)
+_SSL_TAG = re.compile(r"\[SSL(?::\s*[A-Z0-9_]+)?\]\s*|\s*\(_ssl\.c:\d+\)")
+_REPR_PREFIX = re.compile(r"^<?[A-Za-z_][\w.]*(?:\([^()]*\)| object at 0x[0-9a-f]+)>?:\s*")
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Why a connection or a file operation failed, in words a user reads, never Python's own
+    decorations: `connection refused` for `[Errno 111] Connection refused`, `name or service
+    not known` for a DNS failure, `certificate verify failed: self-signed certificate` for a
+    TLS verification, whatever urllib or urllib3 wrapped it in (`<urlopen error ...>`,
+    `HTTPSConnection(host=..., port=...): Failed to establish a new connection: ...`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the innermost OS error says it best
+        seen.add(id(current))
+        verify = getattr(current, "verify_message", None)
+        if isinstance(verify, str) and verify:
+            return f"certificate verify failed: {verify}"
+        strerror = getattr(current, "strerror", None)
+        if isinstance(current, OSError) and isinstance(strerror, str) and strerror and not _SSL_TAG.search(strerror):
+            return _first_lower(strerror)
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
+    return plain_text(str(exc) or type(exc).__name__)
+
+
+def plain_text(text: str) -> str:
+    """`text` of an exception without `[Errno N]`, `[SSL: X]`, `(_ssl.c:N)` or a leading
+    `Class(...):` / `<... object at 0x...>:`; an `[Errno N] Why` inside says why."""
+    text = _URLOPEN.sub(r"\1", text.strip())
+    match = _ERRNO.search(text)
+    if match:
+        return _first_lower(match.group(1).strip())
+    text = _SSL_TAG.sub("", text).strip()
+    while _REPR_PREFIX.match(text):
+        text = _REPR_PREFIX.sub("", text, count=1)
+    return _first_lower(text.strip()) or "failed"
+
+
+def _first_lower(text: str) -> str:
+    """`Connection refused` -> `connection refused`; `TLS ...` and `EOF ...` stay as they are."""
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text

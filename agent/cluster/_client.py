@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from agent.cluster._kinds import KindInfo, well_known
-from agent.errors import AgentError
+from agent.errors import AgentError, plain_reason
 
 FIELD_MANAGER = "modelops-agent"
 UNREACHABLE = 0  # status of a ClusterError when no HTTP answer came back
@@ -291,10 +291,14 @@ class Cluster:
         return self._retry(call, retries)
 
     def _unreachable(self, exc: Exception) -> ClusterError:
+        """In words: `connection refused`, `name or service not known`, a timeout; never urllib3's
+        `HTTPSConnection(host=...): ... [Errno 111] ...` (NewConnectionError is a TimeoutError there)."""
         reason = getattr(exc, "reason", None) or exc
-        if isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError):
-            reason = f"no answer within {self.timeouts.read:g} s (read) / {self.timeouts.connect:g} s (connect): {reason}"
-        return ClusterError(UNREACHABLE, f"cannot reach the API server at {self.host}: {reason}")
+        timed_out = not isinstance(reason, urllib3.exceptions.NewConnectionError) and (
+            isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(reason, urllib3.exceptions.TimeoutError))
+        why = (f"no answer within {self.timeouts.read:g} s (read) / {self.timeouts.connect:g} s (connect)" if timed_out
+               else plain_reason(reason))
+        return ClusterError(UNREACHABLE, f"cannot reach the API server at {self.host}: {why}")
 
     # --- kinds ----------------------------------------------------------------------------
     def kind(self, api_version: str, kind: str) -> KindInfo:

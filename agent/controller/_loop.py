@@ -100,7 +100,7 @@ class RunConfig:
     prometheus_url: str | None = None
     forge: str | None = None
     forge_api_url: str | None = None
-    # model registries (issue #12): how often a commit's aliases/stages are resolved again, and
+    # model registries: how often a commit's aliases/stages are resolved again, and
     # the alias whose moves become promotion PRs for models that pin a registry version
     registry_interval: float = 300.0
     registry_sync_alias: str | None = None

@@ -1,4 +1,4 @@
-"""The controller's registry edge (issue #12): follow moving references, propose moved aliases.
+"""The controller's registry edge: follow moving references, propose moved aliases.
 
 Two jobs on one interval (`agent run --registry-interval`), both on the followed commit:
 

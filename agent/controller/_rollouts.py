@@ -389,7 +389,8 @@ class RolloutDriver:
         fields: dict[str, Any] = {"pushed": published.commit}
         if published.pull_request is not None:
             fields["pull_request"] = published.pull_request.url
-        log.info("rollout of %s: outcome written to Git: %s", model.key, fields)
+        log.info("rollout of %s: outcome written to Git: pushed %s%s", model.key, published.commit,
+                 f", pull request {fields['pull_request']}" if "pull_request" in fields else "")
         return fields
 
     def _save(self) -> bool:

@@ -14,7 +14,7 @@ And `sops_binaries`: sops and age (tools/sops), which the tests encrypt model re
 from agent.devcluster._build import binaries, repo_root, sops_binaries
 from agent.devcluster._cluster import ClusterInfo, down, status, up
 from agent.devcluster._errors import DevclusterError
-from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up
+from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up, is_forge
 from agent.devcluster._mlflow import MlflowInfo, mlflow_binaries, mlflow_down, mlflow_up
 from agent.devcluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
 
@@ -25,3 +25,4 @@ __all__ = [
 ]
 __all__ += ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
 __all__ += ["sops_binaries"]
+__all__ += ["is_forge"]

@@ -436,6 +436,11 @@ def forge_up(directory: Path, timeout: float = 120.0) -> ForgeInfo:
         return _info(layout, state, proc, token)
 
 
+def is_forge(directory: Path) -> bool:
+    """Does `directory` hold a forge that `forge_up` started (not a cluster)?"""
+    return _Layout(directory.resolve()).state.is_file()
+
+
 def forge_down(directory: Path) -> None:
     """Stop the forge recorded in directory (SIGTERM, then SIGKILL) and reap it; idempotent.
 

@@ -183,7 +183,7 @@ class HttpClient:
         what = {
             "timeout": f"no answer from {origin} within {self.timeout:g}s (timeout)",
             "unreachable": f"cannot connect to {origin}: {e}",
-            "connection": f"connection to {origin} failed: {e.cause!r}",
+            "connection": f"connection to {origin} failed: {e}",
             "certificate": f"TLS certificate verification failed for {origin} "
             f"({getattr(e.cause, 'verify_message', e)}); for a private CA pass its certificate as the CA file (--ca-file)",
             "tls": f"TLS error talking to {origin}: {e}",

@@ -13,6 +13,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
+from agent.errors import plain_reason
 from agent.forge._base import KINDS, RepoRef
 from agent.forge._errors import ForgeError
 
@@ -123,7 +124,8 @@ def read_token(env: str | None = None, file: str | Path | None = None, kind: str
         try:
             raw = Path(file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise ForgeError(f"token file {str(file)!r}: cannot read it ({type(e).__name__})") from None
+            why = plain_reason(e) if isinstance(e, OSError) else "not UTF-8 text"
+            raise ForgeError(f"token file {str(file)!r}: cannot read it ({why})") from None
         return _check(raw, f"token file {str(file)!r}")
     if env is None:
         if kind is None:

@@ -165,6 +165,9 @@ class Prometheus:
             reply = self._http.send(method, path, body=body, headers=headers)
         except TransportError as err:
             down = f"{self._shown}: {err}" if err.kind in _UNREACHABLE else ""
+            if err.kind == "unreachable":
+                raise MetricsError(f"cannot connect to Prometheus at {self._shown}: {err} ({what})",
+                                   unreachable=down) from None
             raise MetricsError(f"{where} ({what}): {err}", unreachable=down) from None
         raw, status = reply.body, reply.status
         try:

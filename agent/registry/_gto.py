@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from agent.errors import plain_reason
 from agent.registry._answer import check_answer, check_version
 from agent.registry._base import RegistryError, ResolvedVersion
 from agent.source import GitFailed, redact_url, redact_urls, run_git
@@ -117,7 +118,7 @@ class GtoRegistry:
             reason = "timed out" if exc.timed_out else (exc.stderr.strip().splitlines() or ["failed"])[-1]
             raise RegistryError(f"GTO {shown}: {what}: {reason}") from exc
         except OSError as exc:
-            raise RegistryError(f"GTO {shown}: {what}: cannot run git: {exc}") from exc
+            raise RegistryError(f"GTO {shown}: {what}: cannot run git: {plain_reason(exc)}") from exc
 
     def _tags(self, target: str, shown: str) -> dict[str, str]:
         """Tag name -> the commit it points at (annotated tags peeled)."""

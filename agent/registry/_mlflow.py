@@ -226,6 +226,8 @@ class MlflowRegistry:
         except TransportError as err:
             if err.kind == "redirect":
                 raise RegistryError(f"{where} failed: HTTP {err.status}: redirect to {err.location!r} refused") from None
+            if err.kind == "unreachable":
+                raise RegistryError(f"cannot connect to MLflow at {self.url}: {err} ({ref})") from None
             prefix = f"HTTP {err.status}: " if err.kind == "too-large" else ""
             raise RegistryError(f"{where}: {prefix}{err}") from None
         raw, status = reply.body, reply.status

@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from agent._http import Secret, scrub, secret_forms
-from agent.errors import SourceError
+from agent.errors import SourceError, plain_reason
 
 __all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "redact_urls", "run_git"]
 
@@ -94,7 +94,7 @@ class Credentials:
             try:
                 value = Path(self.token_file).read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                reason = plain_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
                 raise SourceError(f"cannot read the git token file {self.token_file}: {reason}") from None
             where = f"the git token file {self.token_file}"
         else:

@@ -222,6 +222,7 @@ def test_demo_promotion_tells_the_whole_story(tmp_path: Path) -> None:
     assert "canaryTrafficPercent=10," in out
     assert '"pull_request": "#1"' in out and '"result": "succeeded"' in out
     assert re.search(r"verify: \d+ records intact", out)
+    assert "\n== What next\nThe cluster and the forge are stopped. `agent demo --promotion --keep --dir " in out
     left = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

@@ -331,5 +331,6 @@ def test_nothing_listening_is_an_error_naming_the_registry() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(RegistryError, match=f"MLflow http://127.0.0.1:{port}: model 'm' alias 'a'"):
+    with pytest.raises(RegistryError, match=rf"^cannot connect to MLflow at http://127\.0\.0\.1:{port}: "
+                                            r"connection refused \(model 'm' alias 'a'\)$"):
         MlflowRegistry(f"http://127.0.0.1:{port}", timeout=1.0).resolve("m", alias="a")

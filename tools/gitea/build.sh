@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (or reuse) Gitea, the real Git forge of the agent's tests and demo (issue #10), from the Go
+# Build (or reuse) Gitea, the real Git forge of the agent's tests and demo, from the Go
 # module proxy like the control plane: code.gitea.io/gitea at the version pinned below, built as
 # the main module from a writable copy of its module directory, with the cgo SQLite driver
 # (CGO_ENABLED=1, tags sqlite sqlite_unlock_notify; v1.26 has no pure-Go one). Without the bindata

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install (or reuse) MLflow, the real model registry of the agent's tests (issue #12), into its own
+# Install (or reuse) MLflow, the real model registry of the agent's tests, into its own
 # virtualenv: the agent never imports mlflow (it speaks MLflow's REST API with the standard
 # library), so the server's many dependencies stay out of the agent's install. The version is
 # pinned below; the venv is created with `python3 -m venv` and `pip install mlflow==VERSION`.
