@@ -51,6 +51,7 @@ from agent.controller._registry import RegistryFollower, SyncAs
 from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._signers import SignersFile
 from agent.controller._webhook import read_webhook_secret
+from agent.controller._write_access import WriteAccess, WriteAccessDenied
 from agent.errors import AgentError, SignatureError, SourceError, ValidationFailed
 from agent.pipeline import Desired, has_registry_refs, load_desired, resolve_registries, with_traffic
 from agent.plan import Plan
@@ -145,6 +146,8 @@ class Controller:
         self.mirror: Mirror | None = None
         if config.watch_dir is None:
             self.mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
+        self.write_access = WriteAccess(self.mirror, registry_sync=config.registry_sync_alias is not None,
+                                        has_token=config.credentials is not None and config.credentials.has_token)
         self.loader = Loader()  # its reuse of the previous commit's parsed files is this controller's own
         self.desired: Desired | None = None  # the last good commit
         self._unresolved: Desired | None = None  # the same, its registry references unresolved
@@ -204,7 +207,9 @@ class Controller:
                 token=(credentials.token if credentials is not None and credentials.has_token else lambda: None),
                 username=credentials.username if credentials is not None else "x-access-token",
                 ca_file=credentials.ca_file if credentials is not None else None,
-                forge_kind=config.forge, forge_api_url=config.forge_api_url)
+                forge_kind=config.forge, forge_api_url=config.forge_api_url,
+                ssh_command=self.mirror.ssh_command() if self.mirror is not None and credentials is not None
+                and credentials.has_ssh else None)
         return RolloutDriver(self.cluster, config.inventory_namespace, prometheus, record=self._audit,
                              event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back,
                              invalid_metric=self.metrics.rollout_state_invalid)
@@ -429,6 +434,8 @@ class Controller:
                 f"the target changed from {self.desired.spec.config.name!r} to {desired.spec.config.name!r}: "
                 "a running controller keeps its target; restart it to switch")))
             return
+        if not self._may_write_git(desired, commit):
+            return
         self.desired = desired
         self._unresolved, self._where = unresolved, Path(where)
         self.registry_error = ""
@@ -441,6 +448,25 @@ class Controller:
             self.signers.accepted()
         signed = f", signed by {desired.revision.signer}" if desired.revision.signer else ""
         log.info("loaded %s: %d objects%s", (commit or "working tree")[:12], len(desired.objects), signed)
+
+    def _may_write_git(self, desired: Desired, commit: str | None) -> bool:
+        """A commit whose rollouts (or registry sync) write to Git needs credentials that may push:
+        at start the agent refuses to run without them (exit 2); a later commit is refused like
+        an invalid one (the last good stays). False when this commit must not be taken on."""
+        try:
+            self.write_access.check(desired.spec)
+        except WriteAccessDenied as exc:
+            if self.desired is None:
+                log.error("%s", exc)
+                raise
+            self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)))
+            return False
+        except SourceError as exc:  # the remote did not answer the check: this commit again at the next poll
+            self.fetched = ""
+            self.last_error = str(exc)
+            log.error("commit %s: could not check write access to Git: %s; retrying", (commit or "")[:12], exc)
+            return False
+        return True
 
     def _registry_tick(self) -> bool:
         """Resolve the followed commit's aliases and stages again (every controller: a follower
