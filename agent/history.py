@@ -25,6 +25,7 @@ _OUTCOME = {
     "rolled-back": "rolled back", "aborted": "aborted", "finished": "finished", "reset": "ended by Git",
 }
 _OVERRIDE = {"abort": "aborted", "promote": "promoted", "pause": "paused", "resume": "in progress"}
+_PAST = {"abort": "aborted", "promote": "promoted", "pause": "paused", "resume": "resumed"}
 
 
 def _model_matches(key: str, name: str | None, namespace: str | None) -> bool:
@@ -100,14 +101,15 @@ def _rollout_event(entry: dict[str, Any], event: str, record: dict[str, Any]) ->
     when = record.get("time")
     if event == "rollout":
         kind = str(record.get("transition", ""))
-        text = f"{kind}: {record.get('reason', '')}".rstrip(": ")
+        detail = str(record.get("reason") or "")
+        text = f"{kind}: {detail}".rstrip(": ")
         if record.get("traffic") is not None:
             entry["traffic"] = record["traffic"]
         outcome = _OUTCOME.get(kind)
     elif event == "rollout-override":
         action = str(record.get("action", ""))
-        reason = f" ({record['reason']})" if record.get("reason") else ""
-        text = f"{action} by {record.get('who', 'someone')}{reason}"
+        reason = f": {record['reason']}" if record.get("reason") else ""
+        text = detail = f"{_PAST.get(action, action)} by {record.get('who', 'someone')}{reason}"
         traffic = record.get("traffic")
         if isinstance(traffic, dict) and traffic.get("to") is not None:
             entry["traffic"] = traffic["to"]
@@ -115,19 +117,19 @@ def _rollout_event(entry: dict[str, Any], event: str, record: dict[str, Any]) ->
     elif event == "rollout-outcome":
         result = str(record.get("outcome", ""))
         if result == "write-failed":
-            text = f"outcome not written to Git: {record.get('error', '')}"
+            text = detail = f"outcome not written to Git: {record.get('error', '')}"
         else:
             where = record.get("pull_request") or (f"commit {str(record.get('pushed'))[:12]}" if record.get("pushed")
                                                    else "Git")
-            text = f"{'made stable' if result == 'stable' else 'revert proposed'} in {where}"
+            text = detail = f"{'made stable' if result == 'stable' else 'revert proposed'} in {where}"
         outcome = None
     else:  # rollout-state-invalid
-        text = f"invalid rollout state: {record.get('reason', '')}"
+        text = detail = f"invalid rollout state: {record.get('reason', '')}"
         outcome = "held (invalid state)"
     entry["events"].append({"time": when, "event": event, "text": text})
     if outcome is not None:
         rollout = entry["rollout"] or {}
-        rollout.update(outcome=outcome, detail=text, time=when)
+        rollout.update(outcome=outcome, detail=detail, time=when)
         if record.get("step") is not None and event == "rollout":
             rollout["step"] = int(record["step"]) + 1
         entry["rollout"] = rollout
@@ -153,9 +155,10 @@ def rollout_text(entry: dict[str, Any]) -> str:
     rollout = entry["rollout"]
     if not rollout:
         return "-"
-    detail = str(rollout.get("detail", ""))
-    return f"{rollout['outcome']} ({detail})" if detail and rollout["outcome"] in ("rolled back", "aborted") \
-        else str(rollout["outcome"])
+    outcome, detail = str(rollout["outcome"]), str(rollout.get("detail", ""))
+    if not detail or outcome not in ("rolled back", "aborted"):
+        return outcome
+    return detail if detail.startswith(outcome) else f"{outcome} ({detail})"  # why it ended, in full
 
 
 def table(entries: list[dict[str, Any]]) -> list[str]:

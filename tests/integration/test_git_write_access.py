@@ -137,12 +137,19 @@ def test_a_read_only_token_is_refused_at_start(tmp_path: Path, gitea: ForgeInfo,
 
 
 def test_a_token_that_may_write_starts(tmp_path: Path, gitea: ForgeInfo, kubeconfig: Path) -> None:
-    _work, url, _name = hosted_repo(tmp_path, gitea, rollout=True)
+    work, url, _name = hosted_repo(tmp_path, gitea, rollout=True)
     token_file = scoped_token(gitea, ["write:repository"], tmp_path / "write-token")
     with agent_run(tmp_path, url, token_file, gitea, kubeconfig) as (proc, port, log_path):
         wait_until(lambda: _ready(port) or proc.poll() is not None, "the controller ready", 90)
         assert proc.poll() is None, log_path.read_text()
         assert "the credentials may push to branch main" in log_path.read_text()
+        # `agent status` names the commit the controller follows, from where, and when it synced
+        status = subprocess.run([sys.executable, "-m", "agent", "status", str(work), "--revision", "HEAD",
+                                 "--kubeconfig", str(kubeconfig), "-o", "json"], capture_output=True, text=True,
+                                timeout=60)
+        mark = json.loads(status.stdout)["lastSync"]
+        head = git(work, gitea, "rev-parse", "HEAD").strip()
+        assert (mark["commit"], mark["by"], mark["source"]) == (head, "controller", f"{url}@main"), mark
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 
