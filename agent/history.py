@@ -167,7 +167,7 @@ def table(entries: list[dict[str, Any]]) -> list[str]:
     for e in entries:
         author = str(e["author"]).split(" <", 1)[0] or "-"
         rows.append((str(e["time"] or "")[:19].replace("T", " "), e["model"], (e["commit"] or "working tree")[:12],
-                     author, e["pullRequest"] or "-", versions_text(e), str(e["result"]), rollout_text(e)))
+                     author, e["pullRequest"] or "-", versions_text(e), str(e["result"] or "-"), rollout_text(e)))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for index, row in enumerate(rows):

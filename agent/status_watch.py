@@ -8,8 +8,9 @@ synced with Git is not.
 `--watch` is kubectl's `-w` habit: the status is taken again every `interval` seconds (a few
 LISTs and GETs, no write) and printed when something in it changed (not the ages and the
 durations that grow by themselves); text a table per change, json one document per line
-(JSON Lines), yaml one document per change. Ctrl-C (or SIGTERM) ends it, exit 0. A cluster that
-stops answering is said once on stderr and asked again at the next tick.
+(JSON Lines), yaml one document per change. Ctrl-C (or SIGTERM) ends it, also in the middle of
+a read, exit 0. A cluster that stops answering is said once on stderr and asked again at the
+next tick.
 """
 
 from __future__ import annotations
@@ -85,15 +86,25 @@ def watch(once: Callable[[], Taken], show: Callable[[Taken], None], *, interval:
     """Show a status, then another whenever it changed, every `interval` seconds until `stop` is
     set (Ctrl-C or SIGTERM set it when not given). 0 at the end."""
     stop = stop or _stopped_by_signals()
+    try:
+        _loop(once, show, interval, stop, warn)
+    except KeyboardInterrupt:  # Ctrl-C, also in the middle of a read: nothing to undo
+        pass
+    return EXIT_OK
+
+
+def _loop(once: Callable[[], Taken], show: Callable[[Taken], None], interval: float, stop: threading.Event,
+          warn: Callable[[str], None] | None) -> None:
     last, error = "", ""
     while not stop.is_set():
         try:
             taken = once()
-        except (AgentError, ClusterError) as exc:
-            message = str(exc)
-            if message != error and warn is not None:
-                warn(f"{message}; trying again every {interval:g}s")
-            error = message
+        except AgentError as exc:  # once a status was shown, one that cannot be taken is asked again
+            if not last and not isinstance(exc, ClusterError):
+                raise  # the first status could not be taken (a bad --model, a checkout naming no target): exit 2
+            if str(exc) != error and warn is not None:
+                warn(f"{exc}; trying again every {interval:g}s")
+            error = str(exc)
         else:
             error = ""
             seen = fingerprint(taken.document)
@@ -102,15 +113,15 @@ def watch(once: Callable[[], Taken], show: Callable[[Taken], None], *, interval:
                 sys.stdout.flush()
                 last = seen
         stop.wait(interval)
-    return EXIT_OK
 
 
 def _stopped_by_signals() -> threading.Event:
-    """An event set by Ctrl-C (SIGINT) or SIGTERM: the watch ends between two ticks, exit 0."""
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, which also interrupt what runs: exit 0."""
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
+        raise KeyboardInterrupt  # ends a read in flight too: a watch only reads the cluster
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.cluster import LAST_SYNC, sync_mark
+from agent.cluster import LAST_SYNC, ClusterError, sync_mark
 from agent.errors import AgentError, ValidationFailed
 from agent.status import ended_badly, last_sync, status_ok
 from agent.status_watch import Taken, fingerprint, watch
@@ -35,8 +35,9 @@ def test_ages_and_durations_are_no_change_but_health_is() -> None:
 
 def test_watch_shows_a_status_then_each_change_and_stops_when_told() -> None:
     stop = threading.Event()
-    sequence = [doc(), doc(since=9), AgentError("the API server at https://x is unreachable"),
-                AgentError("the API server at https://x is unreachable"), doc(health="Degraded"), doc(health="Degraded")]
+    unreachable = ClusterError(0, "the API server at https://x is unreachable")
+    sequence = [doc(), doc(since=9), unreachable, unreachable, AgentError("the checkout went away"),
+                doc(health="Degraded"), doc(health="Degraded")]
     shown: list[str] = []
     warned: list[str] = []
 
@@ -53,7 +54,16 @@ def test_watch_shows_a_status_then_each_change_and_stops_when_told() -> None:
                  stop=stop, warn=warned.append) == 0
     assert time.monotonic() - started < 5
     assert shown == ["Healthy", "Degraded"]
-    assert warned == ["the API server at https://x is unreachable; trying again every 0.01s"]  # once, not per tick
+    assert warned == [f"{unreachable}; trying again every 0.01s",  # once, not per tick
+                      "the checkout went away; trying again every 0.01s"]
+
+
+def test_watch_ends_at_once_when_the_first_status_cannot_be_taken() -> None:
+    def once() -> Taken:
+        raise AgentError("no model matches --model nosuch in the repo")
+
+    with pytest.raises(AgentError, match="no model matches"):
+        watch(once, lambda taken: None, interval=0.01, stop=threading.Event())
 
 
 def test_the_last_sync_mark_reads_back_with_its_age() -> None:
