@@ -612,7 +612,8 @@ def _print_status(status: dict[str, object]) -> None:
     assert isinstance(models, list)
     print(f"{'MODEL':<36} {'VERSION':<10} {'CANARY':<12} {'SYNCED':<7} {'HEALTH':<12} LAST APPLY")
     for m in models:
-        canary = f"{m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else "-"
+        canary = "-" if not m["canary"] else str(m["canary"]["version"]) if m["canary"]["traffic"] is None \
+            else f"{m['canary']['version']}@{m['canary']['traffic']}%"  # the live view may not know the traffic
         last = m["lastApply"]
         print(_visible(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
               f"{_plain(m['synced']):<7} {m['health']:<12} "
@@ -680,6 +681,9 @@ def _show_status(taken: Any, args: argparse.Namespace, stream: bool = False) -> 
               file=sys.stderr)
         for line in error_lines(taken.problems.errors):
             print(_visible(line), file=sys.stderr)
+        if not status["models"]:
+            print(_visible(f"note: the cluster has no model of target {status['target']} (nothing applied yet, "
+                           "or its inventory is in another --inventory-namespace)"), file=sys.stderr)
 
 
 def _dur(seconds: float) -> str:
