@@ -15,6 +15,7 @@ next tick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -86,10 +87,8 @@ def watch(once: Callable[[], Taken], show: Callable[[Taken], None], *, interval:
     """Show a status, then another whenever it changed, every `interval` seconds until `stop` is
     set (Ctrl-C or SIGTERM set it when not given). 0 at the end."""
     stop = stop or _stopped_by_signals()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, also in the middle of a read: nothing to undo
         _loop(once, show, interval, stop, warn)
-    except KeyboardInterrupt:  # Ctrl-C, also in the middle of a read: nothing to undo
-        pass
     return EXIT_OK
 
 
