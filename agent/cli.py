@@ -609,10 +609,11 @@ def _print_status(status: dict[str, object]) -> None:
     assert isinstance(models, list)
     print(f"{'MODEL':<36} {'VERSION':<10} {'CANARY':<12} {'SYNCED':<7} {'HEALTH':<12} LAST APPLY")
     for m in models:
-        canary = f"{m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else "-"
+        canary = "-" if not m["canary"] else str(m["canary"]["version"]) if m["canary"]["traffic"] is None \
+            else f"{m['canary']['version']}@{m['canary']['traffic']}%"  # the live view may not know the traffic
         last = m["lastApply"]
         print(_visible(f"{m['namespace'] + '/' + m['name']:<36} {m['version']:<10} {canary:<12} "
-              f"{'yes' if m['synced'] else 'no':<7} {m['health']:<12} "
+              f"{_plain(m['synced']):<7} {m['health']:<12} "
               f"{last['result']} {last['commit'][:12]} {m['message']}"))
         if m.get("rollout"):
             print(_visible(f"  rollout: {_rollout_line(m['rollout'])}"))
@@ -623,34 +624,65 @@ def _print_status(status: dict[str, object]) -> None:
         errors = invalid.get("errors") or [""]
         print(_visible(f"invalid commit {str(invalid.get('commit', ''))[:12]} at {invalid.get('time', '')} was not "
                        f"applied ({len(errors)} problem(s), first: {errors[0]}); the last good commit stays in force"))
+    mark = status.get("lastSync")
+    if isinstance(mark, dict):  # who last found the cluster as a commit says, and when
+        by = "the controller" if mark.get("by") == "controller" else mark.get("by", "")
+        following = f" following {mark['source']}" if mark.get("source") else ""
+        print(_visible(f"last sync: commit {str(mark.get('commit') or 'working tree')[:12]}, "
+                       f"{_dur(mark['ageSeconds'])} ago ({mark.get('time', '')}) by {by}{following}"))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    """A status (exit 0 all good, 1 not, 2 an invalid checkout: the cluster's view is shown
+    anyway), or with --watch one per change until Ctrl-C (exit 0)."""
     from agent.cluster import Cluster
     from agent.pipeline import load_desired
-    from agent.status import model_status
+    from agent.status_watch import Taken, take, watch
 
-    desired = load_desired(_repo_path(args), args.revision)
+    path = _repo_path(args)
     selected = _Filter(args)
     with Cluster.connect(args.kubeconfig, args.context, timeouts=_timeouts(args)) as cluster:
-        status = model_status(desired, cluster, args.inventory_namespace, warn=_warn)
-    if selected.active:
-        status = {**status, "models": [m for m in status["models"] if selected.model(m["namespace"], m["name"])]}
-        if not status["models"]:
-            raise AgentError(f"no model matches {selected.describe()} in the repo")
-    if args.output in ("json", "yaml"):
+        def once() -> Taken:
+            taken = take(lambda: load_desired(path, args.revision), cluster, inventory_namespace=args.inventory_namespace,
+                         allow_unknown=args.allow_unknown, warn=_warn,
+                         keep=(lambda m: selected.model(m["namespace"], m["name"])) if selected.active else None)
+            if selected.active and not taken.document["models"]:
+                raise AgentError(f"no model matches {selected.describe()} in the repo")
+            return taken
+
+        if args.watch:
+            return watch(once, lambda taken: _show_status(taken, args, stream=True), warn=_warn)
+        taken = once()
+    _show_status(taken, args)
+    return taken.code
+
+
+def _show_status(taken: Any, args: argparse.Namespace, stream: bool = False) -> None:
+    """One status as asked (-o); `stream` (--watch): json one line per document, yaml `---` between."""
+    import json
+
+    status = taken.document
+    if args.output == "json" and stream:
+        sys.stdout.write(json.dumps(status, separators=(",", ":")) + "\n")
+    elif args.output in ("json", "yaml"):
+        if stream and args.output == "yaml":
+            sys.stdout.write("---\n")
         _write_document(status, args.output)
     else:
+        if stream:
+            print(time.strftime("# %Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         _print_status(status)
-    return EXIT_OK if status_ok(status, args.allow_unknown) else EXIT_CHANGES
+    if taken.problems is not None:
+        from agent._cli_guard import error_lines
 
-
-def status_ok(status: dict[str, Any], allow_unknown: bool = False) -> bool:
-    """`agent status` exits 0 only when every model is synced and Healthy (Unknown too with
-    --allow-unknown: no controller reports on it, e.g. no KServe) and no commit was refused."""
-    accepted = ("Healthy", "Unknown") if allow_unknown else ("Healthy",)
-    healthy = all(m["synced"] and m["health"] in accepted for m in status["models"])
-    return healthy and not status.get("invalidCommit")
+        print(_visible(f"error: {len(taken.problems.errors)} problem(s) in the local checkout; shown is the live "
+                       f"state of target {status['target']} from the cluster (synced with Git: unknown):"),
+              file=sys.stderr)
+        for line in error_lines(taken.problems.errors):
+            print(_visible(line), file=sys.stderr)
+        if not status["models"]:
+            print(_visible(f"note: the cluster has no model of target {status['target']} (nothing applied yet, "
+                           "or its inventory is in another --inventory-namespace)"), file=sys.stderr)
 
 
 def _dur(seconds: float) -> str:
@@ -832,6 +864,35 @@ def _override(args: argparse.Namespace, cluster: Any, desired: Any, stored: Any,
                         traffic={"from": before[1], "to": new.traffic}, configmap=where)
     print(_visible(f"{model.key}: {transition.reason}; {new.phase} at {new.traffic}% (written to {where}; the "
                    "controller applies it on its next tick, `agent apply` does now)"))
+    return EXIT_OK
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    """`agent history [MODEL] [PATH]`: a model's deployments from the audit log, newest first."""
+    from agent import history
+
+    _rollout_args(args)
+    if not args.audit_log:
+        raise AgentError("agent history reads the audit log: --audit-log FILE (or AGENT_AUDIT_LOG), the file "
+                         "agent apply and agent run --audit-log write; the controller of deploy/ keeps it in its "
+                         "pod: kubectl -n modelops-system exec deploy/modelops-agent -- cat "
+                         "/var/log/modelops/audit.jsonl | agent history MODEL --audit-log -")
+    path = Path(args.path)
+    repo = find_repo_root(args.path) or (path if _holds_repo_config(path) else None)
+    target = history.target_of(repo) if repo is not None else None
+    entries, notes = history.read(args.audit_log, name=args.model, namespace=args.namespace, target=target)
+    for note in notes:
+        print(_visible(f"note: {note}"), file=sys.stderr)
+    if args.model and not entries:
+        where = f" of target {target}" if target else ""
+        raise AgentError(f"no deployment of a model {args.model}{' in ' + args.namespace if args.namespace else ''}"
+                         f"{where} in the audit log {args.audit_log}")
+    if args.output in ("json", "yaml"):
+        _write_document({"auditLog": args.audit_log, "target": target, "deployments": history.public(entries)},
+                        args.output)
+    else:
+        for line in history.table(entries):
+            print(_visible(line))
     return EXIT_OK
 
 
@@ -1380,13 +1441,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Per model: synced, health, last apply. Exit 0 when every model is synced "
                                    "and Healthy, 1 when some model is not synced, Progressing, Degraded or Unknown "
                                    "(Unknown: no controller reports on it; accepted with --allow-unknown), "
-                                   "or the controller refused a commit; 2 on error.")
+                                   "or the controller refused a commit (a rollout aborted or rolled back is "
+                                   "Degraded); 2 on error, or when the local checkout does not validate (the "
+                                   "cluster's live state is shown anyway, then the problems). --watch: again on "
+                                   "every change until Ctrl-C (exit 0).")
     _add_source(p)
     _add_filter(p, "show")
     _add_cluster(p)
     _add_output(p, "text (default): a table; json or yaml: the full status document")
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")
+    p.add_argument("-w", "--watch", action="store_true",
+                   help="print the status again whenever it changes (json: one document per line) until Ctrl-C "
+                        "(exit 0)")
     p.set_defaults(handler=_cmd_status)
 
     p = sub.add_parser("rollout", help="see and steer the controller's progressive rollouts (spec.rollout)",
@@ -1421,6 +1488,20 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
         _add_cluster(r)
         r.set_defaults(handler=_cmd_rollout, reason=None)
+
+    p = sub.add_parser("history", help="a model's deployments from the audit log, newest first",
+                       description="The deployments of MODEL (every model without one) read from the audit log: "
+                                   "when, commit, author, pull request, versions and traffic, the result, and what "
+                                   "its rollout did. PATH (default .): when it is a model repo, only its target's "
+                                   "records. Exit 0; 2 when the log cannot be read or has no deployment of MODEL.")
+    p.add_argument("model", nargs="?", help="the Model's name (default: every model)")
+    p.add_argument("path", nargs="?", help="model repo directory (default: .)")
+    p.add_argument("-n", "--namespace", metavar="NS", help="only the Model of this namespace")
+    p.add_argument("--audit-log", default=_env("AUDIT_LOG"), metavar="FILE",
+                   help="the audit log to read (default $AGENT_AUDIT_LOG; - reads standard input)")
+    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
+                   help="text (default): a table, newest first; json or yaml: every field")
+    p.set_defaults(handler=_cmd_history)
 
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)

@@ -29,9 +29,10 @@ class AgentError(Exception):
 class ValidationFailed(AgentError):
     """The repo at a revision is invalid; holds every problem found, sorted by location."""
 
-    def __init__(self, errors: Sequence[SpecError], revision: str = "") -> None:
+    def __init__(self, errors: Sequence[SpecError], revision: str = "", target: str = "") -> None:
         self.errors = sorted(set(errors))
         self.revision = revision  # which revision, when a command reads more than one
+        self.target = target  # the RepositoryConfig's name when that document is valid ("" if not known)
         super().__init__(f"{len(self.errors)} validation error(s)")
 
     def __str__(self) -> str:

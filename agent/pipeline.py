@@ -63,7 +63,7 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     except ValidationFailed as exc:
         if sealed is None:
             raise
-        raise ValidationFailed(sealed.scrub(exc.errors), exc.revision) from None
+        raise ValidationFailed(sealed.scrub(exc.errors), exc.revision, exc.target) from None
     desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision,
                       unread=tuple(sorted(sealed.paths)) if sealed is not None and sealed.skipped else ())
     if tree_id and sealed is None:  # decrypted Secrets never reach the disk cache
@@ -169,7 +169,7 @@ def with_traffic(desired: Desired, traffic: dict[str, int]) -> Desired:
     if not changed:
         return desired
     spec = dataclasses.replace(desired.spec, models=tuple(models))
-    return Desired(spec=spec, objects=render(spec), revision=desired.revision)
+    return dataclasses.replace(desired, spec=spec, objects=render(spec))  # the resolutions stay: the audit names them
 
 
 def revision_info(revision: Revision) -> dict[str, str]:

@@ -583,6 +583,7 @@ class GitAuth:
     token: str | None = None
     username: str = "x-access-token"
     ca_file: Path | None = None
+    ssh_command: str | None = None  # GIT_SSH_COMMAND for an ssh remote (the controller's key and known_hosts)
 
     def __repr__(self) -> str:  # never the token
         return f"GitAuth(token={'***' if self.token else None}, username={self.username!r}, ca_file={self.ca_file})"
@@ -642,6 +643,8 @@ def git_auth(auth: GitAuth, url: str) -> Iterator[tuple[list[str], dict[str, str
         path = str(Path(auth.ca_file).resolve())
         config += ["-c", f"http.sslCAInfo={path}"]
         ca = {"GIT_SSL_CAINFO": path}
+    if auth.ssh_command and not _is_https(url):
+        ca["GIT_SSH_COMMAND"] = auth.ssh_command
     if not auth.token or not _is_https(url):
         yield config, ca
         return

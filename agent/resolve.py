@@ -74,7 +74,7 @@ def resolve_spec(spec: Spec, registries: Mapping[str, Any],
         errors.extend(_gate_errors(model, versions, resolutions))
         models.append(dataclasses.replace(model, versions=versions, deferred_gates=()))
     if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed(errors, target=spec.config.name)
     return dataclasses.replace(spec, models=tuple(models)), resolutions
 
 

@@ -4,13 +4,14 @@ of the rollout states when the repo has rollouts); never writes."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from agent import health
-from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, Cluster
+from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, LAST_SYNC, Cluster
 from agent.pipeline import Desired, revision_info, with_traffic
 from agent.plan import model_of
 from agent.reconcile import LiveRollouts, observe, read_rollouts, rollout_note
@@ -36,8 +37,7 @@ def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) 
         since=_time(state.step_started),
         sinceSeconds=max(0, int(now - state.step_started)),
         failedChecks=state.failed_checks,
-        checks=[{"name": c.name, "value": _number(c.value), "ok": c.ok, "message": c.message}
-                for c in state.last_checks],
+        checks=checks_json(state),
         hold=_hold(state, now),
         notes=[note] if model is not None and (note := traffic_note(model, state)) is not None else [],
     )
@@ -54,6 +54,11 @@ def _hold(state: RolloutState, now: float) -> dict[str, Any] | None:
 
 def _time(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def checks_json(state: RolloutState) -> list[dict[str, Any]]:
+    """The last analysis of a rollout: each check's value and verdict."""
+    return [{"name": c.name, "value": _number(c.value), "ok": c.ok, "message": c.message} for c in state.last_checks]
 
 
 def invalid_status(held: InvalidState) -> dict[str, Any]:
@@ -123,15 +128,49 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             entry.update(health="Degraded", message=held.message, rollout=invalid_status(held))
         elif state is not None:  # only where a rollout is on record: other models' documents keep their shape
             entry["rollout"] = rollout_status(state, desired, model.key, now)
+            if state.phase in ENDED_BADLY:  # the new version lost its traffic: not Healthy, whatever the objects say
+                entry.update(health="Degraded", message=ended_badly(entry["rollout"]))
         models.append(entry)
     invalid = json.loads(observed.inventory.annotations.get(LAST_INVALID, "{}") or "{}")
     return {
         "target": desired.spec.config.name,
         "revision": revision_info(desired.revision),
         "lastApply": last,
+        "lastSync": last_sync(observed.inventory.annotations, now),
         "invalidCommit": invalid or None,  # a commit the controller refused; the last good one stays applied
         "models": models,
     }
+
+
+ENDED_BADLY = ("Aborted", "RolledBack")  # the rollout took the new version's traffic away until Git changes
+
+
+def ended_badly(rollout: dict[str, Any]) -> str:
+    """`rollout rolled back at step 1/3: error-rate 0.2 > 0.05`, `rollout aborted by alice ...`."""
+    message = str(rollout.get("message") or rollout.get("phase") or "")
+    return message if message.startswith("rollout") else f"rollout {message}"
+
+
+def last_sync(annotations: dict[str, str], now: float) -> dict[str, Any] | None:
+    """The inventory's last-sync mark (agent.cluster.sync_mark) with its age in seconds; None
+    when there is none or it does not read as one (an older agent, a hand edit)."""
+    try:
+        mark = json.loads(annotations.get(LAST_SYNC, "") or "null")
+        if not isinstance(mark, dict):
+            return None
+        at = calendar.timegm(time.strptime(str(mark["time"]), "%Y-%m-%dT%H:%M:%SZ"))
+    except (ValueError, KeyError, OverflowError):
+        return None
+    out = {k: str(mark[k]) for k in ("commit", "time", "by", "source") if isinstance(mark.get(k), str)}
+    return {**out, "ageSeconds": max(0, int(now - at))}
+
+
+def status_ok(status: dict[str, Any], allow_unknown: bool = False) -> bool:
+    """`agent status` exits 0 only when every model is synced and Healthy (Unknown too with
+    --allow-unknown: no controller reports on it, e.g. no KServe) and no commit was refused."""
+    accepted = ("Healthy", "Unknown") if allow_unknown else ("Healthy",)
+    healthy = all(m["synced"] and m["health"] in accepted for m in status["models"])
+    return healthy and not status.get("invalidCommit")
 
 
 SETTLED = ("Healthy", "Degraded")  # states that waiting will not change by itself

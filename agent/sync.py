@@ -26,12 +26,14 @@ from agent.cluster import (
     FIELD_MANAGER,
     INVENTORY_NAMESPACE,
     LAST_APPLY,
+    LAST_SYNC,
     Cluster,
     ClusterError,
     Entry,
     Inventory,
     TargetLease,
     save_inventory,
+    sync_mark,
 )
 from agent.errors import AgentError
 from agent.pipeline import Desired
@@ -55,6 +57,8 @@ class Options:
     stage_timeout: float = 120.0  # one-shot apply: seconds to wait for a staged canary's stable revision
     audit_noop: bool = True  # a no-op gets its closing record (the controller's resyncs do not)
     stop: threading.Event | None = None  # set (SIGTERM): the object in flight finishes, no further write starts
+    synced_by: str = "agent apply"  # who the inventory's last-sync mark names (the controller: "controller")
+    sync_source: str = ""  # what the controller follows, for that mark (a URL without credentials, @branch)
 
 
 @dataclass
@@ -86,6 +90,17 @@ def object_record(result: ObjectResult, dry_run: bool) -> dict[str, Any]:
         "error": result.message if result.outcome in ("failed", "skipped") else "",
     }
 
+
+
+def model_versions(desired: Desired, key: str) -> dict[str, Any]:
+    """A model's stable version, canary version and traffic as `desired` has them (the rollout's
+    traffic when one runs); `removed` when the repo no longer declares it."""
+    model = next((m for m in desired.spec.models if m.key == key), None)
+    if model is None:
+        return {"model": key, "removed": True}
+    canary = model.canary
+    return {"model": key, "stable": model.stable, "canary": canary.version if canary else None,
+            "traffic": canary.traffic if canary else None}
 
 
 def intent_record(c: ObjectChange, commit: str) -> dict[str, Any]:
@@ -130,6 +145,9 @@ class Run:
             extra = {"resolved": [{"model": r.key, "version": r.version, "ref": str(r.ref),
                                    "registry_version": r.resolved.version, "uri": r.resolved.uri,
                                    "run_id": r.resolved.run_id} for r in self.desired.resolutions], **extra}
+        changed = sorted({c.model for c in plan.changed if c.model})
+        if changed:  # the versions and traffic each model the pass changed has now (`agent history`)
+            extra = {"models": [model_versions(self.desired, key) for key in changed], **extra}
         self.record("reconcile", target=self.target, commit=rev.commit, author=rev.author, message=rev.message,
                     dry_run=self.options.dry_run, result=result, counts=plan.counts(),
                     duration_s=round(time.monotonic() - started, 3), **extra)
@@ -235,4 +253,6 @@ def update_inventory(run: Run, inventory: Inventory, outcome: Outcome) -> None:
         "result": "succeeded" if outcome.report.ok else "failed",
         "failed": {r.change.ref: r.message[:200] for r in outcome.report.failed},
     }, sort_keys=True)
+    inventory.annotations[LAST_SYNC] = sync_mark(desired.revision.commit, run.options.synced_by,
+                                                 run.options.sync_source)
     run.save(inventory)

@@ -7,10 +7,12 @@ from agent.cluster._inventory import (
     INVENTORY_NAMESPACE,
     LAST_APPLY,
     LAST_INVALID,
+    LAST_SYNC,
     Entry,
     Inventory,
     load_inventory,
     save_inventory,
+    sync_mark,
 )
 from agent.cluster._kinds import KindInfo, well_known
 from agent.cluster._lease import LeaseHeld, TargetLease, lease_name
@@ -24,6 +26,7 @@ __all__ = [
     "INVENTORY_NAMESPACE",
     "LAST_APPLY",
     "LAST_INVALID",
+    "LAST_SYNC",
     "UNREACHABLE",
     "Breaker",
     "Cluster",
@@ -41,6 +44,7 @@ __all__ = [
     "rollouts_name",
     "save_inventory",
     "save_rollouts",
+    "sync_mark",
     "watch",
     "well_known",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,21 @@ AUDIT_SEQ = "modelops.dev/audit-seq"
 AUDIT_HASH = "modelops.dev/audit-hash"
 LAST_APPLY = "modelops.dev/last-apply"
 LAST_INVALID = "modelops.dev/last-invalid"  # the controller's newest invalid commit, until a good one applies
+# the last pass that found the cluster as the commit says (or made it so): {commit, time, by, source}
+LAST_SYNC = "modelops.dev/last-sync"
 
 _COMPRESS_OVER = 256 * 1024
+
+
+def sync_mark(commit: str, by: str, source: str = "", when: float | None = None) -> str:
+    """The LAST_SYNC annotation's value: which commit was in force, when, who checked
+    (`controller`, `agent apply`) and what the controller follows (a URL without credentials
+    and its branch)."""
+    at = time.gmtime(time.time() if when is None else when)
+    mark = {"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", at), "by": by}
+    if source:
+        mark["source"] = source
+    return json.dumps(mark, sort_keys=True)
 
 
 @dataclass(frozen=True)

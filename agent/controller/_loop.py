@@ -35,6 +35,7 @@ from agent.cluster import (
     FIELD_MANAGER,
     INVENTORY_NAMESPACE,
     LAST_INVALID,
+    LAST_SYNC,
     Cluster,
     ClusterError,
     Inventory,
@@ -43,6 +44,7 @@ from agent.cluster import (
     TargetLease,
     Timeouts,
     load_inventory,
+    sync_mark,
 )
 from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._http import HttpServer, parse_http_addr
@@ -51,6 +53,7 @@ from agent.controller._registry import RegistryFollower, SyncAs
 from agent.controller._rollouts import RolloutDriver, WriteBack
 from agent.controller._signers import SignersFile
 from agent.controller._webhook import read_webhook_secret
+from agent.controller._write_access import WriteAccess, WriteAccessDenied
 from agent.errors import AgentError, SignatureError, SourceError, ValidationFailed
 from agent.pipeline import Desired, has_registry_refs, load_desired, resolve_registries, with_traffic
 from agent.plan import Plan
@@ -107,6 +110,7 @@ class RunConfig:
     registry_sync_as: SyncAs = "canary"
     registry_sync_traffic: int = 10
     verify_signatures: Path | None = None  # only commits signed by a key this file allows apply
+    sync_mark_every: float = 300.0  # seconds: how stale the inventory's last-sync mark may get when nothing changes
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 
@@ -145,6 +149,8 @@ class Controller:
         self.mirror: Mirror | None = None
         if config.watch_dir is None:
             self.mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
+        self.write_access = WriteAccess(self.mirror, registry_sync=config.registry_sync_alias is not None,
+                                        has_token=config.credentials is not None and config.credentials.has_token)
         self.loader = Loader()  # its reuse of the previous commit's parsed files is this controller's own
         self.desired: Desired | None = None  # the last good commit
         self._unresolved: Desired | None = None  # the same, its registry references unresolved
@@ -204,7 +210,9 @@ class Controller:
                 token=(credentials.token if credentials is not None and credentials.has_token else lambda: None),
                 username=credentials.username if credentials is not None else "x-access-token",
                 ca_file=credentials.ca_file if credentials is not None else None,
-                forge_kind=config.forge, forge_api_url=config.forge_api_url)
+                forge_kind=config.forge, forge_api_url=config.forge_api_url,
+                ssh_command=self.mirror.ssh_command() if self.mirror is not None and credentials is not None
+                and credentials.has_ssh else None)
         return RolloutDriver(self.cluster, config.inventory_namespace, prometheus, record=self._audit,
                              event=self._rollout_event, metric=self.metrics.rollout, write_back=write_back,
                              invalid_metric=self.metrics.rollout_state_invalid,
@@ -430,6 +438,8 @@ class Controller:
                 f"the target changed from {self.desired.spec.config.name!r} to {desired.spec.config.name!r}: "
                 "a running controller keeps its target; restart it to switch")))
             return
+        if not self._may_write_git(desired, commit):
+            return
         self.desired = desired
         self._unresolved, self._where = unresolved, Path(where)
         self.registry_error = ""
@@ -442,6 +452,25 @@ class Controller:
             self.signers.accepted()
         signed = f", signed by {desired.revision.signer}" if desired.revision.signer else ""
         log.info("loaded %s: %d objects%s", (commit or "working tree")[:12], len(desired.objects), signed)
+
+    def _may_write_git(self, desired: Desired, commit: str | None) -> bool:
+        """A commit whose rollouts (or registry sync) write to Git needs credentials that may push:
+        at start the agent refuses to run without them (exit 2); a later commit is refused like
+        an invalid one (the last good stays). False when this commit must not be taken on."""
+        try:
+            self.write_access.check(desired.spec)
+        except WriteAccessDenied as exc:
+            if self.desired is None:
+                log.error("%s", exc)
+                raise
+            self._invalid(commit or "working tree", ValidationFailed([], revision=str(exc)))
+            return False
+        except SourceError as exc:  # the remote did not answer the check: this commit again at the next poll
+            self.fetched = ""
+            self.last_error = str(exc)
+            log.error("commit %s: could not check write access to Git: %s; retrying", (commit or "")[:12], exc)
+            return False
+        return True
 
     def _registry_tick(self) -> bool:
         """Resolve the followed commit's aliases and stages again (every controller: a follower
@@ -671,7 +700,8 @@ class Controller:
             new_commit = desired is not self._applied or traffic != self._applied_traffic
             options = Options(prune=self.config.prune, audit_log=self.config.audit_log,
                               inventory_namespace=self.config.inventory_namespace, audit_noop=False,
-                              lock_timeout=30.0, stop=self._stop)
+                              lock_timeout=30.0, stop=self._stop, synced_by="controller",
+                              sync_source=following(self.config))
             gate = self._gate(new_commit)
             outcome = reconcile(effective, self.cluster, options, progress=self._wrote, observed=observed,
                                 lease=self.lease if self.config.leader_elect else None, writes=gate)
@@ -697,12 +727,41 @@ class Controller:
             self.ready = True
             self.last_error = ""
             self.metrics.synced(self.commit or "working-tree")
+            self._mark_synced(inventory)
         elif not outcome.ok:
             failures = "; ".join(f"{r.change.ref}: {r.message}" for r in outcome.report.failed)
             self.last_error = (outcome.inventory_error or failures)[:500]
         if applied or pruned or failed:
             log.info("%s: %d applied, %d pruned, %d failed (commit %s)", trigger, applied, pruned, failed,
                      self.commit[:12] or "working tree")
+
+    def _mark_synced(self, inventory: Inventory) -> None:
+        """Keep the inventory's last-sync mark (what `agent status` shows) current: a pass that
+        wrote has just saved it; one that found nothing to do refreshes it when it names another
+        commit or writer, or is older than `sync_mark_every` (so a quiet resync costs one request
+        at most that often). Guarded by the resourceVersion: a conflict re-reads the inventory."""
+        if inventory.resource_version is None:
+            return  # nothing applied yet: no inventory to mark
+        value = sync_mark(self.commit, "controller", following(self.config))
+        try:
+            mark = json.loads(inventory.annotations.get(LAST_SYNC, "") or "{}")
+            age = time.time() - datetime.strptime(str(mark["time"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+            fresh = (mark.get("commit"), mark.get("by"), mark.get("source")) == (self.commit, "controller",
+                                                                               following(self.config))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            age, fresh = float("inf"), False
+        if fresh and age < self.config.sync_mark_every:
+            return
+        body = {"metadata": {"resourceVersion": inventory.resource_version, "annotations": {LAST_SYNC: value}}}
+        try:
+            patched = self.cluster.request("PATCH", f"/api/v1/namespaces/{inventory.namespace}/configmaps/{inventory.name}",
+                                           body=body, content_type="application/merge-patch+json", retries=0)
+        except (ClusterError, AgentError) as exc:
+            log.debug("could not refresh the last-sync mark: %s", exc)
+            self.inventory = None  # read it again next pass (someone else wrote it, or it is gone)
+            return
+        inventory.annotations[LAST_SYNC] = value
+        inventory.resource_version = patched["metadata"]["resourceVersion"]
 
     def _wrote(self, result: ObjectResult) -> None:
         """Called as each write returns (before its watch echo, as a rule)."""
@@ -787,6 +846,13 @@ def _older(a: dict[str, Any], b: dict[str, Any]) -> bool:
     ra = str((a.get("metadata") or {}).get("resourceVersion") or "")
     rb = str((b.get("metadata") or {}).get("resourceVersion") or "")
     return ra.isdigit() and rb.isdigit() and int(ra) < int(rb)
+
+
+def following(config: RunConfig) -> str:
+    """What the controller follows, for the last-sync mark: a URL without credentials @branch."""
+    if config.watch_dir is not None:
+        return f"{config.watch_dir} (working copy)"
+    return f"{redact_url(config.repo)}@{config.branch}" + (f"/{config.path}" if config.path else "")
 
 
 def describe(config: RunConfig) -> str:

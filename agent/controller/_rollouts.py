@@ -74,6 +74,7 @@ class WriteBack:
     ca_file: Path | None = None
     forge_kind: str | None = None
     forge_api_url: str | None = None
+    ssh_command: str | None = None  # an ssh remote: the key and known_hosts the controller fetches with
 
 
 @dataclass
@@ -369,7 +370,7 @@ class RolloutDriver:
         work = Path(tempfile.mkdtemp(prefix="modelops-writeback-"))
         try:
             token = wb.token()
-            auth = GitAuth(token=token, username=wb.username, ca_file=wb.ca_file)
+            auth = GitAuth(token=token, username=wb.username, ca_file=wb.ca_file, ssh_command=wb.ssh_command)
             if head is not None:
                 from agent.forge import open_forge, repo_ref
 

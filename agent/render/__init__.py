@@ -92,7 +92,7 @@ def render(spec: Spec) -> list[dict[str, Any]]:
         else:
             seen[key] = loc
     if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed(errors, target=spec.config.name)
     return in_apply_order([obj for obj, _ in rendered])
 
 

@@ -9,7 +9,7 @@ from agent.errors import SourceError
 from agent.source._base import Revision, Snapshot, Source
 from agent.source._directory import DirectorySource
 from agent.source._git import GitSource
-from agent.source._mirror import Backoff, Credentials, GitFailed, Mirror, redact_url, redact_urls, run_git
+from agent.source._mirror import Backoff, Credentials, GitFailed, Mirror, PushDenied, redact_url, redact_urls, run_git
 from agent.source._signatures import Signer, SignerKeys, verify_commit
 from agent.source._sops import Sealed, decrypt_snapshot
 from agent.source._sops_keys import KeyRing, use_age_key_file
@@ -19,6 +19,7 @@ __all__ = [
     "Snapshot", "Source", "open_source", "read_snapshot", "redact_url", "redact_urls", "run_git", "verify_commit",
 ]
 __all__ += ["KeyRing", "Sealed", "decrypt_snapshot", "use_age_key_file"]
+__all__ += ["PushDenied"]
 
 
 def read_snapshot(path: str | Path, revision: str | None = None) -> Snapshot:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from agent._http import Secret, scrub, secret_forms
 from agent.errors import SourceError, plain_reason
 
-__all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "redact_url", "redact_urls", "run_git"]
+__all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "PushDenied", "redact_url", "redact_urls", "run_git"]
 
 # The environment variables (set only for one git child) through which the askpass helper
 # learns what to answer. Their names are not secret; their values are.
@@ -184,6 +184,11 @@ def _mirror_dir_name(shown_url: str) -> str:
     last = re.split(r"[/:]", shown_url.rstrip("/"))[-1].removesuffix(".git")
     slug = re.sub(r"[^A-Za-z0-9._-]", "-", last).strip(".-")[:40] or "repo"
     return f"{slug}-{digest}.git"
+
+
+class PushDenied(SourceError):
+    """The remote refused these credentials a push (Mirror.check_push): a read-only token or
+    deploy key, or none at all."""
 
 
 class GitFailed(Exception):
@@ -343,6 +348,19 @@ class Mirror:
             return None
         return out.strip() or None
 
+    def check_push(self) -> None:
+        """Whether these credentials may push to the branch: `git push --dry-run` of the mirror's
+        branch to it. A dry run sends nothing, but the server's push service must accept the
+        credentials before it lists its refs (an https forge answers 403 to a read-only token,
+        an ssh forge refuses a read-only deploy key). `--force` only keeps a branch that moved
+        since the fetch from counting as a (client-side) rejection. PushDenied when refused;
+        SourceError when the remote did not answer in time."""
+        head = self.local_head()
+        if head is None:
+            raise SourceError(f"{self.url}: nothing fetched yet, so no push can be tried")
+        self._remote_git(["push", "--dry-run", "--force", "--porcelain", "--no-verify", "--", self.remote.url,
+                          f"{head}:refs/heads/{self.branch}"], failed=PushDenied)
+
     def gc(self) -> None:
         """Pack the mirror and drop what force-pushes left unreachable. Automatic gc is off
         (it would run detached, outliving the call); the controller calls this now and then."""
@@ -453,9 +471,10 @@ class Mirror:
         """The command line of one git call (exposed so tests can show no secret is in it)."""
         return ["git", "-c", "credential.helper=", *args]
 
-    def _remote_git(self, args: Sequence[str]) -> str:
+    def _remote_git(self, args: Sequence[str], *, failed: type[SourceError] = SourceError) -> str:
         """Run a git command that talks to the remote (from inside the mirror, so no other
-        repository's config applies); failures become a SourceError naming the URL."""
+        repository's config applies); failures become a SourceError naming the URL (`failed`
+        when git ran and said no, not on a timeout or a missing git)."""
         token = self.credentials.token() if self.credentials.has_token else None
         self.credentials.ca_path()  # readable now, or a SourceError naming it
         if token is not None and not self._askpass.is_file():
@@ -468,7 +487,7 @@ class Mirror:
             self.stats["errors"] += 1
             if exc.timed_out:
                 raise SourceError(f"git {args[0]} {self.url}: timed out after {self.timeout:g}s") from None
-            raise SourceError(f"git {args[0]} {self.url}: {_one_line(exc.stderr)}") from None
+            raise failed(f"git {args[0]} {self.url}: {_one_line(exc.stderr)}") from None
         except OSError as exc:  # git itself missing, the mirror directory removed
             self.stats["errors"] += 1
             raise SourceError(f"git {args[0]} {self.url}: {exc.strerror or exc}") from None

@@ -177,8 +177,8 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
     manifests = [obj for d in raw if (obj := _manifest(d, config, errors))]
     _unique(manifests, _manifest_key, "object", errors)
 
-    if errors:
-        raise ValidationFailed(errors)
+    if errors:  # the target's name still tells `agent status` whose live state to show
+        raise ValidationFailed(errors, target=config.name if config.location is not None or not config_docs else "")
     return Spec(
         config=config,
         models=tuple(sorted(models, key=lambda m: m.key)),

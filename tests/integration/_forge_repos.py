@@ -169,3 +169,21 @@ def alias_repo(root: Path, tracking_uri: str, registered_name: str, *, gate: flo
     subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
     subprocess.run([*GIT, "commit", "-qm", "serve @champion"], cwd=root, check=True)
     return root
+
+
+def scoped_token(info: ForgeInfo, scopes: Sequence[str], path: Path) -> Path:
+    """A new API token of the forge's admin with only `scopes` (e.g. read:repository), written to
+    `path` (mode 0600): what a least-privilege agent is given."""
+    import base64
+
+    basic = base64.b64encode(f"{info.admin_user}:{info.admin_password}".encode()).decode()
+    body = json.dumps({"name": f"scoped-{uuid.uuid4().hex[:8]}", "scopes": list(scopes)}).encode()
+    request = urllib.request.Request(f"{info.api_url.rstrip('/')}/users/{info.admin_user}/tokens", data=body,
+                                     method="POST", headers={"Authorization": f"Basic {basic}",
+                                                             "Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=str(info.ca_file))
+    with urllib.request.urlopen(request, timeout=20, context=context) as response:
+        token = json.loads(response.read())["sha1"]
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path

@@ -128,6 +128,9 @@ def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(
         pulls = open_pulls(gitea, name)
         assert pulls[0]["head"]["ref"] == branch and pulls[0]["base"]["ref"] == "main"
         assert "scorer" in pulls[0]["title"]
+        # the PR is opened before its audit record is written: wait for the record
+        wait_for(lambda: [r for r in audit_events(audit, "registry-proposal") if "error" not in r],
+                 "the proposal's audit record", timeout=15)
         proposals = [r for r in audit_events(audit, "registry-proposal") if "error" not in r]
         assert len(proposals) == 1 and proposals[0]["to"] == "2" and proposals[0]["from"] == "1", proposals
         assert proposals[0]["pull_request"] == pulls[0]["html_url"]
