@@ -1499,8 +1499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", metavar="NS", help="only the Model of this namespace")
     p.add_argument("--audit-log", default=_env("AUDIT_LOG"), metavar="FILE",
                    help="the audit log to read (default $AGENT_AUDIT_LOG; - reads standard input)")
-    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
-                   help="text (default): a table, newest first; json or yaml: every field")
+    _add_output(p, "text (default): a table, newest first; json or yaml: every field")
     p.set_defaults(handler=_cmd_history)
 
     p = sub.add_parser("audit", help="audit log tools")
