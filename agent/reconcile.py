@@ -206,10 +206,11 @@ def _applies(state: RolloutState, model: Model) -> bool:
 
 
 def read_rollouts(cluster: Cluster, desired: Desired, namespace: str = INVENTORY_NAMESPACE,
-                  now: float | None = None) -> LiveRollouts:
+                  now: float | None = None, live: dict[ObjectKey, dict[str, Any]] | None = None) -> LiveRollouts:
     """One GET of the target's rollout ConfigMap (none when no model of the repo has a
     spec.rollout, so a repo without rollouts costs no request). Missing: no rollouts; forbidden:
-    a warning, and Git's traffic (a least-privilege reader still gets its diff)."""
+    a warning, and Git's traffic (a least-privilege reader still gets its diff). `live`: the
+    target's observed objects, where a state's judging looks up the live canary (without: a GET)."""
     found = LiveRollouts()
     if not any(m.rollout is not None for m in desired.spec.models):
         return found
@@ -223,7 +224,7 @@ def read_rollouts(cluster: Cluster, desired: Desired, namespace: str = INVENTORY
         return found
     models = {m.key: m for m in desired.spec.models}
     when = time.time() if now is None else now
-    judged = judge_states(cluster, desired.spec.models, stored)
+    judged = judge_states(cluster, desired.spec.models, stored, live)
     for key, held in judged.invalid.items():  # never moves traffic: the live canary traffic stays
         found.invalid[key] = held
         found.unreadable[key] = held.reason
@@ -272,11 +273,13 @@ def live_plan(path: str | Path, revision: str | None = None, *, kubeconfig: str 
     the commit must be signed by a key they allow (agent.pipeline.load_desired)."""
     desired = load_desired(path, revision, signers=signers)
     with Cluster.connect(kubeconfig, context, timeouts=timeouts) as cluster:
-        rollouts = read_rollouts(cluster, desired, inventory_namespace)
+        # the rollout traffic changes no object's kind or namespace: observe first, so judging a
+        # stored state finds the live canary among the objects listed
+        observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
+        rollouts = read_rollouts(cluster, desired, inventory_namespace, live=observed.live)
         if rollouts.warning and warn is not None:
             warn(rollouts.warning)
         desired = with_traffic(desired, rollouts.traffic)
-        observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
         do_prune = desired.spec.config.policy.prune if prune is None else prune
         applied, waiting = stage_canaries(desired, observed)
         plan = with_rollouts(plan_against(cluster, applied, observed, prune=do_prune), rollouts)

@@ -5,31 +5,39 @@ a state that does not parse or does not fit never moves traffic; the model keeps
 traffic live in the cluster, read here from its object (the InferenceService's
 canaryTrafficPercent, or the annotation on the model's Service that the replica split follows).
 That object is read only where the answer depends on it: an invalid entry, or no entry for a
-model whose Git canary is under a rollout (one GET each).
+model whose Git canary is under a rollout: looked up among the live objects the caller already
+has (an observe()'s), else one GET each.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from agent.cluster import Cluster, ClusterError, RolloutStates
 from agent.errors import AgentError
+from agent.render import ObjectKey
 from agent.rollout import InvalidState, LiveCanary, RolloutState, judge_stored, live_canary_of
 from agent.spec import Model
 
 __all__ = ["Judged", "judge_states", "live_canary"]
 
 
-def live_canary(cluster: Cluster, model: Model) -> LiveCanary:
-    """The canary the model's live object serves (nothing when there is no object). A failed
-    read raises ClusterError: "cannot read" must not pass for "nothing there"."""
+def live_canary(cluster: Cluster, model: Model, live: Mapping[ObjectKey, dict[str, Any]] | None = None
+                ) -> LiveCanary:
+    """The canary the model's live object serves (nothing when there is no object). `live`: the
+    target's live objects already read (agent.reconcile.Observed.live): looked up there, no
+    request. Otherwise one GET; a failed read raises ClusterError: "cannot read" must not pass
+    for "nothing there"."""
     if model.backend == "kserve":
-        api_version, kind = "serving.kserve.io/v1beta1", "InferenceService"
+        group, api_version, kind = "serving.kserve.io", "serving.kserve.io/v1beta1", "InferenceService"
     else:
-        api_version, kind = "v1", "Service"
+        group, api_version, kind = "", "v1", "Service"
+    if live is not None:
+        return live_canary_of(live.get((group, kind, model.namespace, model.name)), model.backend)
     try:
         info = cluster.kind(api_version, kind)
     except AgentError as exc:
@@ -49,8 +57,10 @@ class Judged:
     invalid: dict[str, InvalidState] = field(default_factory=dict)
 
 
-def judge_states(cluster: Cluster, models: Iterable[Model], stored: RolloutStates) -> Judged:
-    """Every stored entry, and every model whose Git canary is under a rollout, judged."""
+def judge_states(cluster: Cluster, models: Iterable[Model], stored: RolloutStates,
+                 live: Mapping[ObjectKey, dict[str, Any]] | None = None) -> Judged:
+    """Every stored entry, and every model whose Git canary is under a rollout, judged. `live`:
+    the target's live objects when the caller has them (see live_canary)."""
     by_key = {m.key: m for m in models}
     rolling = {key for key, m in by_key.items() if m.rollout is not None and m.canary is not None}
     out = Judged()
@@ -63,7 +73,7 @@ def judge_states(cluster: Cluster, models: Iterable[Model], stored: RolloutState
                     out.states[key] = RolloutState.from_json(raw)
             continue
         unreadable = stored.invalid[key][0] if key in stored.invalid and raw is None else None
-        judged = judge_stored(model, raw, partial(live_canary, cluster, model), unreadable)
+        judged = judge_stored(model, raw, partial(live_canary, cluster, model, live), unreadable)
         if isinstance(judged, InvalidState):
             out.invalid[key] = judged
         elif judged is not None:

@@ -81,13 +81,15 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
     """`rollouts`: the target's rollout states as read by the caller (default: read here; `warn`
     hears why they could not be). A model at its rollout's step is synced: that traffic is
     what the controller keeps."""
+    # the rollout traffic changes no object's kind or namespace: observe first, so judging a
+    # stored state finds the live canary among the objects listed
+    observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
     if rollouts is None:
-        rollouts = read_rollouts(cluster, desired, inventory_namespace)
+        rollouts = read_rollouts(cluster, desired, inventory_namespace, live=observed.live)
         if rollouts.warning and warn is not None:
             warn(rollouts.warning)
     desired = with_traffic(desired, rollouts.traffic)
     now = time.time()
-    observed = observe(cluster, desired.objects, desired.spec.config.name, inventory_namespace)
     last = json.loads(observed.inventory.annotations.get(LAST_APPLY, "{}") or "{}")
     by_model: dict[str, list[dict[str, Any]]] = {}
     for o in desired.objects:

@@ -209,6 +209,17 @@ def test_read_rollouts_holds_the_live_traffic(tmp_path: Path) -> None:
     assert KEY in found.invalid and KEY not in found.states
 
 
+def test_read_rollouts_finds_the_live_canary_among_the_observed_objects(tmp_path: Path) -> None:
+    """The objects a plan or a status has listed answer for the live canary: no GET of it."""
+    cluster = FakeCluster([state()])  # its GET would say: no InferenceService
+    corrupt(cluster, traffic=250)
+    observed = {("serving.kserve.io", "InferenceService", "team", "scorer"): isvc("2", 30)}
+    found = read_rollouts(cluster, load_desired(write_repo(tmp_path / "repo"), cached=False),  # type: ignore[arg-type]
+                          live=observed)
+    assert found.traffic == {KEY: 30} and KEY in found.invalid
+    assert cluster.gets == 1  # the rollout ConfigMap only
+
+
 def test_rollout_status_shows_the_invalid_state(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path) -> None:
     repo = str(write_repo(tmp_path / "repo"))
