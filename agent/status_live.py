@@ -2,7 +2,8 @@
 
 The target's inventory (what the agent applied, the last apply, the last sync, a refused
 commit) and the objects carrying its labels are read as a reconcile reads them; each model's
-versions and canary traffic come from the annotations the agent put on its serving object, its
+versions come from the annotations the agent put on its serving object and the canary traffic
+as that object serves it (agent.rollout.live_canary_of, as the rollout guard reads it), its
 health from the objects, its rollout from the stored state. Whether the cluster is synced with
 Git cannot be told without a valid commit: `synced` is null. Reads only; never writes."""
 
@@ -17,8 +18,8 @@ from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, Cluster
 from agent.errors import AgentError, ValidationFailed
 from agent.plan import model_of
 from agent.reconcile import observe
-from agent.render import CANARY_ANNOTATION, STABLE_ANNOTATION, TRAFFIC_ANNOTATION, ref
-from agent.rollout import RolloutState
+from agent.render import STABLE_ANNOTATION, ref
+from agent.rollout import RolloutState, live_canary_of
 from agent.status import ENDED_BADLY, checks_json, ended_badly, last_sync
 
 _SERVING = ("InferenceService", "Service")  # the object whose annotations say which versions serve
@@ -55,9 +56,9 @@ def live_status(cluster: Cluster, target: str, problems: dict[str, Any],
         notes = meta.get("annotations") or {}
         verdicts = [health.of(o) for o in objects]
         overall = health.worst(verdicts)
-        canary = None
-        if notes.get(CANARY_ANNOTATION):
-            canary = {"version": notes[CANARY_ANNOTATION], "traffic": _int(notes.get(TRAFFIC_ANNOTATION))}
+        seen = live_canary_of(serving, "kserve" if serving is not None and serving["kind"] == "InferenceService"
+                              else "kubernetes")
+        canary = {"version": seen.version, "traffic": seen.traffic} if seen.version is not None else None
         entry: dict[str, Any] = {
             "namespace": namespace, "name": name, "version": notes.get(STABLE_ANNOTATION, "-"), "canary": canary,
             "synced": None, "health": overall.state, "message": overall.message,
@@ -85,13 +86,6 @@ def live_status(cluster: Cluster, target: str, problems: dict[str, Any],
         "invalidCommit": invalid or None,
         "models": models,
     }
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
 
 
 def _rollouts(cluster: Cluster, target: str, namespace: str) -> dict[str, RolloutState]:
