@@ -328,8 +328,6 @@ def _write_document(doc: Any, fmt: str) -> None:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    import json
-
     from agent.output import to_yaml
     from agent.pipeline import load_desired
     from agent.plan import redact
@@ -342,8 +340,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             print(f"note: values of {hidden} Secret(s) redacted; --show-secrets prints them", file=sys.stderr)
         objects = redacted
     if args.output == "json":
-        doc = {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        _write_document({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}, "json")
     else:  # yaml, and text: manifests are read as YAML
         sys.stdout.write("---\n".join(to_yaml(o) for o in objects))
     return EXIT_OK
@@ -413,10 +410,8 @@ def _use_color(choice: str) -> bool:
 def _print_plan(plan: Plan, args: argparse.Namespace) -> None:
     from agent import output
 
-    if args.output == "json":
-        sys.stdout.write(output.as_json(plan))
-    elif args.output == "yaml":
-        sys.stdout.write(output.document(output.as_dict(plan), "yaml"))
+    if args.output in ("json", "yaml"):
+        _write_document(output.as_dict(plan), args.output)
     elif args.output == "markdown":
         sys.stdout.write(output.markdown(plan))
     else:

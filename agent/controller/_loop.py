@@ -62,6 +62,7 @@ from agent.registry import RegistryError
 from agent.render import ObjectKey, object_key
 from agent.source import Backoff, Credentials, Mirror, redact_url
 from agent.spec import Loader, group_of
+from agent.status import last_sync
 
 log = logging.getLogger("modelops.controller")
 
@@ -742,16 +743,12 @@ class Controller:
         at most that often). Guarded by the resourceVersion: a conflict re-reads the inventory."""
         if inventory.resource_version is None:
             return  # nothing applied yet: no inventory to mark
-        value = sync_mark(self.commit, "controller", following(self.config))
-        try:
-            mark = json.loads(inventory.annotations.get(LAST_SYNC, "") or "{}")
-            age = time.time() - datetime.strptime(str(mark["time"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-            fresh = (mark.get("commit"), mark.get("by"), mark.get("source")) == (self.commit, "controller",
-                                                                               following(self.config))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            age, fresh = float("inf"), False
-        if fresh and age < self.config.sync_mark_every:
+        source = following(self.config)
+        mark = last_sync(inventory.annotations, time.time())  # None: none, or one that does not read
+        if mark is not None and mark["ageSeconds"] < self.config.sync_mark_every and (
+                mark.get("commit"), mark.get("by"), mark.get("source")) == (self.commit, "controller", source):
             return
+        value = sync_mark(self.commit, "controller", source)
         body = {"metadata": {"resourceVersion": inventory.resource_version, "annotations": {LAST_SYNC: value}}}
         try:
             patched = self.cluster.request("PATCH", f"/api/v1/namespaces/{inventory.namespace}/configmaps/{inventory.name}",

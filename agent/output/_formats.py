@@ -3,11 +3,11 @@ Markdown for a pull-request comment. Formatting only; all decisions live in the 
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from typing import Any
 
+from agent.output._data import document
 from agent.output._yamldiff import LIVE_SIDES, unified
 from agent.plan import ModelChange, Plan
 
@@ -186,7 +186,7 @@ def _model_dict(m: ModelChange, plan: Plan) -> dict[str, Any]:
 
 
 def as_json(plan: Plan) -> str:
-    return json.dumps(as_dict(plan), indent=2, sort_keys=False) + "\n"
+    return document(as_dict(plan), "json")
 
 
 def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:

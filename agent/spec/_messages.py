@@ -175,12 +175,14 @@ def type_message(instance: Any, types: Any, written: Plain) -> str:
     return message
 
 
-def _items(n: Any) -> str:
-    return f"{n} item" if n == 1 else f"{n} items"
+def _count(n: Any, noun: str) -> str:
+    """`1 item`, `3 items`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _chars(n: Any) -> str:
-    return f"{n} character" if n == 1 else f"{n} characters"
+# the bound keywords: `<value> <words> <bound>`
+_BOUNDS = {"minimum": "is less than the minimum of", "maximum": "is greater than the maximum of",
+           "exclusiveMinimum": "must be greater than", "exclusiveMaximum": "must be less than"}
 
 
 def _noun(path: list[str | int]) -> str:
@@ -207,22 +209,16 @@ def simple(kind: str, value: Any, instance: Any, schema: Any, path: list[str | i
         return f"must be {show(value)}, got {show(instance)}"
     if kind == "pattern":
         return f"{show(instance)} must be {pattern_words(str(value))}"
-    if kind == "minimum":
-        return f"{show(instance)} is less than the minimum of {show(value)}"
-    if kind == "maximum":
-        return f"{show(instance)} is greater than the maximum of {show(value)}"
-    if kind == "exclusiveMinimum":
-        return f"{show(instance)} must be greater than {show(value)}"
-    if kind == "exclusiveMaximum":
-        return f"{show(instance)} must be less than {show(value)}"
+    if kind in _BOUNDS:
+        return f"{show(instance)} {_BOUNDS[kind]} {show(value)}"
     if kind == "minLength":
-        return "must not be empty" if value == 1 else f"{show(instance)} is too short: at least {_chars(value)}"
+        return "must not be empty" if value == 1 else f"{show(instance)} is too short: at least {_count(value, 'character')}"
     if kind == "maxLength":
-        return f"{show(instance)} is too long: at most {_chars(value)}, it has {len(instance)}"
+        return f"{show(instance)} is too long: at most {_count(value, 'character')}, it has {len(instance)}"
     if kind == "minItems":
-        return "must not be empty" if value == 1 else f"needs at least {_items(value)}, it has {len(instance)}"
+        return "must not be empty" if value == 1 else f"needs at least {_count(value, 'item')}, it has {len(instance)}"
     if kind == "maxItems":
-        return f"is too long: at most {_items(value)}, it has {len(instance)}"
+        return f"is too long: at most {_count(value, 'item')}, it has {len(instance)}"
     if kind == "uniqueItems":
         seen: list[Any] = []
         for item in instance:
