@@ -692,11 +692,12 @@ class Controller:
                 return  # a follower keeps its source current and waits
             inventory = self._inventory(target)
             self.alert_actions.act(desired)  # Monitor actions: before the tick, so an abort applies now
-            traffic = self.rollouts.tick(desired)
+            # the cache follows the kinds of `desired`, which a rollout's traffic does not change
+            view = self._view(self._ensure_cache(desired))
+            traffic = self.rollouts.tick(desired, live=view)
             self.rollout_period = self.rollouts.period(desired)
             effective = with_traffic(desired, traffic)
-            cache = self._ensure_cache(desired)
-            observed = observed_from(self._view(cache).values(), inventory, target)
+            observed = observed_from(view.values(), inventory, target)
             # a new commit (or working copy), or a rollout's new step, applies whatever the drift policy
             new_commit = desired is not self._applied or traffic != self._applied_traffic
             options = Options(prune=self.config.prune, audit_log=self.config.audit_log,

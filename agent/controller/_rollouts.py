@@ -17,7 +17,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from agent.controller._offloop import PrometheusCalls
 from agent.controller._rollout_notices import Notices
 from agent.errors import AgentError
 from agent.pipeline import Desired
+from agent.render import ObjectKey
 from agent.rollout import (
     CheckResult,
     InvalidState,
@@ -123,10 +124,12 @@ class RolloutDriver:
         return min(30.0, max(1.0, min(intervals) / 4))
 
     # --- one tick -------------------------------------------------------------------------
-    def tick(self, desired: Desired, *, analyse: bool = True) -> dict[str, int]:
+    def tick(self, desired: Desired, *, analyse: bool = True,
+             live: Mapping[ObjectKey, dict[str, Any]] | None = None) -> dict[str, int]:
         """Advance every rollout of `desired` that is due; return the live traffic per model key
         that the rollouts decide (models absent: as Git says). A stored state that may not steer
-        (agent.rollout.judge_stored) keeps its model's live canary traffic and is reported once."""
+        (agent.rollout.judge_stored) keeps its model's live canary traffic and is reported once;
+        `live` (the watch cache's view) is where that traffic is read, else one GET per model."""
         target = desired.spec.config.name
         if not self.states and not self.held and not any(m.rollout is not None for m in desired.spec.models):
             return {}  # no rollout here: no request (a no-op resync stays free, no RBAC needed)
@@ -134,7 +137,7 @@ class RolloutDriver:
         # writes them from outside, and a new leader must see its predecessor's.
         self.target = target
         self._ticked = desired
-        if not self._load(desired):
+        if not self._load(desired, live):
             return self._traffic()
         now = time.time()
         models = {m.key: m for m in desired.spec.models}
@@ -169,14 +172,14 @@ class RolloutDriver:
                 self._retry_at[key] = now + 30.0
                 self._pending.append((model, after, "success"))
         if changed and self._save():
-            self._load(desired)  # another writer's change was merged in: judge it before it steers
+            self._load(desired, live)  # another writer's change was merged in: judge it before it steers
         return self._traffic()
 
-    def _load(self, desired: Desired) -> bool:
+    def _load(self, desired: Desired, live: Mapping[ObjectKey, dict[str, Any]] | None = None) -> bool:
         """Read and judge the stored states (False: they could not be read; the last known stay)."""
         try:
             self._stored = load_rollouts(self.cluster, self.target, self.namespace)
-            judged = judge_states(self.cluster, desired.spec.models, self._stored)
+            judged = judge_states(self.cluster, desired.spec.models, self._stored, live)
         except (ClusterError, AgentError) as exc:
             log.warning("could not read the rollout states: %s; keeping the last known", exc)
             return False
