@@ -102,12 +102,7 @@ class SignerKeys:
     def load(cls, path: str | Path) -> SignerKeys:
         """Read and check FILE; a SignersFileError naming it (never quoting it) otherwise."""
         path = Path(path)
-        try:
-            with open(path, "rb") as f:
-                content = f.read(MAX_SIGNERS_BYTES + 1)
-        except OSError as exc:
-            raise SignersFileError(f"cannot read the signers file {path}: {exc.strerror or type(exc).__name__}") from None
-        return cls.parse(path, content)
+        return cls.parse(path, _read(path))
 
     @classmethod
     def parse(cls, path: Path, content: bytes) -> SignerKeys:
@@ -128,9 +123,18 @@ class SignerKeys:
 
     def reload(self) -> SignerKeys:
         """The file as it is now: self when its bytes are unchanged (a Secret mounted as a file is
-        updated in place), a newly checked SignerKeys otherwise."""
-        fresh = SignerKeys.load(self.path)
-        return self if fresh.content == self.content else fresh
+        updated in place), a newly checked SignerKeys otherwise. Unchanged bytes are not parsed
+        again (an OpenPGP keyring's check runs gpg)."""
+        content = _read(self.path)
+        return self if content == self.content else SignerKeys.parse(self.path, content)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_SIGNERS_BYTES + 1)
+    except OSError as exc:
+        raise SignersFileError(f"cannot read the signers file {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def verify_commit(repo_dir: str | Path, sha: str, keys_file: SignerKeys | str | Path, *,
