@@ -76,7 +76,6 @@ class AllowedKey:
 
     principals: str
     key: str
-    namespaces: str = ""  # SSH: the namespaces="..." option ("" when absent: every namespace)
 
 
 @dataclass(frozen=True)
@@ -425,7 +424,6 @@ def _ssh_line(line: str) -> AllowedKey:
         raise ValueError("the key is not valid base64 of an SSH public key") from None
     if blob[4:4 + length] != keytype.encode():
         raise ValueError(f"the key is not of the type {keytype} its line names")
-    namespaces = ""
     for option in _split_quoted(options, ",") if options else []:
         name, eq, value = option.partition("=")
         name = name.lower()
@@ -436,9 +434,7 @@ def _ssh_line(line: str) -> AllowedKey:
         value = value.strip('"')
         if name in ("valid-after", "valid-before") and not _SSH_TIME.fullmatch(value):
             raise ValueError(f"option {name}: not a time YYYYMMDD[HHMM[SS]][Z]")
-        if name == "namespaces":
-            namespaces = value
-    return AllowedKey(principals=_printable(principals, 200), key=_fingerprint(blob), namespaces=namespaces)
+    return AllowedKey(principals=_printable(principals, 200), key=_fingerprint(blob))
 
 
 def _next_word(text: str) -> tuple[str, str]:
