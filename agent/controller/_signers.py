@@ -38,6 +38,6 @@ class SignersFile:
         if self._refused_with is None:
             return False
         try:
-            return self.keys.reload().digest != self._refused_with
+            return self.current().digest != self._refused_with  # kept: _load's current() reads it unchanged
         except AgentError:
             return False  # an unusable file: the refusal stands

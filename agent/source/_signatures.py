@@ -76,7 +76,6 @@ class AllowedKey:
 
     principals: str
     key: str
-    namespaces: str = ""  # SSH: the namespaces="..." option ("" when absent: every namespace)
 
 
 @dataclass(frozen=True)
@@ -102,12 +101,7 @@ class SignerKeys:
     def load(cls, path: str | Path) -> SignerKeys:
         """Read and check FILE; a SignersFileError naming it (never quoting it) otherwise."""
         path = Path(path)
-        try:
-            with open(path, "rb") as f:
-                content = f.read(MAX_SIGNERS_BYTES + 1)
-        except OSError as exc:
-            raise SignersFileError(f"cannot read the signers file {path}: {exc.strerror or type(exc).__name__}") from None
-        return cls.parse(path, content)
+        return cls.parse(path, _read(path))
 
     @classmethod
     def parse(cls, path: Path, content: bytes) -> SignerKeys:
@@ -128,9 +122,18 @@ class SignerKeys:
 
     def reload(self) -> SignerKeys:
         """The file as it is now: self when its bytes are unchanged (a Secret mounted as a file is
-        updated in place), a newly checked SignerKeys otherwise."""
-        fresh = SignerKeys.load(self.path)
-        return self if fresh.content == self.content else fresh
+        updated in place), a newly checked SignerKeys otherwise. Unchanged bytes are not parsed
+        again (an OpenPGP keyring's check runs gpg)."""
+        content = _read(self.path)
+        return self if content == self.content else SignerKeys.parse(self.path, content)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_SIGNERS_BYTES + 1)
+    except OSError as exc:
+        raise SignersFileError(f"cannot read the signers file {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def verify_commit(repo_dir: str | Path, sha: str, keys_file: SignerKeys | str | Path, *,
@@ -421,7 +424,6 @@ def _ssh_line(line: str) -> AllowedKey:
         raise ValueError("the key is not valid base64 of an SSH public key") from None
     if blob[4:4 + length] != keytype.encode():
         raise ValueError(f"the key is not of the type {keytype} its line names")
-    namespaces = ""
     for option in _split_quoted(options, ",") if options else []:
         name, eq, value = option.partition("=")
         name = name.lower()
@@ -432,9 +434,7 @@ def _ssh_line(line: str) -> AllowedKey:
         value = value.strip('"')
         if name in ("valid-after", "valid-before") and not _SSH_TIME.fullmatch(value):
             raise ValueError(f"option {name}: not a time YYYYMMDD[HHMM[SS]][Z]")
-        if name == "namespaces":
-            namespaces = value
-    return AllowedKey(principals=_printable(principals, 200), key=_fingerprint(blob), namespaces=namespaces)
+    return AllowedKey(principals=_printable(principals, 200), key=_fingerprint(blob))
 
 
 def _next_word(text: str) -> tuple[str, str]:
