@@ -7,17 +7,22 @@ them (minutes, once) rather than skipping, so a missing cluster can never pass s
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client, config
 
 from agent import devcluster as dc
 from agent.devcluster import ClusterInfo, ForgeInfo, MlflowInfo, PrometheusInfo
+
+if TYPE_CHECKING:
+    from agent.controller import Controller, RunConfig
 
 Waiter = Callable[..., Any]
 
@@ -122,3 +127,29 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0, inter
                 return result
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def audit_records(path: Path, event: str | None = None) -> list[dict[str, Any]]:
+    """The records of the audit log at `path` (of `event` only, if given), read as the agent
+    reads its log while a controller appends to it: a torn last line is not read yet."""
+    from agent.audit import read_records
+
+    if not path.exists():
+        return []
+    return [r for r in read_records(path) if event is None or r.get("event") == event]
+
+
+@contextmanager
+def running(config: RunConfig) -> Iterator[Controller]:
+    """The controller of `config` run in a thread until the block ends (then stopped and joined)."""
+    from agent.controller import Controller
+
+    controller = Controller(config)
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()

@@ -25,7 +25,7 @@ import yaml
 from agent.devcluster import ForgeInfo, forge_create_repo
 from tests.integration._forge_repos import git, scoped_token
 from tests.integration._repos import GIT
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import audit_records, wait_until
 
 API = "modelops.dev/v1alpha1"
 
@@ -166,16 +166,20 @@ def test_a_later_commit_needing_write_access_is_refused(tmp_path: Path, gitea: F
         git(work, gitea, "push", "-q", "origin", "main")
         audit = tmp_path / "audit.jsonl"
 
-        def refused() -> list[dict[str, Any]]:
-            records = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
-            return [r for r in records if r["event"] == "invalid-commit" and r["commit"] == new]
-
-        record = wait_until(refused, "the commit refused", 60)[0]
+        record = wait_until(lambda: [r for r in audit_records(audit, "invalid-commit") if r["commit"] == new],
+                            "the commit refused", 60)[0]
         assert "needs write access to branch main" in record["errors"][0]
         assert proc.poll() is None  # still running: the last good commit stays in force
-        status = subprocess.run([sys.executable, "-m", "agent", "status", str(work), "--kubeconfig", str(kubeconfig),
-                                 "--revision", "HEAD~1", "-o", "json"], capture_output=True, text=True, timeout=60)
-        doc = json.loads(status.stdout)
-        assert doc["invalidCommit"]["commit"] == new and status.returncode == 1
+
+        def marked() -> tuple[subprocess.CompletedProcess[str], dict[str, Any]] | None:
+            """`agent status` once it shows a refused commit (the inventory's mark of it is
+            written after the audit record)."""
+            done = subprocess.run([sys.executable, "-m", "agent", "status", str(work), "--kubeconfig", str(kubeconfig),
+                                   "--revision", "HEAD~1", "-o", "json"], capture_output=True, text=True, timeout=60)
+            doc = json.loads(done.stdout)
+            return (done, doc) if doc["invalidCommit"] else None
+
+        done, doc = wait_until(marked, "the refusal marked on the inventory", 30)
+        assert doc["invalidCommit"]["commit"] == new and done.returncode == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

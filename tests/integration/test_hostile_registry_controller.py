@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.cluster import Cluster
-from agent.controller import Controller, RunConfig
+from agent.controller import RunConfig
 from tests._hostile import TOKEN, FakeMlflow, assert_no_secret, serve_mlflow, shown
 from tests.integration._forge_repos import alias_repo
 from tests.integration._repos import GIT
+from tests.integration.conftest import running
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +41,6 @@ def readyz(port: int) -> str:
     except urllib.error.HTTPError as err:
         with err:
             return str(err.read().decode())
-
-
-@contextmanager
-def running(config: RunConfig) -> Iterator[Controller]:
-    controller = Controller(config)
-    thread = threading.Thread(target=controller.run, daemon=True)
-    thread.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def test_hostile_answers_never_reach_the_cluster_nor_the_token_any_output(

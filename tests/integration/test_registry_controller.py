@@ -11,20 +11,17 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.cluster import Cluster
-from agent.controller import Controller, RunConfig
+from agent.controller import RunConfig
 from agent.devcluster import ForgeInfo, MlflowInfo
 from agent.source import Credentials
 from tests.integration import _mlflow as ml
@@ -37,6 +34,7 @@ from tests.integration._forge_repos import (
     registered,
     registered_runs,
 )
+from tests.integration.conftest import audit_records, running
 
 pytestmark = pytest.mark.integration
 
@@ -45,26 +43,6 @@ def storage_uri(kubeconfig: Path, namespace: str) -> Any:
     with Cluster.connect(str(kubeconfig)) as cluster:
         obj = cluster.get(cluster.kind("serving.kserve.io/v1beta1", "InferenceService"), "scorer", namespace)
     return None if obj is None else obj["spec"]["predictor"]["model"]["storageUri"]
-
-
-def audit_events(path: Path, event: str) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("event") == event]
-
-
-@contextmanager
-def running(config: RunConfig) -> Iterator[Controller]:
-    controller = Controller(config)
-    thread = threading.Thread(target=controller.run, daemon=True)
-    thread.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate(
@@ -84,7 +62,7 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         wait_for(lambda: storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[1]), "the moved alias served",
                  timeout=60)
         assert controller.commit == commit  # no new commit: the alias moved, the commit chose to follow it
-        moved = audit_events(audit, "registry-moved")
+        moved = audit_records(audit, "registry-moved")
         assert moved and f"1 -> 2 ({ml.stored(mlflow.url, runs[1])})" in moved[-1]["moved"][0], moved
 
         # a version whose training run missed the gate: refused, the served version stays
@@ -95,9 +73,9 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         wait_for(lambda: "auc=0.5" in controller.registry_error, "the refused gate", timeout=30)
         assert bad_run in controller.registry_error
         assert storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[1])
-        assert audit_events(audit, "registry-refused")
+        assert audit_records(audit, "registry-refused")
         time.sleep(1.5)  # more ticks on the same refused version: recorded once, not per tick
-        assert len(audit_events(audit, "registry-refused")) == 1
+        assert len(audit_records(audit, "registry-refused")) == 1
         events = controller.metrics.registry
         assert events.get_sample_value("modelops_agent_registry_events_total", {"kind": "moved"}) == 1
         assert events.get_sample_value("modelops_agent_registry_events_total", {"kind": "refused"}) == 1
@@ -129,9 +107,9 @@ def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(
         assert pulls[0]["head"]["ref"] == branch and pulls[0]["base"]["ref"] == "main"
         assert "scorer" in pulls[0]["title"]
         # the PR is opened before its audit record is written: wait for the record
-        wait_for(lambda: [r for r in audit_events(audit, "registry-proposal") if "error" not in r],
+        wait_for(lambda: [r for r in audit_records(audit, "registry-proposal") if "error" not in r],
                  "the proposal's audit record", timeout=15)
-        proposals = [r for r in audit_events(audit, "registry-proposal") if "error" not in r]
+        proposals = [r for r in audit_records(audit, "registry-proposal") if "error" not in r]
         assert len(proposals) == 1 and proposals[0]["to"] == "2" and proposals[0]["from"] == "1", proposals
         assert proposals[0]["pull_request"] == pulls[0]["html_url"]
         time.sleep(2.5)  # several more registry ticks
@@ -139,9 +117,9 @@ def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(
         assert len(open_pulls(gitea, name)) == 1 and branches(gitea, name)[branch] == tip
     # a restarted controller finds the branch and the PR: no new commit, no second PR
     with running(config):
-        wait_for(lambda: len([r for r in audit_events(audit, "registry-proposal") if "error" not in r]) == 2,
+        wait_for(lambda: len([r for r in audit_records(audit, "registry-proposal") if "error" not in r]) == 2,
                  "the restarted controller's look at the proposal", timeout=60)
-        again = [r for r in audit_events(audit, "registry-proposal") if "error" not in r][-1]
+        again = [r for r in audit_records(audit, "registry-proposal") if "error" not in r][-1]
         assert again["pushed"] is None and again["pull_request"] == pulls[0]["html_url"]
         assert len(open_pulls(gitea, name)) == 1 and branches(gitea, name)[branch] == tip
-        assert not [r for r in audit_events(audit, "registry-proposal") if "error" in r]
+        assert not [r for r in audit_records(audit, "registry-proposal") if "error" in r]

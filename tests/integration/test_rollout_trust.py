@@ -23,9 +23,8 @@ from agent.rollout import RolloutState
 from tests.integration._hostile_prometheus import HANG, HostilePrometheus, success, vector
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import audit_records, wait_until
 from tests.integration.test_rollout import (  # noqa: F401 - fixtures used by name
-    audit_records,
     canary_traffic,
     controllers,
     rollout_repo,

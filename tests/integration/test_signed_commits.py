@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,6 +26,7 @@ from agent.devcluster import ForgeInfo, forge_create_repo
 from tests._signing import GIT, allowed_signers, commit, fingerprint, run, ssh_key
 from tests.integration._forge_repos import branches, git
 from tests.integration._repos import make_repo, model_path
+from tests.integration.conftest import audit_records, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +58,6 @@ def events(kubeconfig: Path, reason: str) -> list[str]:
     return [e["message"] for e in json.loads(out)["items"] if e["reason"] == reason]
 
 
-def audit(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def http_get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
@@ -85,16 +81,6 @@ def free_port() -> int:
 
 def agent(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=180)
-
-
-def wait_until(check: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -168,6 +154,12 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
         git(work, gitea, "push", "-q", "origin", "main")
         return sha
 
+    def marked(sha: str) -> bool:
+        """The refusal's last trace: the inventory's mark `agent status` reads (the refused-commits
+        metric counts first; the audit record and the Event are written before the mark)."""
+        status = agent("status", str(work), "--revision", good, "--kubeconfig", str(kubeconfig), "-o", "json")
+        return bool((json.loads(status.stdout).get("invalidCommit") or {}).get("commit") == sha)
+
     def unchanged() -> None:
         after = isvc(kubeconfig, ns, "model-0000")
         # nothing written (the generation counts spec writes; the simulated KServe status does not)
@@ -178,9 +170,10 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
     set_replicas(work, prefix, 0, 4)
     unsigned = push("four replicas, unsigned")
     wait_until(lambda: metric(port, REFUSED) >= 1, "the unsigned commit refused")
+    wait_until(lambda: marked(unsigned), "the unsigned commit's refusal recorded")
     unchanged()
     assert any(unsigned[:12] in m and "is not signed" in m for m in events(kubeconfig, "UnverifiedCommit"))
-    record = next(r for r in audit(controller["audit"]) if r["event"] == "unverified-commit")
+    record = audit_records(controller["audit"], "unverified-commit")[0]
     assert (record["commit"], record["signer"], record["kept"]) == (unsigned, "unsigned", good)
     assert record["errors"] == [f"commit {unsigned[:12]} is not signed"]
     status = agent("status", str(work), "--revision", good, "--kubeconfig", str(kubeconfig), "-o", "json")
@@ -193,9 +186,10 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
     mallory_key = fingerprint(mallory.with_suffix(".pub"))
     other = push("four replicas, signed by mallory", ssh=mallory)
     wait_until(lambda: metric(port, REFUSED) >= 2, "mallory's commit refused")
+    wait_until(lambda: marked(other), "mallory's commit's refusal recorded")
     unchanged()
     assert any(other[:12] in m and mallory_key in m for m in events(kubeconfig, "UnverifiedCommit"))
-    records = [r for r in audit(controller["audit"]) if r["event"] == "unverified-commit" and r["commit"] == other]
+    records = [r for r in audit_records(controller["audit"], "unverified-commit") if r["commit"] == other]
     assert records and records[0]["signer"] == f"key {mallory_key}" and records[0]["kept"] == good
 
     # 3. a merge signed by the forge's key: refused until that key is added to the file, then
@@ -213,7 +207,8 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
     allowed_signers(controller["signers"], f'alice@example.com namespaces="git" {keys["alice"][1]}',
                     f'forge@gitea.invalid namespaces="git" {keys["forge"][1]}')
     wait_until(lambda: min_replicas(kubeconfig, ns, "model-0000") == 4, "the merge applied once its key is allowed")
-    applied = [r for r in audit(controller["audit"]) if r["event"] == "reconcile" and r["commit"] == merge]
+    applied = wait_until(lambda: [r for r in audit_records(controller["audit"], "reconcile") if r["commit"] == merge],
+                         "the merge's audit record")  # written after the apply
     assert applied and applied[-1]["signer"] == f"forge@gitea.invalid (key {fingerprint(forge.with_suffix('.pub'))})"
     assert metric(port, REFUSED) == 3
 
@@ -221,7 +216,8 @@ def test_run_applies_only_commits_signed_by_an_allowed_key(controller: dict[str,
     set_replicas(work, prefix, 1, 3)
     signed = push("three replicas for model-0001", ssh=alice)
     wait_until(lambda: min_replicas(kubeconfig, f"{prefix}-1", "model-0001") == 3, "the signed commit applied")
-    applied = [r for r in audit(controller["audit"]) if r["event"] == "reconcile" and r["commit"] == signed]
+    applied = wait_until(lambda: [r for r in audit_records(controller["audit"], "reconcile") if r["commit"] == signed],
+                         "the signed commit's audit record")  # written after the apply
     assert applied and applied[-1]["signer"].startswith("alice@example.com (key SHA256:")
     wait_until(lambda: json.loads(agent("status", str(work), "--revision", signed, "--kubeconfig", str(kubeconfig),
                                         "-o", "json").stdout)["invalidCommit"] is None, "the refusal cleared")
@@ -241,8 +237,8 @@ def test_apply_revision_refuses_unsigned_and_unknown_keys(tmp_path: Path, kubeco
     assert done.returncode == 0, done.stderr
     before = isvc(kubeconfig, f"{prefix}-0", "model-0000")
     assert before is not None
-    assert audit(audit_log)[-1]["signer"].startswith("alice@example.com (key SHA256:")
-    records = len(audit(audit_log))
+    assert audit_records(audit_log)[-1]["signer"].startswith("alice@example.com (key SHA256:")
+    records = len(audit_records(audit_log))
 
     set_replicas(work, prefix, 0, 5)
     unsigned = commit(work, "five replicas, unsigned")
@@ -257,10 +253,10 @@ def test_apply_revision_refuses_unsigned_and_unknown_keys(tmp_path: Path, kubeco
                                      f"by {signers} (an SSH allowed-signers file, 1 key(s))"), refused.stderr
     after = isvc(kubeconfig, f"{prefix}-0", "model-0000")
     assert after is not None and after["metadata"]["generation"] == before["metadata"]["generation"]
-    assert len(audit(audit_log)) == records  # nothing applied, nothing recorded
+    assert len(audit_records(audit_log)) == records  # nothing applied, nothing recorded
 
     signed = commit(work, "five replicas, signed by alice", ssh=alice)
     done = agent("apply", str(work), "--revision", "main", *common)
     assert done.returncode == 0, done.stderr
     assert min_replicas(kubeconfig, f"{prefix}-0", "model-0000") == 5
-    assert audit(audit_log)[-1]["commit"] == signed
+    assert audit_records(audit_log)[-1]["commit"] == signed

@@ -26,6 +26,7 @@ from agent.controller import Controller, RunConfig
 from tests._sops_tools import SopsTools
 from tests.conftest import DEMO_AGE_KEY
 from tests.integration._repos import EXAMPLE, commit, make_repo, renamed_example
+from tests.integration.conftest import audit_records
 
 pytestmark = pytest.mark.integration
 
@@ -232,6 +233,8 @@ def test_the_controller_decrypts_refuses_what_it_cannot_and_rereads_the_key(
         assert error.startswith(f"{rel}:1: (document): encrypted with SOPS for age recipient {recipient_b}; "
                                 f"no matching identity in SOPS_AGE_KEY_FILE ({key_a})")
         assert live_secret(api_client, ns, "creds") == {"token": b"first-token-value"}
+        wait_for(lambda: audit_records(tmp_path / "audit.jsonl", "invalid-commit"),
+                 "the refusal's audit record (written after the metric counts)")
         audit = (tmp_path / "audit.jsonl").read_text()
         assert "invalid-commit" in audit and "token-value" not in audit
         # the key is rotated (a re-mounted Secret): the next commit is read with the new file

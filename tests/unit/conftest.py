@@ -101,3 +101,42 @@ BASE: dict[str, str | bytes] = {
 def repo(extra: Mapping[str, str | bytes] | None = None) -> dict[str, str | bytes]:
     """BASE plus (or overridden by) extra files."""
     return {**BASE, **(extra or {})}
+
+
+def registry_model(reference: str) -> str:
+    """MODEL with its one version, `served`, taken from a registry: `reference` is that version's
+    `registry:` entry (e.g. `mlflow: {name: fraud-scorer, alias: champion}`)."""
+    return t(f"""
+        apiVersion: modelops.dev/v1alpha1
+        kind: Model
+        metadata:
+          name: scorer
+          namespace: fraud
+        spec:
+          format: sklearn
+          runtime: sklearn-server
+          versions:
+            - version: served
+              registry:
+                {reference}
+          stable: served
+        """)
+
+
+def disk_repo(root: Path, model: str = MODEL, config_extra: str = "") -> Path:
+    """BASE written under `root` (for the commands that read a directory): CONFIG with
+    `config_extra` appended, RUNTIME, and `model` as models/scorer.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "repo.yaml").write_text(CONFIG + config_extra)
+    (root / "runtimes").mkdir(exist_ok=True)
+    (root / "runtimes" / "sklearn.yaml").write_text(RUNTIME)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "scorer.yaml").write_text(model)
+    return root
+
+
+def mlflow_repo(root: Path, url: str, reference: str = "mlflow: {name: fraud-scorer, alias: champion}",
+                settings: str = "") -> Path:
+    """disk_repo with the MLflow at `url` (`settings`: more of its fields, e.g. `, tokenEnv: X`)
+    and the model's version taken from it by `reference`."""
+    return disk_repo(root, registry_model(reference), f"  registries:\n    mlflow: {{trackingUri: '{url}'{settings}}}\n")

@@ -19,7 +19,7 @@ import pytest
 
 from agent.cli import main
 from tests._hostile import HOSTILE_URIS, HOSTILE_VERSIONS, RUN, FakeMlflow, serve_mlflow, shown
-from tests.unit.conftest import CONFIG, RUNTIME, t
+from tests.unit.conftest import disk_repo, mlflow_repo, registry_model
 
 
 @pytest.fixture
@@ -27,38 +27,6 @@ def mlflow() -> Iterator[tuple[str, FakeMlflow]]:
     fake = FakeMlflow()
     with serve_mlflow(fake) as url:
         yield url, fake
-
-
-def model(reference: str) -> str:
-    return t(f"""
-        apiVersion: modelops.dev/v1alpha1
-        kind: Model
-        metadata:
-          name: scorer
-          namespace: fraud
-        spec:
-          format: sklearn
-          runtime: sklearn-server
-          versions:
-            - version: served
-              registry:
-                {reference}
-          stable: served
-        """)
-
-
-def write_repo(root: Path, reference: str, config_extra: str = "") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "repo.yaml").write_text(CONFIG + config_extra)
-    (root / "runtimes").mkdir(exist_ok=True)
-    (root / "runtimes" / "sklearn.yaml").write_text(RUNTIME)
-    (root / "models").mkdir(exist_ok=True)
-    (root / "models" / "scorer.yaml").write_text(model(reference))
-    return root
-
-
-def mlflow_repo(root: Path, url: str, reference: str = "mlflow: {name: fraud-scorer, alias: champion}") -> Path:
-    return write_repo(root, reference, f"  registries:\n    mlflow: {{trackingUri: '{url}'}}\n")
 
 
 def render(repo: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
@@ -159,7 +127,7 @@ def git(repo: Path, *args: str) -> str:
 def gto_repo(root: Path, artifacts: dict[str, Any], tags: list[str]) -> Path:
     """A model repo that is its own GTO registry: artifacts.yaml (excluded from the manifests)
     and the tags given, on one commit."""
-    write_repo(root, "gto: {name: scorer-art, stage: prod}", "  exclude: [artifacts.yaml]\n")
+    disk_repo(root, registry_model("gto: {name: scorer-art, stage: prod}"), "  exclude: [artifacts.yaml]\n")
     (root / "artifacts.yaml").write_text(json.dumps(artifacts))  # JSON is YAML: any string survives
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
@@ -204,7 +172,7 @@ def test_offline_diff_refuses_a_hostile_answer_too(mlflow: tuple[str, FakeMlflow
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
-    (repo / "models" / "scorer.yaml").write_text(model("mlflow: {name: fraud-scorer, alias: challenger}"))
+    (repo / "models" / "scorer.yaml").write_text(registry_model("mlflow: {name: fraud-scorer, alias: challenger}"))
     git(repo, "commit", "-q", "-am", "head")
     fake.download_uri = fake.source = "s3://b/x\nkind: Secret"
     code = main(["diff", str(repo), "--base", "HEAD~1", "--revision", "HEAD"])

@@ -31,7 +31,7 @@ from agent.metrics_source import MetricsError, Prometheus
 from agent.source import Credentials, Mirror
 from tests._hostile import TOKEN, assert_no_secret, b64, echo, encodings
 from tests.unit._tls import make_pki, server_context
-from tests.unit.conftest import CONFIG, RUNTIME, t
+from tests.unit.conftest import disk_repo, mlflow_repo, t
 
 
 def pkt(data: bytes) -> bytes:
@@ -150,7 +150,7 @@ def test_short_fragments_are_not_masked_alone() -> None:
 def test_mlflow_basic_auth_echoed_in_a_500(server: Echo, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """`agent render` of a repo with an MLflow reference; MLflow's own username/password."""
-    repo = _mlflow_repo(tmp_path, server.url)
+    repo = mlflow_repo(tmp_path / "repo", server.url)
     for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
@@ -162,7 +162,7 @@ def test_mlflow_basic_auth_echoed_in_a_500(server: Echo, tmp_path: Path, capsys:
 
 def test_mlflow_bearer_token_echoed_in_a_500(server: Echo, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = _mlflow_repo(tmp_path, server.url, token_env="ECHO_MLFLOW_TOKEN")
+    repo = mlflow_repo(tmp_path / "repo", server.url, settings=", tokenEnv: ECHO_MLFLOW_TOKEN")
     monkeypatch.setenv("ECHO_MLFLOW_TOKEN", TOKEN)
     code, text = run_cli(["render", str(repo)], capsys)
     assert code == 2 and "echo: Authorization: Bearer ***" in text, text
@@ -225,37 +225,8 @@ def test_promote_push_with_a_token_echoed_by_the_remote(server: Echo, tmp_path: 
 # --- repos ---------------------------------------------------------------------------------------
 
 
-def _mlflow_repo(tmp_path: Path, url: str, token_env: str | None = None) -> Path:
-    root = tmp_path / "repo"
-    (root / "runtimes").mkdir(parents=True)
-    (root / "models").mkdir()
-    settings = f"trackingUri: '{url}'" + (f", tokenEnv: {token_env}" if token_env else "")
-    (root / "repo.yaml").write_text(CONFIG + f"  registries:\n    mlflow: {{{settings}}}\n")
-    (root / "runtimes" / "sklearn.yaml").write_text(RUNTIME)
-    (root / "models" / "scorer.yaml").write_text(t("""
-        apiVersion: modelops.dev/v1alpha1
-        kind: Model
-        metadata:
-          name: scorer
-          namespace: fraud
-        spec:
-          format: sklearn
-          runtime: sklearn-server
-          versions:
-            - version: champion
-              registry:
-                mlflow: {name: fraud-scorer, alias: champion}
-          stable: champion
-        """))
-    return root
-
-
 def _git_repo(root: Path) -> Path:
-    (root / "runtimes").mkdir(parents=True)
-    (root / "models").mkdir()
-    (root / "repo.yaml").write_text(CONFIG)
-    (root / "runtimes" / "sklearn.yaml").write_text(RUNTIME)
-    (root / "models" / "scorer.yaml").write_text(t("""
+    disk_repo(root, t("""
         apiVersion: modelops.dev/v1alpha1
         kind: Model
         metadata:
