@@ -62,6 +62,7 @@ class RegistryFollower:
     details: dict[Any, Any] = field(default_factory=dict)  # agent.registry.DetailsCache, kept across ticks
     proposed: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, version) -> branch
     last_error: str = ""
+    checks: int = 0  # re-resolutions started, a sign for tests and logs that the ticks run
 
     def wanted(self, desired: Desired | None) -> bool:
         """Whether this commit needs registry ticks at all (no I/O for a repo without references)."""
@@ -82,6 +83,7 @@ class RegistryFollower:
         than in `current` (audited); None when nothing moved. RegistryError propagates."""
         if not has_moving_refs(unresolved.spec):
             return None
+        self.checks += 1
         fresh = resolve_registries(unresolved, repo, self.registries(unresolved, repo), unless_same_as=current)
         if fresh is current:
             return None

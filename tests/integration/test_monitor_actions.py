@@ -29,7 +29,7 @@ from agent.source import DirectorySource
 from agent.spec import load
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import audit_records, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,13 +90,6 @@ def rule_file(work: Path, out: Path) -> tuple[Path, str]:
     return out, rendered["spec"]["groups"][0]["rules"][0]["alert"]
 
 
-
-
-def audit_records(path: Path, event: str) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-            if r.get("event") == event]
 
 
 def canary_traffic(kubeconfig: Path, ns: str) -> Any:

@@ -74,7 +74,10 @@ def test_the_controller_follows_a_moved_alias_and_refuses_one_that_misses_a_gate
         assert bad_run in controller.registry_error
         assert storage_uri(kubeconfig, ns) == ml.stored(mlflow.url, runs[1])
         assert audit_records(audit, "registry-refused")
-        time.sleep(1.5)  # more ticks on the same refused version: recorded once, not per tick
+        # more ticks on the same refused version (two whole ticks after the first refusal was
+        # seen, on the one registry thread): recorded once, not per tick
+        checks = controller.registry.checks
+        wait_for(lambda: controller.registry.checks >= checks + 3, "two more registry ticks", timeout=30)
         assert len(audit_records(audit, "registry-refused")) == 1
         events = controller.metrics.registry
         assert events.get_sample_value("modelops_agent_registry_events_total", {"kind": "moved"}) == 1

@@ -8,7 +8,6 @@ analysis queries Prometheus exactly as it would in production."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from agent.forge import open_forge, repo_ref
 from agent.source import Credentials
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import audit_records, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -97,13 +96,6 @@ def canary_traffic(kubeconfig: Path, namespace: str) -> Any:
     return None if obj is None else obj["spec"]["predictor"].get("canaryTrafficPercent", "none")
 
 
-
-
-def audit_records(path: Path, event: str) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-            if r.get("event") == event]
 
 
 @pytest.fixture
