@@ -1,11 +1,17 @@
 # Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
-# Each installs what it needs: a virtualenv with the agent, Debian's prometheus (promtool)
+# Each installs what it needs: a virtualenv with the agent (and the local environment, devenv/:
+# importable from the venv and run as .venv/bin/devenv, never part of the agent's wheel), Debian's prometheus (promtool)
 # and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
 # also the local Git forge (Gitea, tools/gitea), built the same way, and the local model registry
 # (MLflow in its own venv, tools/mlflow) and the SOPS tools (sops, age; tools/sops) the tests encrypt with.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+
+# devenv/ (the local control plane, forge, Prometheus and MLflow starters, the demo) stays in
+# the checkout: a .pth file in the venv's site-packages puts the checkout on the venv's path, and
+# .venv/bin/devenv runs `python -m devenv` with the venv's interpreter.
+DEVENV_PTH = modelops-devenv.pth
 
 .PHONY: venv system controlplane forge registry secrets test unit lint demo
 
@@ -15,7 +21,12 @@ $(BIN)/agent: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-venv: $(BIN)/agent
+$(BIN)/devenv: $(BIN)/agent
+	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/$(DEVENV_PTH)"
+	printf '#!/bin/sh\nexec "%s" -m devenv "$$@"\n' "$(abspath $(BIN))/python" > $@
+	chmod +x $@
+
+venv: $(BIN)/agent $(BIN)/devenv
 
 system:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
@@ -36,7 +47,7 @@ secrets:
 	bash tools/sops/build.sh
 
 lint: venv
-	$(BIN)/ruff check agent tests bench tools
+	$(BIN)/ruff check agent devenv tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -47,4 +58,4 @@ test: venv system controlplane forge registry secrets
 	$(BIN)/pytest -q tests
 
 demo: venv controlplane
-	$(BIN)/agent demo
+	$(BIN)/devenv demo

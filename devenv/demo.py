@@ -1,4 +1,4 @@
-"""`agent demo`: the whole story on a laptop in about a minute.
+"""`devenv demo`: the whole story on a laptop in about a minute.
 
 Starts the local control plane, applies the example model repo, shows status and the audit
 log, then simulates a PR that raises the fraud canary and shows its diff against the cluster.
@@ -7,23 +7,27 @@ log, then simulates a PR that raises the fraud canary and shows its diff against
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from agent import devcluster, output
+from agent import output
 from agent.audit import verify
 from agent.cluster import Cluster
-from agent.devcluster import repo_root
-from agent.pipeline import load_desired
-from agent.reconcile import Options, observe, plan_against, reconcile
-from agent.status import wait_healthy
+from agent.controller import Controller, RunConfig
+from agent.forge import open_forge, repo_ref
+from agent.source import Credentials
+from devenv import _agent, cluster as devcluster
+from devenv.cluster import repo_root
 
 GIT = ["git", "-c", "user.name=Demo Engineer", "-c", "user.email=demo@example.com", "-c", "init.defaultBranch=main"]
 
@@ -79,14 +83,14 @@ def run_demo(directory: Path, keep: bool = False) -> int:
 
         with Cluster.connect(str(info.kubeconfig)) as cluster:
             _say("2. agent apply: the example repo at HEAD")
-            desired = load_desired(repo, "HEAD")
-            outcome = reconcile(desired, cluster, Options(audit_log=audit_path))
+            desired = _agent.load(repo)
+            outcome = _agent.apply(desired, cluster, audit_path)
             print(output.text(outcome.plan, color=color, show_diff=False))
             print(f"{sum(1 for r in outcome.report.results if r.outcome == 'applied')} objects applied, "
                   f"{len(outcome.report.failed)} failed; requests: {output.plain(dict(sorted(outcome.requests.items())))}")
 
             _say("3. agent status (waiting up to 90 s for every model to settle)")
-            status = wait_healthy(desired, cluster, timeout=90)
+            status = _agent.settle(desired, cluster, timeout=90)
             for m in status["models"]:
                 canary = f" canary {m['canary']['version']}@{m['canary']['traffic']}%" if m["canary"] else ""
                 print(f"  {m['namespace']}/{m['name']}: version {m['version']}{canary}, "
@@ -97,7 +101,7 @@ def run_demo(directory: Path, keep: bool = False) -> int:
 
             _say("4. A no-op reconcile: nothing to write")
             before = sum(cluster.requests.values())
-            again = reconcile(desired, cluster, Options(audit_log=audit_path))
+            again = _agent.apply(desired, cluster, audit_path)
             print(f"changes: {'some' if again.plan.has_changes else 'none'}; requests made: "
                   f"{sum(cluster.requests.values()) - before}")
 
@@ -110,8 +114,7 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             model = repo / "teams" / "fraud" / "models" / "fraud-scorer.yaml"
             model.write_text(re.sub(r"traffic: 10\b", "traffic: 25", model.read_text(), count=1))
             _git(repo, "commit", "-qam", "fraud-scorer: canary 13 to 25%")
-            proposed = load_desired(repo, "HEAD")
-            plan = plan_against(cluster, proposed, observe(cluster, proposed.objects, proposed.spec.config.name))
+            plan = _agent.plan(_agent.load(repo), cluster)
             print(output.text(plan, color=color))
             print("(exit code of `agent diff` here would be 1: changes)")
         finished = True
@@ -119,14 +122,14 @@ def run_demo(directory: Path, keep: bool = False) -> int:
         if not keep:
             devcluster.down(directory / "cluster")
         elif not finished:  # the next steps are not printed: at least how to stop what --keep leaves running
-            print(f"\ncluster left running (--keep); stop it with: agent devcluster down --dir "
+            print(f"\ncluster left running (--keep); stop it with: devenv cluster down --dir "
                   f"{_shown(directory / 'cluster')}")
     _say("What next")
     print(next_steps(directory, kept=keep))
     return 0
 
 
-# --- `agent demo --promotion`: the PR-driven story against a real forge -------------------------
+# --- `devenv demo --promotion`: the PR-driven story against a real forge -------------------------
 
 _DEMO_SECRET = "demo-webhook-secret"
 
@@ -141,15 +144,6 @@ def _without_canary(model: Path) -> None:
 def run_promotion_demo(directory: Path, keep: bool = False) -> int:
     """PR opened by `agent promote --open-pr`, plan commented by the PR check, merged on the
     forge, applied by the controller through Gitea's push webhook, audited with the PR."""
-    import json
-    import threading
-    import time
-
-    from agent import cli
-    from agent.controller import Controller, RunConfig
-    from agent.forge import open_forge, repo_ref
-    from agent.source import Credentials
-
     directory = directory.resolve()
     example = repo_root() / "examples" / "model-repo"
     _say("1. Local control plane and a local Gitea (HTTPS with its own CA, an admin token)")
@@ -197,7 +191,7 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             _say("3. agent promote fraud-scorer --canary 13 --traffic 10 --open-pr")
             common = ["--forge", "gitea", "--token-file", str(forge_info.token_file), "--ca-file",
                       str(forge_info.ca_file)]
-            code = cli.main(["promote", "fraud-scorer", str(repo), "--canary", "13", "--traffic", "10",
+            code = _agent.run_cli(["promote", "fraud-scorer", str(repo), "--canary", "13", "--traffic", "10",
                              "--branch", "promote/fraud-scorer-13", "--open-pr", *common])
             if code != 0:
                 return code
@@ -211,7 +205,7 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             with plan.open("w") as out:
                 subprocess.run([sys.executable, "-m", "agent", "diff", str(repo), "--base", "main", "-o", "markdown"],
                                stdout=out, check=False, timeout=120)
-            code = cli.main(["pr-comment", str(pr.number), "--body-file", str(plan), "--remote", url, *common,
+            code = _agent.run_cli(["pr-comment", str(pr.number), "--body-file", str(plan), "--remote", url, *common,
                              "--api-url", forge_info.api_url])
             if code != 0:
                 return code
@@ -252,8 +246,8 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             devcluster.forge_down(directory / "forge")
             devcluster.down(directory / "cluster")
         elif not finished:
-            print(f"\nleft running (--keep); stop with: agent devcluster down --dir {_shown(directory / 'cluster')}; "
-                  f"agent devcluster down --dir {_shown(directory / 'forge')}")
+            print(f"\nleft running (--keep); stop with: devenv cluster down --dir {_shown(directory / 'cluster')}; "
+                  f"devenv cluster down --dir {_shown(directory / 'forge')}")
     _say("What next")
     print(promotion_next_steps(directory, repo, url, kept=keep, forge=forge_info))
     return 0
@@ -286,7 +280,7 @@ def _commands(rows: list[tuple[str, str]]) -> list[str]:
 
 def _on_path() -> list[str]:
     """A note when the `agent` of the commands is not the one on the PATH (`make demo` runs
-    .venv/bin/agent): how to get it there."""
+    .venv/bin/devenv, whose `agent` is .venv/bin/agent): how to get it there (with `devenv`)."""
     here = Path(sys.executable).parent / "agent"
     found = shutil.which("agent")
     if not here.is_file() or (found is not None and os.path.samefile(found, here)):
@@ -300,13 +294,13 @@ def _demo_key() -> str:
 
 
 def next_steps(directory: Path, *, kept: bool) -> str:
-    """The end of `agent demo`: commands to try on the demo's copy of the example repo, against
+    """The end of `devenv demo`: commands to try on the demo's copy of the example repo, against
     the cluster when --keep left it running (with its kubeconfig and how to stop it), else
     offline, with how to keep it next time."""
     repo, audit, cluster = _shown(directory / "model-repo"), _shown(directory / "audit.jsonl"), directory / "cluster"
     if not kept:
         return "\n".join([
-            f"The cluster is stopped. `agent demo --keep --dir {_shown(directory)}` leaves it running, to try agent "
+            f"The cluster is stopped. `devenv demo --keep --dir {_shown(directory)}` leaves it running, to try agent "
             "status, diff, apply and rollout status against it.",
             f"Without a cluster, on the demo's copy of the example repo ({repo}; its Secret is SOPS-encrypted for "
             "the demo age key):",
@@ -335,13 +329,13 @@ def next_steps(directory: Path, *, kept: bool) -> str:
             (f"agent rollout status {repo}", "progressive rollouts (spec.rollout, docs/rollouts.md)"),
             (f"agent audit verify {audit}", "the audit log, hash chain checked"),
         ]),
-        f"Stop the cluster: agent devcluster down --dir {_shown(cluster)}",
+        f"Stop the cluster: devenv cluster down --dir {_shown(cluster)}",
         *_on_path(),
     ])
 
 
 def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, forge: Any) -> str:
-    """The end of `agent demo --promotion`: what to try on the clone and the forge the demo
+    """The end of `devenv demo --promotion`: what to try on the clone and the forge the demo
     used, when --keep left them running (kubeconfig, forge URL, token and CA file, how to stop
     both), else offline, with how to keep them next time."""
     clone, audit = _shown(repo), _shown(directory / "promotion-audit.jsonl")
@@ -351,7 +345,7 @@ def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, f
     ]
     if not kept:
         return "\n".join([
-            f"The cluster and the forge are stopped. `agent demo --promotion --keep --dir {_shown(directory)}` leaves "
+            f"The cluster and the forge are stopped. `devenv demo --promotion --keep --dir {_shown(directory)}` leaves "
             "them running, to try agent status, diff and run against them.",
             f"Without them, in the demo's clone ({clone}; its Secret is SOPS-encrypted for the demo age key):",
             _demo_key(),
@@ -375,6 +369,6 @@ def promotion_next_steps(directory: Path, repo: Path, url: str, *, kept: bool, f
              f"--audit-log {audit} --http-addr 127.0.0.1:8080",
              "the controller again, following the forge (Ctrl-C stops it)"),
         ]),
-        f"Stop them: agent devcluster down --dir {_shown(cluster)}; agent devcluster down --dir {_shown(forge_dir)}",
+        f"Stop them: devenv cluster down --dir {_shown(cluster)}; devenv cluster down --dir {_shown(forge_dir)}",
         *_on_path(),
     ])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from agent.devcluster._api import Api, ApiError, Json
-from agent.devcluster._components import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc, exit_status, log_tail, running
+from devenv.cluster._api import Api, ApiError, Json
+from devenv.cluster._components import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._processes import Proc, exit_status, log_tail, running
 
 NODE_NAME = "kwok-node-0"
 # GPUs too, so GPU models schedule on the fake node like on a real GPU pool

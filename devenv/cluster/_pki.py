@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devcluster._errors import DevclusterError
+from devenv.cluster._errors import DevclusterError
 
 SERVICE_IP = "10.96.0.1"  # first address of --service-cluster-ip-range: the kubernetes Service
 _SERVER_SANS = (

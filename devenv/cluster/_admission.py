@@ -13,8 +13,8 @@ import base64
 import json
 from pathlib import Path
 
-from agent.devcluster._api import Api, ApiError, Json
-from agent.devcluster._bootstrap import CHECK_NAMESPACE, FIELD_MANAGER
+from devenv.cluster._api import Api, ApiError, Json
+from devenv.cluster._bootstrap import CHECK_NAMESPACE, FIELD_MANAGER
 
 CONFIGURATION = "inferenceservice.serving.kserve.io"
 WEBHOOK = "inferenceservice.kserve-webhook-server.validator"

@@ -1,7 +1,8 @@
 """A local Kubernetes control plane (etcd, apiserver, controllers, scheduler, kwok).
 
 Real API semantics (server-side apply, schema validation, RBAC, controllers) without
-containers: the agent's integration tests and the demo run against it. See tools/k8s.
+containers: the agent's integration tests and the demo run against it (`devenv cluster up`). See
+tools/k8s.
 Beside it, a local Gitea (`forge_up`): a real Git forge over HTTPS with its own CA, so the agent
 is tested as the Git client it is in production. See tools/gitea.
 And a local Prometheus (`prometheus_up`, Debian's package): scrapes test model servers and
@@ -11,12 +12,12 @@ agent's registry client resolves references against. See tools/mlflow.
 And `sops_binaries`: sops and age (tools/sops), which the tests encrypt model repo Secrets with.
 """
 
-from agent.devcluster._build import binaries, repo_root, sops_binaries
-from agent.devcluster._cluster import ClusterInfo, down, status, up
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up, is_forge
-from agent.devcluster._mlflow import MlflowInfo, mlflow_binaries, mlflow_down, mlflow_up
-from agent.devcluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
+from devenv.cluster._build import binaries, repo_root, sops_binaries
+from devenv.cluster._cluster import ClusterInfo, down, status, up
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._forge import ForgeInfo, forge_binaries, forge_create_repo, forge_down, forge_up, is_forge
+from devenv.cluster._mlflow import MlflowInfo, mlflow_binaries, mlflow_down, mlflow_up
+from devenv.cluster._prometheus import PrometheusInfo, prometheus_down, prometheus_reload, prometheus_up
 
 __all__ = [
     "ClusterInfo", "DevclusterError", "ForgeInfo", "PrometheusInfo", "binaries", "down", "forge_binaries",

@@ -3,7 +3,7 @@ agent's tests and demo, so the agent is tested as a Git client the way it runs i
 
 Like the control plane, everything a forge owns (app.ini, SQLite database, repositories,
 certificates, log, state file) is under its directory, its port is picked free, and its one
-process is started detached and identified by pid and start time (agent.devcluster._processes),
+process is started detached and identified by pid and start time (devenv.cluster._processes),
 so `forge_down` never signals a stranger and leaves no process behind.
 """
 
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster import _pki, _processes
-from agent.devcluster._build import repo_root
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc
-from agent.devcluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
+from devenv.cluster import _pki, _processes
+from devenv.cluster._build import repo_root
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._processes import Proc
+from devenv.cluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
 
 __all__ = ["ForgeInfo", "forge_binaries", "forge_create_repo", "forge_down", "forge_up"]
 

@@ -13,7 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster._errors import DevclusterError
+from devenv.cluster._errors import DevclusterError
 
 Json = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: the apiserver accepts it as is

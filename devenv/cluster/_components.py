@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devcluster._pki import Pki
+from devenv.cluster._pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/16"  # room for thousands of model Services (benchmarks)
 POD_CIDR = "10.244.0.0/16"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster._errors import DevclusterError
+from devenv.cluster._errors import DevclusterError
 
 # Popen objects of processes started by this Python process: polling them reaps zombies.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}

@@ -4,7 +4,7 @@ client (agent.registry) resolves model references against in tests and the demo.
 MLflow runs from its own virtualenv (tools/mlflow/setup.sh): the agent never imports it. Like
 the forge and Prometheus, everything a server owns (SQLite database, artifacts, log, state file)
 is under its directory, its port is picked free, and it is started detached and identified by
-pid and start time (agent.devcluster._processes). Unlike them it is a process *group*: `mlflow
+pid and start time (devenv.cluster._processes). Unlike them it is a process *group*: `mlflow
 server` runs uvicorn as a child (one worker here). The job runner (huey consumers, seven
 processes, for server-side jobs the registry does not need) is switched off with
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false, set by a launcher in the server's own interpreter so
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster import _processes
-from agent.devcluster._build import repo_root
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc
-from agent.devcluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
+from devenv.cluster import _processes
+from devenv.cluster._build import repo_root
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._processes import Proc
+from devenv.cluster._server import load_state, locked, port_taken, proc_of, run_build, save_state
 
 __all__ = ["MlflowInfo", "mlflow_binaries", "mlflow_down", "mlflow_up"]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster._components import Ports
-from agent.devcluster._processes import Proc
+from devenv.cluster._components import Ports
+from devenv.cluster._processes import Proc
 
 VERSION = 1
 

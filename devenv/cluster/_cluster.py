@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.devcluster import _admission, _bootstrap, _components, _kubeconfig, _pki, _processes, _state
-from agent.devcluster._api import Api
-from agent.devcluster._build import binaries
-from agent.devcluster._components import Layout, Ports
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._kwok_stages import KSERVE_STAGES, STAGES
-from agent.devcluster._server import locked
-from agent.devcluster._state import State
+from devenv.cluster import _admission, _bootstrap, _components, _kubeconfig, _pki, _processes, _state
+from devenv.cluster._api import Api
+from devenv.cluster._build import binaries
+from devenv.cluster._components import Layout, Ports
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._kwok_stages import KSERVE_STAGES, STAGES
+from devenv.cluster._server import locked
+from devenv.cluster._state import State
 
 DEFAULT_TIMEOUT = 300.0
 _START_ATTEMPTS = 3
@@ -222,7 +222,7 @@ def up(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> ClusterInfo:
                 if missing:
                     raise DevclusterError(
                         f"the cluster in {directory} has stopped and its data is gone ({missing} missing); "
-                        f"`agent devcluster down --dir {directory}` removes what is left, then `up` starts "
+                        f"`devenv cluster down --dir {directory}` removes what is left, then `up` starts "
                         "a new, empty cluster"
                     )
                 previous = existing
@@ -250,7 +250,7 @@ def up(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> ClusterInfo:
                     raise
                 raise DevclusterError(
                     f"could not restart the cluster in {directory} on its data: {err}\n"
-                    f"`agent devcluster down --dir {directory}` removes it; `up` then starts a new, empty one"
+                    f"`devenv cluster down --dir {directory}` removes it; `up` then starts a new, empty one"
                 ) from err
             if previous is not None:
                 where = (f"on the same server {state.server}" if state.ports == previous.ports else

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._processes import Proc
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The one exception type `agent devcluster` raises, so callers can catch it precisely."""
+"""The one exception type `devenv cluster` raises, so callers can catch it precisely."""
 
 from __future__ import annotations
 

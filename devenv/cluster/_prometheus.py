@@ -3,7 +3,7 @@ evaluating alert rules, so the agent's metrics client and rendered rules meet th
 
 Like the forge, everything it owns (config, TSDB, log, state file) is under its directory, its
 port is picked free, and its one process is started detached and identified by pid and start
-time (agent.devcluster._processes), so `prometheus_down` never signals a stranger and leaves
+time (devenv.cluster._processes), so `prometheus_down` never signals a stranger and leaves
 no process behind. Started with --web.enable-lifecycle, so targets and rule files can be
 changed at run time (`prometheus_reload`) without a restart.
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from agent.devcluster import _processes
-from agent.devcluster._errors import DevclusterError
-from agent.devcluster._processes import Proc
-from agent.devcluster._server import load_state, locked, port_taken, proc_of, save_state
+from devenv.cluster import _processes
+from devenv.cluster._errors import DevclusterError
+from devenv.cluster._processes import Proc
+from devenv.cluster._server import load_state, locked, port_taken, proc_of, save_state
 
 __all__ = ["PrometheusInfo", "prometheus_down", "prometheus_reload", "prometheus_up"]
 

@@ -1,0 +1,101 @@
+"""The `devenv` command: `devenv demo` and `devenv cluster up|down|status`.
+
+Options, outputs and exit codes as the agent's own commands have them: 0 done (status: ready),
+1 (status: not ready), 2 an error, said on stderr as `error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agent.errors import AgentError
+from agent.output import FORMATS, document, plain, visible
+from devenv import cluster
+from devenv.demo import run_demo, run_promotion_demo
+
+EXIT_OK = 0
+EXIT_NOT_READY = 1
+EXIT_ERROR = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if args.action == "up":
+        info = cluster.up(directory)
+        if info.message:
+            print(f"note: {info.message}", file=sys.stderr)
+        print(f"cluster ready: kubeconfig={info.kubeconfig}")
+        return EXIT_OK
+    if args.action == "down":
+        if cluster.is_forge(directory):  # the forge of `devenv demo --promotion --keep`: stopped, its data kept
+            cluster.forge_down(directory)
+            print(f"forge in {directory} stopped")
+            return EXIT_OK
+        cluster.down(directory)
+        print(f"cluster in {directory} stopped")
+        return EXIT_OK
+    state = cluster.status(directory)
+    if args.output != "text":
+        sys.stdout.write(document(state, args.output))
+        return EXIT_OK if state.get("ready") else EXIT_NOT_READY
+    width = max(len(name) for name in state) + 1
+    for name, value in state.items():
+        print(visible(f"{name + ':':<{width}} {plain(value)}"))
+    return EXIT_OK if state.get("ready") else EXIT_NOT_READY
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.promotion:
+        return run_promotion_demo(Path(args.dir), keep=args.keep)
+    return run_demo(Path(args.dir), keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devenv", description="The agent's local environment: a local control plane, forge, Prometheus and "
+                                   "MLflow for the tests, and the demo on them. Not part of the agent.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="local control plane + the example repo, end to end")
+    p.add_argument("--dir", default=".devcluster/demo", help="state directory for the demo cluster")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    p.add_argument("--promotion", action="store_true",
+                   help="the PR-driven story instead, with a local Gitea: PR opened by agent promote, plan "
+                        "commented, merged, applied through the push webhook, audited")
+    p.set_defaults(handler=_cmd_demo)
+
+    dc = sub.add_parser("cluster", help="local etcd + kube-apiserver + controllers + kwok")
+    dc_sub = dc.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
+    for action, text in (("up", "start the local control plane (reuses a running one; builds it on first use)"),
+                         ("down", "stop it"),
+                         ("status", "what runs where (exit 0 ready, 1 not)")):
+        d = dc_sub.add_parser(action, help=text, description=text)
+        d.add_argument("--dir", default=".devcluster", help="state directory (default .devcluster)")
+        if action == "status":
+            d.add_argument("-o", "--output", choices=FORMATS, default="text",
+                           help="output format: text (default): one line per field; json or yaml: {ready, "
+                                "directory, server, kubeconfig, node, pids, running, ports}")
+        d.set_defaults(handler=_cmd_cluster)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AgentError as exc:
+        print(visible(f"error: {exc}"), file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception:  # exit code 1 means "not ready" to scripts: a crash must not look like that
+        traceback.print_exc()
+        print("error: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
+        return EXIT_ERROR
