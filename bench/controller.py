@@ -39,9 +39,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent import devcluster  # noqa: E402
 from agent.cluster import Cluster  # noqa: E402
 from agent.controller import Controller, RunConfig  # noqa: E402
+from devenv import cluster as devcluster  # noqa: E402
 from tests.integration._repos import GIT, make_repo, model_path  # noqa: E402
 
 AGENT = [sys.executable, "-m", "agent"]

@@ -37,11 +37,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent import devcluster  # noqa: E402
 from agent.cluster import Cluster, load_inventory  # noqa: E402
 from agent.pipeline import load_desired  # noqa: E402
 from agent.reconcile import selector  # noqa: E402
 from agent.render import object_key  # noqa: E402
+from devenv import cluster as devcluster  # noqa: E402
 from tests.integration._repos import make_repo  # noqa: E402
 
 AGENT = [sys.executable, "-m", "agent"]

@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from offline import GIT, generate
 
-from agent import devcluster
+from devenv import cluster as devcluster
 
 BIN = Path(sys.executable).parent
 AGENT = [sys.executable, "-m", "agent"]

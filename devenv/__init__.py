@@ -6,8 +6,6 @@ importable from the project's virtualenv and installs its command, `.venv/bin/de
 
     devenv demo [--dir DIR] [--keep] [--promotion]
     devenv cluster up|down|status [--dir DIR]
+
+(devenv.cli is that command; this package imports nothing, so `devenv.cluster` alone stays light.)
 """
-
-from devenv._cli import build_parser, main
-
-__all__ = ["build_parser", "main"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from devenv import main
+from devenv.cli import main
 
 sys.exit(main())

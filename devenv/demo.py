@@ -26,7 +26,8 @@ from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
 from agent.forge import open_forge, repo_ref
 from agent.source import Credentials
-from devenv import _agent, cluster as devcluster
+from devenv import _agent
+from devenv import cluster as devcluster
 from devenv.cluster import repo_root
 
 GIT = ["git", "-c", "user.name=Demo Engineer", "-c", "user.email=demo@example.com", "-c", "init.defaultBranch=main"]

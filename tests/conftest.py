@@ -61,7 +61,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def sops_tools() -> object:
     """The real sops, age and age-keygen (tools/sops/build.sh: cached, built on first use)."""
-    from agent import devcluster
+    from devenv import cluster as devcluster
     from tests._sops_tools import SopsTools
 
     return SopsTools(devcluster.sops_binaries() / "bin")

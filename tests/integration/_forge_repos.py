@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from agent.devcluster import ForgeInfo, MlflowInfo, forge_create_repo
+from devenv.cluster import ForgeInfo, MlflowInfo, forge_create_repo
 from tests.integration import _mlflow as ml
 from tests.integration._repos import GIT
 

@@ -1,4 +1,4 @@
-"""Integration fixtures: one real local control plane per test session (agent.devcluster),
+"""Integration fixtures: one real local control plane per test session (devenv.cluster),
 and one real Git forge (Gitea, `gitea`) for the tests that need a Git server over HTTPS.
 
 The binaries come from tools/k8s/build.sh; if they are not cached yet the fixture builds
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client, config
 
-from agent import devcluster as dc
-from agent.devcluster import ClusterInfo, ForgeInfo, MlflowInfo, PrometheusInfo
+from devenv import cluster as dc
+from devenv.cluster import ClusterInfo, ForgeInfo, MlflowInfo, PrometheusInfo
 
 if TYPE_CHECKING:
     from agent.controller import Controller, RunConfig

@@ -1,5 +1,5 @@
-"""The demos end with what to do next, and what they print works: `agent demo --keep` and
-`agent demo --promotion --keep` are run as a user would, then each command of their "What
+"""The demos end with what to do next, and what they print works: `devenv demo --keep` and
+`devenv demo --promotion --keep` are run as a user would, then each command of their "What
 next" is run as printed (cwd and KUBECONFIG as they say), the stop commands last; nothing of
 the demo is left running."""
 
@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests._commands import agent_commands
+from tests._devenv_commands import devenv_commands
 
 pytestmark = pytest.mark.integration
 
 AGENT = str(Path(sys.executable).parent / "agent")
+DEVENV = str(Path(sys.executable).parent / "devenv")  # `make venv` installs it beside the agent
 
 
 def what_next(out: str) -> str:
@@ -50,21 +52,23 @@ def exported(text: str) -> dict[str, str]:
     return env
 
 
-def run_printed(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AGENT, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+def run_printed(argv: list[str], cwd: Path, env: dict[str, str],
+                program: str = AGENT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([program, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def stop_all(commands: list[list[str]], cwd: Path, env: dict[str, str]) -> None:
     for argv in commands:
-        if argv[:2] == ["devcluster", "down"]:
-            run_printed(argv, cwd, env)
+        if argv[:2] == ["cluster", "down"]:
+            run_printed(argv, cwd, env, DEVENV)
 
 
 def test_demo_keep_prints_commands_that_work_and_how_to_stop(tmp_path: Path) -> None:
-    demo = subprocess.run([AGENT, "demo", "--keep", "--dir", ".devcluster/demo"], cwd=tmp_path, capture_output=True,
+    demo = subprocess.run([DEVENV, "demo", "--keep", "--dir", ".devcluster/demo"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
+    stops = devenv_commands(text)
     env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
@@ -82,19 +86,19 @@ def test_demo_keep_prints_commands_that_work_and_how_to_stop(tmp_path: Path) -> 
         assert ran == ["status", "diff", "apply", "rollout", "audit"]
         after = run_printed(["diff", ".devcluster/demo/model-repo"], tmp_path, env)
         assert after.returncode == 0, after.stdout  # the printed apply applied the canary change
-        stops = [argv for argv in commands if argv[:2] == ["devcluster", "down"]]
-        assert stops == [["devcluster", "down", "--dir", ".devcluster/demo/cluster"]]
-        assert run_printed(stops[0], tmp_path, env).returncode == 0
+        assert stops == [["cluster", "down", "--dir", ".devcluster/demo/cluster"]]
+        assert run_printed(stops[0], tmp_path, env, DEVENV).returncode == 0
         assert left_running(tmp_path) == []
     finally:
-        stop_all(commands, tmp_path, env)
+        stop_all(stops, tmp_path, env)
 
 
 def test_demo_promotion_keep_prints_commands_that_work_and_how_to_stop_both(tmp_path: Path) -> None:
-    demo = subprocess.run([AGENT, "demo", "--promotion", "--keep", "--dir", ".devcluster/demo"], cwd=tmp_path,
+    demo = subprocess.run([DEVENV, "demo", "--promotion", "--keep", "--dir", ".devcluster/demo"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
+    stops = devenv_commands(text)
     env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
@@ -107,12 +111,12 @@ def test_demo_promotion_keep_prints_commands_that_work_and_how_to_stop_both(tmp_
         run = next(argv for argv in commands if argv[0] == "run")
         token, ca = run[run.index("--git-token-file") + 1], run[run.index("--git-ca-file") + 1]
         assert (tmp_path / token).is_file() and (tmp_path / ca).is_file()
-        stops = [argv for argv in commands if argv[:2] == ["devcluster", "down"]]
+        assert [argv[:2] for argv in stops] == [["cluster", "down"]] * 2
         assert [argv[3] for argv in stops] == [".devcluster/demo/cluster", ".devcluster/demo/forge"]
         for argv in stops:
-            done = run_printed(argv, tmp_path, env)
+            done = run_printed(argv, tmp_path, env, DEVENV)
             assert done.returncode == 0, done.stderr
         assert left_running(tmp_path) == []
         assert (tmp_path / ".devcluster/demo/forge/pki").is_dir()  # the forge is stopped, its data kept
     finally:
-        stop_all(commands, tmp_path, env)
+        stop_all(stops, tmp_path, env)

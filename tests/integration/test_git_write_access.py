@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from agent.devcluster import ForgeInfo, forge_create_repo
+from devenv.cluster import ForgeInfo, forge_create_repo
 from tests.integration._forge_repos import git, scoped_token
 from tests.integration._repos import GIT
 from tests.integration.conftest import audit_records, wait_until

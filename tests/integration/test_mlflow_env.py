@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import devcluster as dc
-from agent.devcluster import MlflowInfo
 from agent.registry import MlflowRegistry, RegistryError
+from devenv import cluster as dc
+from devenv.cluster import MlflowInfo
 from tests.integration import _mlflow as ml
 
 pytestmark = pytest.mark.integration

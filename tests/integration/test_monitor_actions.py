@@ -22,11 +22,11 @@ import yaml
 
 from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
-from agent.devcluster import PrometheusInfo, prometheus_reload
 from agent.metrics_source import Prometheus
 from agent.render import prometheus_rule
 from agent.source import DirectorySource
 from agent.spec import load
+from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 from tests.integration.conftest import audit_records, wait_until

@@ -1,4 +1,4 @@
-"""The local Prometheus (Debian's real server, agent.devcluster.prometheus_up) scraping a fake
+"""The local Prometheus (Debian's real server, devenv.cluster.prometheus_up) scraping a fake
 model server (tests/integration/_model_server.py), read through the agent's client
 (agent.metrics_source.Prometheus), and the agent's rendered PrometheusRule firing in it.
 
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import devcluster as dc
-from agent.devcluster import DevclusterError, PrometheusInfo
 from agent.metrics_source import MetricsError, Prometheus
 from agent.render import prometheus_rule
 from agent.spec import MetricNames, Monitor, MonitorRule
+from devenv import cluster as dc
+from devenv.cluster import DevclusterError, PrometheusInfo
 from tests.integration._model_server import ModelServer
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ import pytest
 
 from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
-from agent.devcluster import ForgeInfo, forge_create_repo
 from agent.forge import Forge, open_forge, repo_ref
 from agent.source import Credentials
+from devenv.cluster import ForgeInfo, forge_create_repo
 from tests.integration._forge_repos import api_get, branches, git, raw_file
 from tests.integration._repos import renamed_example
 from tests.integration.conftest import wait_until

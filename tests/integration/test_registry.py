@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.devcluster import MlflowInfo
+from devenv.cluster import MlflowInfo
 from tests.integration import _mlflow as ml
 from tests.integration._forge_repos import alias_repo as repo
 from tests.integration._forge_repos import registered_runs as registered

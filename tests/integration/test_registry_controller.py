@@ -22,8 +22,8 @@ import pytest
 
 from agent.cluster import Cluster
 from agent.controller import RunConfig
-from agent.devcluster import ForgeInfo, MlflowInfo
 from agent.source import Credentials
+from devenv.cluster import ForgeInfo, MlflowInfo
 from tests.integration import _mlflow as ml
 from tests.integration._forge_repos import (
     alias_repo,

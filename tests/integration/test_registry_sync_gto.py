@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.devcluster import ForgeInfo, forge_create_repo
+from devenv.cluster import ForgeInfo, forge_create_repo
 from tests.integration._forge_repos import branches, git, open_pulls, raw_file
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.devcluster import ForgeInfo, MlflowInfo
+from devenv.cluster import ForgeInfo, MlflowInfo
 from tests.integration import _mlflow as ml
 from tests.integration._forge_repos import MODEL, branches, git, hosted_repo, open_pulls, raw_file, registered
 

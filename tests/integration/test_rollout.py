@@ -23,9 +23,9 @@ import yaml
 
 from agent.cluster import Cluster, load_rollouts
 from agent.controller import Controller, RunConfig
-from agent.devcluster import ForgeInfo, PrometheusInfo, forge_create_repo, prometheus_reload
 from agent.forge import open_forge, repo_ref
 from agent.source import Credentials
+from devenv.cluster import ForgeInfo, PrometheusInfo, forge_create_repo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 from tests.integration.conftest import audit_records, wait_until

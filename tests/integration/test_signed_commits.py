@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from agent.cluster import Cluster
-from agent.devcluster import ForgeInfo, forge_create_repo
+from devenv.cluster import ForgeInfo, forge_create_repo
 from tests._signing import GIT, allowed_signers, commit, fingerprint, run, ssh_key
 from tests.integration._forge_repos import branches, git
 from tests.integration._repos import make_repo, model_path

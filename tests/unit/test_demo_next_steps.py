@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent import cli
-from agent.demo import next_steps, promotion_next_steps
+from devenv import cli as devenv_cli
+from devenv.demo import next_steps, promotion_next_steps
 from tests._commands import agent_commands
+from tests._devenv_commands import devenv_commands
 from tests._python_text import python_in
 
 KEY = Path(__file__).resolve().parents[2] / "examples" / "keys" / "demo.agekey"  # outside the tests' cwd: absolute
@@ -31,6 +33,11 @@ def parses(argv: list[str]) -> None:
     cli.build_parser().parse_args(argv)
 
 
+def devenv_parses(argv: list[str]) -> None:
+    """devenv's parser takes it (`devenv cluster down --dir DIR`, `devenv demo --keep ...`)."""
+    devenv_cli.build_parser().parse_args(argv)
+
+
 @pytest.fixture
 def demo_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -48,19 +55,21 @@ def test_kept_cluster_kubeconfig_commands_and_how_to_stop(demo_dir: Path) -> Non
                                          ["diff", ".devcluster/demo/model-repo"],
                                          ["apply", ".devcluster/demo/model-repo"],
                                          ["rollout", "status"],
-                                         ["audit", "verify"],
-                                         ["devcluster", "down"]]
-    assert commands[-1] == ["devcluster", "down", "--dir", ".devcluster/demo/cluster"]
+                                         ["audit", "verify"]]
+    assert devenv_commands(text) == [["cluster", "down", "--dir", ".devcluster/demo/cluster"]]
     for argv in commands:
         parses(argv)
+    for argv in devenv_commands(text):
+        devenv_parses(argv)
     assert not python_in(text)
 
 
 def test_without_keep_it_says_keep_and_offline_commands(demo_dir: Path) -> None:
     text = next_steps(demo_dir, kept=False)
-    assert "stopped" in text and "agent demo --keep --dir .devcluster/demo" in text
+    assert "stopped" in text and "devenv demo --keep --dir .devcluster/demo" in text
     commands = agent_commands(text)
-    assert ["demo", "--keep", "--dir", ".devcluster/demo"] in commands
+    assert devenv_commands(text) == [["demo", "--keep", "--dir", ".devcluster/demo"]]
+    devenv_parses(devenv_commands(text)[0])
     assert ["diff", ".devcluster/demo/model-repo", "--base", "HEAD~1"] in commands
     assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert not any(c[0] in ("status", "apply", "rollout") for c in commands)  # nothing needs the stopped cluster
@@ -76,8 +85,10 @@ def test_promotion_kept_says_kubeconfig_forge_and_how_to_stop_both(demo_dir: Pat
     assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert "https://127.0.0.1:3443/ (user modelops, API token in .devcluster/demo/forge/admin.token" in text
     commands = agent_commands(text)
-    assert ["devcluster", "down", "--dir", ".devcluster/demo/cluster"] in commands
-    assert ["devcluster", "down", "--dir", ".devcluster/demo/forge"] in commands
+    assert devenv_commands(text) == [["cluster", "down", "--dir", ".devcluster/demo/cluster"],
+                                     ["cluster", "down", "--dir", ".devcluster/demo/forge"]]
+    for argv in devenv_commands(text):
+        devenv_parses(argv)
     run = next(c for c in commands if c[0] == "run")
     assert run[run.index("--repo") + 1] == url and "--git-token-file" in run and "--git-ca-file" in run
     for argv in commands:
@@ -89,7 +100,8 @@ def test_promotion_without_keep(demo_dir: Path) -> None:
     text = promotion_next_steps(demo_dir, demo_dir / "model-repo-1", "https://h/r.git", kept=False,
                                 forge=Forge(demo_dir))
     commands = agent_commands(text)
-    assert ["demo", "--promotion", "--keep", "--dir", ".devcluster/demo"] in commands
+    assert devenv_commands(text) == [["demo", "--promotion", "--keep", "--dir", ".devcluster/demo"]]
+    devenv_parses(devenv_commands(text)[0])
     for argv in commands:
         parses(argv)
 
@@ -100,7 +112,8 @@ def test_paths_outside_the_working_directory_are_absolute_and_quoted(tmp_path: P
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     text = next_steps(elsewhere, kept=True)
-    assert f"agent devcluster down --dir '{elsewhere}/cluster'" in text
+    assert f"devenv cluster down --dir '{elsewhere}/cluster'" in text
+    assert devenv_commands(text) == [["cluster", "down", "--dir", f"{elsewhere}/cluster"]]
     for argv in agent_commands(text):
         parses(argv)
 

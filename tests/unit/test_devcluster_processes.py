@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from agent.devcluster import _processes
+from devenv.cluster import _processes
 
 
 def _sleeper(tmp_path: Path) -> _processes.Proc:
