@@ -195,5 +195,16 @@ def test_dockerignore_keeps_only_what_is_copied() -> None:
                 assert not _ignored(source.rstrip("/"), patterns), f"COPY {source}: excluded by .dockerignore"
                 assert (ROOT / source).exists(), f"COPY {source}: no such file"
     for path in (".venv/bin/python", ".git/HEAD", "tests/unit/test_dockerfile.py", "bench/out/x.json",
-                 ".devcluster/kubeconfig", "agent/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v"):
+                 ".devcluster/kubeconfig", "agent/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v",
+                 "devenv/cluster/__init__.py", "devenv/demo.py"):
         assert _ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+
+
+def test_the_image_gets_the_agent_s_package_and_no_other_python() -> None:
+    """The local environment (devenv/: local cluster, forge, Prometheus, MLflow, the demo) stays in
+    the checkout: the only Python the build stage copies is agent/ (the wheel is built from it;
+    tests/unit/test_wheel_contents.py checks that wheel)."""
+    copied = [source.rstrip("/") for word, args in instructions() if word == "COPY" and "--from" not in args
+              for source in args.split()[:-1]]
+    packages = {source for source in copied if (ROOT / source).is_dir() and any((ROOT / source).rglob("*.py"))}
+    assert packages == {"agent"}, packages
