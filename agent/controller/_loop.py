@@ -107,14 +107,37 @@ class Controller:
                                      status=self.status, record=self._audit, annotate=self._annotate_invalid)
 
     # what the source follower and the status say, as the controller's own (tests, bench, status)
-    desired = property(lambda self: self.source.desired)
-    commit = property(lambda self: self.source.commit)
-    fetched = property(lambda self: self.source.fetched)
-    invalid = property(lambda self: self.source.invalid)
-    ready = property(lambda self: self.status.ready)
-    last_error = property(lambda self: self.status.last_error)
-    source_error = property(lambda self: self.status.source_error)
-    registry_error = property(lambda self: self.status.registry_error)
+    @property
+    def desired(self) -> Desired | None:
+        return self.source.desired
+
+    @property
+    def commit(self) -> str:
+        return self.source.commit
+
+    @property
+    def fetched(self) -> str:
+        return self.source.fetched
+
+    @property
+    def invalid(self) -> dict[str, Any]:
+        return self.source.invalid
+
+    @property
+    def ready(self) -> bool:
+        return self.status.ready
+
+    @property
+    def last_error(self) -> str:
+        return self.status.last_error
+
+    @property
+    def source_error(self) -> str:
+        return self.status.source_error
+
+    @property
+    def registry_error(self) -> str:
+        return self.status.registry_error
 
     def _audit(self, event: str, **fields: Any) -> None:
         """One audit record, naming the commit in force unless `fields` names another."""
