@@ -117,7 +117,7 @@ def bench(n: int, work: Path) -> dict[str, Any]:
         before = dict(controller.cluster.requests)
         for _ in range(20):
             t = time.monotonic()
-            controller._pass("resync")
+            controller.pass_once("resync")
             times.append(time.monotonic() - t)
         after = dict(controller.cluster.requests)
         row["resync ms"] = statistics.median(times) * 1000

@@ -5,6 +5,7 @@ API request and it hears about each changed object as it changes.
 """
 
 from agent.cache._cache import DEFAULT_WATCH_TIMEOUT, CacheStats, LiveCache, Namespaces
+from agent.cache._echo import EchoFilter, older
 from agent.cache._informer import Backoff, Callback, Forbidden, Lister, Watcher, list_kind
 from agent.cache._store import ADDED, DELETED, MODIFIED
 
@@ -16,10 +17,12 @@ __all__ = [
     "Backoff",
     "CacheStats",
     "Callback",
+    "EchoFilter",
     "Forbidden",
     "Lister",
     "LiveCache",
     "Namespaces",
     "Watcher",
     "list_kind",
+    "older",
 ]
