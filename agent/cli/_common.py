@@ -142,5 +142,21 @@ def signers(args: argparse.Namespace) -> SignerKeys | None:
     return SignerKeys.load(args.verify_signatures)
 
 
-__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "Handler", "dur", "find_repo_root", "holds_repo_config", "lazy",
-           "plain", "repo_path", "rollout_args", "echo", "signers", "visible", "warn", "write_document"]
+__all__ = [
+    "EXIT_CHANGES",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "Handler",
+    "dur",
+    "echo",
+    "find_repo_root",
+    "holds_repo_config",
+    "lazy",
+    "plain",
+    "repo_path",
+    "rollout_args",
+    "signers",
+    "visible",
+    "warn",
+    "write_document",
+]

@@ -18,7 +18,16 @@ from agent.cli._args import (
     add_verify,
     env,
 )
-from agent.cli._common import EXIT_OK, echo, find_repo_root, holds_repo_config, lazy, rollout_args, visible, write_document
+from agent.cli._common import (
+    EXIT_OK,
+    echo,
+    find_repo_root,
+    holds_repo_config,
+    lazy,
+    rollout_args,
+    visible,
+    write_document,
+)
 from agent.errors import AgentError
 
 

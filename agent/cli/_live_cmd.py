@@ -25,7 +25,7 @@ from agent.cli._show import print_plan, print_status
 from agent.errors import AgentError
 from agent.pipeline import Desired, load_desired, with_traffic
 from agent.plan import Plan
-from agent.reconcile import Options, OwnershipConflict, Outcome, live_plan, read_rollouts, reconcile, with_rollouts
+from agent.reconcile import Options, Outcome, OwnershipConflict, live_plan, read_rollouts, reconcile, with_rollouts
 from agent.status import wait_healthy
 from agent.status_watch import Taken, take, watch
 
