@@ -1,6 +1,7 @@
 """The live commands: diff against the cluster, apply, status. Each parses its flags, hands the
 work to the library in one wiring function (`_live_plan`, `_apply`, `_status`: the pipeline,
-reconcile and status of today, the engine's entry later) and formats what comes back.
+reconcile and status of today, called through their modules; the engine's entry later) and
+formats what comes back.
 Imported only when one of them runs: it loads the kubernetes client."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import output
+from agent import output, pipeline, reconcile
 from agent.apply import PruneRefused
 from agent.cli._common import EXIT_ERROR, EXIT_OK, echo, plain, repo_path, signers, visible, warn, write_document
 from agent.cli._connect import connect, timeouts
@@ -23,9 +24,7 @@ from agent.cli._guard import error_lines
 from agent.cli._offline import show_diff
 from agent.cli._show import print_plan, print_status
 from agent.errors import AgentError
-from agent.pipeline import Desired, load_desired, with_traffic
 from agent.plan import Plan
-from agent.reconcile import Options, Outcome, OwnershipConflict, live_plan, read_rollouts, reconcile, with_rollouts
 from agent.status import wait_healthy
 from agent.status_watch import Taken, take, watch
 
@@ -36,14 +35,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _live_plan(args: argparse.Namespace) -> Plan:
-    return live_plan(repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
-                     inventory_namespace=args.inventory_namespace, timeouts=timeouts(args), warn=warn,
-                     signers=signers(args))
+    return reconcile.live_plan(repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
+                               inventory_namespace=args.inventory_namespace, timeouts=timeouts(args), warn=warn,
+                               signers=signers(args))
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     # an invalid commit (or, with --verify-signatures, one not signed by an allowed key) raises: nothing applied
-    desired = load_desired(repo_path(args), args.revision, signers=signers(args))
+    desired = pipeline.load_desired(repo_path(args), args.revision, signers=signers(args))
     selected = Filter(args)
     if selected.active:
         if args.prune:
@@ -52,7 +51,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         selected.check_models((m.namespace, m.name) for m in desired.spec.models)
         if not any(selected.object(o) for o in desired.objects):
             raise AgentError(f"no object matches {selected.describe()}")
-    options = Options(
+    options = reconcile.Options(
         prune=False if selected.active else (True if args.prune else None),
         dry_run=args.dry_run,
         allow_mass_prune=args.allow_mass_prune,
@@ -111,26 +110,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(args: argparse.Namespace, desired: Desired, selected: Filter,
-           options: Options) -> tuple[Outcome, dict[str, Any] | None]:
+def _apply(args: argparse.Namespace, desired: pipeline.Desired, selected: Filter,
+           options: reconcile.Options) -> tuple[reconcile.Outcome, dict[str, Any] | None]:
     """The apply itself: rollout traffic read from the cluster, the filter's objects reconciled,
     then (--wait) the models waited for; the outcome and the status waited for (None without --wait)."""
     progress = _progress_printer() if sys.stderr.isatty() else None
     with connect(args) as cluster:
         # a running rollout's traffic is what the cluster must keep, not Git's canary number
-        rollouts = read_rollouts(cluster, desired, args.inventory_namespace)
+        rollouts = reconcile.read_rollouts(cluster, desired, args.inventory_namespace)
         if rollouts.warning:
             warn(rollouts.warning)
-        desired = with_traffic(desired, rollouts.traffic)
+        desired = pipeline.with_traffic(desired, rollouts.traffic)
         if selected.active:  # the filter's objects only (after any rollout traffic was rendered in)
             desired = dataclasses.replace(desired, objects=[o for o in desired.objects if selected.object(o)])
         try:
-            outcome = reconcile(desired, cluster, options, progress=progress)
-        except (OwnershipConflict, PruneRefused) as refused:
+            outcome = reconcile.reconcile(desired, cluster, options, progress=progress)
+        except (reconcile.OwnershipConflict, PruneRefused) as refused:
             if refused.plan is not None and args.output == "text":
-                print_plan(with_rollouts(refused.plan, rollouts), argparse.Namespace(output="text", color=args.color))
+                print_plan(reconcile.with_rollouts(refused.plan, rollouts),
+                           argparse.Namespace(output="text", color=args.color))
             raise
-        with_rollouts(outcome.plan, rollouts)
+        reconcile.with_rollouts(outcome.plan, rollouts)
         if progress is not None:
             print(file=sys.stderr)
         status = None
@@ -179,8 +179,8 @@ def _status(args: argparse.Namespace, path: str, selected: Filter) -> int:
     """The status as the cluster has it, taken once or (--watch) again on every change."""
     with connect(args) as cluster:
         def once() -> Taken:
-            taken = take(lambda: load_desired(path, args.revision), cluster, inventory_namespace=args.inventory_namespace,
-                         allow_unknown=args.allow_unknown, warn=warn,
+            taken = take(lambda: pipeline.load_desired(path, args.revision), cluster,
+                         inventory_namespace=args.inventory_namespace, allow_unknown=args.allow_unknown, warn=warn,
                          keep=(lambda m: selected.model(m["namespace"], m["name"])) if selected.active else None)
             if selected.active and not taken.document["models"]:
                 raise AgentError(f"no model matches {selected.describe()} in the repo")

@@ -12,62 +12,41 @@ from pathlib import Path
 from typing import Any
 
 from agent import output
+from agent import promote as promotion
 from agent.cli._common import EXIT_OK, echo, repo_path, visible, write_document
 from agent.cli._data import promote_document
 from agent.errors import AgentError, plain_reason
-from agent.promote import (
-    Change,
-    Forge,
-    GitAuth,
-    Outcome,
-    PullOutcome,
-    PushPlan,
-    branch_plan,
-    connect_forge,
-    forge_options,
-    git_toplevel,
-    open_pull,
-    plan_push,
-    post_comment,
-    promote,
-    pull_body,
-    push,
-    read_git_token,
-    relabel,
-    repo_url,
-    resolve_remote,
-    shown_url,
-    username_for,
-)
 
 
 def git_root(path: str) -> Path:
-    return git_toplevel(Path(path))
+    return promotion.git_toplevel(Path(path))
 
 
-def forge_and_auth(args: argparse.Namespace, root: Path, *, open_pr: bool) -> tuple[Forge | None, GitAuth]:
+def forge_and_auth(args: argparse.Namespace, root: Path, *,
+                   open_pr: bool) -> tuple[promotion.Forge | None, promotion.GitAuth]:
     """How a push authenticates (--token-env/--token-file, --ca-file), and with `open_pr` the
     forge it opens the PR on: the token and the forge first, so that nothing is committed
     without them. The forge, when one, is the caller's to close."""
     ca_file = Path(args.ca_file) if args.ca_file else None
-    options = forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
+    options = promotion.forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
     if open_pr:
-        forge, token, kind = connect_forge(resolve_remote(root, args.push), options)
-        return forge, GitAuth(token=token, username=username_for(kind), ca_file=ca_file)
+        forge, token, kind = promotion.connect_forge(promotion.resolve_remote(root, args.push), options)
+        return forge, promotion.GitAuth(token=token, username=promotion.username_for(kind), ca_file=ca_file)
     if args.token_env or args.token_file:  # a push alone: a token only when one is named
-        return None, GitAuth(token=read_git_token(options), username=username_for(args.forge), ca_file=ca_file)
-    return None, GitAuth(ca_file=ca_file)
+        token = promotion.read_git_token(options)
+        return None, promotion.GitAuth(token=token, username=promotion.username_for(args.forge), ca_file=ca_file)
+    return None, promotion.GitAuth(ca_file=ca_file)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     if args.stable or args.rollback:
         if args.canary is not None or args.traffic is not None:
             raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
-        change = Change("stable" if args.stable else "rollback")
+        change = promotion.Change("stable" if args.stable else "rollback")
     elif args.traffic is None and args.canary is None:
         raise AgentError("say what to do: --canary VERSION --traffic PCT, --traffic PCT, --stable or --rollback")
     else:  # --canary V alone: the model's spec.rollout decides the traffic (refused without one)
-        change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
+        change = promotion.Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
     if change.traffic is not None and not 0 <= change.traffic <= 100:
         raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
     if args.open_pr and args.push is None:
@@ -79,14 +58,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if extra and not pushing:
         raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
     path = repo_path(args)
-    target: PushPlan | None = None
-    forge: Forge | None = None
-    auth = GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
+    target: promotion.PushPlan | None = None
+    forge: promotion.Forge | None = None
+    auth = promotion.GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
     if pushing:
         root = git_root(path)
         forge, auth = forge_and_auth(args, root, open_pr=args.open_pr and not args.dry_run)
         try:
-            target = plan_push(root, args.push, args.branch, args.base, auth)
+            target = promotion.plan_push(root, args.push, args.branch, args.base, auth)
         except BaseException:
             if forge is not None:
                 forge.close()
@@ -98,11 +77,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
             forge.close()
 
 
-def _promote_and_publish(args: argparse.Namespace, change: Change, path: str, target: PushPlan | None,
-                         forge: Forge | None, auth: GitAuth) -> int:
+def _promote_and_publish(args: argparse.Namespace, change: promotion.Change, path: str,
+                         target: promotion.PushPlan | None, forge: promotion.Forge | None,
+                         auth: promotion.GitAuth) -> int:
     text = args.output == "text"
     say: Callable[[str], None] = echo if text else (lambda line: None)
-    outcome = promote(path, args.model, args.namespace, change, commit=args.commit or target is not None,
+    outcome = promotion.promote(path, args.model, args.namespace, change, commit=args.commit or target is not None,
                       branch=args.branch, dry_run=args.dry_run)
     if text and args.dry_run:
         for line in outcome.diff.splitlines() or ["no change to the file"]:
@@ -134,17 +114,19 @@ def _promote_and_publish(args: argparse.Namespace, change: Change, path: str, ta
     return EXIT_OK
 
 
-def _publish(args: argparse.Namespace, path: str, target: PushPlan, forge: Forge | None, auth: GitAuth,
-             outcome: Outcome, doc: dict[str, Any], say: Callable[[str], None]) -> PullOutcome | None:
+def _publish(args: argparse.Namespace, path: str, target: promotion.PushPlan, forge: promotion.Forge | None,
+             auth: promotion.GitAuth, outcome: promotion.Outcome, doc: dict[str, Any],
+             say: Callable[[str], None]) -> promotion.PullOutcome | None:
     """Push the promotion's branch and open or update its PR (in a dry run: say what would be
     done), told line by line through `say` and recorded in `doc` (-o json|yaml); the PR opened
     or updated, None without a forge or in a dry run."""
     title = outcome.message.splitlines()[0]
-    doc["push"] = {"branch": target.head, "remote": shown_url(target.url), "base": target.base, "pushed": False}
+    doc["push"] = {"branch": target.head, "remote": promotion.shown_url(target.url), "base": target.base,
+                   "pushed": False}
     if args.dry_run:
-        say(f"dry run: would push {target.head} to {shown_url(target.url)}")
+        say(f"dry run: would push {target.head} to {promotion.shown_url(target.url)}")
         if args.open_pr:
-            body = pull_body(relabel(outcome.plan, target.base, target.head), outcome.message)
+            body = promotion.pull_body(promotion.relabel(outcome.plan, target.base, target.head), outcome.message)
             doc["wouldOpen"] = {"head": target.head, "base": target.base, "title": title, "body": body}
             say(f"dry run: would open a PR {target.head} -> {target.base}")
             say(f"title: {title}")
@@ -154,17 +136,17 @@ def _publish(args: argparse.Namespace, path: str, target: PushPlan, forge: Forge
         return None
     root = git_root(path)
     try:
-        push(root, target, auth)
+        promotion.push(root, target, auth)
     except AgentError as exc:
         kept = f" (the commit stays on {target.head} here: run the same command again to push it)" if (
             outcome.commit) else ""
         raise AgentError(f"{exc}{kept}") from exc
     doc["push"]["pushed"] = True
-    say(f"pushed {target.head} to {shown_url(target.url)}")
+    say(f"pushed {target.head} to {promotion.shown_url(target.url)}")
     if forge is None:
         return None
-    body = pull_body(branch_plan(path, root, target, auth, outcome.plan), outcome.message)
-    return open_pull(forge, target, title, body)
+    body = promotion.pull_body(promotion.branch_plan(path, root, target, auth, outcome.plan), outcome.message)
+    return promotion.open_pull(forge, target, title, body)
 
 
 def cmd_pr_comment(args: argparse.Namespace) -> int:
@@ -181,10 +163,10 @@ def cmd_pr_comment(args: argparse.Namespace) -> int:
     if not body.strip():
         raise AgentError(f"--body-file {args.body_file} is empty: nothing to post")
     if args.repo:
-        url = repo_url(args.repo, args.forge, args.api_url)
+        url = promotion.repo_url(args.repo, args.forge, args.api_url)
     else:
-        url = args.remote or resolve_remote(Path("."), "origin")
-    options = forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
-    created, comment_url = post_comment(args.number, body, args.marker, url, options)
+        url = args.remote or promotion.resolve_remote(Path("."), "origin")
+    options = promotion.forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file)
+    created, comment_url = promotion.post_comment(args.number, body, args.marker, url, options)
     print(visible(f"{'created' if created else 'updated'} comment {comment_url}"))
     return EXIT_OK

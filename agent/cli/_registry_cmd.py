@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import output
+from agent import promote as promotion
 from agent.cli._common import EXIT_OK, echo, repo_path, write_document
 from agent.cli._data import proposal_document
 from agent.cli._promote_cmd import forge_and_auth, git_root
 from agent.errors import AgentError
-from agent.promote import Forge, GitAuth, PromoteError, PushPlan, git_head, plan_push, shown_url
 from agent.registry_sync import Proposal, plan_sync, publish
 
 
@@ -36,8 +36,8 @@ def cmd_registry_sync(args: argparse.Namespace) -> int:
         raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
     path = repo_path(args)
     root = git_root(path)
-    forge: Forge | None = None
-    auth = GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
+    forge: promotion.Forge | None = None
+    auth = promotion.GitAuth(ca_file=Path(args.ca_file) if args.ca_file else None)
     try:
         if pushing and not args.dry_run:
             forge, auth = forge_and_auth(args, root, open_pr=args.open_pr)
@@ -50,7 +50,7 @@ def cmd_registry_sync(args: argparse.Namespace) -> int:
             else:
                 write_document({"alias": args.alias, "proposals": []}, args.output)
             return EXIT_OK
-        targets = {p.model: plan_push(root, args.push, p.branch, args.base, auth)
+        targets = {p.model: promotion.plan_push(root, args.push, p.branch, args.base, auth)
                    for p in proposals if pushing and not p.up_to_date}
         docs = [_publish_one(args, proposal, path, root, head, targets.get(proposal.model), forge, auth)
                 for proposal in proposals]
@@ -64,13 +64,14 @@ def cmd_registry_sync(args: argparse.Namespace) -> int:
 
 def _head(root: Path) -> str:
     try:
-        return git_head(root)
-    except PromoteError as exc:
+        return promotion.git_head(root)
+    except promotion.PromoteError as exc:
         raise AgentError(f"{exc}: registry sync commits on top of HEAD") from exc
 
 
 def _publish_one(args: argparse.Namespace, proposal: Proposal, path: str, root: Path, head: str,
-                 target: PushPlan | None, forge: Forge | None, auth: GitAuth) -> dict[str, Any]:
+                 target: promotion.PushPlan | None, forge: promotion.Forge | None,
+                 auth: promotion.GitAuth) -> dict[str, Any]:
     """Publish one proposal, told line by line (-o text); its document (-o json|yaml)."""
     text = args.output == "text"
     say: Callable[[str], None] = echo if text else (lambda line: None)
@@ -103,7 +104,7 @@ def _publish_one(args: argparse.Namespace, proposal: Proposal, path: str, root: 
     if not published.pushed:
         return doc
     assert target is not None  # pushed: there was a remote to push to
-    say(f"pushed {target.head} to {shown_url(target.url)}")
+    say(f"pushed {target.head} to {promotion.shown_url(target.url)}")
     pr = published.pull_request
     if pr is None:
         return doc

@@ -9,6 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
+from agent import pipeline
 from agent.audit import AuditLog
 from agent.cli._common import EXIT_OK, dur, echo, repo_path, rollout_args, warn, write_document
 from agent.cli._connect import connect
@@ -16,7 +17,7 @@ from agent.cli._rollout import who
 from agent.cli._show import checks_text
 from agent.cluster import Cluster, RolloutStates, load_rollouts, rollouts_name, save_rollouts
 from agent.errors import AgentError
-from agent.pipeline import Desired, load_desired
+from agent.pipeline import Desired
 from agent.rollout import abort, pause, promote, repair, resume
 from agent.rollout_guard import judge_states
 from agent.spec import Model
@@ -39,7 +40,7 @@ def find_model(desired: Desired, name: str, namespace: str | None) -> Model:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     rollout_args(args)
-    desired = load_desired(repo_path(args), args.revision)
+    desired = pipeline.load_desired(repo_path(args), args.revision)
     target = desired.spec.config.name
     where = f"{args.inventory_namespace}/{rollouts_name(target)}"
     if args.rollout_command != "status" or args.model is not None:

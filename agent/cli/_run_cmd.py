@@ -7,9 +7,9 @@ import logging
 import signal
 from pathlib import Path
 
+from agent import controller
 from agent.cli._args import FORGES
 from agent.cli._connect import timeouts
-from agent.controller import Controller, RunConfig, describe
 from agent.errors import AgentError
 from agent.source import Credentials
 
@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ssh_key_file=Path(args.ssh_key_file) if args.ssh_key_file else None,
             known_hosts_file=Path(args.known_hosts_file) if args.known_hosts_file else None,
             ca_file=Path(args.git_ca_file) if args.git_ca_file else None)
-    config = RunConfig(
+    config = controller.RunConfig(
         repo=args.repo or str(args.watch_dir), branch=args.branch, path=args.repo_path.strip("/"),
         interval=_seconds(args.interval), resync=_seconds(args.resync), kubeconfig=args.kubeconfig,
         context=args.context, http_addr=args.http_addr or None,
@@ -47,16 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
-    controller = Controller(config)
+    running = controller.Controller(config)
 
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("modelops.controller").info("signal %d: stopping", signum)
-        controller.stop()
+        running.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    logging.getLogger("modelops.controller").info("agent run: %s", describe(config))
-    return controller.run()
+    logging.getLogger("modelops.controller").info("agent run: %s", controller.describe(config))
+    return running.run()
 
 
 def _registry_sync_traffic(args: argparse.Namespace) -> int:
