@@ -1,6 +1,7 @@
 """`agent promote` and `agent pr-comment`, and the forge and git auth set-up they share with
 `agent registry sync`. The promote -> push -> PR flow is here in one place (`cmd_promote`,
-`_promote_and_publish`, `_publish`) until agent.promotion offers it as a library function.
+`_promote_and_publish`, `_publish`) until agent.promotion offers it as a library function;
+agent.promote is called through the module (`promotion.X`), the seam the tests substitute.
 Imported only when one of these commands runs: it loads git and the forge clients."""
 
 from __future__ import annotations
