@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent import cli, status
+from agent import cli, output, status
 from agent.cluster import Cluster
 
 
@@ -246,31 +246,9 @@ def test_every_flag_has_help() -> None:
     assert not missing
 
 
-def test_devcluster_actions_are_subcommands_with_their_own_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli.main(["devcluster", "up", "--help"])
-    assert "--dir DIR" in capsys.readouterr().out
-    args = cli.build_parser().parse_args(["devcluster", "status", "--dir", "x"])
-    assert (args.action, args.dir) == ("status", "x")
-
-
-def test_devcluster_status_prints_no_python_reprs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    import agent.devcluster
-
-    monkeypatch.setattr(agent.devcluster, "status", lambda _d: {
-        "ready": True, "directory": str(tmp_path), "pids": {"etcd": 10, "kube-apiserver": 11},
-        "running": {"etcd": True, "kube-apiserver": False}, "ports": {}})
-    assert cli.main(["devcluster", "status", "--dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "{" not in out and "True" not in out
-    assert "pids:      etcd 10, kube-apiserver 11\n" in out and "running:   etcd yes, kube-apiserver no\n" in out
-    assert "ready:     yes\n" in out and "ports:     -\n" in out
-
-
 def test_plain_values() -> None:
-    assert cli._plain({"GET": 11, "PATCH (dry-run)": 2}) == "GET 11, PATCH (dry-run) 2"
-    assert cli._plain({}) == "-" and cli._plain(None) == "-" and cli._plain(["a", "b"]) == "a, b"
+    assert output.plain({"GET": 11, "PATCH (dry-run)": 2}) == "GET 11, PATCH (dry-run) 2"
+    assert output.plain({}) == "-" and output.plain(None) == "-" and output.plain(["a", "b"]) == "a, b"
 
 
 # --- conventions: machine-readable validate and status -----------------------------------------
@@ -367,12 +345,12 @@ def _bash_complete(script: str, *words: str) -> list[str]:
 def test_bash_completion_completes_commands_flags_and_choices(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["completion", "bash"]) == 0
     script = capsys.readouterr().out
-    assert {"validate", "render", "diff", "apply", "status", "devcluster", "version"} <= set(_bash_complete(script, "agent", ""))
+    assert {"validate", "render", "diff", "apply", "status", "rollout", "version"} <= set(_bash_complete(script, "agent", ""))
     assert _bash_complete(script, "agent", "ap") == ["apply"]
     assert {"--allow-unknown", "--wait", "--prune", "-q"} <= set(_bash_complete(script, "agent", "apply", "x", ""))
     assert _bash_complete(script, "agent", "status", "-o", "") == ["text", "json", "yaml"]
-    assert _bash_complete(script, "agent", "devcluster", "")[:3] == ["up", "down", "status"]
-    assert "--dir" in _bash_complete(script, "agent", "devcluster", "up", "--")
+    assert _bash_complete(script, "agent", "rollout", "")[:3] == ["status", "abort", "promote"]
+    assert "--reason" in _bash_complete(script, "agent", "rollout", "abort", "--")
 
 
 def test_zsh_and_fish_scripts(capsys: pytest.CaptureFixture[str]) -> None:

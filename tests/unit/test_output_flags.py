@@ -32,7 +32,6 @@ DATA_COMMANDS: dict[tuple[str, ...], set[str]] = {
     ("promote",): set(),
     ("audit", "verify"): set(),
     ("version",): set(),
-    ("devcluster", "status"): set(),
 }
 OUTPUT = re.compile(r"-o \{([a-z,]+)\}, --output \{\1\}")
 
@@ -52,7 +51,7 @@ def test_each_data_command_takes_o_text_json_yaml(path: tuple[str, ...], capsys:
 
 def test_every_command_with_o_takes_text_json_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     """Any command with -o (a new one too) takes the same formats, with the same flag."""
-    with_o = {path: help_of(path, capsys) for path, parser, _ in cli._command_tree(cli.build_parser())
+    with_o = {path: help_of(path, capsys) for path, parser, _ in cli.command_tree(cli.build_parser())
               if any("--output" in a.option_strings for a in parser._actions)}
     assert set(DATA_COMMANDS) <= set(with_o)
     for path, text in with_o.items():
@@ -167,7 +166,3 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = both(capsys, "version")
     assert code == 0 and set(doc) == {"version", "testedWith"}
 
-
-def test_devcluster_status_of_no_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = both(capsys, "devcluster", "status", "--dir", str(tmp_path))
-    assert code == 1 and doc["ready"] is False and doc["directory"] == str(tmp_path)

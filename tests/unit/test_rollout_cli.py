@@ -195,7 +195,7 @@ def connected(monkeypatch: pytest.MonkeyPatch, cluster: FakeCluster) -> None:
 ])
 def test_rollout_status_arguments(argv: list[str], model: str | None, path: str) -> None:
     args = cli.build_parser().parse_args(["rollout", "status", *argv])
-    cli._rollout_args(args)
+    cli.rollout_args(args)
     assert (args.model, args.path) == (model, path)
 
 
@@ -211,8 +211,8 @@ def test_abort_and_promote_take_their_flags() -> None:
 
 def test_who_defaults_to_user_at_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER", "carol")
-    assert cli._who(argparse.Namespace(who=None)).startswith("carol@")
-    assert cli._who(argparse.Namespace(who="ci-bot")) == "ci-bot"
+    assert cli.who(argparse.Namespace(who=None)).startswith("carol@")
+    assert cli.who(argparse.Namespace(who="ci-bot")) == "ci-bot"
 
 
 def test_status_lists_the_rollout(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

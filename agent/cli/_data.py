@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.promote import Outcome
+from agent.registry_sync import Proposal
 
-def promote_document(outcome: Any, plan: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+
+def promote_document(outcome: Outcome, plan: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
     """`agent promote -o json|yaml`: the edit (an agent.promote.Outcome) and its plan; the CLI
     adds `push` and `pullRequest` when it pushes."""
     return {
@@ -25,7 +28,7 @@ def promote_document(outcome: Any, plan: dict[str, Any], *, dry_run: bool) -> di
     }
 
 
-def proposal_document(proposal: Any, plan: dict[str, Any] | None, *, dry_run: bool) -> dict[str, Any]:
+def proposal_document(proposal: Proposal, plan: dict[str, Any] | None, *, dry_run: bool) -> dict[str, Any]:
     """One model of `agent registry sync -o json|yaml` (an agent.registry_sync.Proposal): the
     CLI fills `commit`, `pushed` and `pullRequest` as it publishes."""
     return {

@@ -1,0 +1,217 @@
+"""The live commands: diff against the cluster, apply, status. Each parses its flags, hands the
+work to the library in one wiring function (`_live_plan`, `_apply`, `_status`: the pipeline,
+reconcile and status of today, called through their modules; the engine's entry later) and
+formats what comes back.
+Imported only when one of them runs: it loads the kubernetes client."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import output, pipeline, reconcile
+from agent.apply import PruneRefused
+from agent.cli._common import EXIT_ERROR, EXIT_OK, echo, plain, repo_path, signers, visible, warn, write_document
+from agent.cli._connect import connect, timeouts
+from agent.cli._filter import Filter
+from agent.cli._guard import error_lines
+from agent.cli._offline import show_diff
+from agent.cli._show import print_plan, print_status
+from agent.errors import AgentError
+from agent.plan import Plan
+from agent.status import wait_healthy
+from agent.status_watch import Taken, take, watch
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """`agent diff` without --base: the repo against the live cluster."""
+    return show_diff(_live_plan(args), args)
+
+
+def _live_plan(args: argparse.Namespace) -> Plan:
+    return reconcile.live_plan(repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
+                               inventory_namespace=args.inventory_namespace, timeouts=timeouts(args), warn=warn,
+                               signers=signers(args))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    # an invalid commit (or, with --verify-signatures, one not signed by an allowed key) raises: nothing applied
+    desired = pipeline.load_desired(repo_path(args), args.revision, signers=signers(args))
+    selected = Filter(args)
+    if selected.active:
+        if args.prune:
+            raise AgentError(f"--prune with {selected.describe()} is refused: pruning needs every object of the "
+                             "repo to know what is no longer in it; apply without the filter to prune")
+        selected.check_models((m.namespace, m.name) for m in desired.spec.models)
+        if not any(selected.object(o) for o in desired.objects):
+            raise AgentError(f"no object matches {selected.describe()}")
+    options = reconcile.Options(
+        prune=False if selected.active else (True if args.prune else None),
+        dry_run=args.dry_run,
+        allow_mass_prune=args.allow_mass_prune,
+        force_conflicts=args.conflicts == "force",
+        concurrency=args.concurrency,
+        inventory_namespace=args.inventory_namespace,
+        events=not args.no_events,
+        audit_log=Path(args.audit_log) if args.audit_log else None,
+        adopt=args.adopt,
+        lock_timeout=args.lock_timeout,
+    )
+    outcome, status = _apply(args, desired, selected, options)
+    if args.output != "text":
+        doc = {
+            "plan": output.as_dict(outcome.plan),
+            "results": [
+                {"ref": r.change.ref, "action": r.change.action, "outcome": r.outcome, "message": r.message}
+                for r in outcome.report.results
+            ],
+            "requests": outcome.requests,
+            "status": status,
+        }
+        write_document(doc, args.output)
+    else:
+        print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color, quiet=args.quiet))
+        verb = "would apply" if args.dry_run else "applied"
+        for r in outcome.report.results:
+            if args.quiet and r not in outcome.report.failed:  # -q: per-object lines of failures only
+                continue
+            line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
+            echo(line + (f": {r.message}" if r.message else ""))
+        if args.dry_run:
+            done = len(outcome.plan.changed)
+        else:
+            done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
+        print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
+              f"requests: {plain(dict(sorted(outcome.requests.items())))}")
+        if outcome.inventory_error:
+            print(visible(f"error: the inventory was not saved: {outcome.inventory_error}"), file=sys.stderr)
+        if status is not None:
+            print_status(status)
+    if not outcome.ok:
+        return EXIT_ERROR
+    if status is not None and status.get("timedOut"):
+        pending = status.get("unsettled") or []
+        assert isinstance(pending, list)
+        health = {f"{m['namespace']}/{m['name']}": m["health"] for m in status["models"]}
+        names = ", ".join(f"{name} ({health.get(name, '?')})" for name in pending)
+        hint = "" if args.allow_unknown else "; --allow-unknown accepts Unknown (no controller reports on it)"
+        print(visible(f"error: timed out after {args.timeout:g}s waiting for {len(pending)} model(s) to settle: "
+                      f"{names}{hint}"), file=sys.stderr)
+        return EXIT_ERROR
+    if status is not None and status.get("degraded"):
+        print(visible(f"error: degraded: {', '.join(status['degraded'])}"), file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _apply(args: argparse.Namespace, desired: pipeline.Desired, selected: Filter,
+           options: reconcile.Options) -> tuple[reconcile.Outcome, dict[str, Any] | None]:
+    """The apply itself: rollout traffic read from the cluster, the filter's objects reconciled,
+    then (--wait) the models waited for; the outcome and the status waited for (None without --wait)."""
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    with connect(args) as cluster:
+        # a running rollout's traffic is what the cluster must keep, not Git's canary number
+        rollouts = reconcile.read_rollouts(cluster, desired, args.inventory_namespace)
+        if rollouts.warning:
+            warn(rollouts.warning)
+        desired = pipeline.with_traffic(desired, rollouts.traffic)
+        if selected.active:  # the filter's objects only (after any rollout traffic was rendered in)
+            desired = dataclasses.replace(desired, objects=[o for o in desired.objects if selected.object(o)])
+        try:
+            outcome = reconcile.reconcile(desired, cluster, options, progress=progress)
+        except (reconcile.OwnershipConflict, PruneRefused) as refused:
+            if refused.plan is not None and args.output == "text":
+                print_plan(reconcile.with_rollouts(refused.plan, rollouts),
+                           argparse.Namespace(output="text", color=args.color))
+            raise
+        reconcile.with_rollouts(outcome.plan, rollouts)
+        if progress is not None:
+            print(file=sys.stderr)
+        status = None
+        if args.wait:
+            waiting = _wait_printer() if sys.stderr.isatty() else None
+            status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace,
+                                  allow_unknown=args.allow_unknown, progress=waiting,
+                                  select=lambda m: selected.model(m["namespace"], m["name"]))
+            if waiting is not None:
+                print(file=sys.stderr)
+    return outcome, status
+
+
+def _progress_printer() -> Callable[[object], None]:
+    count = [0]
+
+    def show(result: object) -> None:
+        count[0] += 1
+        ref = getattr(getattr(result, "change", None), "ref", "")
+        sys.stderr.write(f"\r\033[K[{count[0]}] {getattr(result, 'outcome', '')} {ref}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _wait_printer() -> Callable[[dict[str, Any], list[str]], None]:
+    started = time.monotonic()
+
+    def show(status: dict[str, Any], pending: list[str]) -> None:
+        total = len(status["models"])
+        first = f": {pending[0]}{' ...' if len(pending) > 1 else ''}" if pending else ""
+        line = f"waiting {time.monotonic() - started:.0f}s: {total - len(pending)}/{total} models settled{first}"
+        sys.stderr.write("\r\033[K" + visible(line))
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """A status (exit 0 all good, 1 not, 2 an invalid checkout: the cluster's view is shown
+    anyway), or with --watch one per change until Ctrl-C (exit 0)."""
+    return _status(args, repo_path(args), Filter(args))
+
+
+def _status(args: argparse.Namespace, path: str, selected: Filter) -> int:
+    """The status as the cluster has it, taken once or (--watch) again on every change."""
+    with connect(args) as cluster:
+        def once() -> Taken:
+            taken = take(lambda: pipeline.load_desired(path, args.revision), cluster,
+                         inventory_namespace=args.inventory_namespace, allow_unknown=args.allow_unknown, warn=warn,
+                         keep=(lambda m: selected.model(m["namespace"], m["name"])) if selected.active else None)
+            if selected.active and not taken.document["models"]:
+                raise AgentError(f"no model matches {selected.describe()} in the repo")
+            return taken
+
+        if args.watch:
+            return watch(once, lambda taken: _show_status(taken, args, stream=True), warn=warn)
+        taken = once()
+    _show_status(taken, args)
+    return taken.code
+
+
+def _show_status(taken: Taken, args: argparse.Namespace, stream: bool = False) -> None:
+    """One status as asked (-o); `stream` (--watch): json one line per document, yaml `---` between."""
+    status = taken.document
+    if args.output == "json" and stream:
+        sys.stdout.write(json.dumps(status, separators=(",", ":")) + "\n")
+    elif args.output in ("json", "yaml"):
+        if stream and args.output == "yaml":
+            sys.stdout.write("---\n")
+        write_document(status, args.output)
+    else:
+        if stream:
+            print(time.strftime("# %Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        print_status(status)
+    if taken.problems is not None:
+        print(visible(f"error: {len(taken.problems.errors)} problem(s) in the local checkout; shown is the live "
+                      f"state of target {status['target']} from the cluster (synced with Git: unknown):"),
+              file=sys.stderr)
+        for line in error_lines(taken.problems.errors):
+            print(visible(line), file=sys.stderr)
+        if not status["models"]:
+            print(visible(f"note: the cluster has no model of target {status['target']} (nothing applied yet, "
+                          "or its inventory is in another --inventory-namespace)"), file=sys.stderr)

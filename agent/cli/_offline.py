@@ -1,0 +1,120 @@
+"""The offline commands: validate, render, and diff (against another revision with --base; the
+live diff is the live group's). No cluster is contacted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from agent import pipeline
+from agent.cli._args import add_cluster, add_color, add_filter, add_output, add_source, add_verify
+from agent.cli._common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, lazy, repo_path, signers, visible, write_document
+from agent.cli._filter import Filter
+from agent.cli._show import print_plan, warn_conflicts
+from agent.errors import ValidationFailed
+from agent.output import to_yaml
+from agent.plan import Plan, redact
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = repo_path(args)
+    if args.output != "text":
+        return _validate_document(path, args)
+    # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
+    desired = pipeline.load_desired(path, args.revision, resolve=False, keyless="skip")
+    _note_unread(desired.unread)
+    spec = desired.spec
+    print(
+        f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
+        f"{len(spec.monitors)} monitors, {len(spec.runtimes)} runtimes, "
+        f"{len(spec.manifests)} manifests -> {len(desired.objects)} objects"
+    )
+    return EXIT_OK
+
+
+def _validate_document(path: str, args: argparse.Namespace) -> int:
+    """validate -o json|yaml: {valid, path, revision, counts, errors}, errors as a list of
+    {file, line, field, message}; exit 2 when invalid, as in text."""
+    doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
+    try:
+        desired = pipeline.load_desired(path, args.revision, resolve=False, keyless="skip")
+        _note_unread(desired.unread)
+    except ValidationFailed as exc:
+        doc.update(valid=False, revision=exc.revision or args.revision,
+                   errors=[{"file": e.file, "line": e.line, "field": e.field, "message": e.message} for e in exc.errors])
+    else:
+        spec = desired.spec
+        doc.update(revision=desired.revision.short, counts={
+            "models": len(spec.models), "monitors": len(spec.monitors), "runtimes": len(spec.runtimes),
+            "manifests": len(spec.manifests), "objects": len(desired.objects)})
+    write_document(doc, args.output)
+    return EXIT_OK if doc["valid"] else EXIT_ERROR
+
+
+def _note_unread(paths: Sequence[str]) -> None:
+    if paths:
+        print(visible(f"note: {len(paths)} SOPS-encrypted file(s) not validated, no age identity given "
+                      f"(--sops-age-key-file FILE, or SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): {', '.join(paths)}"),
+              file=sys.stderr)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    objects = pipeline.load_desired(repo_path(args), args.revision, signers=signers(args)).objects
+    if not args.show_secrets:  # Secret values as markers, like diff and apply show them
+        redacted = [redact(o) for o in objects]
+        hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
+        if hidden:
+            print(f"note: values of {hidden} Secret(s) redacted; --show-secrets prints them", file=sys.stderr)
+        objects = redacted
+    if args.output == "json":
+        write_document({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects}, "json")
+    else:  # yaml, and text: manifests are read as YAML
+        sys.stdout.write("---\n".join(to_yaml(o) for o in objects))
+    return EXIT_OK
+
+
+_live_diff = lazy("_live_cmd", "cmd_diff")  # the live diff loads the kubernetes client; diff --base does not
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Against --base (another revision) here; against the live cluster in the live group."""
+    if args.base is None:
+        return _live_diff(args)
+    return show_diff(pipeline.offline_plan(repo_path(args), args.base, args.revision, signers=signers(args)), args)
+
+
+def show_diff(plan: Plan, args: argparse.Namespace) -> int:
+    """The diff as asked (-o, -n/--model), its conflicts warned; exit 1 when it has changes."""
+    plan = Filter(args).plan(plan)
+    print_plan(plan, args)
+    warn_conflicts(plan)
+    return EXIT_CHANGES if plan.has_changes else EXIT_OK
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="validate a model repo (exit 0 valid, 2 invalid)")
+    add_source(p)
+    add_output(p, "text (default); json or yaml: {valid, path, revision, counts, errors}, each error "
+                  "{file, line, field, message}")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("render", help="print the Kubernetes objects a model repo renders to")
+    add_source(p)
+    add_output(p, "yaml (default) or text: the documents separated by ---; json: one v1 List", default="yaml")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="print Secret values (default: redacted markers, as in diffs)")
+    add_verify(p)
+    p.set_defaults(handler=cmd_render)
+
+    p = sub.add_parser("diff", help="what would change (exit 0 none, 1 changes, 2 error)")
+    add_source(p)
+    add_filter(p, "diff")
+    p.add_argument("--base", help="compare against this git revision instead of the live cluster")
+    add_output(p, "text (default), json (docs/diff-json.md), yaml (the same document) or markdown (a PR comment)",
+               extra=["markdown"])
+    add_color(p)
+    add_cluster(p)
+    add_verify(p)
+    p.set_defaults(handler=cmd_diff)
