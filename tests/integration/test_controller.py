@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -162,7 +161,16 @@ def test_a_signed_webhook_applies_at_once_and_a_bad_signature_nothing(
     push = {"ref": "refs/heads/main", "after": commit}
     assert webhook(controller, push, secret=b"wrong") == 401
     assert webhook(controller, {"ref": "refs/heads/other", "after": commit}) == 202
-    time.sleep(0.5)  # give a wrongly accepted push the chance to show: nothing may have been fetched
+    # A wrongly accepted push would have queued a fetch before its answer. An (empty) Alertmanager
+    # delivery asks for a pass that fetches nothing; the queue is FIFO, so once that pass is
+    # counted, the wrong fetch would have been made: nothing may have been fetched.
+    passes = 'modelops_agent_reconcile_duration_seconds_count{trigger="rollout"}'
+    before = metric(controller, passes)
+    alerts = urllib.request.Request(f"{controller.http.url}/alerts", data=b'{"alerts": []}', method="POST", headers={
+        "Authorization": f"Bearer {SECRET.decode()}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(alerts, timeout=10) as response:
+        assert response.status == 200
+    wait_for(lambda: metric(controller, passes) > before, "the pass asked for after the pushes", timeout=30)
     assert controller.fetched == first
     assert webhook(controller, push) == 202
     wait_for(lambda: min_replicas(kubeconfig, "ctlhook-1", "model-0001") == 5, "the webhook's commit applied", timeout=30)
@@ -284,15 +292,27 @@ def test_two_replicas_elect_one_writer_and_the_other_takes_over(tmp_path: Path, 
     remote = Remote(tmp_path, "ctl-leader", "ctlleader")
     procs: list[subprocess.Popen[str]] = []
     try:
-        a, _ = _spawn(remote, kubeconfig, tmp_path, "a", "--leader-elect")
-        b, _ = _spawn(remote, kubeconfig, tmp_path, "b", "--leader-elect")
+        # debug: each pass's trigger is logged, the sign below that the follower had its chances
+        a, _ = _spawn(remote, kubeconfig, tmp_path, "a", "--leader-elect", "--log-level", "debug")
+        b, _ = _spawn(remote, kubeconfig, tmp_path, "b", "--leader-elect", "--log-level", "debug")
         procs += [a, b]
         holder = wait_for(lambda: _holder(kubeconfig, "ctl-leader"), "a leader", timeout=120)
         leader, follower = (a, b) if holder.endswith(f"/{a.pid}") else (b, a)
         assert holder.endswith(f"/{leader.pid}")
         wait_for(lambda: isvc(kubeconfig, "ctlleader-0", "model-0000"), "the leader's first sync", timeout=120)
         name = {a.pid: "a", b.pid: "b"}
-        time.sleep(2)  # a follower that wrote would have done so by now
+        # The follower loaded the commit the leader applied, then ran two more passes (each logs its
+        # trigger first; the first pass after the load starts its election): a follower that
+        # wrote would have done so by now. Its passes end before the reconcile metric, so the
+        # sign is its log, not its /metrics.
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=remote.work, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+        def passes_after_load() -> int:
+            text = (tmp_path / f"{name[follower.pid]}.log").read_text()
+            loaded = text.find(f"loaded {head[:12]}")
+            return -1 if loaded < 0 else text.count(": trigger: ", loaded)
+        wait_for(lambda: passes_after_load() >= 3, "two whole follower passes after its load", timeout=60)
         follower_log = tmp_path / f"{name[follower.pid]}.jsonl"
         assert not follower_log.exists() or not [
             line for line in follower_log.read_text().splitlines() if '"event":"object"' in line]

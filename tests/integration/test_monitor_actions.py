@@ -28,6 +28,7 @@ from agent.source import DirectorySource
 from agent.spec import load
 from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
+from tests.integration._passes import wait_passes
 from tests.integration._repos import GIT
 from tests.integration.conftest import audit_records, wait_until
 
@@ -171,9 +172,9 @@ def test_rollback_alert_ends_a_running_canary(tmp_path: Path, kubeconfig: Path, 
     server = ModelServer(ns, "scorer").track("1", "stable").track("2", "canary")
     try:
         prometheus_reload(prometheus, [server.target], rule_files=[rules])
-        controllers(bare)
+        controller = controllers(bare)
         wait_until(lambda: canary_traffic(kubeconfig, ns) == 20, "the first canary step", 60)
-        time.sleep(2)
+        wait_passes(controller, 2, "rollout ticks at the first step")
         assert canary_traffic(kubeconfig, ns) == 20  # an hour-long step: it stays there on its own
         server.set("1", error_rate=0.5)
         server.set("2", error_rate=0.5)
@@ -185,7 +186,10 @@ def test_rollback_alert_ends_a_running_canary(tmp_path: Path, kubeconfig: Path, 
         assert len(aborted) == 1 and f"alert {alertname}" in aborted[0]["reason"] and aborted[0]["traffic"] == 0
         ev = events(kubeconfig, ns)
         assert "RolloutAborted" in ev and ev["RolloutAborted"]["type"] == "Warning"
-        time.sleep(3)  # the alert keeps firing: nothing more happens, the canary stays at 0
+        # the alert keeps firing: passes read it again (each acts on every firing alert), and
+        # nothing more happens, the canary stays at 0
+        wait_until(lambda: firing(prometheus, alertname, ns), "the alert still firing", 10)
+        wait_passes(controller, 2, "passes while the alert fires")
         assert canary_traffic(kubeconfig, ns) == 0
         assert len([r for r in audit_records(tmp_path / "audit.jsonl", "rollout") if r["transition"] == "aborted"]) == 1
     finally:
@@ -217,12 +221,12 @@ def test_retrain_alert_starts_exactly_one_job(tmp_path: Path, kubeconfig: Path, 
         env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env == {"MODEL": "scorer", "MODEL_VERSION": "1", "ALERT": alertname}
 
-        time.sleep(4)  # several ticks while the alert keeps firing
+        wait_passes(first, 3, "passes while the alert keeps firing")
         pushed = {"status": "firing", "labels": alert["labels"], "annotations": alert["annotations"],
                   "startsAt": alert["activeAt"], "endsAt": "0001-01-01T00:00:00Z"}
         assert first.http is not None
         assert post_alerts(first.http.url, [pushed]) == 200
-        time.sleep(3)
+        wait_passes(first, 2, "the pushed alert acted on")
         assert [j["metadata"]["name"] for j in jobs(kubeconfig, ns)] == [meta["name"]]
 
         controllers.stop(first)  # type: ignore[attr-defined]
@@ -232,7 +236,7 @@ def test_retrain_alert_starts_exactly_one_job(tmp_path: Path, kubeconfig: Path, 
         assert post_alerts(second.http.url, [pushed]) == 200
         pushed_later = {**pushed, "startsAt": "2099-01-01T00:00:00Z"}  # another episode, within the cooldown
         assert post_alerts(second.http.url, [pushed_later]) == 200
-        time.sleep(5)
+        wait_passes(second, 3, "the pushed alerts acted on, and Prometheus' firing one")
         assert firing(prometheus, alertname, ns)  # still firing all along
         assert [j["metadata"]["name"] for j in jobs(kubeconfig, ns)] == [meta["name"]]
 

@@ -27,6 +27,7 @@ from agent.forge import open_forge, repo_ref
 from agent.source import Credentials
 from devenv.cluster import ForgeInfo, PrometheusInfo, forge_create_repo, prometheus_reload
 from tests.integration._model_server import ModelServer
+from tests.integration._passes import wait_pass_after
 from tests.integration._repos import GIT
 from tests.integration.conftest import audit_records, wait_until
 
@@ -203,7 +204,9 @@ def test_unhealthy_canary_is_rolled_back_within_one_interval(
     exposition = controller.metrics.exposition().decode()
     assert f'modelops_agent_rollout_transitions_total{{kind="rolled-back",model="{ns}/scorer"}} 1.0' in exposition
     assert f'modelops_agent_rollout_traffic_percent{{model="{ns}/scorer"}} 0.0' in exposition
-    time.sleep(5)  # one more interval: it stays rolled back
+    # it stays rolled back: a pass that began one interval (4 s) after the rollback was seen, when
+    # a rollout that wrongly went on would have taken its next step
+    wait_pass_after(controller, time.time() + 4, "one more rollout interval")
     assert canary_traffic(kubeconfig, ns) == 0
 
 

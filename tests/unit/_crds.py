@@ -1,8 +1,9 @@
 """The real CRDs our rendered objects must satisfy, fetched the way a user gets them.
 
-`bash tools/k8s/build.sh` prints the control-plane cache directory as its last stdout line
-(cached: it returns at once; cold: it builds, which takes minutes); the KServe and
-Prometheus-Operator CRDs pinned in tools/k8s/crds.env are in `<dir>/crds/*.yaml`.
+`bash tools/k8s/crds.sh` prints, as its last stdout line, a cache directory holding the KServe
+and Prometheus-Operator CRDs pinned in tools/k8s/crds.env (`<dir>/*.yaml`), read from their Go
+modules by `go mod download`: instant when cached, seconds cold. No control-plane build: the
+script manages its own cache (under $AGENT_K8S_CACHE, as tools/k8s/build.sh does).
 
 An object is checked twice against its version's `openAPIV3Schema`:
 - jsonschema (Draft 4 semantics, which is what OpenAPI v3 schemas in CRDs use; the
@@ -39,13 +40,13 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 @cache
 def crd_dir() -> Path:
-    proc = subprocess.run(["bash", str(REPO_ROOT / "tools" / "k8s" / "build.sh")], capture_output=True,
-                          text=True, check=False)
+    script = REPO_ROOT / "tools" / "k8s" / "crds.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"tools/k8s/build.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"tools/k8s/crds.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     lines = proc.stdout.strip().splitlines()
-    assert lines, "tools/k8s/build.sh printed nothing"
-    directory = Path(lines[-1]) / "crds"
+    assert lines, "tools/k8s/crds.sh printed nothing"
+    directory = Path(lines[-1])
     if not directory.is_dir() or not list(directory.glob("*.yaml")):
         raise RuntimeError(f"no CRDs in {directory}")
     return directory

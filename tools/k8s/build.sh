@@ -2,7 +2,8 @@
 # Build (or reuse) the local control plane: kube-apiserver, kube-controller-manager,
 # kube-scheduler, etcd and kwok from the Go modules pinned in go.mod, KServe's admission
 # webhook from the module pinned in ../kserve-webhook/go.mod, plus the KServe and
-# Prometheus-Operator CRDs read from their pinned Go modules. Prints the cache directory.
+# Prometheus-Operator CRDs read from their pinned Go modules (by crds.sh, which has its own
+# cache: the unit tests need only the CRDs). Prints the cache directory.
 #
 #   AGENT_K8S_CACHE   root of the cache (default: ~/.cache/modelops-agent/k8s)
 #
@@ -94,24 +95,13 @@ for b in "${bins[@]}"; do
   mv -f "$tmp/$b" "$dir/bin/$b"
 done
 
-fetch_crds() {  # module@version subdir file...
-  local mod=$1 sub=$2; shift 2
-  local mdir
-  mdir=$(go mod download -json "$mod" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  for f in "$@"; do
-    install -m 0644 "$mdir/$sub/$f" "$tmp/$f"
-    mv -f "$tmp/$f" "$dir/crds/$f"
-  done
-}
-fetch_crds "github.com/kserve/kserve@$KSERVE_VERSION" config/crd/full \
-  serving.kserve.io_inferenceservices.yaml serving.kserve.io_servingruntimes.yaml \
-  serving.kserve.io_clusterservingruntimes.yaml
-fetch_crds "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
-  example/prometheus-operator-crd \
-  monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml \
-  monitoring.coreos.com_podmonitors.yaml
-printf 'kserve %s\nprometheus-operator %s\n' "$KSERVE_VERSION" "$PROMETHEUS_OPERATOR_VERSION" > "$tmp/.complete"
-mv -f "$tmp/.complete" "$dir/crds/.complete"
+# The CRDs come from crds.sh (its own small cache, shared with the unit tests): copied here so
+# that this directory is the whole local control plane.
+crds=$(bash "$here/crds.sh" | tail -n 1)
+for f in "$crds"/*.yaml "$crds/.complete"; do  # .complete last
+  install -m 0644 "$f" "$tmp/${f##*/}"
+  mv -f "$tmp/${f##*/}" "$dir/crds/${f##*/}"
+done
 
 echo "built in $(( $(date +%s) - start ))s; cache size $(du -sh "$dir" | cut -f1)" >&2
 echo "$dir"
