@@ -3,6 +3,7 @@
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._kserve import autoscaler_annotations
 from agent.spec._loader import DEFAULT_LOADER, Loader, gate_problems, is_manifest_path, load
+from agent.spec._lookup import ModelLookupError, find_model
 from agent.spec._schema import artifact_uri_problem, schemas_dir
 from agent.spec._types import (
     API_VERSION,
@@ -73,3 +74,4 @@ __all__ = [
 
 __all__ += ["artifact_uri_problem"]
 __all__ += ["autoscaler_annotations"]
+__all__ += ["ModelLookupError", "find_model"]
