@@ -1,4 +1,4 @@
-"""Shim (issue 18): the names cli.py, the controller and older tests import from agent.promote,
+"""Shim: the names cli.py, the controller and older tests import from agent.promote,
 now in agent.promotion (the edits and flows), agent.source (git) and agent.forge (forge, auth).
 Remove once every caller imports them from there."""
 
