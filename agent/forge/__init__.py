@@ -9,15 +9,20 @@ up PRs, comments or hooks. Standard library HTTP only; see docs/forges.md for to
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from agent.forge._base import Comment, Forge, ForgeBase, PullRequest, RepoRef
+from agent.forge._base import Comment, Forge, PullRequest, RepoRef
 from agent.forge._errors import ForgeError
-from agent.forge._gitea import GiteaForge
-from agent.forge._github import GitHubForge
-from agent.forge._gitlab import GitLabForge
-from agent.forge._http import HttpClient
+from agent.forge._open import open_forge
 from agent.forge._remote import DEFAULT_TOKEN_ENV, read_token, repo_ref
+from agent.forge._settings import (
+    ForgeAccess,
+    ForgeOptions,
+    connect_forge,
+    forge_options,
+    from_settings,
+    read_git_token,
+    repo_url,
+    username_for,
+)
 
 __all__ = [
     "DEFAULT_TOKEN_ENV",
@@ -30,26 +35,7 @@ __all__ = [
     "read_token",
     "repo_ref",
 ]
-
-_CLASSES: dict[str, type[ForgeBase]] = {"github": GitHubForge, "gitlab": GitLabForge, "gitea": GiteaForge}
-
-
-def open_forge(ref: RepoRef, token: str, *, ca_file: str | Path | None = None, timeout: float = 20.0) -> Forge:
-    """The `Forge` for `ref`, authenticated with `token` (sent only to `ref.api_url`)."""
-    cls = _CLASSES.get(ref.kind)
-    if cls is None:
-        raise ForgeError(f"forge kind {ref.kind!r}: expected one of {', '.join(_CLASSES)}")
-    if not token or token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
-        raise ForgeError(f"{ref.kind}: the token is empty or holds whitespace/control characters")
-    if timeout <= 0:
-        raise ForgeError(f"{ref.kind}: timeout must be positive, got {timeout}")
-    extra: dict[str, str] = {}
-    if ref.kind == "github":
-        auth = ("Authorization", f"Bearer {token}")
-        extra = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-    elif ref.kind == "gitlab":
-        auth = ("PRIVATE-TOKEN", token)
-    else:
-        auth = ("Authorization", f"token {token}")
-    http = HttpClient(ref.kind, ref.api_url, auth, token, ca_file=ca_file, timeout=timeout, extra_headers=extra)
-    return cls(ref, http)
+__all__ += [  # set-up from settings (the CLI's flags, the controller's)
+    "ForgeAccess", "ForgeOptions", "connect_forge", "forge_options", "from_settings", "read_git_token", "repo_url",
+    "username_for",
+]

@@ -9,7 +9,29 @@ from agent.errors import SourceError
 from agent.source._base import Revision, Snapshot, Source
 from agent.source._directory import DirectorySource
 from agent.source._git import GitSource
-from agent.source._mirror import Backoff, Credentials, GitFailed, Mirror, PushDenied, redact_url, redact_urls, run_git
+from agent.source._mirror import Backoff, Credentials, Mirror, PushDenied, redact_url, redact_urls
+from agent.source._plumbing import (
+    GitAuth,
+    GitError,
+    PushPlan,
+    base_commit,
+    branch_file,
+    clone_branch,
+    commit_on_branch,
+    current_branch,
+    dirty_paths,
+    fetch_branch,
+    git,
+    git_auth,
+    git_head,
+    git_toplevel,
+    has_ref,
+    plan_push,
+    push_branch,
+    remote_default_branch,
+    resolve_remote,
+)
+from agent.source._run import GitFailed, run_git
 from agent.source._signatures import Signer, SignerKeys, verify_commit
 from agent.source._sops import Sealed, decrypt_snapshot
 from agent.source._sops_keys import KeyRing, use_age_key_file
@@ -20,6 +42,11 @@ __all__ = [
 ]
 __all__ += ["KeyRing", "Sealed", "decrypt_snapshot", "use_age_key_file"]
 __all__ += ["PushDenied"]
+__all__ += [  # the write side's git plumbing (promotion, registry sync, the controller's write-back)
+    "GitAuth", "GitError", "PushPlan", "base_commit", "branch_file", "clone_branch", "commit_on_branch",
+    "current_branch", "dirty_paths", "fetch_branch", "git", "git_auth", "git_head", "git_toplevel", "has_ref",
+    "plan_push", "push_branch", "remote_default_branch", "resolve_remote",
+]
 
 
 def read_snapshot(path: str | Path, revision: str | None = None) -> Snapshot:

@@ -25,32 +25,21 @@ import os
 import random
 import re
 import shlex
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from agent._http import Secret, scrub, secret_forms
-from agent.errors import SourceError, plain_reason
+from agent.errors import SourceError
+from agent.source._askpass import ASKPASS_VARIABLES, askpass_env, write_askpass
+from agent.source._credentials import Credentials
+from agent.source._run import GitFailed, run_git
 
 __all__ = ["Backoff", "Credentials", "GitFailed", "Mirror", "PushDenied", "redact_url", "redact_urls", "run_git"]
 
-# The environment variables (set only for one git child) through which the askpass helper
-# learns what to answer. Their names are not secret; their values are.
-_TOKEN_ENV = "MODELOPS_GIT_TOKEN"
-_USER_ENV = "MODELOPS_GIT_USERNAME"
 _ASKPASS_NAME = "modelops-askpass.sh"
-_ASKPASS_SCRIPT = f"""#!/bin/sh
-# Written by the modelops agent: answers git's credential prompts from its environment.
-case "$1" in
-  Username*) printf '%s\\n' "${_USER_ENV}" ;;
-  *) printf '%s\\n' "${_TOKEN_ENV}" ;;
-esac
-"""
 # Inherited GIT_* variables that only say how to reach a server; every other one would change
 # which repository or config git uses (GIT_DIR, GIT_CONFIG_*, GIT_ASKPASS) or print the
 # Authorization header to stderr (GIT_CURL_VERBOSE), which ends up in error messages.
@@ -60,66 +49,6 @@ _INHERITED_GIT_ENV = frozenset({
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^@/:]+:(?!//)")
 _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|/\.")
 _LOCK_FILES = ("HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock", "FETCH_HEAD.lock")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to authenticate to the remote; secrets are referenced, never held in the URL.
-
-    https: a token read from `token_file` (e.g. a mounted Secret, re-read on every call so a
-    rotated token is picked up) or from the environment variable named `token_env`, sent as
-    the password of `username` (GitHub, GitLab and Gitea accept any user name with a token).
-    ssh: a private key file and the known_hosts file the server's key must be in.
-    https with a private CA (a company forge, the local Gitea): `ca_file`, the PEM bundle git
-    trusts instead of the system's (GIT_SSL_CAINFO of every git child)."""
-
-    token_file: Path | None = None
-    token_env: str | None = None
-    username: str = "x-access-token"
-    ssh_key_file: Path | None = None
-    known_hosts_file: Path | None = None
-    ca_file: Path | None = None
-
-    @property
-    def has_token(self) -> bool:
-        return self.token_file is not None or self.token_env is not None
-
-    @property
-    def has_ssh(self) -> bool:
-        return self.ssh_key_file is not None or self.known_hosts_file is not None
-
-    def token(self) -> str:
-        """The token, read now; a SourceError that names where it was looked for, never it."""
-        if self.token_file is not None:
-            try:
-                value = Path(self.token_file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = plain_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
-                raise SourceError(f"cannot read the git token file {self.token_file}: {reason}") from None
-            where = f"the git token file {self.token_file}"
-        else:
-            value = os.environ.get(self.token_env or "", "").strip()
-            where = f"the environment variable {self.token_env}"
-        if not value:
-            raise SourceError(f"{where} holds no token")
-        if "\n" in value or "\r" in value:
-            raise SourceError(f"{where} holds more than one line")
-        return value
-
-    def ca_path(self) -> str | None:
-        """The CA bundle's absolute path, checked readable now (else git would only say that a
-        certificate failed to verify); a SourceError naming the file."""
-        if self.ca_file is None:
-            return None
-        path = os.path.abspath(self.ca_file)
-        try:
-            with open(path, "rb") as f:
-                content = f.read(8 << 20)  # a CA bundle is well below this
-        except OSError as exc:
-            raise SourceError(f"cannot read the git CA file {self.ca_file}: {exc.strerror or exc}") from None
-        if b"-----BEGIN CERTIFICATE-----" not in content:
-            raise SourceError(f"the git CA file {self.ca_file} holds no PEM certificate")
-        return path
 
 
 def redact_url(url: str) -> str:
@@ -189,68 +118,6 @@ def _mirror_dir_name(shown_url: str) -> str:
 class PushDenied(SourceError):
     """The remote refused these credentials a push (Mirror.check_push): a read-only token or
     deploy key, or none at all."""
-
-
-class GitFailed(Exception):
-    """A git child failed (or timed out); stderr with any secret masked."""
-
-    def __init__(self, stderr: str, timed_out: bool = False) -> None:
-        super().__init__(stderr)
-        self.stderr = stderr
-        self.timed_out = timed_out
-
-
-def run_git(args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | Path | None = None,
-            secrets: Sequence[Secret] = (), stderr_sink: list[str] | None = None) -> str:
-    """Run one git (or any) child with a timeout and return its stdout; never leaves it behind.
-
-    The child leads its own process group, so on timeout the whole group (git and its
-    transport helpers) is killed, then reaped. Raises GitFailed with stderr, the secrets masked
-    in every encoding a remote could echo them in (agent._http.secret_forms: a `(user, token)`
-    pair covers the Basic auth header git sends). `stderr_sink`: where stderr (masked) is
-    appended, on success too (`git verify-commit --raw` writes its verdict there)."""
-    proc = subprocess.Popen(  # an argv list, no shell
-        list(args), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
-    timed_out = False
-    try:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            out, err = _drain(proc)
-    except BaseException:  # KeyboardInterrupt, SystemExit: still no orphan, no zombie
-        _kill_group(proc)
-        _drain(proc)
-        raise
-    stderr = scrub(err.decode("utf-8", "replace"), secret_forms(secrets))
-    if stderr_sink is not None:
-        stderr_sink.append(stderr)
-    if timed_out:
-        raise GitFailed(stderr, timed_out=True)
-    if proc.returncode != 0:
-        raise GitFailed(stderr)
-    return out.decode("utf-8", "replace")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group id is the child's pid (start_new_session)
-
-
-def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    """Read what a killed child wrote and reap it; a descendant that left the process group
-    and still holds the pipes is not waited for."""
-    try:
-        return proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-        return b"", b""
 
 
 def _one_line(stderr: str) -> str:
@@ -414,24 +281,15 @@ class Mirror:
             except OSError as exc:
                 raise SourceError(f"{self.path}: cannot create the mirror: {exc.strerror or exc}") from None
         if self.credentials.has_token and not self._askpass.is_file():
-            self._write_askpass()
-
-    def _write_askpass(self) -> None:
-        """The helper git runs for a username/password: it holds no secret, only reads env."""
-        tmp = self._askpass.with_name(self._askpass.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-        with os.fdopen(fd, "w") as f:
-            f.write(_ASKPASS_SCRIPT)
-        os.chmod(tmp, 0o700)
-        os.replace(tmp, self._askpass)
+            write_askpass(self._askpass)
 
     def _env(self, token: str | None = None) -> dict[str, str]:
         """The environment of a git child: hermetic config, no prompt, C locale."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("GIT_") or k in _INHERITED_GIT_ENV}
         env.pop("SSH_ASKPASS", None)
-        env.pop(_TOKEN_ENV, None)
-        env.pop(_USER_ENV, None)
+        for name in ASKPASS_VARIABLES:
+            env.pop(name, None)
         if self.credentials.token_env:  # the token is handed over under our name only, when needed
             env.pop(self.credentials.token_env, None)
         env.update({
@@ -446,7 +304,7 @@ class Mirror:
             "GIT_CEILING_DIRECTORIES": str(self.path.parent),
         })
         if token is not None:
-            env.update({"GIT_ASKPASS": str(self._askpass), _TOKEN_ENV: token, _USER_ENV: self.credentials.username})
+            env.update(askpass_env(self._askpass, token, self.credentials.username))
         if self.credentials.has_ssh:
             env["GIT_SSH_COMMAND"] = self.ssh_command()
         if self.credentials.ca_file is not None:  # this CA only: an inherited GIT_SSL_CAPATH would add others
@@ -478,7 +336,7 @@ class Mirror:
         token = self.credentials.token() if self.credentials.has_token else None
         self.credentials.ca_path()  # readable now, or a SourceError naming it
         if token is not None and not self._askpass.is_file():
-            self._write_askpass()
+            write_askpass(self._askpass)
         secrets = [] if token is None else [(self.credentials.username, token)]
         try:
             return run_git(self.git_argv(args), env=self._env(token), timeout=self.timeout, cwd=self.path,

@@ -24,8 +24,7 @@ import pytest
 
 from agent.errors import SourceError
 from agent.pipeline import load_desired
-from agent.source import Backoff, Credentials, GitSource, Mirror, open_source, redact_url
-from agent.source._mirror import run_git
+from agent.source import Backoff, Credentials, GitSource, Mirror, open_source, redact_url, run_git
 from tests.unit.conftest import EXAMPLE_REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI")
