@@ -228,8 +228,7 @@ def test_a_conflict_is_shown_in_every_output_format() -> None:
 
     obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "b"}}}
     theirs = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "a"}}}
-    c = change("update", theirs, obj)
-    c.owner_conflict = "team-a`|<b>"
+    c = change("update", theirs, obj, owner_conflict="team-a`|<b>")
     plan = build_plan([c])
     assert plan.conflicts == [c] and plan.has_changes
     assert "CONFLICT: owned by target 'team-a`|<b>'" in output.text(plan)
