@@ -585,7 +585,7 @@ def test_secret_spec_hash_annotation_and_values_are_masked_with_a_keyed_hash() -
 
 
 def test_new_kserve_model_with_a_canary_warns_about_the_first_rollout() -> None:
-    from agent.pipeline import load_desired
+    from agent.engine import load_desired
     from agent.plan import build_plan, diff_objects
 
     desired = load_desired(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects
