@@ -6,8 +6,8 @@ Public API (the CLI is a thin layer over these):
     load(files) / render(spec) / diff_objects(...) / build_plan(...)     the pure core
 """
 
+from agent.engine import Desired, load_desired, offline_plan
 from agent.errors import AgentError, SourceError, SpecError, ValidationFailed
-from agent.pipeline import Desired, load_desired, offline_plan
 from agent.plan import ModelChange, ObjectChange, Plan, build_plan, diff_objects
 from agent.render import render
 from agent.spec import Spec, load

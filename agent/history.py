@@ -181,8 +181,8 @@ def table(entries: list[dict[str, Any]]) -> list[str]:
 def target_of(repo: Path) -> str | None:
     """The target a model repo names (its RepositoryConfig), also when the repo does not validate;
     None when it cannot be read."""
+    from agent.engine import load_desired
     from agent.errors import AgentError, ValidationFailed
-    from agent.pipeline import load_desired
 
     try:
         return load_desired(repo, resolve=False, keyless="skip").spec.config.name

@@ -15,12 +15,11 @@ from typing import Any
 
 from agent import health
 from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, Cluster, ClusterError, load_rollouts
+from agent.engine import ENDED_BADLY, checks_json, ended_badly, last_sync, observe
 from agent.errors import AgentError, ValidationFailed
 from agent.plan import model_of
-from agent.reconcile import observe
 from agent.render import STABLE_ANNOTATION, ref
 from agent.rollout import RolloutState, live_canary_of
-from agent.status import ENDED_BADLY, checks_json, ended_badly, last_sync
 
 _SERVING = ("InferenceService", "Service")  # the object whose annotations say which versions serve
 

@@ -1,6 +1,6 @@
 """`agent status` and `agent status --watch`: one status document, or one per change.
 
-A status is taken from the local checkout and the cluster (agent.status.model_status). When the
+A status is taken from the local checkout and the cluster (agent.engine.model_status). When the
 checkout does not validate, the cluster's live state is still shown (agent.status_live) with the
 checkout's problems as a note, and the exit code is 2: what runs is visible, but whether it is
 synced with Git is not.
@@ -43,10 +43,10 @@ class Taken:
 def take(load: Callable[[], Any], cluster: Cluster, *, inventory_namespace: str = INVENTORY_NAMESPACE,
          allow_unknown: bool = False, keep: Callable[[dict[str, Any]], bool] | None = None,
          warn: Callable[[str], None] | None = None) -> Taken:
-    """The status of the checkout `load()` reads (agent.pipeline.load_desired), or of the cluster
+    """The status of the checkout `load()` reads (agent.engine.load_desired), or of the cluster
     alone when it does not validate but names its target; ValidationFailed when it names none.
     `keep(model)`: only the models it accepts (--model, -n)."""
-    from agent.status import model_status, status_ok
+    from agent.status import model_status, status_ok  # agent.status: the tests replace its model_status
     from agent.status_live import live_status, local_problems
 
     try:

@@ -38,8 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.cluster import Cluster, load_inventory  # noqa: E402
-from agent.pipeline import load_desired  # noqa: E402
-from agent.reconcile import selector  # noqa: E402
+from agent.engine import load_desired, selector  # noqa: E402
 from agent.render import object_key  # noqa: E402
 from devenv import cluster as devcluster  # noqa: E402
 from tests.integration._repos import make_repo  # noqa: E402

@@ -5,9 +5,9 @@ directory (a mix of both backends, canaries, autoscaling, monitors, runtimes and
 manifests), with two commits: the second changes ~5% of the models (a new stable version or
 new canary traffic). It then times, best of 3, in-process:
 
-  validate+render  agent.pipeline.load_desired(repo, HEAD): read the commit, parse, validate,
+  validate+render  agent.engine.load_desired(repo, HEAD): read the commit, parse, validate,
                    render (what `agent validate`/`agent render --revision HEAD` do)
-  diff             agent.pipeline.offline_plan(repo, HEAD~1, HEAD): both commits read,
+  diff             agent.engine.offline_plan(repo, HEAD~1, HEAD): both commits read,
                    validated and rendered, then diffed and summarized (`agent diff --base`)
 
 and, within the best run of each, the time spent in Python's cyclic garbage collector.
@@ -38,7 +38,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.pipeline import load_desired, offline_plan
+from agent.engine import load_desired, offline_plan
 from agent.spec import DEFAULT_LOADER
 
 API = "modelops.dev/v1alpha1"

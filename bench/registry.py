@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent._http import Transport  # noqa: E402
-from agent.pipeline import Desired, load_desired, registries_for, resolve_registries  # noqa: E402
+from agent.engine import Desired, load_desired, registries_for, resolve_registries  # noqa: E402
 from devenv.cluster import mlflow_down, mlflow_up  # noqa: E402
 
 API = "/api/2.0/mlflow"

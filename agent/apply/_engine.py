@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent.apply._task import SyncTask
 from agent.cluster import Cluster, ClusterError
 from agent.errors import AgentError
-from agent.plan import ObjectChange, Plan, owned_fields_hash
+from agent.plan import ObjectReport, Plan, owned_fields_hash
 from agent.render import phase
 
 Outcome = Literal["applied", "deleted", "skipped", "failed", "unchanged"]
@@ -19,11 +20,12 @@ Outcome = Literal["applied", "deleted", "skipped", "failed", "unchanged"]
 
 @dataclass
 class ObjectResult:
-    change: ObjectChange
+    change: ObjectReport
     outcome: Outcome
     message: str = ""
     live: dict[str, Any] | None = None  # the object as stored after apply
     fields: str = ""  # owned-fields hash after apply
+    uid: str = ""  # the live object's uid as read before the request (an Event names it)
 
 
 @dataclass
@@ -70,13 +72,13 @@ def _conflict_message(exc: ClusterError) -> str:
 
 def execute(
     cluster: Cluster,
-    plan: Plan,
+    tasks: list[SyncTask],
     *,
     manager: str,
     force: bool,
     concurrency: int = 8,
     on_result: Callable[[ObjectResult], None] | None = None,
-    before: Callable[[ObjectChange], None] | None = None,
+    before: Callable[[ObjectReport], None] | None = None,
 ) -> ApplyReport:
     """Apply creates/updates phase by phase, then delete in reverse phase order.
 
@@ -84,34 +86,36 @@ def execute(
     raises AgentError the object is not written and fails with that message. `on_result` runs
     as each result comes in, so a crash loses no result that was already reported."""
     report = ApplyReport()
-    writes = [o for o in plan.objects if o.action in ("create", "update")]
-    deletes = [o for o in plan.objects if o.action == "delete"]
+    writes = [t for t in tasks if t.action in ("create", "update")]
+    deletes = [t for t in tasks if t.action == "delete"]
 
-    def do_apply(change: ObjectChange) -> ObjectResult:
-        assert change.desired is not None
+    def do_apply(task: SyncTask) -> ObjectResult:
+        change, uid = task.report, _uid(task.live)
+        assert task.desired is not None
         try:
             if before is not None:
                 before(change)
-            live = cluster.apply(change.desired, force=force, field_manager=manager)
+            live = cluster.apply(task.desired, force=force, field_manager=manager)
         except ClusterError as exc:
             if exc.status == 409 and not force:
-                return ObjectResult(change, "skipped", _conflict_message(exc))
-            return ObjectResult(change, "failed", str(exc))
+                return ObjectResult(change, "skipped", _conflict_message(exc), uid=uid)
+            return ObjectResult(change, "failed", str(exc), uid=uid)
         except AgentError as exc:
-            return ObjectResult(change, "failed", str(exc))
-        return ObjectResult(change, "applied", "", live, owned_fields_hash(live, manager))
+            return ObjectResult(change, "failed", str(exc), uid=uid)
+        return ObjectResult(change, "applied", "", live, owned_fields_hash(live, manager), uid=uid)
 
-    def do_delete(change: ObjectChange) -> ObjectResult:
+    def do_delete(task: SyncTask) -> ObjectResult:
+        change, uid = task.report, _uid(task.live)
         assert change.before is not None
         try:
             if before is not None:
                 before(change)
-            cluster.delete(change.live or change.before)
+            cluster.delete(task.live or change.before)
         except (ClusterError, AgentError) as exc:
-            return ObjectResult(change, "failed", str(exc))
-        return ObjectResult(change, "deleted")
+            return ObjectResult(change, "failed", str(exc), uid=uid)
+        return ObjectResult(change, "deleted", uid=uid)
 
-    def run(batch: list[ObjectChange], fn: Callable[[ObjectChange], ObjectResult]) -> None:
+    def run(batch: list[SyncTask], fn: Callable[[SyncTask], ObjectResult]) -> None:
         done: dict[int, ObjectResult] = {}
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             futures = {pool.submit(fn, change): i for i, change in enumerate(batch)}
@@ -122,8 +126,12 @@ def execute(
                     on_result(result)
         report.results.extend(done[i] for i in sorted(done))
 
-    for p in sorted({phase(o.kind) for o in writes}):
-        run([o for o in writes if phase(o.kind) == p], do_apply)
-    for p in sorted({phase(o.kind) for o in deletes}, reverse=True):
-        run([o for o in deletes if phase(o.kind) == p], do_delete)
+    for p in sorted({phase(t.report.kind) for t in writes}):
+        run([t for t in writes if phase(t.report.kind) == p], do_apply)
+    for p in sorted({phase(t.report.kind) for t in deletes}, reverse=True):
+        run([t for t in deletes if phase(t.report.kind) == p], do_delete)
     return report
+
+
+def _uid(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("uid") or "")

@@ -52,7 +52,7 @@ def event_for(result: ObjectResult, now: datetime | None = None) -> dict[str, An
     reason = _REASONS.get(result.outcome)
     if reason is None:
         return None
-    uid = ((result.live or c.live or {}).get("metadata") or {}).get("uid")
+    uid = ((result.live or {}).get("metadata") or {}).get("uid") or result.uid
     message = {"Applied": f"{c.action}d by modelops-agent",
                "Pruned": "deleted by modelops-agent (no longer in Git)"}.get(reason, result.message)
     involved = {"apiVersion": c.api_version, "kind": c.kind, "name": c.name,

@@ -7,7 +7,7 @@ from agent.plan._normalize import field_owners, normalize, owned_fields_hash
 from agent.plan._plan import build_plan, change, diff_objects, model_of, summarize
 from agent.plan._redact import REDACTED_PREFIX, redact
 from agent.plan._secret import secret_data_matches
-from agent.plan._types import Action, ModelChange, ObjectChange, Plan, RolloutNote
+from agent.plan._types import Action, ModelChange, ObjectChange, ObjectReport, Plan, RolloutNote
 
 __all__ = [
     "REDACTED_PREFIX",
@@ -15,6 +15,7 @@ __all__ = [
     "DryRun",
     "ModelChange",
     "ObjectChange",
+    "ObjectReport",
     "Plan",
     "RolloutNote",
     "build_plan",

@@ -10,6 +10,7 @@ objects are dry-run, and the diff is the normalized live object against the dry-
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from agent.plan._normalize import field_owners, normalize, owned_fields_hash
 from agent.plan._plan import build_plan, change
 from agent.plan._secret import secret_data_matches
-from agent.plan._types import ObjectChange, Plan
+from agent.plan._types import ObjectReport, Plan
 from agent.render import SPEC_HASH_ANNOTATION, ObjectKey, object_key
 
 DryRun = Callable[[dict[str, Any]], dict[str, Any]]  # desired object -> the object the server would store
@@ -36,21 +37,15 @@ def matches(want: dict[str, Any], have: dict[str, Any], fields_hash: str | None,
     return bool(fields_hash) and fields_hash == owned_fields_hash(have, manager)
 
 
-def compare(want: dict[str, Any], have: dict[str, Any], dry: dict[str, Any], manager: str) -> ObjectChange:
+def compare(want: dict[str, Any], have: dict[str, Any], dry: dict[str, Any], manager: str) -> ObjectReport:
     """The change from `have` (live) to `dry` (what applying `want` would store); changed
     fields owned by another manager are drift, named by that manager."""
     before, after = normalize(have), normalize(dry)
     if before == after:
-        result = change("unchanged", before, after, [])
-    else:
-        result = change("update", before, after)
-        for path in result.changed_fields:
-            owners = field_owners(have, path, manager)
-            if owners:
-                result.drift[path] = ", ".join(owners)
-    result.desired = want
-    result.live = have
-    return result
+        return change("unchanged", before, after, [])
+    result = change("update", before, after)
+    drift = {path: ", ".join(owners) for path in result.changed_fields if (owners := field_owners(have, path, manager))}
+    return dataclasses.replace(result, drift=drift) if drift else result
 
 
 def live_plan(desired: list[dict[str, Any]], live: Mapping[ObjectKey, dict[str, Any]],
@@ -60,7 +55,7 @@ def live_plan(desired: list[dict[str, Any]], live: Mapping[ObjectKey, dict[str, 
     """Plan `desired` against `live` (this target's objects) and `foreign` (other targets'),
     with `owned` the inventory (key -> owned-fields hash after our last apply)."""
     want = {object_key(o): o for o in desired}
-    changes: dict[ObjectKey, ObjectChange] = {}
+    changes: dict[ObjectKey, ObjectReport] = {}
     suspects: list[tuple[ObjectKey, dict[str, Any]]] = []
     for key, obj in want.items():
         have = live.get(key)
@@ -70,18 +65,15 @@ def live_plan(desired: list[dict[str, Any]], live: Mapping[ObjectKey, dict[str, 
             if adopt:  # taken over on purpose: an update of their object, labels included
                 suspects.append((key, theirs))
             else:
-                changes[key] = change("update", normalize(theirs), obj)
-                changes[key].live = theirs
-                changes[key].owner_conflict = owner or "(no target label)"
+                changes[key] = change("update", normalize(theirs), obj, owner_conflict=owner or "(no target label)")
         elif have is None:
             changes[key] = change("create", None, obj)
         elif matches(obj, have, owned.get(key), manager):
             changes[key] = change("unchanged", obj, obj, [])
-            changes[key].live = have
         else:
             suspects.append((key, have))
     if suspects:
-        def check(item: tuple[ObjectKey, dict[str, Any]]) -> ObjectChange:
+        def check(item: tuple[ObjectKey, dict[str, Any]]) -> ObjectReport:
             key, have = item
             return compare(want[key], have, dry_run(want[key]), manager)
 
@@ -89,7 +81,6 @@ def live_plan(desired: list[dict[str, Any]], live: Mapping[ObjectKey, dict[str, 
             for (key, have), checked in zip(suspects, pool.map(check, suspects), strict=True):
                 if checked.action == "unchanged" and key not in live:  # adopted: the labels change at least
                     checked = change("update", normalize(have), want[key])
-                    checked.desired, checked.live = want[key], have
                 changes[key] = checked
     ordered = [changes[key] for key in sorted(changes)]
     if prune:
@@ -97,7 +88,5 @@ def live_plan(desired: list[dict[str, Any]], live: Mapping[ObjectKey, dict[str, 
             have = live.get(key)
             if have is None:
                 continue  # already gone
-            gone = change("delete", normalize(have), None)
-            gone.live = have
-            ordered.append(gone)
+            ordered.append(change("delete", normalize(have), None))
     return build_plan(ordered, base={"short": "live"}, revision=revision or {})

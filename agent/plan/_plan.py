@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.plan._fields import changed_paths
 from agent.plan._redact import redact
-from agent.plan._types import Action, ModelChange, ObjectChange, Plan, RolloutNote
+from agent.plan._types import Action, ModelChange, ObjectReport, Plan, RolloutNote
 from agent.render import (
     CANARY_ANNOTATION,
     CANARY_REGISTRY_ANNOTATION,
@@ -31,8 +31,9 @@ def model_of(obj: dict[str, Any]) -> str | None:
 
 
 def change(action: Action, before: dict[str, Any] | None, after: dict[str, Any] | None,
-           fields: list[str] | None = None) -> ObjectChange:
-    """One ObjectChange; before/after are redacted here so no caller can forget."""
+           fields: list[str] | None = None, *, drift: dict[str, str] | None = None,
+           owner_conflict: str = "") -> ObjectReport:
+    """One ObjectReport; before/after are redacted here so no caller can forget."""
     ref_obj = after if after is not None else before
     assert ref_obj is not None
     _group, kind, ns, name = object_key(ref_obj)
@@ -41,18 +42,18 @@ def change(action: Action, before: dict[str, Any] | None, after: dict[str, Any] 
     if fields is None:
         fields = changed_paths(b, a) if action == "update" else []
     fields = [f for f in fields if f != _HASH_FIELD]
-    return ObjectChange(
+    return ObjectReport(
         action=action, api_version=str(ref_obj.get("apiVersion", "")), kind=kind, namespace=ns,
         name=name, model=model_of(ref_obj), before=b, after=a, changed_fields=fields,
-        desired=after,
+        drift=dict(drift or {}), owner_conflict=owner_conflict,
     )
 
 
-def diff_objects(desired: Iterable[dict[str, Any]], current: Iterable[dict[str, Any]]) -> list[ObjectChange]:
+def diff_objects(desired: Iterable[dict[str, Any]], current: Iterable[dict[str, Any]]) -> list[ObjectReport]:
     """Compare two complete sets of rendered objects (the offline diff)."""
     want = {object_key(o): o for o in desired}
     have = {object_key(o): o for o in current}
-    out: list[ObjectChange] = []
+    out: list[ObjectReport] = []
     for key in sorted(set(want) | set(have)):
         after, before = want.get(key), have.get(key)
         if before is None:
@@ -66,7 +67,7 @@ def diff_objects(desired: Iterable[dict[str, Any]], current: Iterable[dict[str, 
     return out
 
 
-def build_plan(changes: list[ObjectChange], base: dict[str, str] | None = None,
+def build_plan(changes: list[ObjectReport], base: dict[str, str] | None = None,
                revision: dict[str, str] | None = None, rollouts: dict[str, RolloutNote] | None = None,
                notes: dict[str, list[str]] | None = None) -> Plan:
     """The plan of `changes`; `rollouts` and `notes` (model key -> lines for a reviewer, e.g.
@@ -169,9 +170,9 @@ def _rule_names(objs: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def summarize(changes: list[ObjectChange]) -> list[ModelChange]:
+def summarize(changes: list[ObjectReport]) -> list[ModelChange]:
     """What a reviewer wants first: per model, the version/canary/scaling/monitor changes."""
-    groups: dict[str, list[ObjectChange]] = {}
+    groups: dict[str, list[ObjectReport]] = {}
     for c in changes:
         if c.model:
             groups.setdefault(c.model, []).append(c)
@@ -186,7 +187,7 @@ def summarize(changes: list[ObjectChange]) -> list[ModelChange]:
 
 
 def _model_change(ns: str, name: str, before: list[dict[str, Any]], after: list[dict[str, Any]],
-                  items: list[ObjectChange]) -> ModelChange:
+                  items: list[ObjectReport]) -> ModelChange:
     fb, fa = _facts(before), _facts(after)
     lines: list[str] = []
     had, has = _primary(before) is not None, _primary(after) is not None

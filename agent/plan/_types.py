@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent.render import ObjectKey
+from agent.spec import group_of
+
 Action = Literal["create", "update", "delete", "unchanged"]
 
 
-@dataclass
-class ObjectChange:
+@dataclass(frozen=True)
+class ObjectReport:
+    """One object's change as every output renders it: redacted, immutable (build a changed
+    copy with dataclasses.replace). The unredacted objects apply needs never ride along: the
+    engine keeps them apart (agent.apply.SyncTask)."""
+
     action: Action
     api_version: str
     kind: str
@@ -20,13 +27,19 @@ class ObjectChange:
     after: dict[str, Any] | None  # redacted
     changed_fields: list[str] = field(default_factory=list)
     drift: dict[str, str] = field(default_factory=dict)  # field path -> other field manager
-    desired: dict[str, Any] | None = None  # unredacted desired object, for apply only
-    live: dict[str, Any] | None = None  # the live object as read (uid, managedFields), for apply only
     owner_conflict: str = ""  # the other target whose ownership label the live object carries
 
     @property
     def ref(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    @property
+    def key(self) -> ObjectKey:
+        """(group, kind, namespace, name), as agent.render.object_key names the object."""
+        return (group_of(self.api_version), self.kind, self.namespace, self.name)
+
+
+ObjectChange = ObjectReport  # the former name, kept for the outputs and tests that use it
 
 
 @dataclass
@@ -61,7 +74,7 @@ class RolloutNote:
 
 @dataclass
 class Plan:
-    objects: list[ObjectChange]
+    objects: list[ObjectReport]
     models: list[ModelChange]
     base: dict[str, str] = field(default_factory=dict)  # revision info of the "before" side
     revision: dict[str, str] = field(default_factory=dict)  # revision info of the desired side
@@ -69,11 +82,11 @@ class Plan:
     notes: dict[str, list[str]] = field(default_factory=dict)  # model key -> what a reviewer must know besides
 
     @property
-    def changed(self) -> list[ObjectChange]:
+    def changed(self) -> list[ObjectReport]:
         return [o for o in self.objects if o.action != "unchanged"]
 
     @property
-    def conflicts(self) -> list[ObjectChange]:
+    def conflicts(self) -> list[ObjectReport]:
         """Objects that exist under another target's ownership label: never taken silently."""
         return [o for o in self.objects if o.owner_conflict]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from agent.rollout._analysis import REQUESTS, CheckResult, Query, analysis_queries, judge
 from agent.rollout._hold import HOLD_KINDS, NO_PROMETHEUS, Hold, HoldKind, Unjudged, has_analysis, unjudged
+from agent.rollout._live import Judged, LiveRollouts, live_rollouts, rollout_note
 from agent.rollout._machine import (
     HISTORY_LIMIT,
     Phase,
@@ -33,3 +34,4 @@ __all__ = [
 __all__ += ["staged", "without_canary"]
 __all__ += ["HOLD_KINDS", "NO_PROMETHEUS", "Hold", "HoldKind", "Unjudged", "has_analysis", "traffic_note", "traffic_notes", "unjudged"]
 __all__ += ["InvalidState", "LiveCanary", "fit_problem", "judge_stored", "live_canary_of", "repair"]
+__all__ += ["Judged", "LiveRollouts", "live_rollouts", "rollout_note"]

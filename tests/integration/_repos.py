@@ -78,7 +78,7 @@ def renamed_example(dest: Path, target: str, renamed: dict[str, str]) -> Path:
     import re
     import shutil
 
-    from agent.pipeline import load_desired
+    from agent.engine import load_desired
 
     shutil.copytree(EXAMPLE, dest)
     for path in dest.rglob("*.enc.yaml"):  # SOPS: its MAC covers the readable namespace too; a rename breaks it

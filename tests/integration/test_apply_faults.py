@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 
 from agent.cluster import Cluster, Inventory, lease_name, load_inventory, well_known
-from agent.pipeline import load_desired
-from agent.reconcile import selector
+from agent.engine import load_desired, selector
 from agent.render import object_key
 from devenv import cluster as dc
 from tests.integration._repos import commit, make_repo, model_path

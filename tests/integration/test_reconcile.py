@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from agent.cluster import FIELD_MANAGER, Cluster
-from agent.pipeline import load_desired
-from agent.reconcile import Options, reconcile, selector
+from agent.engine import Engine, EngineOptions, load_desired, selector
 from agent.render import object_key, ref
 
 pytestmark = pytest.mark.integration
@@ -125,7 +124,7 @@ def test_apply_examples_then_noop(repo: Path, kubeconfig: Path, audit_log: Path,
                  "servingruntimes", "prometheusrules", "servicemonitors", "podmonitors", "horizontalpodautoscalers"}
     before = write_metrics(kubeconfig, resources)
     with Cluster.connect(str(kubeconfig)) as cluster:
-        outcome = reconcile(desired, cluster, Options(audit_log=audit_log))
+        outcome = Engine(cluster, EngineOptions(audit_log=audit_log, rollout_traffic=False)).apply(desired)
     after = write_metrics(kubeconfig, resources)
     assert not outcome.plan.has_changes
     assert outcome.report.results == []

@@ -228,8 +228,7 @@ def test_a_conflict_is_shown_in_every_output_format() -> None:
 
     obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "b"}}}
     theirs = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": {"modelops.dev/target": "a"}}}
-    c = change("update", theirs, obj)
-    c.owner_conflict = "team-a`|<b>"
+    c = change("update", theirs, obj, owner_conflict="team-a`|<b>")
     plan = build_plan([c])
     assert plan.conflicts == [c] and plan.has_changes
     assert "CONFLICT: owned by target 'team-a`|<b>'" in output.text(plan)
@@ -241,8 +240,7 @@ def test_a_conflict_is_shown_in_every_output_format() -> None:
 def test_a_repo_may_not_render_the_agents_own_inventory_or_lease(tmp_path: Path) -> None:
     import shutil
 
-    from agent.pipeline import load_desired
-    from agent.reconcile import Options, reconcile
+    from agent.engine import Engine, EngineOptions, load_desired
 
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLE, repo)
@@ -253,4 +251,4 @@ def test_a_repo_may_not_render_the_agents_own_inventory_or_lease(tmp_path: Path)
         "data: {objects: '[]'}\n")
     desired = load_desired(repo, cached=False)
     with pytest.raises(AgentError, match="ConfigMap/modelops-system/modelops-inventory-ml-platform, the agent's own state"):
-        reconcile(desired, None, Options())  # type: ignore[arg-type]  # refused before any request
+        Engine(None, EngineOptions(rollout_traffic=False)).apply(desired)  # type: ignore[arg-type]  # refused before any request

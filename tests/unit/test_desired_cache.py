@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent import _desired_cache
-from agent.pipeline import load_desired
+from agent.engine import load_desired
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]

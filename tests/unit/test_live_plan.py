@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from agent.pipeline import load_desired
+from agent.engine import load_desired
 from agent.plan import live_plan, owned_fields_hash
 from agent.render import object_key
 

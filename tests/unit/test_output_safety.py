@@ -36,8 +36,8 @@ def hostile_plan() -> Plan:
         name, ns = f"{value}-{i}", f"ns{value}"
         before = _cm(name, ns, {value: value, "n": "1"}, model=value)
         after = _cm(name, ns, {value: value + value, "n": "2", "k" + value: value}, model=value)
-        updated = change("update", before, after, fields=[f"data.{value}", "data.n"])
-        updated.drift = {f"data.{value}": value, "data.n": f"kubectl{value}"}
+        updated = change("update", before, after, fields=[f"data.{value}", "data.n"],
+                         drift={f"data.{value}": value, "data.n": f"kubectl{value}"})
         objects += [updated, change("create", None, _cm(f"c{name}", ns, {"v": value})),
                     change("delete", _cm(f"d{name}", ns, {"v": value}), None)]
     plan = build_plan(objects, base={"short": FORGED}, revision={"short": ESC})

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from agent import output
+from agent.apply import tasks_for
 from agent.plan import (
     REDACTED_PREFIX,
     Plan,
@@ -23,7 +24,7 @@ from agent.plan import (
     redact,
     secret_data_matches,
 )
-from agent.render import SPEC_HASH_ANNOTATION, render
+from agent.render import SPEC_HASH_ANNOTATION, object_key, render
 from agent.spec import load
 
 API = "modelops.dev/v1alpha1"
@@ -113,7 +114,9 @@ def test_diff_objects_actions() -> None:
     by_name = {c.name: c for c in changes}
     assert by_name["new"].before is None and by_name["new"].after == desired[0]
     assert by_name["gone"].after is None and by_name["gone"].before == current[2]
-    assert by_name["gone"].desired is None
+    tasks = {t.report.name: t for t in tasks_for(build_plan(changes), {object_key(o): o for o in desired},
+                                                  {object_key(o): o for o in current})}
+    assert tasks["gone"].desired is None and tasks["gone"].live == current[2]
     assert by_name["changed"].changed_fields == ["data.a"]
     assert by_name["same"].changed_fields == []
     assert all((c.api_version, c.kind, c.namespace) == ("v1", "ConfigMap", "fraud") for c in changes)
@@ -336,8 +339,9 @@ def test_changed_secret_is_redacted_everywhere(field: str) -> None:
     assert obj["action"] == "update" and obj["changedFields"] == ["data.password"]
     assert REDACTED_PREFIX in obj["diff"]
     # apply still gets the real value, out of band (stringData is rendered as data)
-    assert secret.desired is not None
-    assert secret.desired["data"]["password"] == _b64(NEW_SECRET)
+    [task] = [t for t in tasks_for(plan, {object_key(o): o for o in after}, {}) if t.report is secret]
+    assert task.desired is not None
+    assert task.desired["data"]["password"] == _b64(NEW_SECRET)
 
 
 def test_created_and_deleted_secrets_are_redacted() -> None:
@@ -581,7 +585,7 @@ def test_secret_spec_hash_annotation_and_values_are_masked_with_a_keyed_hash() -
 
 
 def test_new_kserve_model_with_a_canary_warns_about_the_first_rollout() -> None:
-    from agent.pipeline import load_desired
+    from agent.engine import load_desired
     from agent.plan import build_plan, diff_objects
 
     desired = load_desired(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects

@@ -16,9 +16,8 @@ import yaml
 
 from agent import cli, output
 from agent.cluster import Cluster, ClusterError, KindInfo
-from agent.pipeline import Desired, load_desired
+from agent.engine import Desired, load_desired, read_rollouts
 from agent.plan import RolloutNote, build_plan, change
-from agent.reconcile import read_rollouts
 from agent.rollout import RolloutState
 
 API = "modelops.dev/v1alpha1"

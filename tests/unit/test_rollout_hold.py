@@ -18,7 +18,7 @@ import yaml
 from agent import cli
 from agent.controller._metrics import Metrics
 from agent.controller._rollouts import RolloutDriver
-from agent.pipeline import load_desired
+from agent.engine import load_desired, rollout_status
 from agent.rollout import (
     NO_PROMETHEUS,
     REQUESTS,
@@ -32,7 +32,6 @@ from agent.rollout import (
     step,
     unjudged,
 )
-from agent.status import rollout_status
 from tests.unit.test_rollout_cli import KEY, FakeCluster, connected, state, write_repo
 from tests.unit.test_rollout_machine import OK, T0, model
 

@@ -19,8 +19,7 @@ import yaml
 from agent import cli
 from agent.cluster import load_rollouts
 from agent.controller._rollouts import RolloutDriver
-from agent.pipeline import load_desired
-from agent.reconcile import read_rollouts
+from agent.engine import load_desired, read_rollouts
 from agent.rollout import InvalidState, LiveCanary, RolloutState, fit_problem, judge_stored, live_canary_of, repair
 from agent.spec import Model
 from tests.unit.test_rollout_cli import KEY, FakeCluster, connected, state, write_repo

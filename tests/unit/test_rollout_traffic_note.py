@@ -18,12 +18,10 @@ import pytest
 import yaml
 
 from agent import cli, output
-from agent.pipeline import load_desired, offline_plan
+from agent.engine import load_desired, offline_plan, read_rollouts, rollout_status, with_rollouts
 from agent.plan import build_plan, change
-from agent.reconcile import read_rollouts, with_rollouts
 from agent.rollout import RolloutState, traffic_note, traffic_notes
 from agent.spec import Canary, Model
-from agent.status import rollout_status
 from tests.unit.test_promote_rollout import CANARY_BLOCK, MODEL, git, make_repo
 from tests.unit.test_rollout_cli import KEY, FakeCluster, connected, isvc, state, write_repo
 from tests.unit.test_rollout_hold import Seen

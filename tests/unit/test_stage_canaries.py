@@ -1,5 +1,5 @@
 """agent apply and the controller hold a new KServe model's canary back until its stable
-revision is Ready (reconcile.stage_canaries), and say so on the plan (note_staged)."""
+revision is Ready (agent.engine.stage_canaries), and say so on the plan (note_staged)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 from test_render_bluegreen import _model, _spec
 
 from agent.cluster import Inventory
-from agent.pipeline import Desired
+from agent.engine import Desired, Observed, note_staged, stage_canaries
 from agent.plan import Plan
-from agent.reconcile import Observed, note_staged, stage_canaries
 from agent.source import Revision
 
 
