@@ -6,6 +6,7 @@ Public API (the CLI is a thin layer over these):
     load(files) / render(spec) / diff_objects(...) / build_plan(...)     the pure core
 """
 
+from agent._version import __version__
 from agent.engine import Desired, load_desired, offline_plan
 from agent.errors import AgentError, SourceError, SpecError, ValidationFailed
 from agent.plan import ModelChange, ObjectChange, Plan, build_plan, diff_objects
@@ -13,8 +14,7 @@ from agent.render import render
 from agent.spec import Spec, load
 
 __all__ = [
-    "AgentError", "Desired", "ModelChange", "ObjectChange", "Plan", "SourceError", "Spec",
+    "__version__", "AgentError", "Desired", "ModelChange", "ObjectChange", "Plan", "SourceError", "Spec",
     "SpecError", "ValidationFailed", "build_plan", "diff_objects", "load", "load_desired",
     "offline_plan", "render",
 ]
-__version__ = "0.1.0"

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent._desired_cache import cache_root
+from agent.engine import cache_root
 from agent.cluster import FIELD_MANAGER, INVENTORY_NAMESPACE, Timeouts
 from agent.controller._gate import DriftPolicy
 from agent.controller._registry import SyncAs

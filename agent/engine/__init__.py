@@ -10,6 +10,7 @@ Filters (Selection), rollout traffic, canary staging, prune, dry-run, conflicts 
 are EngineOptions fields. The work items (agent.apply.SyncTask, unredacted) never leave it.
 """
 
+from agent.engine._cache import cache_root
 from agent.engine._desired import (
     Desired,
     has_moving_refs,
@@ -51,7 +52,7 @@ from agent.engine._sync import SyncResult, identity, model_versions, object_reco
 from agent.engine._view import CacheView, ListView, Observed, View, observe, observed_from, selector
 
 __all__ = [
-    "ENDED_BADLY", "SETTLED", "CacheView", "Desired", "Engine", "EngineOptions", "ListView", "Observed",
+    "ENDED_BADLY", "cache_root", "SETTLED", "CacheView", "Desired", "Engine", "EngineOptions", "ListView", "Observed",
     "OwnershipConflict", "Selection", "SyncPlan", "SyncResult", "View", "checks_json", "conflict_message",
     "ended_badly", "has_moving_refs", "has_registry_refs", "identity", "invalid_status", "judge_states",
     "last_sync", "live_canary", "load_desired", "model_status", "model_versions", "note_staged", "object_record",

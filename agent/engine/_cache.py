@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import agent
+from agent._version import __version__
 from agent.spec import schemas_dir
 
 _KEEP = 16  # entries kept; older ones are removed
@@ -40,8 +40,8 @@ def _root() -> Path:
 def _code_key() -> str:
     """Changes whenever the agent's code or schemas change (so a dev checkout never reuses a
     result rendered by other code)."""
-    digest = hashlib.sha256(agent.__version__.encode())
-    for directory in (Path(agent.__file__).parent, schemas_dir()):
+    digest = hashlib.sha256(__version__.encode())
+    for directory in (Path(__file__).resolve().parents[1], schemas_dir()):
         for path in sorted(directory.rglob("*")):
             if path.suffix in (".py", ".json") and path.is_file():
                 digest.update(path.relative_to(directory).as_posix().encode())
