@@ -14,7 +14,20 @@ from agent.render import render
 from agent.spec import Spec, load
 
 __all__ = [
-    "__version__", "AgentError", "Desired", "ModelChange", "ObjectChange", "Plan", "SourceError", "Spec",
-    "SpecError", "ValidationFailed", "build_plan", "diff_objects", "load", "load_desired",
-    "offline_plan", "render",
+    "AgentError",
+    "Desired",
+    "ModelChange",
+    "ObjectChange",
+    "Plan",
+    "SourceError",
+    "Spec",
+    "SpecError",
+    "ValidationFailed",
+    "__version__",
+    "build_plan",
+    "diff_objects",
+    "load",
+    "load_desired",
+    "offline_plan",
+    "render",
 ]

@@ -7,10 +7,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.engine import cache_root
 from agent.cluster import FIELD_MANAGER, INVENTORY_NAMESPACE, Timeouts
 from agent.controller._gate import DriftPolicy
 from agent.controller._registry import SyncAs
+from agent.engine import cache_root
 from agent.source import Credentials, redact_url
 
 
