@@ -7,7 +7,7 @@ Public API (the CLI is a thin layer over these):
 """
 
 from agent._version import __version__
-from agent.engine import Desired, load_desired, offline_plan
+from agent.desired import Desired, load_desired, offline_plan
 from agent.errors import AgentError, SourceError, SpecError, ValidationFailed
 from agent.plan import ModelChange, ObjectChange, Plan, build_plan, diff_objects
 from agent.render import render

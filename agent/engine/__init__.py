@@ -10,9 +10,9 @@ Filters (Selection), rollout traffic, canary staging, prune, dry-run, conflicts 
 are EngineOptions fields. The work items (agent.apply.SyncTask, unredacted) never leave it.
 """
 
-from agent.engine._cache import cache_root
-from agent.engine._desired import (
+from agent.desired import (
     Desired,
+    cache_root,
     has_moving_refs,
     has_registry_refs,
     load_desired,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from agent.apply import ApplyReport, ObjectResult, SyncTask, tasks_for
 from agent.cluster import Cluster, TargetLease, load_inventory
-from agent.engine._desired import Desired, with_traffic
+from agent.desired import Desired, with_traffic
 from agent.engine._judge import read_rollouts
 from agent.engine._options import EngineOptions
 from agent.engine._planning import note_staged, plan_against, refusal, refuse_own_state, stage_canaries, with_rollouts

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from agent.cluster import INVENTORY_NAMESPACE, Cluster, ClusterError, RolloutStates, load_rollouts
-from agent.engine._desired import Desired
+from agent.desired import Desired
 from agent.errors import AgentError
 from agent.render import ObjectKey
 from agent.rollout import (

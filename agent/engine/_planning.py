@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.apply import PruneRefused, check_prune_budget
 from agent.cluster import FIELD_MANAGER, Cluster, ClusterError, Inventory, lease_name, rollouts_name
-from agent.engine._desired import Desired, revision_info
+from agent.desired import Desired, revision_info
 from agent.engine._view import Observed
 from agent.errors import AgentError
 from agent.plan import Plan, RolloutNote

@@ -12,7 +12,7 @@ from typing import Any
 
 from agent import health
 from agent.cluster import INVENTORY_NAMESPACE, LAST_APPLY, LAST_INVALID, LAST_SYNC, Cluster
-from agent.engine._desired import Desired, revision_info, with_traffic
+from agent.desired import Desired, revision_info, with_traffic
 from agent.engine._judge import read_rollouts
 from agent.engine._view import observe
 from agent.plan import model_of

@@ -34,7 +34,7 @@ from agent.cluster import (
     save_inventory,
     sync_mark,
 )
-from agent.engine._desired import Desired
+from agent.desired import Desired
 from agent.engine._options import EngineOptions
 from agent.engine._planning import OwnershipConflict
 from agent.engine._view import Observed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.engine import _cache as _desired_cache
+from agent.desired import _cache as _desired_cache
 from agent.engine import load_desired
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.engine import _cache as _desired_cache
+from agent.desired import _cache as _desired_cache
 from agent.errors import SourceError, ValidationFailed
 from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
