@@ -6,6 +6,7 @@ log, then simulates a PR that raises the fraud canary and shows its diff against
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -24,8 +25,9 @@ from agent import output
 from agent.audit import verify
 from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
-from agent.forge import open_forge, repo_ref
-from agent.source import Credentials
+from agent.forge import ForgeOptions, open_forge, repo_ref
+from agent.promotion import Change
+from agent.source import Credentials, run_git
 from devenv import _agent
 from devenv import cluster as devcluster
 from devenv.cluster import repo_root
@@ -38,8 +40,11 @@ def _say(title: str) -> None:
     print(f"\n{on}== {title}{off}", flush=True)
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
+def _git(repo: Path, *args: str, env: dict[str, str] | None = None, token: tuple[str, str] | None = None) -> None:
+    """One git command in `repo` (the agent's way of running git); `token`: a (user, token) its
+    stderr never shows."""
+    run_git([*GIT, *args], env=os.environ if env is None else env, timeout=60, cwd=repo,
+            secrets=() if token is None else (token, token[1]))
 
 
 _P = ParamSpec("_P")
@@ -163,7 +168,7 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
         env = forge_info.git_env()
         for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "Initial model repo"],
                      ["remote", "add", "origin", url], ["push", "-q", "origin", "main"]):
-            subprocess.run([*GIT, *args], cwd=repo, env=env, check=True, capture_output=True, timeout=60)
+            _git(repo, *args, env=env, token=(forge_info.admin_user, forge_info.token))
         print(f"pushed the example repo to {url}")
 
         _say("2. agent run: the controller follows the repo over HTTPS (token + CA), webhook on")
@@ -190,12 +195,8 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             print(f"first commit applied; Gitea's push webhook -> {controller.http.url}/webhook")
 
             _say("3. agent promote fraud-scorer --canary 13 --traffic 10 --open-pr")
-            common = ["--forge", "gitea", "--token-file", str(forge_info.token_file), "--ca-file",
-                      str(forge_info.ca_file)]
-            code = _agent.run_cli(["promote", "fraud-scorer", str(repo), "--canary", "13", "--traffic", "10",
-                             "--branch", "promote/fraud-scorer-13", "--open-pr", *common])
-            if code != 0:
-                return code
+            options = ForgeOptions(kind="gitea", token_file=forge_info.token_file, ca_file=forge_info.ca_file)
+            _agent.promote(repo, "fraud-scorer", Change("canary", "13", 10), "promote/fraud-scorer-13", options)
             pr = forge.find_pull("promote/fraud-scorer-13", "main")
             if pr is None:
                 print("the PR was not found on the forge", file=sys.stderr)
@@ -206,10 +207,8 @@ def run_promotion_demo(directory: Path, keep: bool = False) -> int:
             with plan.open("w") as out:
                 subprocess.run([sys.executable, "-m", "agent", "diff", str(repo), "--base", "main", "-o", "markdown"],
                                stdout=out, check=False, timeout=120)
-            code = _agent.run_cli(["pr-comment", str(pr.number), "--body-file", str(plan), "--remote", url, *common,
-                             "--api-url", forge_info.api_url])
-            if code != 0:
-                return code
+            _agent.comment(pr.number, plan, url,
+                           dataclasses.replace(options, api_url=forge_info.api_url))
 
             _say(f"5. PR #{pr.number} merged on the forge; the push webhook wakes the controller")
             merge = forge.merge_pull(pr.number)

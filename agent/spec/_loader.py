@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 
 from agent.errors import SpecError, ValidationFailed
-from agent.spec._common import Parsed, classify, is_ours, seconds_of, unique
+from agent.spec._common import Parsed, classify, is_ours, unique
 from agent.spec._config import read_config
 from agent.spec._manifest import manifest_key, read_manifest
 from agent.spec._model import read_model, read_runtime
@@ -18,10 +18,6 @@ from agent.spec._rollout import check_rollout_rules
 from agent.spec._types import Model, Spec
 from agent.spec._unreadable import Unreadable
 from agent.spec._yaml import Document, parse
-
-# Shim: tests/unit/test_rollout_spec.py still imports `_seconds` from here (its owner may move
-# the import to agent.spec._common.seconds_of; then this line goes).
-_seconds = seconds_of
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

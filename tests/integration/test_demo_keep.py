@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests._commands import agent_commands
-from tests._devenv_commands import devenv_commands
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +67,14 @@ def test_demo_keep_prints_commands_that_work_and_how_to_stop(tmp_path: Path) -> 
                           text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
-    stops = devenv_commands(text)
+    stops = agent_commands(text, "devenv")
     env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
+        # the demo's apply stages the new fraud-scorer's canary as `agent apply` does: held back
+        # until the stable revision is Ready, then applied in a second pass (noted in the plan)
+        applied = demo.stdout.split("\n== 2. agent apply", 1)[1].split("\n== 3. ", 1)[0]
+        assert "  fraud/fraud-scorer: canary 13 applied once the stable revision was Ready\n" in applied, applied
         assert env["KUBECONFIG"] == ".devcluster/demo/cluster/kubeconfig" and "SOPS_AGE_KEY_FILE" in env
         assert (tmp_path / ".devcluster/demo/cluster/kubeconfig").is_file()
         # (exit codes: status 1, the ranker's HPA has no metrics server here; diff 1, the canary change)
@@ -98,7 +101,7 @@ def test_demo_promotion_keep_prints_commands_that_work_and_how_to_stop_both(tmp_
                           capture_output=True, text=True, timeout=600)
     text = what_next(demo.stdout)
     commands = agent_commands(text)
-    stops = devenv_commands(text)
+    stops = agent_commands(text, "devenv")
     env = exported(text)
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr

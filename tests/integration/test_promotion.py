@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = str(Path(sys.executable).parent / "agent")
+DEVENV = str(Path(sys.executable).parent / "devenv")  # `make venv` installs it beside the agent
 MODEL = "teams/fraud/models/fraud-scorer.yaml"
 SECRET = "gitea-webhook-secret"
 
@@ -211,18 +212,20 @@ def test_merged_pr_reaches_the_cluster_by_webhook_and_is_audited(
 
 
 def test_demo_promotion_tells_the_whole_story(tmp_path: Path) -> None:
-    """`agent demo --promotion` on its own cluster and forge: PR opened, plan commented, merged,
+    """`devenv demo --promotion` on its own cluster and forge: PR opened, plan commented, merged,
     rolled out through the webhook, audited; nothing left running."""
-    demo = subprocess.run([AGENT, "demo", "--promotion", "--dir", str(tmp_path / "demo")], capture_output=True,
+    demo = subprocess.run([DEVENV, "demo", "--promotion", "--dir", str(tmp_path / "demo")], capture_output=True,
                           text=True, timeout=600)
     out = demo.stdout
     assert demo.returncode == 0, out + demo.stderr
+    assert re.search(r"\ncommitted [0-9a-f]{12} on branch promote/fraud-scorer-13: ", out)
+    assert re.search(r"\npushed promote/fraud-scorer-13 to https://127\.0\.0\.1:\d+/", out)
     assert re.search(r"opened PR #1 \(promote/fraud-scorer-13 -> main\): https://127\.0\.0\.1:\d+/", out)
     assert "created comment https://" in out
     assert "canaryTrafficPercent=10," in out
     assert '"pull_request": "#1"' in out and '"result": "succeeded"' in out
     assert re.search(r"verify: \d+ records intact", out)
-    assert "\n== What next\nThe cluster and the forge are stopped. `agent demo --promotion --keep --dir " in out
+    assert "\n== What next\nThe cluster and the forge are stopped. `devenv demo --promotion --keep --dir " in out
     left = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

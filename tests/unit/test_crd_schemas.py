@@ -16,7 +16,7 @@ import yaml
 from _crds import REPO_ROOT, crd_dir, metadata_problems, problems, schema, unknown_fields, validator
 from test_render import FIXTURES, fixture_files
 
-from agent.pipeline import load_desired
+from agent.engine import load_desired
 from agent.render import ref, render
 from agent.spec import load
 

@@ -12,7 +12,6 @@ from agent import cli
 from devenv import cli as devenv_cli
 from devenv.demo import next_steps, promotion_next_steps
 from tests._commands import agent_commands
-from tests._devenv_commands import devenv_commands
 from tests._python_text import python_in
 
 KEY = Path(__file__).resolve().parents[2] / "examples" / "keys" / "demo.agekey"  # outside the tests' cwd: absolute
@@ -56,10 +55,10 @@ def test_kept_cluster_kubeconfig_commands_and_how_to_stop(demo_dir: Path) -> Non
                                          ["apply", ".devcluster/demo/model-repo"],
                                          ["rollout", "status"],
                                          ["audit", "verify"]]
-    assert devenv_commands(text) == [["cluster", "down", "--dir", ".devcluster/demo/cluster"]]
+    assert agent_commands(text, "devenv") == [["cluster", "down", "--dir", ".devcluster/demo/cluster"]]
     for argv in commands:
         parses(argv)
-    for argv in devenv_commands(text):
+    for argv in agent_commands(text, "devenv"):
         devenv_parses(argv)
     assert not python_in(text)
 
@@ -68,8 +67,8 @@ def test_without_keep_it_says_keep_and_offline_commands(demo_dir: Path) -> None:
     text = next_steps(demo_dir, kept=False)
     assert "stopped" in text and "devenv demo --keep --dir .devcluster/demo" in text
     commands = agent_commands(text)
-    assert devenv_commands(text) == [["demo", "--keep", "--dir", ".devcluster/demo"]]
-    devenv_parses(devenv_commands(text)[0])
+    assert agent_commands(text, "devenv") == [["demo", "--keep", "--dir", ".devcluster/demo"]]
+    devenv_parses(agent_commands(text, "devenv")[0])
     assert ["diff", ".devcluster/demo/model-repo", "--base", "HEAD~1"] in commands
     assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert not any(c[0] in ("status", "apply", "rollout") for c in commands)  # nothing needs the stopped cluster
@@ -85,9 +84,9 @@ def test_promotion_kept_says_kubeconfig_forge_and_how_to_stop_both(demo_dir: Pat
     assert f"export SOPS_AGE_KEY_FILE={KEY}" in text
     assert "https://127.0.0.1:3443/ (user modelops, API token in .devcluster/demo/forge/admin.token" in text
     commands = agent_commands(text)
-    assert devenv_commands(text) == [["cluster", "down", "--dir", ".devcluster/demo/cluster"],
+    assert agent_commands(text, "devenv") == [["cluster", "down", "--dir", ".devcluster/demo/cluster"],
                                      ["cluster", "down", "--dir", ".devcluster/demo/forge"]]
-    for argv in devenv_commands(text):
+    for argv in agent_commands(text, "devenv"):
         devenv_parses(argv)
     run = next(c for c in commands if c[0] == "run")
     assert run[run.index("--repo") + 1] == url and "--git-token-file" in run and "--git-ca-file" in run
@@ -100,8 +99,8 @@ def test_promotion_without_keep(demo_dir: Path) -> None:
     text = promotion_next_steps(demo_dir, demo_dir / "model-repo-1", "https://h/r.git", kept=False,
                                 forge=Forge(demo_dir))
     commands = agent_commands(text)
-    assert devenv_commands(text) == [["demo", "--promotion", "--keep", "--dir", ".devcluster/demo"]]
-    devenv_parses(devenv_commands(text)[0])
+    assert agent_commands(text, "devenv") == [["demo", "--promotion", "--keep", "--dir", ".devcluster/demo"]]
+    devenv_parses(agent_commands(text, "devenv")[0])
     for argv in commands:
         parses(argv)
 
@@ -113,7 +112,7 @@ def test_paths_outside_the_working_directory_are_absolute_and_quoted(tmp_path: P
     monkeypatch.chdir(tmp_path / "cwd")
     text = next_steps(elsewhere, kept=True)
     assert f"devenv cluster down --dir '{elsewhere}/cluster'" in text
-    assert devenv_commands(text) == [["cluster", "down", "--dir", f"{elsewhere}/cluster"]]
+    assert agent_commands(text, "devenv") == [["cluster", "down", "--dir", f"{elsewhere}/cluster"]]
     for argv in agent_commands(text):
         parses(argv)
 

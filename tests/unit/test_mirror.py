@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.engine import load_desired
 from agent.errors import SourceError
-from agent.pipeline import load_desired
 from agent.source import Backoff, Credentials, GitSource, Mirror, open_source, redact_url, run_git
 from tests.unit.conftest import EXAMPLE_REPO
 

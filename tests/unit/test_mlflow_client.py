@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.engine import registries_for
 from agent.errors import AgentError
 from agent.registry import MlflowRegistry, RegistryError, ResolvedVersion
 
@@ -274,7 +275,6 @@ def test_mlflow_username_and_password_variables_are_basic_auth(fake: tuple[str, 
     """The agent honours MLflow's own MLFLOW_TRACKING_USERNAME/PASSWORD (no token set)."""
     import base64
 
-    from agent.pipeline import registries_for
     from agent.spec import RepositoryConfig, Spec
 
     url, f = fake

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.engine import load_desired
 from agent.errors import ValidationFailed
 from agent.output import to_yaml
-from agent.pipeline import load_desired
 from agent.render import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -485,7 +485,7 @@ def test_output_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
     """Set/dict iteration order must never leak into the output: render in fresh
     interpreters with different PYTHONHASHSEEDs and compare bytes."""
     repo = write_repo(tmp_path / "repo", _all_files())
-    script = "import sys; from agent.pipeline import load_desired; from agent.output import to_yaml; " \
+    script = "import sys; from agent.engine import load_desired; from agent.output import to_yaml; " \
              "sys.stdout.write('---\\n'.join(to_yaml(o) for o in load_desired(sys.argv[1]).objects))"
     outputs = set()
     for seed in ("0", "1", "12345"):
@@ -866,9 +866,7 @@ def test_example_repo_renders_with_the_same_guarantees() -> None:
 
 
 def test_stage_label_and_owner_annotation_on_model_objects_not_pods() -> None:
-    from agent.pipeline import load_desired as _load
-
-    objects = _load(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects
+    objects = load_desired(Path(__file__).resolve().parents[2] / "examples" / "model-repo").objects
     isvc = next(o for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "fraud-scorer")
     assert isvc["metadata"]["labels"]["modelops.dev/stage"] == "production"
     assert isvc["metadata"]["annotations"]["modelops.dev/owner"] == "fraud-ml@acme.example"

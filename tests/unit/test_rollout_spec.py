@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.spec._loader import _seconds
+from agent.spec._common import seconds_of
 from agent.spec._types import Analysis, AnalysisCheck, Canary, Rollout
 from tests.unit.conftest import MODEL, assert_error, errors_of, loads, only_error, repo, t
 
@@ -153,13 +153,13 @@ def test_model_without_rollout_has_none() -> None:
     ("1w", 604800.0), ("1y", 31536000.0), ("1h0m1s", 3601.0), ("0s", 0.0), ("1s500ms", 1.5),
 ])
 def test_seconds_of_prometheus_durations(duration: str, seconds: float) -> None:
-    assert _seconds(duration) == seconds
+    assert seconds_of(duration) == seconds
 
 
 @pytest.mark.parametrize("bad", ["", "5", "m", "5x", "1.5h", "5m ", " 5m", "-1s"])
 def test_seconds_refuses_what_is_not_a_duration(bad: str) -> None:
     with pytest.raises(ValueError, match="not a Prometheus duration"):
-        _seconds(bad)
+        seconds_of(bad)
 
 
 # --- canary traffic ---------------------------------------------------------------------------

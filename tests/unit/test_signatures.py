@@ -15,8 +15,8 @@ import pytest
 
 from agent.controller import Metrics
 from agent.controller._signers import SignersFile
+from agent.engine import load_desired
 from agent.errors import SignatureError, SignersFileError, ValidationFailed
-from agent.pipeline import load_desired
 from agent.source import SignerKeys, verify_commit
 from tests._signing import GIT, GpgHome, allowed_signers, commit, fingerprint, run, ssh_key, tampered
 from tests.unit.conftest import EXAMPLE_REPO

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.engine import load_desired
 from agent.errors import SpecError, ValidationFailed
-from agent.pipeline import load_desired
 from agent.source import DirectorySource, KeyRing, Snapshot, decrypt_snapshot, use_age_key_file
 from agent.spec._yaml import _Loader as YAML  # the agent's reading: YAML 1.1 plus exponent floats
 from tests._sops_tools import SopsTools
