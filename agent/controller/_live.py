@@ -18,9 +18,8 @@ from typing import Any
 from agent.apply import ObjectResult
 from agent.cache import EchoFilter, LiveCache
 from agent.cluster import Cluster, Inventory, KindInfo
-from agent.engine import Desired
+from agent.engine import Desired, selector
 from agent.errors import AgentError
-from agent.reconcile import selector
 from agent.render import ObjectKey, object_key
 from agent.spec import group_of
 
