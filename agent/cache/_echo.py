@@ -36,10 +36,10 @@ class EchoFilter:
         with self._lock:
             self._written[object_key(live)] = live
 
-    def deleted(self, live: dict[str, Any]) -> None:
-        """We deleted the object `live` was a copy of."""
+    def deleted(self, key: ObjectKey) -> None:
+        """We deleted the object `key` names."""
         with self._lock:
-            self._written.pop(object_key(live), None)
+            self._written.pop(key, None)
 
     @property
     def pending(self) -> int:

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.cluster import Cluster, ClusterError
+from agent.engine import Desired
 from agent.errors import AgentError
-from agent.pipeline import Desired
 from agent.render import MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, SOURCE_ANNOTATION, TARGET_LABEL
 from agent.spec import Model, Monitor, MonitorRule, Spec
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.plan import Plan
-from agent.render import ObjectKey, object_key
+from agent.render import ObjectKey
 
 log = logging.getLogger("modelops.controller")
 
@@ -59,9 +59,9 @@ class WriteGate:
                             ", ".join(f"{f} by {m}" for f, m in sorted(c.drift.items())))
             return False
         for c in plan.changed:
-            if c.desired is None:
+            if c.action == "delete":
                 continue
-            fight = self.fights.setdefault(object_key(c.desired), Fight())
+            fight = self.fights.setdefault(c.key, Fight())
             if now < fight.until:
                 return False  # still backing off; the timer brings us back
             fight.heals = [t for t in fight.heals if now - t < FIGHT_WINDOW] + [now]

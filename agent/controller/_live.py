@@ -18,9 +18,8 @@ from typing import Any
 from agent.apply import ObjectResult
 from agent.cache import EchoFilter, LiveCache
 from agent.cluster import Cluster, Inventory, KindInfo
+from agent.engine import Desired, selector
 from agent.errors import AgentError
-from agent.pipeline import Desired
-from agent.reconcile import selector
 from agent.render import ObjectKey, object_key
 from agent.spec import group_of
 
@@ -47,8 +46,8 @@ class LiveState:
         """Called as each write returns (before its watch echo, as a rule)."""
         if result.outcome == "applied" and result.live is not None:
             self.echo.wrote(result.live)
-        elif result.outcome == "deleted" and result.change.live is not None:
-            self.echo.deleted(result.change.live)
+        elif result.outcome == "deleted":
+            self.echo.deleted(result.change.key)
 
     def view(self, desired: Desired, inventory: Inventory | None) -> dict[ObjectKey, dict[str, Any]]:
         """The cache (covering `desired` and `inventory`), with our own latest writes over copies

@@ -46,9 +46,8 @@ from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
 from agent.controller._webhook import read_webhook_secret
 from agent.controller._write_access import WriteAccess
+from agent.engine import Desired, Engine, EngineOptions, SyncResult, observed_from, with_traffic
 from agent.errors import AgentError
-from agent.pipeline import Desired, with_traffic
-from agent.reconcile import Options, Outcome, observed_from, reconcile
 from agent.source import Mirror
 
 log = logging.getLogger("modelops.controller")
@@ -80,11 +79,18 @@ class Controller:
                                      duration=config.lease_duration, name=config.lease_name, stop=self._stop,
                                      on_leading=self.metrics.set_leader, on_gained=lambda: self.request("resync"))
         self.gate = WriteGate(config.drift_policy, self.metrics.drift)
+        # the rollouts' traffic is the loop's own (self.rollouts.tick), not read by the engine; the
+        # engine's default view (LISTs) is only for planning again under the Lease when someone
+        # else wrote the target since the plan: each pass plans against the watch cache
+        self.engine = Engine(self.cluster, EngineOptions(
+            prune=config.prune, audit_log=config.audit_log, inventory_namespace=config.inventory_namespace,
+            audit_noop=False, lock_timeout=30.0, stop=self._stop, synced_by="controller",
+            sync_source=following(config), rollout_traffic=False))
         self.live = LiveState(self.cluster, on_change=lambda: self.request("watch"))
         self.http: HttpServer | None = None
         self._watcher: Any = None  # the --watch-dir observer (watchdog)
         self._worker_alive = False
-        self.outcomes: list[tuple[Trigger, Outcome]] = []  # the recent ones, for tests and status
+        self.outcomes: list[tuple[Trigger, SyncResult]] = []  # the recent ones, for tests and status
         self._applied: Desired | None = None  # the desired state last written in full
         self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
         self.rollouts = rollout_driver(config, self.cluster, mirror, self.metrics, self._audit)
@@ -263,15 +269,24 @@ class Controller:
 
     # --- one pass (loop thread) ---------------------------------------------------------------
     def pass_once(self, trigger: Trigger) -> None:
-        """One pass over the desired state in force (what a trigger leads to; the bench calls it)."""
+        """One pass over the desired state in force (what a trigger leads to; the bench calls it),
+        counted once done by role (`modelops_agent_passes_total{role}`)."""
         desired = self.source.desired
         if desired is None:
             return
+        writer = False
+        try:
+            writer = self._pass(trigger, desired)
+        finally:
+            self.metrics.passed("leader" if writer else "follower")
+
+    def _pass(self, trigger: Trigger, desired: Desired) -> bool:
+        """False: a follower's pass (it keeps its source current and waits)."""
         target = desired.spec.config.name
         started = time.monotonic()
         try:
             if not self.may_write(target):
-                return  # a follower keeps its source current and waits
+                return False
             inventory = self._inventory(target)
             self.live.manage(desired, inventory)
             self.alert_actions.act(desired)  # Monitor actions: before the tick, so an abort applies now
@@ -287,26 +302,22 @@ class Controller:
             log.error("%s pass failed: %s", trigger, exc)
             if isinstance(exc, ClusterError):
                 self.inventory = None  # read it again next time
-            return
+            return True
         finally:
             self.live.manage(desired, self.inventory)
         self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
         self._after(trigger, outcome, desired, traffic, inventory, started)
+        return True
 
     def _sync_once(self, effective: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory, target: str,
-                   new_commit: bool) -> Outcome:
+                   new_commit: bool) -> SyncResult:
         """Plan `effective` against the live `view` and write what the gate allows: the one place
-        the controller calls the pipeline (to become the engine's plan/sync)."""
-        observed = observed_from(view.values(), inventory, target)
-        options = Options(prune=self.config.prune, audit_log=self.config.audit_log,
-                          inventory_namespace=self.config.inventory_namespace, audit_noop=False,
-                          lock_timeout=30.0, stop=self._stop, synced_by="controller",
-                          sync_source=following(self.config))
-        return reconcile(effective, self.cluster, options, progress=self.live.wrote, observed=observed,
-                         lease=self.leadership.lease if self.config.leader_elect else None,
-                         writes=lambda plan: self.gate.allow(plan, new_commit, time.monotonic()))
+        the controller calls the engine."""
+        return self.engine.apply(effective, self.live.wrote, observed=observed_from(view.values(), inventory, target),
+                                 lease=self.leadership.lease if self.config.leader_elect else None,
+                                 writes=lambda plan: self.gate.allow(plan, new_commit, time.monotonic()))
 
-    def _after(self, trigger: Trigger, outcome: Outcome, desired: Desired, traffic: dict[str, int],
+    def _after(self, trigger: Trigger, outcome: SyncResult, desired: Desired, traffic: dict[str, int],
                inventory: Inventory, started: float) -> None:
         """What a pass's outcome leads to: metrics, readiness, the last-sync mark, a log line."""
         if outcome.ok:

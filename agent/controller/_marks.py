@@ -7,8 +7,8 @@ import logging
 import time
 
 from agent.cluster import LAST_INVALID, LAST_SYNC, Cluster, ClusterError, Inventory, sync_mark
+from agent.engine import last_sync
 from agent.errors import AgentError
-from agent.status import last_sync
 
 log = logging.getLogger("modelops.controller")
 

@@ -25,6 +25,7 @@ TRIGGERS = ("poll", "webhook", "watch", "resync", "startup", "rollout", "registr
 DRIFT_POLICIES = ("heal", "detect")
 REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
 REFUSAL_REASONS = ("signature",)
+ROLES = ("leader", "follower")  # leader: a replica that may write (any one without --leader-elect)
 HOLD_REASONS = HOLD_KINDS  # why a rollout step is not judged
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
@@ -65,6 +66,13 @@ class Metrics:
             "Duration of a reconcile (observe, plan, apply), by what triggered it.",
             ["trigger"],
             buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self._passes = Counter(
+            PREFIX + "passes",
+            "Passes of the loop, by role: leader (it may write: the leader, or a replica without --leader-elect) "
+            "or follower (a standby keeping its source current; its passes are not reconciles).",
+            ["role"],
             registry=r,
         )
         self._applied = Counter(PREFIX + "objects_applied", "Objects created or updated.", registry=r)
@@ -126,6 +134,8 @@ class Metrics:
         )
         for trigger in TRIGGERS:  # every series exists from the start, so rate() sees the first event
             self._reconcile.labels(trigger=trigger)
+        for role in ROLES:
+            self._passes.labels(role=role)
         for policy in DRIFT_POLICIES:
             self._drift.labels(policy=policy)
         for kind in REGISTRY_EVENTS:
@@ -145,6 +155,12 @@ class Metrics:
         _inc(self._applied, applied)
         _inc(self._pruned, pruned)
         _inc(self._failed, failed)
+
+    def passed(self, role: str) -> None:
+        """One pass of the loop done (whatever its outcome); `role` is one of ROLES."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        self._passes.labels(role=role).inc()
 
     def rollout(self, model: str, kind: str, step: int, traffic: int) -> None:
         """A rollout transition of `model` (started, advanced, rolled-back, succeeded, ...) and

@@ -9,7 +9,7 @@ Two jobs on one interval (`agent run --registry-interval`), both on the followed
   another version, hands the controller a new desired state to apply. Pinned versions are
   immutable and never asked again.
 - **propose** (`--registry-sync-alias`): for models whose stable entry *pins* a registry
-  version, a moved alias becomes a promotion PR (agent.registry_sync), never a deploy behind
+  version, a moved alias becomes a promotion PR (agent.promotion.plan_sync/publish), never a deploy behind
   Git's back. The cheap part (one GET per model) runs on the followed commit; only a moved
   alias costs a clone, a commit, a push and a forge call, once per (model, version) per
   process; a restarted controller finds the branch and the PR and makes no second one.
@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.controller._rollouts import WriteBack
+from agent.engine import Desired, has_moving_refs, registries_for, resolve_registries
 from agent.errors import AgentError
-from agent.pipeline import Desired, has_moving_refs, registries_for, resolve_registries
+from agent.forge import open_forge, repo_ref
+from agent.promotion import moved_to, plan_sync, publish
+from agent.source import GitAuth, PushPlan, clone_branch, git_head
 
 log = logging.getLogger("agent.controller.registry")
 
@@ -63,6 +66,7 @@ class RegistryFollower:
     proposed: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, version) -> branch
     last_error: str = ""
     checks: int = 0  # re-resolutions started, a sign for tests and logs that the ticks run
+    looks: int = 0  # looks at the sync alias started (proposals checked), the same sign for `propose`
 
     def wanted(self, desired: Desired | None) -> bool:
         """Whether this commit needs registry ticks at all (no I/O for a repo without references)."""
@@ -99,10 +103,9 @@ class RegistryFollower:
         pinned model on the followed commit's spec in memory; only a moved alias costs a clone and
         a plan. `repo` is the model repo (a registry's relative paths). Returns the audit fields
         of each proposal made; AgentError (registry, validation, git, forge) propagates."""
-        from agent.registry_sync import moved_to
-
         if self.sync_alias is None:
             return []
+        self.looks += 1
         registries = self.registries(unresolved, repo)
         pending: set[tuple[str, str]] = set()
         for model in unresolved.spec.models:
@@ -119,10 +122,6 @@ class RegistryFollower:
     def _publish(self, registries: dict[str, Any], wanted: set[tuple[str, str]]) -> list[dict[str, Any]]:
         """Clone the followed branch afresh, plan again on its head (the file may have changed
         since the followed commit), and commit, push and open a PR for each wanted proposal."""
-        from agent.forge import open_forge, repo_ref
-        from agent.promote import GitAuth, PushPlan, clone_branch, git_head
-        from agent.registry_sync import plan_sync, publish
-
         wb = self.write_back
         assert wb is not None and self.sync_alias is not None
         token = wb.token()

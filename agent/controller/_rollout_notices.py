@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.pipeline import Desired
+from agent.engine import Desired
 from agent.rollout import RolloutState, Transition, describe, has_analysis, traffic_note
 from agent.spec import Model
 

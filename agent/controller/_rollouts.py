@@ -26,8 +26,10 @@ from typing import Any
 from agent.cluster import Cluster, ClusterError, RolloutStates, load_rollouts, save_rollouts
 from agent.controller._offloop import PrometheusCalls
 from agent.controller._rollout_notices import Notices
+from agent.engine import Desired, judge_states
 from agent.errors import AgentError
-from agent.pipeline import Desired
+from agent.forge import open_forge, repo_ref
+from agent.promotion import Change, publish_remote
 from agent.render import ObjectKey
 from agent.rollout import (
     CheckResult,
@@ -42,7 +44,7 @@ from agent.rollout import (
     step,
     traffic_override,
 )
-from agent.rollout_guard import judge_states
+from agent.source import GitAuth
 from agent.spec import Model
 
 log = logging.getLogger("agent.controller.rollouts")
@@ -343,8 +345,6 @@ class RolloutDriver:
         mode = model.rollout.on_success
         if mode == "none" or self.write_back is None:
             return
-        from agent.promote import Change
-
         head = f"rollout/{model.namespace}-{model.name}-{state.version}" if mode == "pullRequest" else None
         result = self._publish(model, Change("stable"), head)
         if result is not None:
@@ -355,18 +355,14 @@ class RolloutDriver:
         assert model.rollout is not None
         if not model.rollout.revert_pull_request or self.write_back is None:
             return
-        from agent.promote import Change
-
         result = self._publish(model, Change("rollback"), f"rollback/{model.namespace}-{model.name}-{state.version}")
         if result is not None:
             self.record("rollout-outcome", model=model.key, version=state.version, outcome="rolled-back", **result)
 
-    def _publish(self, model: Model, change: Any, head: str | None) -> dict[str, Any] | None:
+    def _publish(self, model: Model, change: Change, head: str | None) -> dict[str, Any] | None:
         """Push `change` (to the followed branch, or to `head` with a PR); the fields to audit,
         or None when it failed (logged; the next success/rollback tick does not retry a PR, but
         an unwritten success is retried on the next tick of its state)."""
-        from agent.promote import GitAuth, publish_remote
-
         wb = self.write_back
         assert wb is not None
         forge = None
@@ -375,8 +371,6 @@ class RolloutDriver:
             token = wb.token()
             auth = GitAuth(token=token, username=wb.username, ca_file=wb.ca_file, ssh_command=wb.ssh_command)
             if head is not None:
-                from agent.forge import open_forge, repo_ref
-
                 if token is None:
                     raise AgentError("a pull request needs a token (--git-token-file or --git-token-env)")
                 forge = open_forge(repo_ref(wb.url, wb.forge_kind, wb.forge_api_url), token, ca_file=wb.ca_file)

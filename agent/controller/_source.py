@@ -27,8 +27,8 @@ from agent.controller._metrics import Metrics
 from agent.controller._registry import RegistryFollower
 from agent.controller._signers import SignersFile
 from agent.controller._write_access import WriteAccess, WriteAccessDenied
+from agent.engine import Desired, has_registry_refs, load_desired, resolve_registries
 from agent.errors import AgentError, SignatureError, SourceError, ValidationFailed
-from agent.pipeline import Desired, has_registry_refs, load_desired, resolve_registries
 from agent.registry import RegistryError
 from agent.source import Backoff, Mirror
 from agent.spec import Loader

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from agent.engine import has_registry_refs
 from agent.errors import AgentError
-from agent.pipeline import has_registry_refs
 from agent.source import Mirror, PushDenied
 from agent.spec import Spec
 

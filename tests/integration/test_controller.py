@@ -273,6 +273,14 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _sample(text: str, series: str) -> float:
+    """The value of `series` (name and labels as exposed) in a /metrics text; 0 when absent."""
+    for line in text.splitlines():
+        if line.rpartition(" ")[0] == series:
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
 def _holder(kubeconfig: Path, target: str) -> str:
     info = well_known("coordination.k8s.io/v1", "Lease")
     assert info is not None
@@ -292,27 +300,25 @@ def test_two_replicas_elect_one_writer_and_the_other_takes_over(tmp_path: Path, 
     remote = Remote(tmp_path, "ctl-leader", "ctlleader")
     procs: list[subprocess.Popen[str]] = []
     try:
-        # debug: each pass's trigger is logged, the sign below that the follower had its chances
-        a, _ = _spawn(remote, kubeconfig, tmp_path, "a", "--leader-elect", "--log-level", "debug")
-        b, _ = _spawn(remote, kubeconfig, tmp_path, "b", "--leader-elect", "--log-level", "debug")
+        a, port_a = _spawn(remote, kubeconfig, tmp_path, "a", "--leader-elect")
+        b, port_b = _spawn(remote, kubeconfig, tmp_path, "b", "--leader-elect")
         procs += [a, b]
         holder = wait_for(lambda: _holder(kubeconfig, "ctl-leader"), "a leader", timeout=120)
         leader, follower = (a, b) if holder.endswith(f"/{a.pid}") else (b, a)
         assert holder.endswith(f"/{leader.pid}")
         wait_for(lambda: isvc(kubeconfig, "ctlleader-0", "model-0000"), "the leader's first sync", timeout=120)
         name = {a.pid: "a", b.pid: "b"}
-        # The follower loaded the commit the leader applied, then ran two more passes (each logs its
-        # trigger first; the first pass after the load starts its election): a follower that
-        # wrote would have done so by now. Its passes end before the reconcile metric, so the
-        # sign is its log, not its /metrics.
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=remote.work, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        port = {a.pid: port_a, b.pid: port_b}
 
-        def passes_after_load() -> int:
-            text = (tmp_path / f"{name[follower.pid]}.log").read_text()
-            loaded = text.find(f"loaded {head[:12]}")
-            return -1 if loaded < 0 else text.count(": trigger: ", loaded)
-        wait_for(lambda: passes_after_load() >= 3, "two whole follower passes after its load", timeout=60)
+        def follower_passes() -> float:
+            code, text = _get(port[follower.pid], "/metrics")
+            return _sample(text, 'modelops_agent_passes_total{role="follower"}') if code == 200 else 0.0
+
+        # The follower ran three more passes (a pass needs the loaded commit; the first one starts
+        # its election), each counted on its /metrics once done: a follower that wrote would have
+        # done so by now.
+        seen = follower_passes()
+        wait_for(lambda: follower_passes() >= seen + 3, "three more follower passes", timeout=60)
         follower_log = tmp_path / f"{name[follower.pid]}.jsonl"
         assert not follower_log.exists() or not [
             line for line in follower_log.read_text().splitlines() if '"event":"object"' in line]

@@ -115,16 +115,9 @@ def test_the_controller_proposes_a_moved_alias_as_one_pr_and_deploys_nothing(
         assert len(proposals) == 1 and proposals[0]["to"] == "2" and proposals[0]["from"] == "1", proposals
         assert proposals[0]["pull_request"] == pulls[0]["html_url"]
         # Two whole registry ticks more: one that deployed or proposed again would have done so
-        # before the next began. A tick's look at the sync alias is counted nowhere (checks counts
-        # re-resolutions of moving references, and this model pins its version), so count it here.
-        looks: list[int] = []
-        propose = controller.registry.propose
-
-        def counted(*args: Any) -> list[dict[str, Any]]:
-            looks.append(1)
-            return propose(*args)
-        controller.registry.propose = counted  # type: ignore[method-assign]
-        wait_for(lambda: len(looks) >= 3, "two more registry ticks", timeout=30)
+        # before the next began (looks counts the ticks' looks at the sync alias).
+        looks = controller.registry.looks
+        wait_for(lambda: controller.registry.looks >= looks + 3, "two more registry ticks", timeout=30)
         assert storage_uri(kubeconfig, ns) == version1  # Git still pins 1: nothing deployed behind its back
         assert len(open_pulls(gitea, name)) == 1 and branches(gitea, name)[branch] == tip
     # a restarted controller finds the branch and the PR: no new commit, no second PR

@@ -29,10 +29,7 @@ def cm(name: str, rv: str = "5", value: str = "a") -> dict[str, Any]:
 
 
 def drift_plan(name: str = "x") -> Plan:
-    c = change("update", cm(name, value="theirs"), cm(name))
-    c.desired = cm(name)
-    c.drift = {"data.k": "kubectl-edit"}
-    return build_plan([c])
+    return build_plan([change("update", cm(name, value="theirs"), cm(name), drift={"data.k": "kubectl-edit"})])
 
 
 @pytest.fixture
@@ -117,7 +114,7 @@ def test_a_deleted_object_is_no_longer_laid_over_the_cache() -> None:
     key = object_key(cm("x"))
     echo = EchoFilter(lambda: None)
     echo.wrote(cm("x", rv="9", value="new"))
-    echo.deleted(cm("x", rv="9"))
+    echo.deleted(key)
     assert echo.view({}) == {} and key not in echo.view({})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.controller._registry import RegistryFollower, moved
-from agent.pipeline import Desired, resolutions_key
+from agent.engine import Desired, resolutions_key
 from agent.registry import ResolvedVersion
 from agent.resolve import Resolution
 from agent.source import Revision
