@@ -188,8 +188,8 @@ def test_repo_url() -> None:
 
 def _subcommands() -> dict[str, set[str]]:
     """Every subcommand of the real parser and its option strings."""
-    return {" ".join(path): {f for a in cli._options(parser) for f in a.option_strings}
-            for path, parser, _ in cli._command_tree(cli.build_parser()) if path}
+    return {" ".join(path): {f for a in cli.options(parser) for f in a.option_strings}
+            for path, parser, _ in cli.command_tree(cli.build_parser()) if path}
 
 
 def _agent_calls(text: str) -> list[list[str]]:
