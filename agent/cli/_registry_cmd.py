@@ -72,6 +72,7 @@ def _say_proposal(args: argparse.Namespace, item: SyncItem, say: Callable[[str],
     say(f"{proposal.model}: {name} -> {proposal.target}, Git's stable pins {proposal.current}")
     if args.dry_run:
         if args.output == "text":
+            assert proposal.plan is not None  # a proposal that is not up to date has its plan
             for line in proposal.diff.splitlines():
                 echo(line.rstrip("\r"))
             print("\ncommit message:\n" + "\n".join("    " + line for line in proposal.message.splitlines()))

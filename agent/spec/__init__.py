@@ -3,8 +3,8 @@
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._kserve import autoscaler_annotations
 from agent.spec._loader import DEFAULT_LOADER, Loader, is_manifest_path, load
-from agent.spec._model import gate_problems
 from agent.spec._lookup import ModelLookupError, find_model
+from agent.spec._model import gate_problems
 from agent.spec._schema import artifact_uri_problem, schemas_dir
 from agent.spec._types import (
     API_VERSION,
