@@ -18,6 +18,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.audit import read_records
+from agent.engine import load_desired
+from agent.errors import AgentError, ValidationFailed
+
 # what a rollout transition means for the deployment, in words
 _OUTCOME = {
     "started": "in progress", "advanced": "in progress", "check-failed": "in progress", "resumed": "in progress",
@@ -181,9 +185,6 @@ def table(entries: list[dict[str, Any]]) -> list[str]:
 def target_of(repo: Path) -> str | None:
     """The target a model repo names (its RepositoryConfig), also when the repo does not validate;
     None when it cannot be read."""
-    from agent.engine import load_desired
-    from agent.errors import AgentError, ValidationFailed
-
     try:
         return load_desired(repo, resolve=False, keyless="skip").spec.config.name
     except ValidationFailed as exc:
@@ -196,9 +197,6 @@ def read(audit_log: str, *, name: str | None, namespace: str | None, target: str
          ) -> tuple[list[dict[str, Any]], list[str]]:
     """The deployments in the log at `audit_log` (`-`: standard input), and notes for the user
     (lines that could not be read). AgentError when the log cannot be read."""
-    from agent.audit import read_records
-    from agent.errors import AgentError
-
     bad: list[int] = []
     try:
         source: Any = sys.stdin.buffer if audit_log == "-" else audit_log

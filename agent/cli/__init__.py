@@ -16,12 +16,6 @@ from agent.cli._main import build_parser, completion_script, main
 from agent.cli._rollout import who
 from agent.cli._version import agent_version, tested_with
 
-# the old private names, still used by tests/unit/test_pr_check.py, test_plain_output.py and
-# test_readme_commands.py (not of the CLI's tests): to go once they use the public ones
-_command_tree = command_tree
-_options = options
-_rollout_args = rollout_args
-
 __all__ = [
     "EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "agent_version", "build_parser", "command_tree", "completion_script",
     "find_repo_root", "main", "options", "rollout_args", "tested_with", "who",

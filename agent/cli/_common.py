@@ -1,5 +1,5 @@
 """What every command shares: exit codes, printing for a person, the model repo's root, the
-cluster and signature options, and the handler that imports a command's module only when it runs."""
+filter, cluster and signature options, and the handler that imports a command's module only when it runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.cli._guard import outside_repo
+from agent.engine import Selection
 from agent.errors import AgentError
 from agent.output import document, plain, visible
 from agent.source import SignerKeys
@@ -131,6 +132,11 @@ def rollout_args(args: argparse.Namespace) -> None:
         args.path = "."
 
 
+def selection(args: argparse.Namespace) -> Selection:
+    """`-n/--namespace NS` and `--model NAME` of diff, apply and status (agent.engine.Selection)."""
+    return Selection(namespace=getattr(args, "namespace", None), models=tuple(getattr(args, "model", None) or ()))
+
+
 def signers(args: argparse.Namespace) -> SignerKeys | None:
     """The signers file of --verify-signatures (or AGENT_VERIFY_SIGNATURES), read and checked;
     None without one. A working tree has no signature: the flag needs --revision."""
@@ -155,6 +161,7 @@ __all__ = [
     "plain",
     "repo_path",
     "rollout_args",
+    "selection",
     "signers",
     "visible",
     "warn",

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.promote import Outcome
-from agent.registry_sync import Proposal
+from agent.promotion import Outcome, Proposal
 
 
 def promote_document(outcome: Outcome, plan: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
-    """`agent promote -o json|yaml`: the edit (an agent.promote.Outcome) and its plan; the CLI
+    """`agent promote -o json|yaml`: the edit (an agent.promotion.Outcome) and its plan; the CLI
     adds `push` and `pullRequest` when it pushes."""
     return {
         "model": outcome.model,
@@ -29,7 +28,7 @@ def promote_document(outcome: Outcome, plan: dict[str, Any], *, dry_run: bool) -
 
 
 def proposal_document(proposal: Proposal, plan: dict[str, Any] | None, *, dry_run: bool) -> dict[str, Any]:
-    """One model of `agent registry sync -o json|yaml` (an agent.registry_sync.Proposal): the
+    """One model of `agent registry sync -o json|yaml` (an agent.promotion.Proposal): the
     CLI fills `commit`, `pushed` and `pullRequest` as it publishes."""
     return {
         "model": proposal.model,

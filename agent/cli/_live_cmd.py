@@ -1,7 +1,6 @@
 """The live commands: diff against the cluster, apply, status. Each parses its flags, hands the
-work to the library in one wiring function (`_live_plan`, `_apply`, `_status`: the pipeline,
-reconcile and status of today, called through their modules; the engine's entry later) and
-formats what comes back.
+work to the engine (agent.engine: load_desired, then an Engine on the cluster with the flags as
+EngineOptions) and formats what comes back.
 Imported only when one of them runs: it loads the kubernetes client."""
 
 from __future__ import annotations
@@ -15,18 +14,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import output, pipeline, reconcile
+from agent import engine, output
 from agent.apply import PruneRefused
-from agent.cli._common import EXIT_ERROR, EXIT_OK, echo, plain, repo_path, signers, visible, warn, write_document
-from agent.cli._connect import connect, timeouts
-from agent.cli._filter import Filter
+from agent.cli._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    echo,
+    plain,
+    repo_path,
+    selection,
+    signers,
+    visible,
+    warn,
+    write_document,
+)
+from agent.cli._connect import connect
 from agent.cli._guard import error_lines
 from agent.cli._offline import show_diff
 from agent.cli._show import print_plan, print_status
+from agent.cli._status_watch import Taken, take, watch
+from agent.cluster import Cluster
+from agent.engine import Desired, Engine, EngineOptions, Observed, OwnershipConflict, Selection, SyncResult
 from agent.errors import AgentError
 from agent.plan import Plan
-from agent.status import wait_healthy
-from agent.status_watch import Taken, take, watch
+from agent.rollout import LiveRollouts
+
+
+class _Engine(Engine):
+    """The engine, saying on stderr why the target's rollout states could not be read (a
+    least-privilege reader: planned with Git's canary traffic) as soon as it knows."""
+
+    def rollouts(self, desired: Desired, observed: Observed | None = None) -> LiveRollouts:
+        found = super().rollouts(desired, observed)
+        if found.warning:
+            warn(found.warning)
+        return found
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -35,15 +57,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _live_plan(args: argparse.Namespace) -> Plan:
-    return reconcile.live_plan(repo_path(args), args.revision, kubeconfig=args.kubeconfig, context=args.context,
-                               inventory_namespace=args.inventory_namespace, timeouts=timeouts(args), warn=warn,
-                               signers=signers(args))
+    desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args))
+    with connect(args) as cluster:
+        return _Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace)).plan(desired).plan
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     # an invalid commit (or, with --verify-signatures, one not signed by an allowed key) raises: nothing applied
-    desired = pipeline.load_desired(repo_path(args), args.revision, signers=signers(args))
-    selected = Filter(args)
+    desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args))
+    selected = selection(args)
     if selected.active:
         if args.prune:
             raise AgentError(f"--prune with {selected.describe()} is refused: pruning needs every object of the "
@@ -51,7 +73,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         selected.check_models((m.namespace, m.name) for m in desired.spec.models)
         if not any(selected.object(o) for o in desired.objects):
             raise AgentError(f"no object matches {selected.describe()}")
-    options = reconcile.Options(
+    options = EngineOptions(
         prune=False if selected.active else (True if args.prune else None),
         dry_run=args.dry_run,
         allow_mass_prune=args.allow_mass_prune,
@@ -62,8 +84,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         audit_log=Path(args.audit_log) if args.audit_log else None,
         adopt=args.adopt,
         lock_timeout=args.lock_timeout,
+        select=selected,
     )
-    outcome, status = _apply(args, desired, selected, options)
+    outcome, status = _apply(args, desired, options)
     if args.output != "text":
         doc = {
             "plan": output.as_dict(outcome.plan),
@@ -110,38 +133,38 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(args: argparse.Namespace, desired: pipeline.Desired, selected: Filter,
-           options: reconcile.Options) -> tuple[reconcile.Outcome, dict[str, Any] | None]:
-    """The apply itself: rollout traffic read from the cluster, the filter's objects reconciled,
-    then (--wait) the models waited for; the outcome and the status waited for (None without --wait)."""
+def _apply(args: argparse.Namespace, desired: Desired, options: EngineOptions
+           ) -> tuple[SyncResult, dict[str, Any] | None]:
+    """The apply itself (the engine plans with the running rollouts' traffic, holds new canaries
+    back and writes the selected objects), then (--wait) the models waited for; the result and
+    the status waited for (None without --wait)."""
     progress = _progress_printer() if sys.stderr.isatty() else None
     with connect(args) as cluster:
-        # a running rollout's traffic is what the cluster must keep, not Git's canary number
-        rollouts = reconcile.read_rollouts(cluster, desired, args.inventory_namespace)
-        if rollouts.warning:
-            warn(rollouts.warning)
-        desired = pipeline.with_traffic(desired, rollouts.traffic)
-        if selected.active:  # the filter's objects only (after any rollout traffic was rendered in)
-            desired = dataclasses.replace(desired, objects=[o for o in desired.objects if selected.object(o)])
         try:
-            outcome = reconcile.reconcile(desired, cluster, options, progress=progress)
-        except (reconcile.OwnershipConflict, PruneRefused) as refused:
+            outcome = _Engine(cluster, options).apply(desired, progress)
+        except (OwnershipConflict, PruneRefused) as refused:
             if refused.plan is not None and args.output == "text":
-                print_plan(reconcile.with_rollouts(refused.plan, rollouts),
-                           argparse.Namespace(output="text", color=args.color))
+                print_plan(refused.plan, argparse.Namespace(output="text", color=args.color))
             raise
-        reconcile.with_rollouts(outcome.plan, rollouts)
         if progress is not None:
             print(file=sys.stderr)
         status = None
         if args.wait:
-            waiting = _wait_printer() if sys.stderr.isatty() else None
-            status = wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace,
-                                  allow_unknown=args.allow_unknown, progress=waiting,
-                                  select=lambda m: selected.model(m["namespace"], m["name"]))
-            if waiting is not None:
-                print(file=sys.stderr)
+            status = _wait(args, desired, cluster, options.select)
     return outcome, status
+
+
+def _wait(args: argparse.Namespace, desired: Desired, cluster: Cluster, selected: Selection) -> dict[str, Any]:
+    """--wait: the selected models' status once they settled (or at the timeout)."""
+    if selected.active:  # the selection's objects are what was applied
+        desired = dataclasses.replace(desired, objects=[o for o in desired.objects if selected.object(o)])
+    waiting = _wait_printer() if sys.stderr.isatty() else None
+    status = engine.wait_healthy(desired, cluster, args.timeout, inventory_namespace=args.inventory_namespace,
+                                 allow_unknown=args.allow_unknown, progress=waiting,
+                                 select=lambda m: selected.model(m["namespace"], m["name"]))
+    if waiting is not None:
+        print(file=sys.stderr)
+    return status
 
 
 def _progress_printer() -> Callable[[object], None]:
@@ -172,15 +195,17 @@ def _wait_printer() -> Callable[[dict[str, Any], list[str]], None]:
 def cmd_status(args: argparse.Namespace) -> int:
     """A status (exit 0 all good, 1 not, 2 an invalid checkout: the cluster's view is shown
     anyway), or with --watch one per change until Ctrl-C (exit 0)."""
-    return _status(args, repo_path(args), Filter(args))
+    return _status(args, repo_path(args), selection(args))
 
 
-def _status(args: argparse.Namespace, path: str, selected: Filter) -> int:
+def _status(args: argparse.Namespace, path: str, selected: Selection) -> int:
     """The status as the cluster has it, taken once or (--watch) again on every change."""
     with connect(args) as cluster:
+        eng = Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace))
+
         def once() -> Taken:
-            taken = take(lambda: pipeline.load_desired(path, args.revision), cluster,
-                         inventory_namespace=args.inventory_namespace, allow_unknown=args.allow_unknown, warn=warn,
+            taken = take(lambda: engine.load_desired(path, args.revision), eng,
+                         allow_unknown=args.allow_unknown, warn=warn,
                          keep=(lambda m: selected.model(m["namespace"], m["name"])) if selected.active else None)
             if selected.active and not taken.document["models"]:
                 raise AgentError(f"no model matches {selected.describe()} in the repo")

@@ -8,10 +8,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent import pipeline
+from agent import engine
 from agent.cli._args import add_cluster, add_color, add_filter, add_output, add_source, add_verify
-from agent.cli._common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, lazy, repo_path, signers, visible, write_document
-from agent.cli._filter import Filter
+from agent.cli._common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    lazy,
+    repo_path,
+    selection,
+    signers,
+    visible,
+    write_document,
+)
 from agent.cli._show import print_plan, warn_conflicts
 from agent.errors import ValidationFailed
 from agent.output import to_yaml
@@ -23,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.output != "text":
         return _validate_document(path, args)
     # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
-    desired = pipeline.load_desired(path, args.revision, resolve=False, keyless="skip")
+    desired = engine.load_desired(path, args.revision, resolve=False, keyless="skip")
     _note_unread(desired.unread)
     spec = desired.spec
     print(
@@ -39,7 +48,7 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
     {file, line, field, message}; exit 2 when invalid, as in text."""
     doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
     try:
-        desired = pipeline.load_desired(path, args.revision, resolve=False, keyless="skip")
+        desired = engine.load_desired(path, args.revision, resolve=False, keyless="skip")
         _note_unread(desired.unread)
     except ValidationFailed as exc:
         doc.update(valid=False, revision=exc.revision or args.revision,
@@ -61,7 +70,7 @@ def _note_unread(paths: Sequence[str]) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    objects = pipeline.load_desired(repo_path(args), args.revision, signers=signers(args)).objects
+    objects = engine.load_desired(repo_path(args), args.revision, signers=signers(args)).objects
     if not args.show_secrets:  # Secret values as markers, like diff and apply show them
         redacted = [redact(o) for o in objects]
         hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
@@ -82,12 +91,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Against --base (another revision) here; against the live cluster in the live group."""
     if args.base is None:
         return _live_diff(args)
-    return show_diff(pipeline.offline_plan(repo_path(args), args.base, args.revision, signers=signers(args)), args)
+    return show_diff(engine.offline_plan(repo_path(args), args.base, args.revision, signers=signers(args)), args)
 
 
 def show_diff(plan: Plan, args: argparse.Namespace) -> int:
     """The diff as asked (-o, -n/--model), its conflicts warned; exit 1 when it has changes."""
-    plan = Filter(args).plan(plan)
+    plan = selection(args).plan(plan)
     print_plan(plan, args)
     warn_conflicts(plan)
     return EXIT_CHANGES if plan.has_changes else EXIT_OK

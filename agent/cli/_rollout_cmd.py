@@ -9,42 +9,25 @@ import argparse
 import time
 from pathlib import Path
 
-from agent import pipeline
 from agent.audit import AuditLog
 from agent.cli._common import EXIT_OK, dur, echo, repo_path, rollout_args, warn, write_document
 from agent.cli._connect import connect
 from agent.cli._rollout import who
 from agent.cli._show import checks_text
 from agent.cluster import Cluster, RolloutStates, load_rollouts, rollouts_name, save_rollouts
+from agent.engine import Desired, identity, invalid_status, judge_states, load_desired, rollout_status
 from agent.errors import AgentError
-from agent.pipeline import Desired
 from agent.rollout import abort, pause, promote, repair, resume
-from agent.rollout_guard import judge_states
-from agent.spec import Model
-from agent.status import invalid_status, rollout_status
-from agent.sync import identity
-
-
-def find_model(desired: Desired, name: str, namespace: str | None) -> Model:
-    """The repo's model NAME (in NAMESPACE when given); an error naming the namespaces when the
-    name is in several."""
-    found = [m for m in desired.spec.models if m.name == name and (namespace is None or m.namespace == namespace)]
-    if not found:
-        where = f" in namespace {namespace}" if namespace else ""
-        raise AgentError(f"no model {name!r}{where} in the repo")
-    if len(found) > 1:
-        raise AgentError(f"model {name!r} is in several namespaces ({', '.join(m.namespace for m in found)}): "
-                         "give -n NS")
-    return found[0]
+from agent.spec import find_model
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     rollout_args(args)
-    desired = pipeline.load_desired(repo_path(args), args.revision)
+    desired = load_desired(repo_path(args), args.revision)
     target = desired.spec.config.name
     where = f"{args.inventory_namespace}/{rollouts_name(target)}"
     if args.rollout_command != "status" or args.model is not None:
-        find_model(desired, args.model, args.namespace)  # a name not in the repo: exit 2 before any request
+        find_model(desired.spec, args.model, args.namespace)  # a name not in the repo: exit 2 before any request
     with connect(args) as cluster:
         stored = load_rollouts(cluster, target, args.inventory_namespace)
         if args.rollout_command != "status":
@@ -83,7 +66,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 def _override(args: argparse.Namespace, cluster: Cluster, desired: Desired, stored: RolloutStates, where: str) -> int:
     """abort/promote/pause/resume one model's rollout: the machine's transition, saved where the
     controller reads it, audited when --audit-log is given."""
-    model = find_model(desired, args.model, args.namespace)
+    model = find_model(desired.spec, args.model, args.namespace)
     judged = judge_states(cluster, [model], stored)
     command = args.rollout_command
     by = who(args)

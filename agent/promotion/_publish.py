@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.engine import offline_plan
 from agent.errors import AgentError
 from agent.forge import Forge, ForgeAccess, ForgeOptions, from_settings
-from agent.pipeline import offline_plan
 from agent.plan import Plan
 from agent.promotion._change import Change, PromoteError
 from agent.promotion._local import Outcome, promote

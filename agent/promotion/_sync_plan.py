@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent import pipeline
+from agent import engine
 from agent.errors import AgentError
 from agent.plan import Plan, build_plan, diff_objects
 from agent.promotion._change import Change, describe
@@ -131,7 +131,7 @@ def plan_sync(path: str | Path, alias: str, *, registries: Mapping[str, Any] | N
     files = dict(snapshot.files)
     spec = DEFAULT_LOADER.load(files, snapshot.problems)
     if registries is None:
-        registries = pipeline.registries_for(spec, path)  # looked up on the module: a test seam
+        registries = engine.registries_for(spec, path)  # looked up on the module: a test seam
     cache: dict[Any, Any] = {}
     proposals: list[Proposal] = []
     resolved_before: Any = None

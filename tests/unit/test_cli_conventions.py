@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent import cli, output, status
+from agent import cli, engine, output
 from agent.cluster import Cluster
 
 
@@ -30,30 +30,28 @@ def test_wait_does_not_take_unknown_for_settled(monkeypatch: pytest.MonkeyPatch)
         polls.append(1)
         return _status(_model("a", "Healthy"), _model("b", "Unknown"), _model("c", "Progressing"))
 
-    monkeypatch.setattr(status, "model_status", fake)
     seen: list[list[str]] = []
-    result = status.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=False,  # type: ignore[arg-type]
-                                 progress=lambda _s, pending: seen.append(pending))
+    result = engine.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=False,  # type: ignore[arg-type]
+                                 progress=lambda _s, pending: seen.append(pending), status_of=fake)
     assert len(polls) > 1  # it waited instead of returning at once
     assert result["timedOut"] and result["unsettled"] == ["ns/b", "ns/c"]
     assert seen[-1] == ["ns/b", "ns/c"]
 
-    result = status.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=True)  # type: ignore[arg-type]
+    result = engine.wait_healthy(None, None, timeout=0.05, interval=0.01, allow_unknown=True,  # type: ignore[arg-type]
+                                 status_of=fake)
     assert result["timedOut"] and result["unsettled"] == ["ns/c"]
 
 
 def test_wait_returns_once_healthy_or_degraded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status, "model_status", lambda *_a, **_k: _status(_model("a", "Healthy"), _model("d", "Degraded")))
-    result = status.wait_healthy(None, None, timeout=10, allow_unknown=False)  # type: ignore[arg-type]
+    result = engine.wait_healthy(None, None, timeout=10, allow_unknown=False,  # type: ignore[arg-type]
+                                 status_of=lambda *_a, **_k: _status(_model("a", "Healthy"), _model("d", "Degraded")))
     assert not result["timedOut"] and result["unsettled"] == [] and result["degraded"] == ["ns/d"]
 
 
 def _offline_status(monkeypatch: pytest.MonkeyPatch, result: dict[str, Any]) -> None:
-    import agent.pipeline
-
-    monkeypatch.setattr(agent.pipeline, "load_desired", lambda *_a, **_k: object())
+    monkeypatch.setattr(engine, "load_desired", lambda *_a, **_k: object())
     monkeypatch.setattr(Cluster, "connect", classmethod(lambda cls, *_a, **_k: nullcontext()))
-    monkeypatch.setattr(status, "model_status", lambda *_a, **_k: result)
+    monkeypatch.setattr(engine.Engine, "status", lambda *_a, **_k: result)
 
 
 @pytest.mark.parametrize(("health", "flags", "code"), [
@@ -282,25 +280,23 @@ def test_status_yaml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
 # --- conventions: apply -q, -v ------------------------------------------------------------------
 
 def _offline_apply(monkeypatch: pytest.MonkeyPatch, repo: Any, seen: list[Any] | None = None) -> Any:
-    """apply against no cluster: reconcile is replaced by one that 'applies' every object."""
-    import agent.reconcile
+    """apply against no cluster: the engine's apply is replaced by one that 'applies' every object."""
     from agent.apply import ApplyReport
     from agent.apply._engine import ObjectResult
-    from agent.pipeline import load_desired
+    from agent.engine import Engine, SyncResult, load_desired
     from agent.plan import build_plan, diff_objects
-    from agent.sync import Outcome
 
     plan = build_plan(diff_objects(load_desired(repo).objects, []))
-    outcome = Outcome(plan, ApplyReport([ObjectResult(c, "applied") for c in plan.changed]), {"GET": 11, "PATCH": 2})
+    outcome = SyncResult(plan, ApplyReport([ObjectResult(c, "applied") for c in plan.changed]), {"GET": 11, "PATCH": 2})
     outcome.report.results[0].outcome = "failed"
     outcome.report.results[0].message = "boom"
 
-    def fake(desired: Any, cluster: Any, options: Any, progress: Any = None) -> Outcome:
+    def fake(self: Engine, desired: Any, progress: Any = None, **_k: Any) -> SyncResult:
         if seen is not None:
-            seen.append(options)
+            seen.append(self.options)
         return outcome
 
-    monkeypatch.setattr(agent.reconcile, "reconcile", fake)
+    monkeypatch.setattr(Engine, "apply", fake)
     monkeypatch.setattr(Cluster, "connect", classmethod(lambda cls, *_a, **_k: nullcontext()))
     return outcome
 
@@ -368,17 +364,18 @@ def test_zsh_and_fish_scripts(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_apply_with_a_filter_applies_only_those_objects(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import agent.reconcile
+    from agent.engine import Engine
 
     applied: list[Any] = []
     _offline_apply(monkeypatch, model_repo)
-    inner = agent.reconcile.reconcile
+    inner = Engine.apply
 
-    def spy(desired: Any, cluster: Any, options: Any, progress: Any = None) -> Any:
-        applied.append((desired.objects, options))
-        return inner(desired, cluster, options, progress)
+    def spy(self: Engine, desired: Any, progress: Any = None, **k: Any) -> Any:
+        # what the engine writes: the objects its options' selection keeps
+        applied.append(([o for o in desired.objects if self.options.select.object(o)], self.options))
+        return inner(self, desired, progress, **k)
 
-    monkeypatch.setattr(agent.reconcile, "reconcile", spy)
+    monkeypatch.setattr(Engine, "apply", spy)
     cli.main(["apply", str(model_repo), "--model", "fraud-scorer", "-q"])
     objects, options = applied[-1]
     assert objects and all(o["metadata"]["labels"]["modelops.dev/model"] == "fraud-scorer" for o in objects)
@@ -404,11 +401,10 @@ def test_prune_with_a_filter_is_refused_before_connecting(monkeypatch: pytest.Mo
 
 def test_diff_and_status_filters(monkeypatch: pytest.MonkeyPatch, model_repo: Any,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    import agent.pipeline
     from agent.plan import build_plan, diff_objects
 
-    everything = build_plan(diff_objects(agent.pipeline.load_desired(model_repo).objects, []))
-    monkeypatch.setattr(agent.pipeline, "offline_plan", lambda *_a, **_k: everything)
+    everything = build_plan(diff_objects(engine.load_desired(model_repo).objects, []))
+    monkeypatch.setattr(engine, "offline_plan", lambda *_a, **_k: everything)
     assert cli.main(["diff", str(model_repo), "--base", "HEAD", "--model", "ranker", "-o", "json"]) == 1
     import json
 

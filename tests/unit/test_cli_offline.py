@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.pipeline import load_desired
+from agent.engine import load_desired
 from agent.source import DirectorySource, decrypt_snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

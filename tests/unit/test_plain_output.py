@@ -195,7 +195,7 @@ def test_git_that_cannot_run_in_words(tmp_path: Path, monkeypatch: pytest.Monkey
 # --- help and completion offer no None ----------------------------------------------------------
 
 def test_no_python_in_any_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for path, _parser, _subs in cli._command_tree(cli.build_parser()):
+    for path, _parser, _subs in cli.command_tree(cli.build_parser()):
         with pytest.raises(SystemExit) as done:
             cli.main([*path, "--help"])
         assert done.value.code == 0
@@ -205,7 +205,7 @@ def test_no_python_in_any_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_no_choice_is_none() -> None:
-    for path, parser, _subs in cli._command_tree(cli.build_parser()):
+    for path, parser, _subs in cli.command_tree(cli.build_parser()):
         for action in parser._actions:
             if action.choices and not isinstance(action, argparse._SubParsersAction):
                 assert all(isinstance(c, str) and c for c in action.choices), (path, action.option_strings)

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from agent import cli
-from agent import promote as promote_module
+from agent.forge import ForgeOptions, repo_url
 from agent.forge import _settings as forge_settings
-from agent.promote import PR_BODY_LIMIT, ForgeOptions, repo_url, truncate
+from agent.promotion import PR_BODY_LIMIT, truncate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "model-repo"
@@ -68,10 +68,8 @@ def forge(monkeypatch: pytest.MonkeyPatch) -> tuple[CommentForge, list[tuple[str
         seen.append((remote_url, options))
         return fake, TOKEN, options.kind or "github"
 
-    # the seam: the one forge set-up (agent.forge.from_settings) connects through it; the
-    # agent.promote shim's name is what cli.py calls until it uses agent.promotion
+    # the seam: the one forge set-up (agent.forge.from_settings) connects through it
     monkeypatch.setattr(forge_settings, "connect_forge", connect)
-    monkeypatch.setattr(promote_module, "connect_forge", connect)
     return fake, seen
 
 
@@ -188,8 +186,8 @@ def test_repo_url() -> None:
 
 def _subcommands() -> dict[str, set[str]]:
     """Every subcommand of the real parser and its option strings."""
-    return {" ".join(path): {f for a in cli._options(parser) for f in a.option_strings}
-            for path, parser, _ in cli._command_tree(cli.build_parser()) if path}
+    return {" ".join(path): {f for a in cli.options(parser) for f in a.option_strings}
+            for path, parser, _ in cli.command_tree(cli.build_parser()) if path}
 
 
 def _agent_calls(text: str) -> list[list[str]]:

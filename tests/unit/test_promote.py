@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from agent import cli
-from agent import promote as promote_module
+from agent.forge import ForgeOptions
 from agent.forge import _settings as forge_settings
-from agent.promote import Change, ForgeOptions, GitAuth, PromoteError, edit_model_document, git_auth
+from agent.promotion import Change, PromoteError, edit_model_document
+from agent.source import GitAuth, git_auth
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 MODEL = "teams/fraud/models/fraud-scorer.yaml"
@@ -462,10 +463,8 @@ def forge(monkeypatch: pytest.MonkeyPatch) -> FakeForge:
         seen.append((remote_url, options))
         return fake, TOKEN, "gitea"
 
-    # the seam: the one forge set-up (agent.forge.from_settings) connects through it; the
-    # agent.promote shim's name is what cli.py calls until it uses agent.promotion
+    # the seam: the one forge set-up (agent.forge.from_settings) connects through it
     monkeypatch.setattr(forge_settings, "connect_forge", connect)
-    monkeypatch.setattr(promote_module, "connect_forge", connect)
     fake.seen = seen  # type: ignore[attr-defined]
     return fake
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from agent import cli
-from agent.promote import Change, PromoteError, edit_model_document
+from agent.promotion import Change, PromoteError, edit_model_document
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 MODEL = "teams/fraud/models/fraud-scorer.yaml"

@@ -146,8 +146,8 @@ def test_each_flag_of_a_command_is_shown() -> None:
 
 
 def test_each_variable_of_agent_run_is_listed() -> None:
-    source = (Path(cli.__file__)).read_text()
-    names = set(re.findall(r'_env(?:_flag)?\("([A-Z_]+)"', source))
+    source = "".join(p.read_text() for p in sorted(Path(cli.__file__).parent.glob("*.py")))
+    names = set(re.findall(r'\b_?env(?:_flag)?\("([A-Z_]+)"', source))
     assert "PROMETHEUS_URL" in names
     controller = README.read_text().split("## The controller: `agent run`", 1)[1]
     missing = sorted(f"AGENT_{n}" for n in names if f"`AGENT_{n}`" not in controller)
@@ -180,7 +180,7 @@ def test_each_example_parses_with_model_repo_as_path(line: str) -> None:
     argv = [variables.get(w, w) for w in argv]
     args = PROGRAMS[program][0]().parse_args(argv)
     if getattr(args, "rollout_command", None) == "status":
-        cli._rollout_args(args)
+        cli.rollout_args(args)
     if "model-repo" in argv:
         assert getattr(args, "path", None) in ("model-repo", "./model-repo", "model-repo/"), (line, vars(args))
 

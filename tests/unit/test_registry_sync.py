@@ -14,9 +14,8 @@ import pytest
 
 from agent import cli
 from agent.errors import ValidationFailed
-from agent.promote import NewVersion, PromoteError, add_version_entry
+from agent.promotion import NewVersion, PromoteError, SyncError, add_version_entry, plan_sync
 from agent.registry import RegistryError, ResolvedVersion
-from agent.registry_sync import SyncError, plan_sync
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "model-repo"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "-c", "commit.gpgsign=false",
@@ -269,7 +268,7 @@ def test_filters(tmp_path: Path) -> None:
 @pytest.fixture
 def fake_registry(monkeypatch: pytest.MonkeyPatch) -> FakeMlflow:
     fake = FakeMlflow({"champion": "2"}, {})
-    monkeypatch.setattr("agent.pipeline.registries_for", lambda spec, repo: {"mlflow": fake})
+    monkeypatch.setattr("agent.engine.registries_for", lambda spec, repo: {"mlflow": fake})
     return fake
 
 

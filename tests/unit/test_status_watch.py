@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from agent.cli._status_watch import Taken, fingerprint, watch
 from agent.cluster import LAST_SYNC, ClusterError, sync_mark
 from agent.engine import ended_badly, last_sync, status_ok
 from agent.errors import AgentError, ValidationFailed
-from agent.status_watch import Taken, fingerprint, watch
 from tests.unit.conftest import MODEL, loads, repo, t
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.controller._write_access import WriteAccess, WriteAccessDenied, write_needs
-from agent.promote import GitAuth, git_auth
-from agent.source import Mirror
+from agent.source import GitAuth, Mirror, git_auth
 from agent.spec import Spec
 from agent.spec._types import Rollout
 from tests.unit.conftest import loads, repo

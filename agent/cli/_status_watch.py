@@ -1,7 +1,7 @@
 """`agent status` and `agent status --watch`: one status document, or one per change.
 
-A status is taken from the local checkout and the cluster (agent.engine.model_status). When the
-checkout does not validate, the cluster's live state is still shown (agent.status_live) with the
+A status is taken from the local checkout and the cluster (agent.engine's Engine.status). When
+the checkout does not validate, the cluster's live state is still shown (agent.status_live) with the
 checkout's problems as a note, and the exit code is 2: what runs is visible, but whether it is
 synced with Git is not.
 
@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cluster import INVENTORY_NAMESPACE, Cluster, ClusterError
+from agent.cluster import ClusterError
+from agent.engine import Desired, Engine, status_ok
 from agent.errors import AgentError, ValidationFailed
+from agent.status_live import live_status, local_problems
 
 EXIT_OK, EXIT_NOT_GOOD, EXIT_INVALID = 0, 1, 2
 
@@ -40,23 +42,19 @@ class Taken:
     problems: ValidationFailed | None = None  # the checkout's problems when it did not validate
 
 
-def take(load: Callable[[], Any], cluster: Cluster, *, inventory_namespace: str = INVENTORY_NAMESPACE,
-         allow_unknown: bool = False, keep: Callable[[dict[str, Any]], bool] | None = None,
-         warn: Callable[[str], None] | None = None) -> Taken:
+def take(load: Callable[[], Desired], engine: Engine, *, allow_unknown: bool = False,
+         keep: Callable[[dict[str, Any]], bool] | None = None, warn: Callable[[str], None] | None = None) -> Taken:
     """The status of the checkout `load()` reads (agent.engine.load_desired), or of the cluster
     alone when it does not validate but names its target; ValidationFailed when it names none.
     `keep(model)`: only the models it accepts (--model, -n)."""
-    from agent.status import model_status, status_ok  # agent.status: the tests replace its model_status
-    from agent.status_live import live_status, local_problems
-
     try:
         desired = load()
     except ValidationFailed as exc:
         if not exc.target:
             raise
-        document = live_status(cluster, exc.target, local_problems(exc), inventory_namespace)
+        document = live_status(engine.cluster, exc.target, local_problems(exc), engine.options.inventory_namespace)
         return Taken(_kept(document, keep), EXIT_INVALID, exc)
-    document = _kept(model_status(desired, cluster, inventory_namespace, warn=warn), keep)
+    document = _kept(engine.status(desired, warn=warn), keep)
     return Taken(document, EXIT_OK if status_ok(document, allow_unknown) else EXIT_NOT_GOOD)
 
 
