@@ -9,7 +9,7 @@ Public API (the CLI is a thin layer over these):
 from agent._version import __version__
 from agent.desired import Desired, load_desired, offline_plan
 from agent.errors import AgentError, SourceError, SpecError, ValidationFailed
-from agent.plan import ModelChange, ObjectChange, Plan, build_plan, diff_objects
+from agent.plan import ModelChange, ObjectReport, Plan, build_plan, diff_objects
 from agent.render import render
 from agent.spec import Spec, load
 
@@ -17,7 +17,7 @@ __all__ = [
     "AgentError",
     "Desired",
     "ModelChange",
-    "ObjectChange",
+    "ObjectReport",
     "Plan",
     "SourceError",
     "Spec",

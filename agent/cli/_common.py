@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.cli._guard import outside_repo
-from agent.engine import Selection
 from agent.errors import AgentError
 from agent.output import document, plain, visible
+from agent.plan import Selection
 from agent.source import SignerKeys
 
 EXIT_OK = 0

@@ -34,21 +34,9 @@ from agent.cli._offline import show_diff
 from agent.cli._show import print_plan, print_status
 from agent.cli._status_watch import Taken, take, watch
 from agent.cluster import Cluster
-from agent.engine import Desired, Engine, EngineOptions, Observed, OwnershipConflict, Selection, SyncResult
+from agent.engine import Desired, Engine, EngineOptions, OwnershipConflict, SyncResult
 from agent.errors import AgentError
-from agent.plan import Plan
-from agent.rollout import LiveRollouts
-
-
-class _Engine(Engine):
-    """The engine, saying on stderr why the target's rollout states could not be read (a
-    least-privilege reader: planned with Git's canary traffic) as soon as it knows."""
-
-    def rollouts(self, desired: Desired, observed: Observed | None = None) -> LiveRollouts:
-        found = super().rollouts(desired, observed)
-        if found.warning:
-            warn(found.warning)
-        return found
+from agent.plan import Plan, Selection
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -59,7 +47,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _live_plan(args: argparse.Namespace) -> Plan:
     desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args))
     with connect(args) as cluster:
-        return _Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace)).plan(desired).plan
+        return Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace, warn=warn)).plan(desired).plan
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -85,6 +73,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         adopt=args.adopt,
         lock_timeout=args.lock_timeout,
         select=selected,
+        warn=warn,
     )
     outcome, status = _apply(args, desired, options)
     if args.output != "text":
@@ -141,7 +130,7 @@ def _apply(args: argparse.Namespace, desired: Desired, options: EngineOptions
     progress = _progress_printer() if sys.stderr.isatty() else None
     with connect(args) as cluster:
         try:
-            outcome = _Engine(cluster, options).apply(desired, progress)
+            outcome = Engine(cluster, options).apply(desired, progress)
         except (OwnershipConflict, PruneRefused) as refused:
             if refused.plan is not None and args.output == "text":
                 print_plan(refused.plan, argparse.Namespace(output="text", color=args.color))

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent import engine
+from agent import desired as engine
 from agent.cli._args import add_cluster, add_color, add_filter, add_output, add_source, add_verify
 from agent.cli._common import (
     EXIT_CHANGES,

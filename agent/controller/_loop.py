@@ -46,7 +46,7 @@ from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
 from agent.controller._webhook import read_webhook_secret
 from agent.controller._write_access import WriteAccess
-from agent.engine import Desired, Engine, EngineOptions, SyncResult, observed_from, with_traffic
+from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, with_traffic
 from agent.errors import AgentError
 from agent.source import Mirror
 
@@ -79,13 +79,15 @@ class Controller:
                                      duration=config.lease_duration, name=config.lease_name, stop=self._stop,
                                      on_leading=self.metrics.set_leader, on_gained=lambda: self.request("resync"))
         self.gate = WriteGate(config.drift_policy, self.metrics.drift)
-        # the rollouts' traffic is the loop's own (self.rollouts.tick), not read by the engine; the
-        # engine's default view (LISTs) is only for planning again under the Lease when someone
-        # else wrote the target since the plan: each pass plans against the watch cache
+        # Each pass plans against the watch cache (a CacheView, no request); the engine's own view
+        # (LISTs) is only for planning again under the Lease when someone else wrote the target
+        # since the plan. The rollouts' traffic is the loop's own (self.rollouts.tick), not read by
+        # the engine; a held-back canary is added by the pass after the watch brings the stable
+        # revision's Ready status, not waited for (stage_timeout 0).
         self.engine = Engine(self.cluster, EngineOptions(
             prune=config.prune, audit_log=config.audit_log, inventory_namespace=config.inventory_namespace,
             audit_noop=False, lock_timeout=30.0, stop=self._stop, synced_by="controller",
-            sync_source=following(config), rollout_traffic=False))
+            sync_source=following(config), rollout_traffic=False, stage_timeout=0))
         self.live = LiveState(self.cluster, on_change=lambda: self.request("watch"))
         self.http: HttpServer | None = None
         self._watcher: Any = None  # the --watch-dir observer (watchdog)
@@ -296,7 +298,7 @@ class Controller:
             self.rollout_period = self.rollouts.period(desired)
             # a new commit (or working copy), or a rollout's new step, applies whatever the drift policy
             new_commit = desired is not self._applied or traffic != self._applied_traffic
-            outcome = self._sync_once(with_traffic(desired, traffic), view, inventory, target, new_commit)
+            outcome = self._sync_once(with_traffic(desired, traffic), view, inventory, new_commit)
         except (AgentError, ClusterError) as exc:
             self.status.last_error = str(exc)
             log.error("%s pass failed: %s", trigger, exc)
@@ -309,11 +311,11 @@ class Controller:
         self._after(trigger, outcome, desired, traffic, inventory, started)
         return True
 
-    def _sync_once(self, effective: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory, target: str,
+    def _sync_once(self, effective: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory,
                    new_commit: bool) -> SyncResult:
         """Plan `effective` against the live `view` and write what the gate allows: the one place
         the controller calls the engine."""
-        return self.engine.apply(effective, self.live.wrote, observed=observed_from(view.values(), inventory, target),
+        return self.engine.apply(effective, self.live.wrote, view=CacheView(view.values(), inventory),
                                  lease=self.leadership.lease if self.config.leader_elect else None,
                                  writes=lambda plan: self.gate.allow(plan, new_commit, time.monotonic()))
 

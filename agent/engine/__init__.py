@@ -34,7 +34,6 @@ from agent.engine._planning import (
     stage_canaries,
     with_rollouts,
 )
-from agent.engine._select import Selection
 from agent.engine._status import (
     ENDED_BADLY,
     SETTLED,
@@ -61,7 +60,6 @@ __all__ = [
     "ListView",
     "Observed",
     "OwnershipConflict",
-    "Selection",
     "SyncPlan",
     "SyncResult",
     "View",

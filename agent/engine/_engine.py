@@ -62,20 +62,24 @@ class Engine:
         """The target's rollout states (none read unless options.rollout_traffic)."""
         if not self.options.rollout_traffic:
             return LiveRollouts()
-        return read_rollouts(self.cluster, desired, self.options.inventory_namespace,
-                             live=observed.live if observed is not None else None)
+        found = read_rollouts(self.cluster, desired, self.options.inventory_namespace,
+                              live=observed.live if observed is not None else None)
+        if found.warning and self.options.warn is not None:
+            self.options.warn(found.warning)
+        return found
 
-    def observe(self, desired: Desired) -> Observed:
-        return self.view.observe(desired.objects, self._target(desired))
+    def observe(self, desired: Desired, view: View | None = None) -> Observed:
+        """The target's live state as `view` sees it (default: the engine's own view)."""
+        return (view or self.view).observe(desired.objects, self._target(desired))
 
-    def plan(self, desired: Desired, *, observed: Observed | None = None,
+    def plan(self, desired: Desired, *, view: View | None = None,
              rollouts: LiveRollouts | None = None) -> SyncPlan:
-        """`desired` against the live view: with the running rollouts' traffic (and their notes),
+        """`desired` against the live view (`view`, e.g. the controller's watch cache for this
+        pass; default: the engine's own): with the running rollouts' traffic (and their notes),
         new KServe canaries held back (noted), only the selected objects. Nothing is written."""
-        if observed is None:
-            # the rollout traffic changes no object's kind or namespace: observe first, so judging
-            # a stored state finds the live canary among the objects listed
-            observed = self.observe(desired)
+        # the rollout traffic changes no object's kind or namespace: observe first, so judging
+        # a stored state finds the live canary among the objects listed
+        observed = self.observe(desired, view)
         if rollouts is None:
             rollouts = self.rollouts(desired, observed)
         git = with_traffic(desired, rollouts.traffic)
@@ -132,6 +136,7 @@ class Engine:
                     current = load_inventory(cluster, target, o.inventory_namespace)
                     if current.resource_version != observed.inventory.resource_version:
                         # someone wrote this target between our plan and our Lease: plan again
+                        # (from the engine's own view: the API server, not a cache that may lag)
                         planned = self._planned(planned.git, self.observe(planned.git), planned.rollouts,
                                                 planned.prune)
                         self._check(run, planned, started)
@@ -149,18 +154,18 @@ class Engine:
         if refused is not None:
             refuse(run, refused, planned.observed, started)
 
-    def apply(self, desired: Desired, progress: Progress | None = None, *, observed: Observed | None = None,
+    def apply(self, desired: Desired, progress: Progress | None = None, *, view: View | None = None,
               lease: TargetLease | None = None, writes: Gate | None = None) -> SyncResult:
-        """plan() then sync(). A one-shot apply (no `observed` given) whose new KServe models had
-        their canary held back waits up to options.stage_timeout for their stable revisions to
-        turn Ready, then adds the canaries in a second pass (its results join the report). The
-        controller does not wait: its next pass after the watch brings the Ready status does."""
+        """plan() then sync(). When new KServe models had their canary held back, a one-shot apply
+        (options.stage_timeout > 0) waits up to that long for their stable revisions to turn
+        Ready, then adds the canaries in a second pass (its results join the report). The
+        controller (stage_timeout 0) does not wait: its next pass after the watch brings the
+        Ready status does."""
         refuse_own_state(desired, self.options.inventory_namespace)  # before any request
-        one_shot = observed is None
-        planned = self.plan(desired, observed=observed)
+        planned = self.plan(desired, view=view)
         result = self.sync(planned, progress, lease=lease, writes=writes)
         o = self.options
-        if not planned.waiting or not one_shot or o.dry_run or not result.ok or o.stage_timeout <= 0:
+        if not planned.waiting or o.dry_run or not result.ok or o.stage_timeout <= 0:
             return result
         if not self._wait_staged(planned.git, set(planned.waiting)):
             return result  # the plan's notes say why each canary still waits
@@ -197,7 +202,8 @@ class Engine:
     def status(self, desired: Desired, *, rollouts: LiveRollouts | None = None,
                warn: Callable[[str], None] | None = None) -> dict[str, object]:
         """The `agent status` document (agent.engine.model_status)."""
-        return model_status(desired, self.cluster, self.options.inventory_namespace, rollouts=rollouts, warn=warn)
+        return model_status(desired, self.cluster, self.options.inventory_namespace, rollouts=rollouts,
+                            warn=warn if warn is not None else self.options.warn)
 
     def _target(self, desired: Desired) -> str:
         target = desired.spec.config.name

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.cluster import FIELD_MANAGER, INVENTORY_NAMESPACE
-from agent.engine._select import Selection
+from agent.plan import Selection
 
 
 @dataclass(frozen=True)
@@ -31,4 +32,5 @@ class EngineOptions:
     target: str = ""  # when set: the engine's target, a desired state of another target is refused
     select: Selection = field(default_factory=Selection)  # --model / -n: only these objects are planned and written
     stage_canaries: bool = True  # hold a new KServe model's canary back until its stable revision is Ready
+    warn: Callable[[str], None] | None = None  # told at once why something is read partly (rollout states unreadable)
     rollout_traffic: bool = True  # plan with the traffic of the target's running rollouts (one GET of their states)

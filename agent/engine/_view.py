@@ -4,7 +4,7 @@ CacheView (the controller's watch cache: a resync makes no request)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,14 +51,15 @@ class ListView:
 
 @dataclass(frozen=True)
 class CacheView:
-    """The controller's watch cache: `objects()` gives every managed object it holds (any target),
-    `inventory()` the target's inventory as the controller keeps it."""
+    """The controller's watch cache as one pass sees it: every managed object it holds (any
+    target) and the target's inventory as the controller keeps it. A plan against it makes no
+    request."""
 
-    objects: Callable[[], Iterable[dict[str, Any]]]
-    inventory: Callable[[], Inventory]
+    objects: Collection[dict[str, Any]]
+    inventory: Inventory
 
     def observe(self, desired: list[dict[str, Any]], target: str) -> Observed:
-        return observed_from(self.objects(), self.inventory(), target)
+        return observed_from(self.objects, self.inventory, target)
 
 
 def observe(cluster: Cluster, desired: list[dict[str, Any]], target: str,

@@ -7,17 +7,18 @@ from agent.plan._normalize import field_owners, normalize, owned_fields_hash
 from agent.plan._plan import build_plan, change, diff_objects, model_of, summarize
 from agent.plan._redact import REDACTED_PREFIX, redact
 from agent.plan._secret import secret_data_matches
-from agent.plan._types import Action, ModelChange, ObjectChange, ObjectReport, Plan, RolloutNote
+from agent.plan._select import Selection
+from agent.plan._types import Action, ModelChange, ObjectReport, Plan, RolloutNote
 
 __all__ = [
     "REDACTED_PREFIX",
     "Action",
     "DryRun",
     "ModelChange",
-    "ObjectChange",
     "ObjectReport",
     "Plan",
     "RolloutNote",
+    "Selection",
     "build_plan",
     "change",
     "changed_paths",

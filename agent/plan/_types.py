@@ -39,7 +39,6 @@ class ObjectReport:
         return (group_of(self.api_version), self.kind, self.namespace, self.name)
 
 
-ObjectChange = ObjectReport  # the former name, kept for the outputs and tests that use it
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent import output
-from agent.plan import ModelChange, ObjectChange, Plan, build_plan, change
+from agent.plan import ModelChange, ObjectReport, Plan, build_plan, change
 
 FORGED = "x` | all good | \n\n</details>\n\n## Approved by security <img src=https://evil.example/p.png>"
 FENCE_BREAKERS = "ok\n```\n## Approved by security\n````\n~~~\n<img src=x onerror=alert(1)>\n"
@@ -31,7 +31,7 @@ def _cm(name: str, namespace: str, data: dict[str, str], model: str | None = Non
 
 
 def hostile_plan() -> Plan:
-    objects: list[ObjectChange] = []
+    objects: list[ObjectReport] = []
     for i, value in enumerate(HOSTILE):
         name, ns = f"{value}-{i}", f"ns{value}"
         before = _cm(name, ns, {value: value, "n": "1"}, model=value)

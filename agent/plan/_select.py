@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError
-from agent.plan import Plan, build_plan, model_of
+from agent.plan._plan import build_plan, model_of
+from agent.plan._types import Plan
 
 
 @dataclass(frozen=True)
