@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent.errors import AgentError
+from agent.cli import run_guarded
 from agent.output import FORMATS, document, plain, visible
 from devenv import cluster
 from devenv.demo import run_demo, run_promotion_demo
@@ -88,14 +87,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    try:
-        return handler(args)
-    except AgentError as exc:
-        print(visible(f"error: {exc}"), file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_ERROR
-    except Exception:  # exit code 1 means "not ready" to scripts: a crash must not look like that
-        traceback.print_exc()
-        print("error: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
-        return EXIT_ERROR
+    return run_guarded(handler, args)

@@ -12,11 +12,11 @@ commands in `_<group>_cmd.py`, imported only when one of them runs.
 
 from agent.cli._common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, find_repo_root, rollout_args
 from agent.cli._completion import command_tree, options
-from agent.cli._main import build_parser, completion_script, main
+from agent.cli._main import build_parser, completion_script, main, run_guarded
 from agent.cli._rollout import who
 from agent.cli._version import agent_version, tested_with
 
 __all__ = [
     "EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "agent_version", "build_parser", "command_tree", "completion_script",
-    "find_repo_root", "main", "options", "rollout_args", "tested_with", "who",
+    "find_repo_root", "main", "options", "rollout_args", "run_guarded", "tested_with", "who",
 ]

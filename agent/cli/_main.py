@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_guarded(handler, args)
+
+
+def run_guarded(handler: Handler, args: argparse.Namespace) -> int:
+    """Run one command: its exit code, or 2 with the error in words on stderr (a problem list
+    for an invalid repo; a traceback only for a bug). Exit codes 1 mean something to scripts
+    ("changes", "not ready"): a crash must never look like one."""
     try:
         return handler(args)
     except ValidationFailed as exc:
@@ -78,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
-    except Exception:  # exit code 1 means "changes" to scripts: a crash must not look like that
+    except Exception:
         traceback.print_exc()
         print("error: internal error (a bug: please report it with the traceback above)", file=sys.stderr)
         return EXIT_ERROR
