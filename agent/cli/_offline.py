@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent import desired as engine
+from agent import desired as desired_state
 from agent.cli._args import add_cluster, add_color, add_filter, add_output, add_source, add_verify
 from agent.cli._common import (
     EXIT_CHANGES,
@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.output != "text":
         return _validate_document(path, args)
     # offline: registry references by shape only; SOPS files skipped (and named) when no age identity is given
-    desired = engine.load_desired(path, args.revision, resolve=False, keyless="skip")
+    desired = desired_state.load_desired(path, args.revision, resolve=False, keyless="skip")
     _note_unread(desired.unread)
     spec = desired.spec
     print(
@@ -48,7 +48,7 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
     {file, line, field, message}; exit 2 when invalid, as in text."""
     doc: dict[str, Any] = {"valid": True, "path": path, "revision": None, "counts": None, "errors": []}
     try:
-        desired = engine.load_desired(path, args.revision, resolve=False, keyless="skip")
+        desired = desired_state.load_desired(path, args.revision, resolve=False, keyless="skip")
         _note_unread(desired.unread)
     except ValidationFailed as exc:
         doc.update(valid=False, revision=exc.revision or args.revision,
@@ -70,7 +70,7 @@ def _note_unread(paths: Sequence[str]) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    objects = engine.load_desired(repo_path(args), args.revision, signers=signers(args)).objects
+    objects = desired_state.load_desired(repo_path(args), args.revision, signers=signers(args)).objects
     if not args.show_secrets:  # Secret values as markers, like diff and apply show them
         redacted = [redact(o) for o in objects]
         hidden = sum(1 for before, after in zip(objects, redacted, strict=True) if before is not after)
@@ -91,7 +91,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Against --base (another revision) here; against the live cluster in the live group."""
     if args.base is None:
         return _live_diff(args)
-    return show_diff(engine.offline_plan(repo_path(args), args.base, args.revision, signers=signers(args)), args)
+    return show_diff(desired_state.offline_plan(repo_path(args), args.base, args.revision, signers=signers(args)), args)
 
 
 def show_diff(plan: Plan, args: argparse.Namespace) -> int:

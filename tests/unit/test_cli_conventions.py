@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import agent.desired
 from agent import cli, engine, output
 from agent.cluster import Cluster
 
@@ -404,7 +405,7 @@ def test_diff_and_status_filters(monkeypatch: pytest.MonkeyPatch, model_repo: An
     from agent.plan import build_plan, diff_objects
 
     everything = build_plan(diff_objects(engine.load_desired(model_repo).objects, []))
-    monkeypatch.setattr(engine, "offline_plan", lambda *_a, **_k: everything)
+    monkeypatch.setattr(agent.desired, "offline_plan", lambda *_a, **_k: everything)  # diff --base loads no engine
     assert cli.main(["diff", str(model_repo), "--base", "HEAD", "--model", "ranker", "-o", "json"]) == 1
     import json
 
