@@ -112,7 +112,16 @@ def bench(n: int, work: Path) -> dict[str, Any]:
         wait(lambda: controller.ready, timeout=900)
         row["cold start s"] = time.monotonic() - started
         row["objects"] = len(controller.desired.objects) if controller.desired else 0
-        # --- resync from the cache ---
+        # --- resync from the cache, once the cold start's follow-up passes are done (a held-back
+        # canary is added after its stable revision turns Ready): steady state writes nothing ---
+        def settled() -> bool:  # a pass that made no request and found nothing to write
+            before = sum(controller.cluster.requests.values())
+            controller.pass_once("resync")
+            last = controller.outcomes[-1][1].plan if controller.outcomes else None
+            return (sum(controller.cluster.requests.values()) == before and last is not None
+                    and not last.has_changes and not any(note.phase == "Staged" for note in last.rollouts.values()))
+
+        wait(settled, timeout=300, interval=0.5)
         times = []
         before = dict(controller.cluster.requests)
         for _ in range(20):
