@@ -47,7 +47,12 @@ class SyncPlan:
     waiting: dict[str, str] = field(default_factory=dict)  # model key -> why its canary is held back
     rollouts: LiveRollouts = field(default_factory=LiveRollouts)
     prune: bool = False
-    tasks: tuple[SyncTask, ...] = ()
+
+    def tasks(self) -> list[SyncTask]:
+        """The work items (unredacted), built only when the plan is written: a steady-state
+        pass that writes nothing builds none."""
+        return tasks_for(self.plan, {object_key(x): x for x in self.desired.objects}, self.observed.live,
+                         self.observed.foreign)
 
 
 class Engine:
@@ -96,8 +101,7 @@ class Engine:
         if self.options.rollout_traffic:
             plan = with_rollouts(plan, rollouts)
         plan = note_staged(plan, git, waiting)
-        tasks = tasks_for(plan, {object_key(x): x for x in applied.objects}, observed.live, observed.foreign)
-        return SyncPlan(plan, applied, git, observed, waiting, rollouts, prune, tuple(tasks))
+        return SyncPlan(plan, applied, git, observed, waiting, rollouts, prune)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -128,7 +132,7 @@ class Engine:
                 result = SyncResult(plan=plan)  # reported by the caller, not written
             elif lease is not None:
                 lease.check()
-                result = write(run, plan, list(planned.tasks), observed.inventory, observed.stale, lease, progress,
+                result = write(run, plan, planned.tasks(), observed.inventory, observed.stale, lease, progress,
                                started)
             else:
                 target = self._target(planned.git)
@@ -140,7 +144,7 @@ class Engine:
                         planned = self._planned(planned.git, self.observe(planned.git), planned.rollouts,
                                                 planned.prune)
                         self._check(run, planned, started)
-                    result = write(run, planned.plan, list(planned.tasks), planned.observed.inventory,
+                    result = write(run, planned.plan, planned.tasks(), planned.observed.inventory,
                                    planned.observed.stale, held, progress, started)
         finally:
             run.close()
