@@ -111,9 +111,14 @@ class Engine:
         audited, carrying the plan). `lease`: a Lease the caller holds across syncs (the
         controller's); without one the target's Lease is taken for the write, and when someone
         wrote the target since the plan, it is planned again under the Lease."""
+        refuse_own_state(planned.git, self.options.inventory_namespace)
+        return self._write(planned, progress, lease, writes)
+
+    def _write(self, planned: SyncPlan, progress: Progress | None, lease: TargetLease | None,
+               writes: Gate | None) -> SyncResult:
+        """sync() once the desired state is known not to hold the agent's own state."""
         o, cluster = self.options, self.cluster
         started = time.monotonic()
-        refuse_own_state(planned.git, o.inventory_namespace)
         run = Run(planned.git, cluster, o)
         try:
             self._check(run, planned, started)
@@ -167,13 +172,13 @@ class Engine:
         Ready status does."""
         refuse_own_state(desired, self.options.inventory_namespace)  # before any request
         planned = self.plan(desired, view=view)
-        result = self.sync(planned, progress, lease=lease, writes=writes)
+        result = self._write(planned, progress, lease, writes)
         o = self.options
         if not planned.waiting or o.dry_run or not result.ok or o.stage_timeout <= 0:
             return result
         if not self._wait_staged(planned.git, set(planned.waiting)):
             return result  # the plan's notes say why each canary still waits
-        second = self.sync(self.plan(desired, rollouts=planned.rollouts), progress)
+        second = self._write(self.plan(desired, rollouts=planned.rollouts), progress, None, None)
         result.report.results.extend(second.report.results)
         for key in planned.waiting:
             note = result.plan.rollouts.get(key)
