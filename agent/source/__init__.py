@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from agent.errors import SourceError
-from agent.source._base import Revision, Snapshot, Source
+from agent.source._base import Revision, Sealed, Snapshot, Source
 from agent.source._directory import DirectorySource
 from agent.source._git import GitSource
 from agent.source._mirror import Backoff, Credentials, Mirror, PushDenied, redact_url, redact_urls
@@ -33,7 +33,7 @@ from agent.source._plumbing import (
 )
 from agent.source._run import GitFailed, run_git
 from agent.source._signatures import Signer, SignerKeys, verify_commit
-from agent.source._sops import Sealed, decrypt_snapshot
+from agent.source._sops import decrypt_snapshot
 from agent.source._sops_keys import KeyRing, use_age_key_file
 
 __all__ = [

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from agent.errors import SpecError
 
-if TYPE_CHECKING:
-    from agent.source._sops import Sealed
+WITHHELD = "(message withheld: it would show a decrypted value; decrypt the file with sops to see it)"
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """The SOPS files of a snapshot, decrypted in memory, or (`skipped`, no identity given to a
+    command that may go without) left out unread. Their content must reach no disk cache and no
+    message: `scrub` withholds a problem's message that would show a decrypted value."""
+
+    paths: frozenset[str]
+    skipped: bool = False
+    values: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def scrub(self, errors: Iterable[SpecError]) -> list[SpecError]:
+        return [dataclasses.replace(e, message=WITHHELD)
+                if e.file in self.paths and any(v in e.message for v in self.values) else e for e in errors]
 
 
 @dataclass(frozen=True)

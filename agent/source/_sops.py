@@ -27,8 +27,7 @@ import dataclasses
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -38,12 +37,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from agent.errors import SpecError
 from agent.source._age import AgeError
 from agent.source._age import decrypt as age_decrypt
-from agent.source._base import Snapshot
+from agent.source._base import Sealed, Snapshot
 from agent.source._sops_keys import IdentityError, KeyRing
 from agent.source._sops_values import SopsError, Where, go_value, rfc3339, shown, to_bytes, typed
 
 SOPS_CONFIG = ".sops.yaml"
-WITHHELD = "(message withheld: it would show a decrypted value; decrypt the file with sops to see it)"
 _ENC = re.compile(r"ENC\[AES256_GCM,data:([A-Za-z0-9+/]+=*),iv:([A-Za-z0-9+/]+=*),tag:([A-Za-z0-9+/]+=*),type:(\w+)\]")
 _KINDS = frozenset({"str", "int", "float", "bool", "time", "comment"})  # "bytes" is the binary store's only
 _MAC_ONLY_ENCRYPTED_INIT = hashlib.sha256(b"sops").digest()  # sops.MACOnlyEncryptedInitialization
@@ -53,21 +51,6 @@ _OTHER_KEYS = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 _NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+}][^()]*\)[*+{]")
 _RECIPIENT = re.compile(r"age1[0-9a-z]{20,200}")
 _Leaf = tuple[yaml.ScalarNode, tuple[str, ...], bool]  # a scalar, its path of keys, whether a sequence item
-
-@dataclass(frozen=True)
-class Sealed:
-    """The SOPS files of a snapshot, decrypted in memory, or (`skipped`, no identity given to a
-    command that may go without) left out unread. Their content must reach no disk cache and no
-    message: `scrub` withholds a problem's message that would show a decrypted value."""
-
-    paths: frozenset[str]
-    skipped: bool = False
-    values: frozenset[str] = field(default=frozenset(), repr=False)
-
-    def scrub(self, errors: Iterable[SpecError]) -> list[SpecError]:
-        return [dataclasses.replace(e, message=WITHHELD)
-                if e.file in self.paths and any(v in e.message for v in self.values) else e for e in errors]
-
 
 def decrypt_snapshot(snapshot: Snapshot, *, keyless: Literal["error", "skip"] = "error",
                      keys: KeyRing | None = None) -> Snapshot:
