@@ -24,19 +24,16 @@ from agent.desired import (
     with_traffic,
 )
 from agent.engine._engine import Engine, SyncPlan
-from agent.engine._judge import judge_states, live_canary, read_rollouts
+from agent.engine._judge import judge_states, read_rollouts
 from agent.engine._options import EngineOptions
 from agent.engine._planning import (
     OwnershipConflict,
-    conflict_message,
     note_staged,
-    plan_against,
     stage_canaries,
     with_rollouts,
 )
 from agent.engine._status import (
     ENDED_BADLY,
-    SETTLED,
     checks_json,
     ended_badly,
     invalid_status,
@@ -47,12 +44,11 @@ from agent.engine._status import (
     unsettled,
     wait_healthy,
 )
-from agent.engine._sync import SyncResult, identity, model_versions, object_record
-from agent.engine._view import CacheView, ListView, Observed, View, observe, observed_from, selector
+from agent.engine._sync import SyncResult, identity
+from agent.engine._view import CacheView, ListView, Observed, View, observe, selector
 
 __all__ = [
     "ENDED_BADLY",
-    "SETTLED",
     "CacheView",
     "Desired",
     "Engine",
@@ -65,7 +61,6 @@ __all__ = [
     "View",
     "cache_root",
     "checks_json",
-    "conflict_message",
     "ended_badly",
     "has_moving_refs",
     "has_registry_refs",
@@ -73,16 +68,11 @@ __all__ = [
     "invalid_status",
     "judge_states",
     "last_sync",
-    "live_canary",
     "load_desired",
     "model_status",
-    "model_versions",
     "note_staged",
-    "object_record",
     "observe",
-    "observed_from",
     "offline_plan",
-    "plan_against",
     "read_rollouts",
     "registries_for",
     "resolutions_key",
