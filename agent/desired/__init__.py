@@ -6,6 +6,7 @@ plans what this loads."""
 from agent.desired._cache import cache_root
 from agent.desired._load import (
     Desired,
+    for_environment,
     has_moving_refs,
     has_registry_refs,
     load_desired,
@@ -18,6 +19,6 @@ from agent.desired._load import (
 )
 
 __all__ = [
-    "Desired", "cache_root", "has_moving_refs", "has_registry_refs", "load_desired", "offline_plan",
+    "Desired", "cache_root", "for_environment", "has_moving_refs", "has_registry_refs", "load_desired", "offline_plan",
     "registries_for", "resolutions_key", "resolve_registries", "revision_info", "with_traffic",
 ]

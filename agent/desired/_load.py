@@ -15,6 +15,7 @@ from agent.render import render
 from agent.rollout import traffic_notes
 from agent.source import GitSource, Revision, SignerKeys, decrypt_snapshot, open_source, verify_commit
 from agent.spec import DEFAULT_LOADER, Loader, Spec
+from agent.spec import for_environment as spec_for_environment
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Desired:
 
 def load_desired(path: str | Path, revision: str | None = None, *, cached: bool = True,
                  loader: Loader | None = None, resolve: bool = True, signers: SignerKeys | None = None,
-                 keyless: Literal["error", "skip"] = "error") -> Desired:
+                 keyless: Literal["error", "skip"] = "error", environment: str | None = None) -> Desired:
     """Read, validate and render the repo at PATH (a directory, or a commit of its git repo).
 
     Raises ValidationFailed with every problem; nothing is rendered from an invalid revision.
@@ -39,7 +40,13 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
     SOPS-encrypted files are decrypted in memory (agent.source.decrypt_snapshot; `keyless="skip"`:
     left out when no age identity is given, for `agent validate`); a repo holding any is never
     cached on disk, and a problem's message that would show a decrypted value is withheld.
+    `environment`: the Desired of that environment of the repo (for_environment); without it a
+    repo that declares environments has no objects of its own (each environment renders its own).
     """
+    if environment is not None:
+        whole = load_desired(path, revision, cached=cached, loader=loader, resolve=False, signers=signers,
+                             keyless=keyless)
+        return for_environment(whole, environment, path if resolve else None)
     source = open_source(path, revision)
     asked, signer = revision, ""
     try:
@@ -64,11 +71,26 @@ def load_desired(path: str | Path, revision: str | None = None, *, cached: bool 
         if sealed is None:
             raise
         raise ValidationFailed(sealed.scrub(exc.errors), exc.revision, exc.target) from None
-    desired = Desired(spec=spec, objects=render(spec), revision=snapshot.revision,
+    desired = Desired(spec=spec, objects=_rendered(spec), revision=snapshot.revision,
                       unread=tuple(sorted(sealed.paths)) if sealed is not None and sealed.skipped else ())
     if tree_id and sealed is None:  # decrypted Secrets never reach the disk cache
         _desired_cache.put(tree_id, (desired.spec, desired.objects))  # unresolved: an alias may move
     return resolve_registries(desired, path) if resolve else desired
+
+
+def _rendered(spec: Spec) -> list[dict[str, Any]]:
+    """The objects of a Spec; none for a repo that declares environments (each renders its own)."""
+    return [] if spec.environments else render(spec)
+
+
+def for_environment(desired: Desired, name: str, repo: str | Path | None = None,
+                    registries: dict[str, Any] | None = None) -> Desired:
+    """The Desired of environment `name`, from the whole repo's `desired` loaded unresolved
+    (agent.spec.for_environment, rendered; its registry references resolved when `repo` is
+    given, through `registries` if given). UnknownEnvironment for a name the repo lacks."""
+    spec = spec_for_environment(desired.spec, name)
+    env = Desired(spec=spec, objects=render(spec), revision=desired.revision, unread=desired.unread)
+    return resolve_registries(env, repo, registries) if repo is not None else env
 
 
 def _verified(source: Any, revision: str | None, signers: SignerKeys) -> tuple[str, str]:
@@ -149,7 +171,7 @@ def resolve_registries(desired: Desired, repo: str | Path, registries: dict[str,
     spec, resolutions = resolve_spec(desired.spec, registries, {})
     if unless_same_as is not None and resolutions_key(resolutions) == resolutions_key(unless_same_as.resolutions):
         return unless_same_as
-    return Desired(spec=spec, objects=render(spec), revision=desired.revision, resolutions=list(resolutions))
+    return Desired(spec=spec, objects=_rendered(spec), revision=desired.revision, resolutions=list(resolutions))
 
 
 def with_traffic(desired: Desired, traffic: dict[str, int]) -> Desired:

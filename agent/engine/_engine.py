@@ -82,6 +82,9 @@ class Engine:
         """`desired` against the live view (`view`, e.g. the controller's watch cache for this
         pass; default: the engine's own): with the running rollouts' traffic (and their notes),
         new KServe canaries held back (noted), only the selected objects. Nothing is written."""
+        if desired.spec.environments:  # each environment is its own target: never the whole repo at once
+            names = ", ".join(e.name for e in desired.spec.environments)
+            raise AgentError(f"the repo declares environments ({names}): plan one of them (--env NAME)")
         # the rollout traffic changes no object's kind or namespace: observe first, so judging
         # a stored state finds the live canary among the objects listed
         observed = self.observe(desired, view)

@@ -1,5 +1,6 @@
 """Parse and validate a model repo into a typed, pure Spec (no I/O beyond the bytes given)."""
 
+from agent.spec._environment import UnknownEnvironment, environment, environment_of_cluster, for_environment
 from agent.spec._k8s import CLUSTER_SCOPED
 from agent.spec._kserve import autoscaler_annotations
 from agent.spec._loader import DEFAULT_LOADER, Loader, is_manifest_path, load
@@ -13,6 +14,7 @@ from agent.spec._types import (
     AnalysisCheck,
     Autoscaling,
     Canary,
+    Environment,
     Gate,
     Location,
     Manifest,
@@ -23,6 +25,7 @@ from agent.spec._types import (
     Monitor,
     MonitorRule,
     Policy,
+    PromotionPolicy,
     PruneBudget,
     Registries,
     RegistryKind,
@@ -76,3 +79,5 @@ __all__ = [
 __all__ += ["artifact_uri_problem"]
 __all__ += ["autoscaler_annotations"]
 __all__ += ["ModelLookupError", "find_model"]
+__all__ += ["Environment", "PromotionPolicy", "UnknownEnvironment", "environment", "environment_of_cluster",
+            "for_environment"]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from agent.errors import SpecError, ValidationFailed
 from agent.spec._common import Parsed, classify, is_ours, unique
 from agent.spec._config import read_config
+from agent.spec._environment import read_environments
 from agent.spec._manifest import manifest_key, read_manifest
 from agent.spec._model import read_model, read_runtime
 from agent.spec._monitor import declared_models, job_template_paths, read_monitor
@@ -134,15 +135,17 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
             models.append(m)
             model_docs.setdefault(m.key, d)
     model_by_key = unique(models, lambda m: m.key, "Model", errors)
+    declared = declared_models(by_kind.get("Model", []), config)
     monitors = [
         mon for d in by_kind.get("Monitor", [])
-        if (mon := read_monitor(d, config, model_by_key, declared_models(by_kind.get("Model", []), config), errors, by_path,
-                            unreadable))
+        if (mon := read_monitor(d, config, model_by_key, declared, errors, by_path, unreadable))
     ]
     unique(monitors, lambda m: f"{m.namespace}/{m.name}", "Monitor", errors)
     monitor_docs = [d for path, docs, _ in parsed if not any(fnmatch.fnmatch(path, pattern) for pattern in excluded)
                     for d in docs if is_ours(d, "Monitor")]
     check_rollout_rules(model_by_key, model_docs, monitor_docs, config, errors, unreadable)
+    environments = read_environments(by_kind.get("Environment", []), config, runtime_by_name, model_by_key,
+                                     model_docs, declared, monitor_docs, errors, unreadable)
     manifests = [obj for d in raw if (obj := read_manifest(d, config, errors))]
     unique(manifests, manifest_key, "object", errors)
 
@@ -154,4 +157,5 @@ def _load(parsed: list[tuple[str, list[Document], list[SpecError]]], problems: I
         monitors=tuple(sorted(monitors, key=lambda m: (m.namespace, m.name))),
         runtimes=tuple(sorted(runtimes, key=lambda r: r.name)),
         manifests=tuple(sorted(manifests, key=manifest_key)),
+        environments=environments,
     )

@@ -49,6 +49,10 @@ PATTERN_WORDS: Mapping[str, str] = {
         "'sha256:' and 64 lowercase hex digits",
     r"^[1-9][0-9]*$":
         "a version number: digits, not starting with 0",
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z]([-a-z0-9]*[a-z0-9])?$":
+        "a Model's name, or its namespace, '/' and its name",
+    r"^https?://[^\s]+$":
+        "an http:// or https:// URL without whitespace",
     r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$":
         "at most 255 letters, digits, '_' and '-', starting with a letter or '_'",
     r"^([a-z0-9_./-]+:)?[a-z0-9]([a-z0-9/-]*[a-z0-9])?$":

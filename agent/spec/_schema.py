@@ -26,6 +26,7 @@ SCHEMA_FILES = {
     "Monitor": "monitor.schema.json",
     "ServingRuntime": "servingruntime.schema.json",
     "RepositoryConfig": "repositoryconfig.schema.json",
+    "Environment": "environment.schema.json",
 }
 _DEFS = "_defs.schema.json"
 

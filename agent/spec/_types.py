@@ -320,15 +320,47 @@ class Manifest:
         return str(ns) if ns else None
 
 
+PromotionPolicy = Literal["manual", "pullRequest", "commit"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment of the repo: the clusters it deploys to (in wave order), the environment
+    it promotes from and the soak a version needs there, and its models with this
+    environment's overlays applied (every model of the repo, validated, sorted by key)."""
+
+    name: str
+    clusters: tuple[str, ...]
+    models: tuple[Model, ...] = ()
+    promotes_from: str | None = None
+    soak: str = "0s"
+    soak_seconds: float = 0.0
+    prometheus: str | None = None
+    promotion: PromotionPolicy = "manual"
+    overlays: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model key -> fields this environment sets
+    location: Location = Location("", 0)
+
+    def model(self, namespace: str, name: str) -> Model | None:
+        for m in self.models:
+            if m.namespace == namespace and m.name == name:
+                return m
+        return None
+
+
 @dataclass(frozen=True)
 class Spec:
-    """Everything a repo declares at one revision, validated and with defaults applied."""
+    """Everything a repo declares at one revision, validated and with defaults applied.
+    `environments`: what the repo's Environment documents declare (none: one environment, the
+    repo as it is). `environment`: the name of the one environment this Spec deploys, when it
+    was derived by agent.spec.for_environment ("" otherwise)."""
 
     config: RepositoryConfig
     models: tuple[Model, ...] = ()
     monitors: tuple[Monitor, ...] = ()
     runtimes: tuple[ServingRuntime, ...] = ()
     manifests: tuple[Manifest, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    environment: str = ""
 
     def model(self, namespace: str, name: str) -> Model | None:
         for m in self.models:

@@ -328,7 +328,7 @@ def test_unknown_kind_in_our_group() -> None:
         metadata: {name: p}
         """}))
     assert_error(err, "p.yaml", 2, "kind", "unknown kind 'Pipeline' for modelops.dev/v1alpha1")
-    assert "known: Model, Monitor, RepositoryConfig, ServingRuntime" in err.message
+    assert "known: Environment, Model, Monitor, RepositoryConfig, ServingRuntime" in err.message
 
 
 def test_unsupported_version_of_our_group() -> None:
