@@ -13,11 +13,10 @@ from agent.promotion._change import Change, PromoteError
 from agent.promotion._yaml_text import (
     compose,
     find_entry,
-    last_end,
     line_end,
-    line_start,
     load_all,
     model_spec,
+    remove_entry,
     set_entries,
     splice,
     yaml_string,
@@ -74,21 +73,7 @@ def edit_model_document(text: str, doc_index: int, change: Change) -> str:
 
     def remove_canary() -> None:
         assert canary_entry is not None
-        key, value = canary_entry
-        if spec.flow_style:
-            entries = spec.value
-            i = next(n for n, (k, _) in enumerate(entries) if k is key)
-            if i > 0:
-                edits.append((last_end(entries[i - 1][1]), last_end(value), ""))
-            elif i + 1 < len(entries):
-                edits.append((int(key.start_mark.index), int(entries[i + 1][0].start_mark.index), ""))
-            else:
-                edits.append((int(key.start_mark.index), last_end(value), ""))
-            return
-        start = line_start(body, int(key.start_mark.index))
-        if body[start:key.start_mark.index].strip():  # not alone on its line: cut the entry only
-            start = int(key.start_mark.index)
-        edits.append((start, line_end(body, max(last_end(value) - 1, 0)), ""))
+        edits.append(remove_entry(body, spec, *canary_entry))
 
     if change.action in ("canary", "traffic"):
         wanted: list[tuple[str, str, Any]] = []  # (key, YAML text, the scalar it replaces when there is one)

@@ -126,6 +126,23 @@ def set_entries(body: str, mapping: Any, wanted: Sequence[tuple[str, str, Any]],
     return edits
 
 
+def remove_entry(body: str, mapping: Any, key: Any, value: Any) -> tuple[int, int, str]:
+    """The edit that removes the entry (key, value) of `mapping` (block: its lines; flow: the
+    entry and one comma)."""
+    if mapping.flow_style:
+        entries = mapping.value
+        i = next(n for n, (k, _) in enumerate(entries) if k is key)
+        if i > 0:
+            return last_end(entries[i - 1][1]), last_end(value), ""
+        if i + 1 < len(entries):
+            return int(key.start_mark.index), int(entries[i + 1][0].start_mark.index), ""
+        return int(key.start_mark.index), last_end(value), ""
+    start = line_start(body, int(key.start_mark.index))
+    if body[start:key.start_mark.index].strip():  # not alone on its line: cut the entry only
+        start = int(key.start_mark.index)
+    return start, line_end(body, max(last_end(value) - 1, 0)), ""
+
+
 def unquoted(text: str) -> str:
     """The string a YAML scalar text made by yaml_string reads back as."""
     return str(yaml.safe_load(text))
