@@ -14,10 +14,12 @@ from pathlib import Path
 from agent.plan import Plan, build_plan, diff_objects
 from agent.promotion._change import Change, PromoteError, describe, trailers
 from agent.promotion._edit import document_at, edit_model_document
+from agent.promotion._overlay import CanaryEdit, edit_overlay
 from agent.render import render
 from agent.rollout import traffic_notes
 from agent.source import GitError, current_branch, dirty_paths, git, has_ref, read_snapshot
-from agent.spec import DEFAULT_LOADER, ModelLookupError, find_model
+from agent.spec import DEFAULT_LOADER, Model, ModelLookupError, Spec, find_model, for_environment
+from agent.spec import environment as environment_of
 
 
 @dataclass
@@ -51,6 +53,43 @@ def _done_message(root: Path, revision: str, key: str, change: Change) -> str | 
     return message.strip() + "\n"
 
 
+def _lookup(spec: Spec, name: str, namespace: str | None, root: Path) -> Model:
+    try:
+        return find_model(spec, name, namespace)
+    except ModelLookupError as exc:
+        if not exc.namespaces:
+            where = f" in namespace {namespace!r}" if namespace else ""
+            raise PromoteError(f"no model {name!r}{where} in the repo at {root}") from None
+        raise PromoteError(f"model {name!r} is in several namespaces ({', '.join(sorted(exc.namespaces))}):"
+                           " name one with -n NAMESPACE") from None
+
+
+def _edit_environment(spec: Spec, environment: str, model: Model, text: str, change: Change) -> str:
+    """The Environment's file with its overlay of `model` (the overlaid one) changed."""
+    env = environment_of(spec, environment)
+    base = spec.model(model.namespace, model.name)
+    canary = model.canary
+    if change.action == "stable":
+        version = change.version or (canary.version if canary else None)
+        if version is None:
+            raise PromoteError(f"model {model.key} has no canary in environment {environment!r}: "
+                               "--stable makes the canary version stable")
+        if version not in model.versions:
+            raise PromoteError(f"model {model.key} has no version {version!r} (versions: {', '.join(model.versions)})")
+        drop = canary is not None and canary.version == version
+        stable: str | None = version
+    elif change.action == "rollback":
+        if canary is None:
+            raise PromoteError(f"model {model.key} has no canary in environment {environment!r}: --rollback "
+                               "drops the canary")
+        drop, stable = True, None
+    else:
+        raise PromoteError(f"environment {environment!r}: only --stable and --rollback edit an environment's overlay")
+    edit: CanaryEdit = "keep" if not drop else ("null" if base is not None and base.canary is not None else "drop")
+    names = [model.name, model.key]
+    return edit_overlay(text, document_at(text, env.location.line), names, stable=stable, canary=edit)
+
+
 def _edit_branch(root: Path, branch: str) -> str | None:
     """Checks before --branch: a clean work tree, a valid name; the branch whose file to edit
     when it exists and is not the current one."""
@@ -66,9 +105,14 @@ def _edit_branch(root: Path, branch: str) -> str | None:
 
 
 def promote(path: str | Path, name: str, namespace: str | None, change: Change, *, commit: bool = False,
-            branch: str | None = None, dry_run: bool = False) -> Outcome:
+            branch: str | None = None, dry_run: bool = False, environment: str | None = None,
+            message: str | None = None) -> Outcome:
     """Edit the model's file in the repo at PATH (validated in memory first), optionally on a
-    branch and committed. With dry_run nothing is written and git is not touched."""
+    branch and committed. With dry_run nothing is written and git is not touched.
+    `environment`: edit that Environment's overlay of the model instead (agent.promotion.
+    edit_overlay): "stable" makes `change.version` (else the environment's canary version)
+    stable there, "rollback" drops the environment's canary. `message`: the commit message
+    (default: describe's, with an Environment trailer)."""
     root = Path(path)
     commit = commit or branch is not None
     revision = None
@@ -79,34 +123,38 @@ def promote(path: str | Path, name: str, namespace: str | None, change: Change, 
     snapshot = read_snapshot(root, revision)
     files = dict(snapshot.files)
     spec = DEFAULT_LOADER.load(files, snapshot.problems)
-    try:
-        model = find_model(spec, name, namespace)
-    except ModelLookupError as exc:
-        if not exc.namespaces:
-            where = f" in namespace {namespace!r}" if namespace else ""
-            raise PromoteError(f"no model {name!r}{where} in the repo at {root}") from None
-        raise PromoteError(f"model {name!r} is in several namespaces ({', '.join(sorted(exc.namespaces))}):"
-                           " name one with -n NAMESPACE") from None
-    rel = model.location.file
+    model = _lookup(spec if environment is None else for_environment(spec, environment), name, namespace, root)
+    rel = model.location.file if environment is None else environment_of(spec, environment).location.file
     before = files[rel].decode("utf-8")
     # a promotion run again (its PR open, say): the tip commit says it was made already
     done = _done_message(root, revision or "HEAD", model.key, change) if commit and not dry_run else None
     try:
-        after = edit_model_document(before, document_at(before, model.location.line), change)
+        if environment is None:
+            after = edit_model_document(before, document_at(before, model.location.line), change)
+        else:
+            after = _edit_environment(spec, environment, model, before, change)
     except PromoteError:
         if done is None:
             raise
         after = before  # --stable / --rollback again: no canary left to act on, and none needed
     edited = {**files, rel: after.encode("utf-8")}
     spec_after = DEFAULT_LOADER.load(edited, snapshot.problems)  # ValidationFailed: nothing written
-    plan = build_plan(diff_objects(render(spec_after), render(spec)),
-                      base={"short": "before"}, revision={"short": "after"}, notes=traffic_notes(spec, spec_after))
+    seen_before, seen_after = spec, spec_after
+    if environment is not None:
+        seen_before, seen_after = for_environment(spec, environment), for_environment(spec_after, environment)
+    plan = build_plan(diff_objects(render(seen_after), render(seen_before)), base={"short": "before"},
+                      revision={"short": "after"}, notes=traffic_notes(seen_before, seen_after))
     diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
-    moved = next((m for m in spec_after.models if m.key == model.key), None)
-    message = describe(change, model.key, model.stable, model.canary.version if model.canary else None,
-                       model.canary.traffic if model.canary else None,
-                       moved.canary.traffic if moved is not None and moved.canary is not None else None)
+    moved = next((m for m in seen_after.models if m.key == model.key), None)
+    if message is None:
+        target_version = change.version if change.action == "stable" and change.version else None
+        message = describe(change, model.key, model.stable,
+                           target_version or (model.canary.version if model.canary else None),
+                           model.canary.traffic if model.canary else None,
+                           moved.canary.traffic if moved is not None and moved.canary is not None else None)
+        if environment is not None:
+            message += f"Environment: {environment}\n"
     if after == before and done is not None:
         message = done
     target = root / rel

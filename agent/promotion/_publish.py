@@ -23,6 +23,7 @@ from agent.source import (
     PushPlan,
     base_commit,
     clone_branch,
+    fetch_branch,
     git_toplevel,
     plan_push,
     push_branch,
@@ -93,14 +94,15 @@ PromotionProgress = Callable[[PromotionStep, PromotionResult], None]
 def promote_and_publish(path: str | Path, name: str, namespace: str | None, change: Change, *,
                         commit: bool = False, branch: str | None = None, dry_run: bool = False,
                         push: str | None = None, base: str | None = None, open_pr: bool = False,
-                        options: ForgeOptions | None = None,
-                        progress: PromotionProgress | None = None) -> PromotionResult:
+                        options: ForgeOptions | None = None, progress: PromotionProgress | None = None,
+                        environment: str | None = None, message: str | None = None) -> PromotionResult:
     """`agent promote`: edit the model's file (committed when pushing), then push the branch to
     remote `push` (`open_pr` alone: origin) and open or update its PR. The forge, the token and
     the push target are worked out before anything is written. In a dry run nothing is written
     and git is not touched beyond reading the remote; the PR it would open is in the result.
     `progress(step, result)`: "edited" once the edit is known (committed unless a dry run),
-    "pushed" once the branch is on the remote (the PR still to open)."""
+    "pushed" once the branch is on the remote (the PR still to open). `environment`, `message`:
+    as agent.promotion.promote (the environment's overlay edited; the commit message)."""
     tell: PromotionProgress = progress or (lambda step, result: None)
     options = options or ForgeOptions()
     if open_pr and push is None:
@@ -114,7 +116,7 @@ def promote_and_publish(path: str | Path, name: str, namespace: str | None, chan
             access, auth = connect(root, push, options, open_pr=open_pr and not dry_run)
             target = plan_push(root, push, branch, base, auth)
         outcome = promote(path, name, namespace, change, commit=commit or target is not None, branch=branch,
-                          dry_run=dry_run)
+                          dry_run=dry_run, environment=environment, message=message)
         result = PromotionResult(outcome=outcome, target=target)
         tell("edited", result)
         if target is not None:
@@ -160,19 +162,27 @@ class Published:
 
 def publish_remote(url: str, base: str, subdir: str, name: str, namespace: str, change: Change, *, auth: GitAuth,
                    work: Path, head: str | None = None, forge: Forge | None = None,
-                   author: tuple[str, str] = ("modelops-agent", "modelops-agent@modelops.invalid")) -> Published:
+                   author: tuple[str, str] = ("modelops-agent", "modelops-agent@modelops.invalid"),
+                   environment: str | None = None, message: str | None = None) -> Published:
     """Make `change` on a fresh clone of url@base and push it: straight to `base` (head None: a
     commit on the branch the controller follows, so Git stays the truth about what serves), or
     to branch `head` with a PR into base when a forge is given. `work` must not exist yet; the
-    caller removes it. The same validation as `agent promote`: an edit that fails it is refused."""
+    caller removes it. The same validation as `agent promote`: an edit that fails it is refused.
+    `environment`: that Environment's overlay of the model is edited instead of the Model (the
+    fleet's rollouts, promotions between environments), and a branch `head` the remote has
+    already is taken as it is (found again: no second commit; its PR updated); `message`: the
+    commit message (agent.promotion.promote)."""
     clone_branch(url, base, work, auth, author=author)
-    outcome = promote(work / subdir if subdir else work, name, namespace, change, commit=True, branch=head)
-    if outcome.after == outcome.before:
-        return Published(commit=None)
     target = PushPlan(remote="origin", url=url, head=head or base, base=base)
-    push_branch(work, target, auth)
+    found = environment is not None and head is not None and fetch_branch(work, target, auth)
+    outcome = promote(work / subdir if subdir else work, name, namespace, change, commit=True, branch=head,
+                      environment=environment, message=message)
+    if outcome.after != outcome.before:
+        push_branch(work, target, auth)
+    elif not (found and forge is not None):
+        return Published(commit=None)
     pr = None
     if forge is not None and head is not None:
         title = outcome.message.splitlines()[0]
         pr = open_pull(forge, target, title, pull_body(relabel(outcome.plan, base, head), outcome.message))
-    return Published(commit=outcome.commit, pull_request=pr)
+    return Published(commit=outcome.commit if outcome.after != outcome.before else None, pull_request=pr)

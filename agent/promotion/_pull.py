@@ -24,10 +24,13 @@ class PullOutcome:
 
 
 def pull_body(plan: Plan, message: str) -> str:
-    """The PR description: the Markdown plan (as `agent diff -o markdown` prints it), then the
-    commit's trailers."""
+    """The PR description: the commit message's body when it has one (what is between its
+    summary line and its trailers: a promotion's evidence), the Markdown plan (as `agent diff -o
+    markdown` prints it), then the commit's trailers."""
     found = trailers(message)
-    lines = [markdown(plan).rstrip("\n"), ""]
+    paragraphs = message.strip().split("\n\n")
+    body = paragraphs[1:-1] if found else paragraphs[1:]
+    lines = [*(p.rstrip("\n") + "\n" for p in body), markdown(plan).rstrip("\n"), ""]
     if found:
         lines += ["```text", *(f"{k}: {v}" for k, v in found.items()), "```", ""]
     lines.append("<sub>Opened by `agent promote --open-pr`.</sub>")
