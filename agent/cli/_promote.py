@@ -25,6 +25,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                            "spec.rollout decides the traffic)")
     what.add_argument("--stable", action="store_true", help="make the canary version the stable version; the canary is removed")
     what.add_argument("--rollback", action="store_true", help="drop the canary (the stable version takes all traffic)")
+    what.add_argument("--to", metavar="ENV",
+                      help="promote to environment ENV the version its spec.promotesFrom environment serves, only "
+                           "when it has served there for ENV's soak with its analysis healthy over that window "
+                           "(queried in that environment's Prometheus); refused with the figures otherwise (exit 2)")
+    p.add_argument("--prometheus-url", metavar="URL",
+                   help="with --to: the Prometheus of the environment promoted from, when its spec.prometheus "
+                        "names none")
     p.add_argument("--traffic", type=int, metavar="PCT",
                    help="percent of requests to the canary, 0-100 (alone: move an existing canary's split, "
                         "written in when the canary has none)")
@@ -46,7 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="print the file's unified diff, the commit message and the PR it would open; write "
                         "nothing, commit, push and call no API")
     add_output(p, "text (default): the diff (--dry-run), the plan and what was done; json or yaml: {model, file, "
-                  "changed, dryRun, diff, message, commit, branch, plan, push, pullRequest}")
+                  "changed, dryRun, diff, message, commit, branch, plan, push, pullRequest}; with --to also "
+                  "evidence {model, version, from, to, soakSeconds, servedSeconds, metrics, holds, reasons}")
     add_verbose(p)
     p.set_defaults(handler=lazy("_promote_cmd", "cmd_promote"))
 

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from agent import output
-from agent.cli._common import EXIT_OK, echo, repo_path, visible, write_document
+from agent.cli._common import EXIT_ERROR, EXIT_OK, echo, repo_path, visible, write_document
 from agent.cli._data import promote_document
 from agent.errors import AgentError, plain_reason
 from agent.forge import forge_options, repo_url
-from agent.promotion import Change, PromotionResult, PromotionStep, post_comment, promote_and_publish
+from agent.promotion import (
+    Change,
+    PromotionResult,
+    PromotionStep,
+    post_comment,
+    promote_and_publish,
+    promote_to_environment,
+)
 from agent.source import redact_url, resolve_remote
 
 
@@ -25,6 +32,10 @@ def _silent(line: str) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    if args.to is not None:
+        return cmd_promote_to(args)
+    if args.prometheus_url:
+        raise AgentError("--prometheus-url goes with --to ENV")
     if args.stable or args.rollback:
         if args.canary is not None or args.traffic is not None:
             raise AgentError(f"{'--stable' if args.stable else '--rollback'} takes no --canary or --traffic")
@@ -35,14 +46,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         change = Change("canary" if args.canary is not None else "traffic", args.canary, args.traffic)
     if change.traffic is not None and not 0 <= change.traffic <= 100:
         raise AgentError(f"--traffic {change.traffic} is outside 0-100 (percent of requests to the canary)")
-    pushing = args.push is not None or args.open_pr
-    forge_flags = {"--base": args.base, "--forge": args.forge, "--api-url": args.api_url,
-                   "--token-env": args.token_env, "--token-file": args.token_file}
-    extra = [flag for flag, value in forge_flags.items() if value] + (["--ca-file"] if args.ca_file else [])
-    if extra and not pushing:
-        raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
-    if args.open_pr and args.push is None:
-        args.push = "origin"
+    _check_forge_flags(args)
     text = args.output == "text"
     say: Callable[[str], None] = echo if text else _silent
 
@@ -58,6 +62,63 @@ def cmd_promote(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, push=args.push, base=args.base, open_pr=args.open_pr,
         options=forge_options(args.forge, args.api_url, args.token_env, args.token_file, args.ca_file),
         progress=progress)
+    doc = _published(args, result, say, text)
+    if not text:
+        write_document(doc, args.output)
+    return EXIT_OK
+
+
+def cmd_promote_to(args: argparse.Namespace) -> int:
+    """`agent promote MODEL --to ENV`: the evidence told, then the overlay edit (or exit 2)."""
+    if args.traffic is not None:
+        raise AgentError("--to ENV takes no --traffic: the version the environment promotes from serves becomes stable")
+    text = args.output == "text"
+    say: Callable[[str], None] = echo if text else _silent
+    _check_forge_flags(args)
+
+    def progress(step: PromotionStep, result: PromotionResult) -> None:
+        if step == "edited" and text:
+            _say_edit(args, result, say)
+        elif step == "pushed" and result.target is not None:
+            say(f"pushed {result.target.head} to {redact_url(result.target.url)}")
+
+    done = promote_to_environment(
+        repo_path(args), args.model, args.namespace, args.to, prometheus_url=args.prometheus_url,
+        commit=args.commit, branch=args.branch, dry_run=args.dry_run, push=args.push, base=args.base,
+        open_pr=args.open_pr, options=forge_options(args.forge, args.api_url, args.token_env, args.token_file,
+                                                   args.ca_file), progress=progress)
+    evidence = done.evidence
+    plan = evidence.plan
+    if text:
+        verdict = "holds" if evidence.holds else "REFUSED"
+        echo(f"promotion of {plan.key} {plan.version} from {plan.source} to {plan.target}: evidence {verdict} "
+             f"(Prometheus {evidence.prometheus})")
+        for line in evidence.lines():
+            echo("  " + line)
+        for reason in evidence.reasons:
+            echo(f"refused: {reason}")
+    doc: dict[str, Any] = {"evidence": evidence.as_dict()}
+    if done.result is not None:
+        doc.update(_published(args, done.result, say, text))
+    if not text:
+        write_document(doc, args.output)
+    return EXIT_OK if evidence.holds else EXIT_ERROR
+
+
+def _check_forge_flags(args: argparse.Namespace) -> None:
+    pushing = args.push is not None or args.open_pr
+    forge_flags = {"--base": args.base, "--forge": args.forge, "--api-url": args.api_url,
+                   "--token-env": args.token_env, "--token-file": args.token_file}
+    extra = [flag for flag, value in forge_flags.items() if value] + (["--ca-file"] if args.ca_file else [])
+    if extra and not pushing:
+        raise AgentError(f"{', '.join(extra)} need --push or --open-pr")
+    if args.open_pr and args.push is None:
+        args.push = "origin"
+
+
+def _published(args: argparse.Namespace, result: PromotionResult, say: Callable[[str], None],
+               text: bool) -> dict[str, Any]:
+    """The document of what promote_and_publish did, the push and the PR told as text."""
     doc: dict[str, Any] = {}
     if not text:
         doc = promote_document(result.outcome, output.as_dict(result.outcome.plan), dry_run=args.dry_run)
@@ -79,9 +140,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         if pr is not None:
             say(f"{'opened' if pr.created else 'updated'} PR #{pr.number} ({target.head} -> {target.base}): "
                 f"{pr.url}")
-    if not text:
-        write_document(doc, args.output)
-    return EXIT_OK
+    return doc
 
 
 def _say_edit(args: argparse.Namespace, result: PromotionResult, say: Callable[[str], None]) -> None:
