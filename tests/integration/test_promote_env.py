@@ -22,8 +22,8 @@ from agent.controller._rollouts import WriteBack
 from agent.desired import load_desired
 from agent.metrics_source import Prometheus
 from agent.promotion import evidence_for
-from agent.spec import DEFAULT_LOADER
 from agent.source import read_snapshot
+from agent.spec import DEFAULT_LOADER
 from devenv import cluster as dc
 from devenv.cluster import ForgeInfo, PrometheusInfo, forge_create_repo
 from tests.integration._forge_repos import branches, git, open_pulls, raw_file
