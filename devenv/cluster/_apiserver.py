@@ -25,6 +25,7 @@ from devenv.cluster._state import State
 
 NAME = "kube-apiserver"
 DEFAULT_TIMEOUT = 120.0
+_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 
 
 @contextmanager
@@ -83,9 +84,13 @@ def resume_apiserver(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
 
 
 def stop_apiserver(directory: Path) -> None:
-    """Terminate the apiserver (a paused one too) and reap it: connections are refused."""
+    """Terminate the apiserver (a paused one too) and reap it: connections are refused.
+
+    SIGTERM, then SIGKILL after a short grace: its clients' watches (controllers, scheduler,
+    kwok stay up) hold a gracefully stopping apiserver well past the moment it stops listening.
+    """
     with _apiserver(directory) as (_layout, _recorded, proc):
-        _processes.stop([proc])
+        _processes.stop([proc], timeout=_GRACE)
 
 
 def start_apiserver(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
