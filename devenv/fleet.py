@@ -82,7 +82,10 @@ def up(directory: Path, names: Sequence[str] = NAMES) -> Fleet:
     """Start (or reuse) each member under directory/<name>; write directory/kubeconfig."""
     members = _members(directory, names)
     began = time.monotonic()
-    infos = start(members)
+    try:
+        infos = start(members)
+    except DevclusterError as err:
+        raise DevclusterError(f"{err}\n`devenv fleet down --dir {directory}` stops the clusters that did start") from err
     kubeconfig = cluster.write_kubeconfig(directory.resolve() / KUBECONFIG, infos)
     return Fleet(directory.resolve(), kubeconfig, infos, time.monotonic() - began)
 
