@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,20 +98,25 @@ def rendered(args: argparse.Namespace, path: str) -> list[tuple[str, desired_sta
     return [(s.environment, desired_state.for_environment(whole, s.environment, path)) for s in found]
 
 
-def show_sections(sections: list[tuple[str, Plan]], args: argparse.Namespace) -> None:
-    """Plans grouped (by environment, or environment/cluster): markdown one comment, json/yaml
-    {"environments": [{"name", "plan"}]}, text a heading per section."""
+def show_sections(sections: Sequence[tuple[str, Plan | str]], args: argparse.Namespace) -> None:
+    """Plans grouped by environment (or environment/cluster), a section that could not be
+    planned as its error: markdown one comment, json/yaml {"environments": [{"name", "plan",
+    "error"}]}, text a heading per section."""
     if args.output == "markdown":
         sys.stdout.write(output.markdown_grouped(sections))
     elif args.output in ("json", "yaml"):
-        write_document({"environments": [{"name": n, "plan": output.as_dict(p)} for n, p in sections]}, args.output)
+        write_document({"environments": [
+            {"name": n, "plan": output.as_dict(p) if isinstance(p, Plan) else None,
+             "error": None if isinstance(p, Plan) else p} for n, p in sections]}, args.output)
     else:
         for name, plan in sections:
             echo(f"== {name} ==")
-            if not plan.has_changes and not plan.conflicts:
+            if not isinstance(plan, Plan):
+                echo(f"error: {plan}")
+            elif not plan.has_changes and not plan.conflicts:
                 print("no changes")
-                continue
-            sys.stdout.write(output.text(plan, color=use_color(args.color)))
+            else:
+                sys.stdout.write(output.text(plan, color=use_color(args.color)))
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

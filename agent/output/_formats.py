@@ -246,10 +246,11 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
     return "\n".join(out) + "\n"
 
 
-def markdown_grouped(sections: Sequence[tuple[str, Plan]], *, max_diff_lines: int = 400) -> str:
+def markdown_grouped(sections: Sequence[tuple[str, Plan | str]], *, max_diff_lines: int = 400) -> str:
     """The PR comment of a repo with environments: one section per environment (its own plan,
-    "No changes." when it has none), under one title; the diff budget shared between them."""
-    first = sections[0][1] if sections else None
+    "No changes." when it has none, or why it could not be planned), under one title; the
+    diff budget shared between them."""
+    first = next((p for _, p in sections if isinstance(p, Plan)), None)
     title = "### Model changes"
     if first is not None and (first.base or first.revision):
         title += f" {md_code(first.base.get('short', 'live'))} → {md_code(first.revision.get('short', 'working tree'))}"
@@ -258,6 +259,9 @@ def markdown_grouped(sections: Sequence[tuple[str, Plan]], *, max_diff_lines: in
     for name, plan in sections:
         out.append(f"#### Environment {md_code(name)}")
         out.append("")
+        if isinstance(plan, str):
+            out.extend([f"Not planned: {md_text(plan)}", ""])
+            continue
         if not plan.has_changes and not plan.conflicts:
             out.extend(["No changes.", ""])
             continue
