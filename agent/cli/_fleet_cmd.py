@@ -81,7 +81,7 @@ def apply(args: argparse.Namespace, whole: Desired, found: list[Scope]) -> int:
                 print(visible(f"not applied: {exc}"))
             entries.append(entry)
             continue
-        one = applied_code(outcome, status, args) if args.output == "text" else (EXIT_OK if outcome.ok else EXIT_ERROR)
+        one = applied_code(outcome, status, args)
         if args.output == "text":
             print_applied(outcome, status, args)
         entry.update(applied_document(outcome, status), ok=one == EXIT_OK)

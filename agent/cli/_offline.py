@@ -36,10 +36,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     desired = desired_state.load_desired(path, args.revision, resolve=False, keyless="skip")
     _note_unread(desired.unread)
     spec = desired.spec
+    environments = f", {len(spec.environments)} environments" if spec.environments else ""
     print(
         f"ok: {path} @ {desired.revision.short}: {len(spec.models)} models, "
         f"{len(spec.monitors)} monitors, {len(spec.runtimes)} runtimes, "
-        f"{len(spec.manifests)} manifests -> {len(desired.objects)} objects"
+        f"{len(spec.manifests)} manifests{environments} -> {_objects(desired)} objects"
     )
     return EXIT_OK
 
@@ -58,9 +59,17 @@ def _validate_document(path: str, args: argparse.Namespace) -> int:
         spec = desired.spec
         doc.update(revision=desired.revision.short, counts={
             "models": len(spec.models), "monitors": len(spec.monitors), "runtimes": len(spec.runtimes),
-            "manifests": len(spec.manifests), "objects": len(desired.objects)})
+            "manifests": len(spec.manifests), "environments": len(spec.environments),
+            "objects": _objects(desired)})
     write_document(doc, args.output)
     return EXIT_OK if doc["valid"] else EXIT_ERROR
+
+
+def _objects(desired: desired_state.Desired) -> int:
+    """The objects the repo renders to: with environments, those of every environment."""
+    if not desired.spec.environments:
+        return len(desired.objects)
+    return sum(len(desired_state.for_environment(desired, e.name).objects) for e in desired.spec.environments)
 
 
 def _note_unread(paths: Sequence[str]) -> None:

@@ -159,3 +159,10 @@ def test_unreachable_clusters_are_reported_and_the_others_tried(fleet_repo: Path
     assert code == 2
     assert [(c["cluster"], c["ok"]) for c in json.loads(out)["clusters"]] == [("prod-eu", False), ("prod-us", False)]
     assert "not-a-secret" not in out + err
+
+
+def test_validate_counts_every_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "validate", str(EXAMPLE))
+    assert code == 0 and "1 manifests, 2 environments -> 12 objects" in out
+    code, out, _ = _run(capsys, "validate", str(EXAMPLE), "-o", "json")
+    assert code == 0 and json.loads(out)["counts"]["environments"] == 2
