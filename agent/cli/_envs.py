@@ -38,8 +38,9 @@ def scopes(spec: Spec, args: argparse.Namespace) -> list[Scope] | None:
             raise AgentError(f"{flag}: the repo declares no environments (no kind: Environment); "
                              "run without it (or --context NAME for a kubeconfig context)")
         return None
-    if getattr(args, "context", None) and (name is not None or cluster is not None):
-        raise AgentError("--context with --env/--cluster: a cluster name is the kubeconfig context; give one of them")
+    if getattr(args, "context", None):
+        raise AgentError("--context on a repo with environments: each cluster of an environment is the kubeconfig "
+                         "context of its name; select them with --env NAME or --cluster NAME")
     if cluster is not None:
         env = environment(spec, name) if name is not None else environment_of_cluster(spec, cluster)
         if cluster not in env.clusters:

@@ -93,7 +93,8 @@ def test_render_every_environment_or_one(capsys: pytest.CaptureFixture[str]) -> 
     (["diff"], "the repo declares environments (staging, production): agent diff needs --env NAME or --cluster NAME"),
     (["apply"], "agent apply needs --env NAME or --cluster NAME"),
     (["diff", "--base", "HEAD", "--cluster", "prod-eu"], "an offline diff is per environment (--env NAME)"),
-    (["apply", "--env", "production", "--context", "prod-eu"], "--context with --env/--cluster"),
+    (["apply", "--env", "production", "--context", "prod-eu"], "--context on a repo with environments"),
+    (["status", "--context", "prod-eu"], "select them with --env NAME or --cluster NAME"),
 ])
 def test_errors_of_env_and_cluster(fleet_repo: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                                    message: str) -> None:
