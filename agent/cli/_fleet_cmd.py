@@ -147,11 +147,14 @@ def status(args: argparse.Namespace, whole: Desired, found: list[Scope]) -> int:
 
 
 def cell(model: dict[str, Any] | None) -> str:
-    """A model in one cluster: version (+canary@traffic), health, and whether it is synced."""
+    """A model in one cluster: the version (`12->13` while it serves 12 and Git says 13),
+    +canary@traffic, the health, and whether it is synced."""
     if model is None:
         return "-"
     canary = model.get("canary")
-    version = str(model["version"])
+    version, live = str(model["version"]), model.get("liveVersion")
+    if live and live != version:  # what serves, and what Git says it should
+        version = f"{live}->{version}"
     if canary:
         traffic = canary.get("traffic")
         version += f" +{canary['version']}" + (f"@{traffic}%" if traffic is not None else "")
