@@ -257,7 +257,7 @@ def markdown_grouped(sections: Sequence[tuple[str, Plan | str]], *, max_diff_lin
     out = [title, ""]
     share = max(20, max_diff_lines // max(1, len(sections)))
     for name, plan in sections:
-        out.append(f"#### Environment {md_code(name)}")
+        out.append(f"#### {'Cluster' if '/' in name else 'Environment'} {md_code(name)}")  # environment/cluster
         out.append("")
         if isinstance(plan, str):
             out.extend([f"Not planned: {md_text(plan)}", ""])

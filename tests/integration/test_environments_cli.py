@@ -126,7 +126,8 @@ def test_apply_env_production_reaches_its_clusters_in_order_and_not_staging(
     for (env, _), cluster in cells.items():
         assert cluster["reachable"] is True
         [model] = cluster["models"]
-        assert (model["name"], model["version"], model["synced"]) == ("scorer", "1" if env == "staging" else "2", True)
+        want = "1" if env == "staging" else "2"
+        assert (model["name"], model["version"], model["liveVersion"], model["synced"]) == ("scorer", want, want, True)
     code, out, _ = run(capsys, "status", str(repo), "--kubeconfig", kubeconfig)
     rows = [line.split() for line in out.splitlines()]
     assert rows[0] == ["MODEL", "staging/staging", "production/prod-1", "production/prod-2"]
