@@ -84,3 +84,11 @@ def add_cluster(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for an answer to one request (default $AGENT_REQUEST_TIMEOUT or 20)")
     p.add_argument("--retry-budget", type=float, metavar="S",
                    help="seconds one request may spend retrying (default $AGENT_RETRY_BUDGET or 60)")
+
+
+def add_environment(p: argparse.ArgumentParser, verb: str) -> None:
+    """--env and --cluster of render, diff, apply and status (a repo that declares environments)."""
+    p.add_argument("--env", metavar="NAME",
+                   help=f"{verb} environment NAME of the repo (every one of its clusters, in their order)")
+    p.add_argument("--cluster", metavar="NAME",
+                   help=f"{verb} only cluster NAME (a context of the kubeconfig) of its environment")

@@ -10,6 +10,7 @@ import argparse
 from agent.cli._args import (
     add_cluster,
     add_color,
+    add_environment,
     add_filter,
     add_output,
     add_source,
@@ -25,6 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_source(p)
     add_filter(p, "apply (no --prune with a filter)")
     add_cluster(p)
+    add_environment(p, "apply to")
     p.add_argument("--prune", action="store_true", help="delete managed objects no longer in the repo")
     p.add_argument("--allow-mass-prune", action="store_true", help="override the prune budget")
     p.add_argument("--dry-run", action="store_true", help="plan and audit, change nothing")
@@ -65,6 +67,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_source(p)
     add_filter(p, "show")
     add_cluster(p)
+    add_environment(p, "show")
     add_output(p, "text (default): a table; json or yaml: the full status document")
     p.add_argument("--allow-unknown", action="store_true",
                    help="exit 0 even when a model's health is Unknown (no controller reports on it, e.g. no KServe)")

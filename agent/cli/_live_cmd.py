@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import engine, output
 from agent.apply import PruneRefused
+from agent.cli import _fleet_cmd as fleet
 from agent.cli._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -28,31 +29,50 @@ from agent.cli._common import (
     warn,
     write_document,
 )
-from agent.cli._connect import connect
+from agent.cli._connect import connect, connect_named
+from agent.cli._envs import needs_scope, scopes
 from agent.cli._guard import error_lines
 from agent.cli._offline import show_diff
 from agent.cli._show import print_plan, print_status
 from agent.cli._status_watch import Taken, take, watch
 from agent.cluster import Cluster
 from agent.engine import Desired, Engine, EngineOptions, OwnershipConflict, SyncResult
-from agent.errors import AgentError
-from agent.plan import Plan, Selection
+from agent.errors import AgentError, ValidationFailed
+from agent.plan import Selection
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    """`agent diff` without --base: the repo against the live cluster."""
-    return show_diff(_live_plan(args), args)
-
-
-def _live_plan(args: argparse.Namespace) -> Plan:
-    desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args))
+    """`agent diff` without --base: the repo against the live cluster (each cluster of an
+    environment: agent.cli._fleet_cmd)."""
+    desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args), resolve=False)
+    found = needs_scope(desired.spec, args, "diff")
+    if found is not None:
+        return fleet.diff(args, desired, found)
+    desired = engine.resolve_registries(desired, repo_path(args))
     with connect(args) as cluster:
-        return Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace, warn=warn)).plan(desired).plan
+        plan = Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace, warn=warn)).plan(desired).plan
+    return show_diff(plan, args)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     # an invalid commit (or, with --verify-signatures, one not signed by an allowed key) raises: nothing applied
-    desired = engine.load_desired(repo_path(args), args.revision, signers=signers(args))
+    path = repo_path(args)
+    desired = engine.load_desired(path, args.revision, signers=signers(args), resolve=False)
+    found = needs_scope(desired.spec, args, "apply")
+    if found is not None:
+        return fleet.apply(args, desired, found)
+    desired = engine.resolve_registries(desired, path)
+    options = apply_options(args, desired)
+    outcome, status = _apply(args, desired, options, lambda: connect(args))
+    if args.output != "text":
+        write_document(applied_document(outcome, status), args.output)
+        return applied_code(outcome, status, args)
+    print_applied(outcome, status, args)
+    return applied_code(outcome, status, args)
+
+
+def apply_options(args: argparse.Namespace, desired: Desired) -> EngineOptions:
+    """The flags of apply as EngineOptions; a filter (--model, -n) checked against `desired`."""
     selected = selection(args)
     if selected.active:
         if args.prune:
@@ -61,7 +81,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         selected.check_models((m.namespace, m.name) for m in desired.spec.models)
         if not any(selected.object(o) for o in desired.objects):
             raise AgentError(f"no object matches {selected.describe()}")
-    options = EngineOptions(
+    return EngineOptions(
         prune=False if selected.active else (True if args.prune else None),
         dry_run=args.dry_run,
         allow_mass_prune=args.allow_mass_prune,
@@ -75,36 +95,43 @@ def cmd_apply(args: argparse.Namespace) -> int:
         select=selected,
         warn=warn,
     )
-    outcome, status = _apply(args, desired, options)
-    if args.output != "text":
-        doc = {
-            "plan": output.as_dict(outcome.plan),
-            "results": [
-                {"ref": r.change.ref, "action": r.change.action, "outcome": r.outcome, "message": r.message}
-                for r in outcome.report.results
-            ],
-            "requests": outcome.requests,
-            "status": status,
-        }
-        write_document(doc, args.output)
+
+
+def applied_document(outcome: SyncResult, status: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "plan": output.as_dict(outcome.plan),
+        "results": [
+            {"ref": r.change.ref, "action": r.change.action, "outcome": r.outcome, "message": r.message}
+            for r in outcome.report.results
+        ],
+        "requests": outcome.requests,
+        "status": status,
+    }
+
+
+def print_applied(outcome: SyncResult, status: dict[str, Any] | None, args: argparse.Namespace) -> None:
+    """An apply's text: the diff, a line per object (failures only with -q), the totals."""
+    print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color, quiet=args.quiet))
+    verb = "would apply" if args.dry_run else "applied"
+    for r in outcome.report.results:
+        if args.quiet and r not in outcome.report.failed:  # -q: per-object lines of failures only
+            continue
+        line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
+        echo(line + (f": {r.message}" if r.message else ""))
+    if args.dry_run:
+        done = len(outcome.plan.changed)
     else:
-        print_plan(outcome.plan, argparse.Namespace(output="text", color=args.color, quiet=args.quiet))
-        verb = "would apply" if args.dry_run else "applied"
-        for r in outcome.report.results:
-            if args.quiet and r not in outcome.report.failed:  # -q: per-object lines of failures only
-                continue
-            line = f"{r.outcome:<9} {r.change.action:<7} {r.change.ref}"
-            echo(line + (f": {r.message}" if r.message else ""))
-        if args.dry_run:
-            done = len(outcome.plan.changed)
-        else:
-            done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
-        print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
-              f"requests: {plain(dict(sorted(outcome.requests.items())))}")
-        if outcome.inventory_error:
-            print(visible(f"error: the inventory was not saved: {outcome.inventory_error}"), file=sys.stderr)
-        if status is not None:
-            print_status(status)
+        done = sum(1 for r in outcome.report.results if r.outcome in ("applied", "deleted"))
+    print(f"{verb} {done} object change(s); {len(outcome.report.failed)} failed; "
+          f"requests: {plain(dict(sorted(outcome.requests.items())))}")
+    if outcome.inventory_error:
+        print(visible(f"error: the inventory was not saved: {outcome.inventory_error}"), file=sys.stderr)
+    if status is not None:
+        print_status(status)
+
+
+def applied_code(outcome: SyncResult, status: dict[str, Any] | None, args: argparse.Namespace) -> int:
+    """0, or 2 when something failed or --wait did not see every model settle Healthy (said on stderr)."""
     if not outcome.ok:
         return EXIT_ERROR
     if status is not None and status.get("timedOut"):
@@ -122,13 +149,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(args: argparse.Namespace, desired: Desired, options: EngineOptions
+def _apply(args: argparse.Namespace, desired: Desired, options: EngineOptions, connector: Callable[[], Cluster]
            ) -> tuple[SyncResult, dict[str, Any] | None]:
     """The apply itself (the engine plans with the running rollouts' traffic, holds new canaries
     back and writes the selected objects), then (--wait) the models waited for; the result and
     the status waited for (None without --wait)."""
     progress = _progress_printer() if sys.stderr.isatty() else None
-    with connect(args) as cluster:
+    with connector() as cluster:
         try:
             outcome = Engine(cluster, options).apply(desired, progress)
         except (OwnershipConflict, PruneRefused) as refused:
@@ -184,16 +211,37 @@ def _wait_printer() -> Callable[[dict[str, Any], list[str]], None]:
 def cmd_status(args: argparse.Namespace) -> int:
     """A status (exit 0 all good, 1 not, 2 an invalid checkout: the cluster's view is shown
     anyway), or with --watch one per change until Ctrl-C (exit 0)."""
-    return _status(args, repo_path(args), selection(args))
+    path = repo_path(args)
+    if args.env is None and args.cluster is None:
+        try:
+            whole = engine.load_desired(path, args.revision, resolve=False)
+        except ValidationFailed:
+            whole = None  # shown below: the cluster's live state, then the problems
+        if whole is None or not whole.spec.environments:
+            return _status(args, path, selection(args), lambda: connect(args), None)
+        if args.watch:
+            raise AgentError("--watch needs --cluster NAME: the matrix of every environment is taken once")
+        return fleet.status(args, whole, scopes(whole.spec, args) or [])
+    whole = engine.load_desired(path, args.revision, resolve=False)
+    found = scopes(whole.spec, args) or []
+    if args.watch:
+        clusters = [(s.environment, c) for s in found for c in s.clusters]
+        if len(clusters) != 1:
+            raise AgentError(f"--watch needs one cluster: environment {found[0].environment} has "
+                             f"{len(clusters)} (--cluster NAME)")
+        env, name = clusters[0]
+        return _status(args, path, selection(args), lambda: connect_named(args, name), env)
+    return fleet.status(args, whole, found)
 
 
-def _status(args: argparse.Namespace, path: str, selected: Selection) -> int:
+def _status(args: argparse.Namespace, path: str, selected: Selection, connector: Callable[[], Cluster],
+            environment: str | None) -> int:
     """The status as the cluster has it, taken once or (--watch) again on every change."""
-    with connect(args) as cluster:
+    with connector() as cluster:
         eng = Engine(cluster, EngineOptions(inventory_namespace=args.inventory_namespace))
 
         def once() -> Taken:
-            taken = take(lambda: engine.load_desired(path, args.revision), eng,
+            taken = take(lambda: engine.load_desired(path, args.revision, environment=environment), eng,
                          allow_unknown=args.allow_unknown, warn=warn,
                          keep=(lambda m: selected.model(m["namespace"], m["name"])) if selected.active else None)
             if selected.active and not taken.document["models"]:

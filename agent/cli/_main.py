@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from agent.cli import _audit, _live, _offline, _promote, _registry, _rollout, _run, _version
+from agent.cli import _audit, _envs, _live, _offline, _promote, _registry, _rollout, _run, _version
 from agent.cli._common import EXIT_ERROR, EXIT_OK, Handler, visible
 from agent.cli._completion import script
 from agent.cli._guard import error_lines
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _offline.add_parsers(sub)  # validate, render, diff
     _live.add_parsers(sub)  # apply, status
+    _envs.add_parsers(sub)  # environments
     _rollout.add_parsers(sub)
     _live.add_history_parser(sub)
     _audit.add_parsers(sub)

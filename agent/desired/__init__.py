@@ -6,11 +6,13 @@ plans what this loads."""
 from agent.desired._cache import cache_root
 from agent.desired._load import (
     Desired,
+    environment_order,
     for_environment,
     has_moving_refs,
     has_registry_refs,
     load_desired,
     offline_plan,
+    offline_plans,
     registries_for,
     resolutions_key,
     resolve_registries,
@@ -19,6 +21,6 @@ from agent.desired._load import (
 )
 
 __all__ = [
-    "Desired", "cache_root", "for_environment", "has_moving_refs", "has_registry_refs", "load_desired", "offline_plan",
+    "Desired", "cache_root", "environment_order", "for_environment", "has_moving_refs", "has_registry_refs", "load_desired", "offline_plan", "offline_plans",
     "registries_for", "resolutions_key", "resolve_registries", "revision_info", "with_traffic",
 ]

@@ -14,7 +14,8 @@ from agent.plan import Plan, build_plan, diff_objects
 from agent.render import render
 from agent.rollout import traffic_notes
 from agent.source import GitSource, Revision, SignerKeys, decrypt_snapshot, open_source, verify_commit
-from agent.spec import DEFAULT_LOADER, Loader, Spec
+from agent.spec import DEFAULT_LOADER, Environment, Loader, Spec
+from agent.spec import environment as spec_environment
 from agent.spec import for_environment as spec_for_environment
 
 
@@ -210,11 +211,60 @@ def _offline_info(revision: Revision) -> dict[str, str]:
     return info
 
 
-def _labelled(path: str | Path, revision: str | None, label: str, signers: SignerKeys | None = None) -> Desired:
+def _labelled(path: str | Path, revision: str | None, label: str, signers: SignerKeys | None = None, *,
+              resolve: bool = True) -> Desired:
     try:
-        return load_desired(path, revision, signers=signers)
+        return load_desired(path, revision, signers=signers, resolve=resolve)
     except ValidationFailed as exc:
         raise ValidationFailed(exc.errors, revision=label) from exc
+
+
+def offline_plans(path: str | Path, base: str, revision: str | None = None, *, signers: SignerKeys | None = None,
+                  environment: str | None = None) -> list[tuple[str, Plan]]:
+    """offline_plan per environment of the repo at `revision` (each against the same
+    environment at `base`; one the base lacks is all new), in the order of the repo's
+    environments, or only `environment`. A repo without environments: [("", its plan)]."""
+    before = _labelled(path, base, f"the base revision {base!r}", resolve=False)
+    after = _labelled(path, revision, f"the revision {revision!r}" if revision else "the working tree", signers,
+                      resolve=False)
+    if not after.spec.environments:
+        if environment is not None:
+            spec_environment(after.spec, environment)  # raises: the repo declares none
+        before, after = resolve_registries(before, path), resolve_registries(after, path)
+        return [("", _plan_of(before, after))]
+    names = [environment] if environment is not None else [e.name for e in environment_order(after.spec)]
+    plans = []
+    for name in names:
+        after_env = for_environment(after, name, path)
+        known = {e.name for e in before.spec.environments}
+        before_env = for_environment(before, name, path) if name in known else dataclasses.replace(
+            before, spec=dataclasses.replace(after_env.spec, models=()), objects=[])
+        plans.append((name, _plan_of(before_env, after_env)))
+    return plans
+
+
+def environment_order(spec: Spec) -> list[Environment]:
+    """The repo's environments in promotion order (an environment after the one it promotes
+    from: staging before production), then by name."""
+    by_name = {e.name: e for e in spec.environments}
+
+    def depth(env: Environment) -> int:
+        seen, at, n = {env.name}, env.promotes_from, 0
+        while at is not None and at in by_name and at not in seen:
+            seen.add(at)
+            n, at = n + 1, by_name[at].promotes_from
+        return n
+
+    return sorted(spec.environments, key=lambda e: (depth(e), e.name))
+
+
+def _plan_of(before: Desired, after: Desired) -> Plan:
+    return build_plan(
+        diff_objects(after.objects, before.objects),
+        base=_offline_info(before.revision),
+        revision=_offline_info(after.revision),
+        notes=traffic_notes(before.spec, after.spec),
+    )
 
 
 def offline_plan(path: str | Path, base: str, revision: str | None = None, *,

@@ -13,6 +13,7 @@ are EngineOptions fields. The work items (agent.apply.SyncTask, unredacted) neve
 from agent.desired import (
     Desired,
     cache_root,
+    for_environment,
     has_moving_refs,
     has_registry_refs,
     load_desired,
@@ -62,6 +63,7 @@ __all__ = [
     "cache_root",
     "checks_json",
     "ended_badly",
+    "for_environment",
     "has_moving_refs",
     "has_registry_refs",
     "identity",

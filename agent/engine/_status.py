@@ -16,7 +16,7 @@ from agent.desired import Desired, revision_info, with_traffic
 from agent.engine._judge import read_rollouts
 from agent.engine._view import observe
 from agent.plan import model_of
-from agent.render import SPEC_HASH_ANNOTATION, object_key, ref
+from agent.render import SPEC_HASH_ANNOTATION, STABLE_ANNOTATION, object_key, ref
 from agent.rollout import InvalidState, LiveRollouts, RolloutState, rollout_note, traffic_note
 
 
@@ -104,8 +104,11 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
         parts = []
         verdicts = []
         synced = True
+        live_version: str | None = None  # what serves: the stable version the live objects say
         for o in mine:
             live = observed.live.get(object_key(o))
+            if live is not None and live_version is None:
+                live_version = (live["metadata"].get("annotations") or {}).get(STABLE_ANNOTATION)
             if live is None or (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
                 synced = False
             h = health.of(live)
@@ -117,6 +120,7 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             "namespace": model.namespace,
             "name": model.name,
             "version": model.stable,
+            "liveVersion": live_version if isinstance(live_version, str) else None,
             "canary": {"version": model.canary.version, "traffic": model.canary.traffic} if model.canary else None,
             "synced": synced,
             "health": overall.state,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from agent.output._data import document
@@ -243,3 +244,27 @@ def markdown(plan: Plan, *, max_diff_lines: int = 400) -> str:
         out.append(fence)
         out.append("</details>")
     return "\n".join(out) + "\n"
+
+
+def markdown_grouped(sections: Sequence[tuple[str, Plan | str]], *, max_diff_lines: int = 400) -> str:
+    """The PR comment of a repo with environments: one section per environment (its own plan,
+    "No changes." when it has none, or why it could not be planned), under one title; the
+    diff budget shared between them."""
+    first = next((p for _, p in sections if isinstance(p, Plan)), None)
+    title = "### Model changes"
+    if first is not None and (first.base or first.revision):
+        title += f" {md_code(first.base.get('short', 'live'))} → {md_code(first.revision.get('short', 'working tree'))}"
+    out = [title, ""]
+    share = max(20, max_diff_lines // max(1, len(sections)))
+    for name, plan in sections:
+        out.append(f"#### {'Cluster' if '/' in name else 'Environment'} {md_code(name)}")  # environment/cluster
+        out.append("")
+        if isinstance(plan, str):
+            out.extend([f"Not planned: {md_text(plan)}", ""])
+            continue
+        if not plan.has_changes and not plan.conflicts:
+            out.extend(["No changes.", ""])
+            continue
+        body = markdown(plan, max_diff_lines=share).splitlines()[2:]  # its own title dropped
+        out.extend([*body, ""])
+    return "\n".join(out)

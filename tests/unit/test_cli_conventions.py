@@ -4,6 +4,7 @@ repo root found from a subdirectory. No cluster: the cluster-facing parts are re
 from __future__ import annotations
 
 from contextlib import nullcontext
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -50,7 +51,8 @@ def test_wait_returns_once_healthy_or_degraded(monkeypatch: pytest.MonkeyPatch) 
 
 
 def _offline_status(monkeypatch: pytest.MonkeyPatch, result: dict[str, Any]) -> None:
-    monkeypatch.setattr(engine, "load_desired", lambda *_a, **_k: object())
+    no_environments = SimpleNamespace(spec=SimpleNamespace(environments=()))  # a repo without environments
+    monkeypatch.setattr(engine, "load_desired", lambda *_a, **_k: no_environments)
     monkeypatch.setattr(Cluster, "connect", classmethod(lambda cls, *_a, **_k: nullcontext()))
     monkeypatch.setattr(engine.Engine, "status", lambda *_a, **_k: result)
 
@@ -405,7 +407,7 @@ def test_diff_and_status_filters(monkeypatch: pytest.MonkeyPatch, model_repo: An
     from agent.plan import build_plan, diff_objects
 
     everything = build_plan(diff_objects(engine.load_desired(model_repo).objects, []))
-    monkeypatch.setattr(agent.desired, "offline_plan", lambda *_a, **_k: everything)  # diff --base loads no engine
+    monkeypatch.setattr(agent.desired, "offline_plans", lambda *_a, **_k: [("", everything)])  # diff --base: no engine
     assert cli.main(["diff", str(model_repo), "--base", "HEAD", "--model", "ranker", "-o", "json"]) == 1
     import json
 
