@@ -16,6 +16,7 @@ failed rollout stops the wave and is reported once (Warning Event in that cluste
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -34,7 +35,7 @@ from agent.controller._registry import RegistryFollower
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Trigger, TriggerQueue
-from agent.controller._waves import Stop, Wave, watched_models
+from agent.controller._waves import Progress, Stop, Wave, watched_models
 from agent.controller._webhook import read_webhook_secret
 from agent.controller._write_access import WriteAccess
 from agent.desired import for_environment
@@ -235,7 +236,9 @@ class Fleet:
         for key, connection in wanted.items():
             if key not in self.members:
                 log.info("cluster %s (%s): starting", key[1], key[0])
-                member = Member(key[0], key[1], connection, self.config, on_pass=lambda: self.request("rollout"))
+                env = next(e for e in self.environments if e.name == key[0])
+                config = dataclasses.replace(self.config, prometheus_url=env.prometheus or self.config.prometheus_url)
+                member = Member(key[0], key[1], connection, config, on_pass=lambda: self.request("rollout"))
                 self.members[key] = member
                 member.start()
         missing = set(self._missing())
@@ -304,7 +307,9 @@ class Fleet:
 
     def _step_waves(self, now: float) -> None:
         for env_name, wave in self.waves.items():
-            progress = {name: m.progress for (env, name), m in self.members.items() if env == env_name}
+            progress = {name: Progress(reachable=False) for name in wave.clusters}  # no member: not driven
+            progress.update({name: dataclasses.replace(m.progress, reachable=not m.unreachable)
+                             for (env, name), m in self.members.items() if env == env_name})
             stop = wave.update(progress, now)
             if stop is not None:
                 self._stopped(env_name, stop)

@@ -8,6 +8,10 @@ Healthy; and so on. A watched model's rollout failing (RolledBack, Aborted) in t
 wave waits on stops the wave for that change: the clusters after it keep what they had. A later
 change starts a new wave. The first change a Wave sees (the agent's start) is handed to every
 cluster at once: what each cluster had before is not known here.
+
+A cluster that is unreachable (down, hung, or without credentials) when the wave reaches it does
+not hold the others: the wave hands it the change (it applies it once back) and goes on to the
+next cluster, which is then the one judged.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class Progress:
     applied: str = ""
     phases: Mapping[str, str] = field(default_factory=dict)
     healthy: bool = False
+    reachable: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class Wave:
         while self.stopped is None and 0 < self.reached < len(self.clusters):
             cluster = self.clusters[self.reached - 1]
             p = progress.get(cluster)
+            if p is not None and not p.reachable and p.applied != self.token:
+                self.reached += 1  # handed: it applies it once back; the next cluster is judged
+                continue
             if p is None or p.applied != self.token:
                 return None
             applied_at = self._applied_at.setdefault(cluster, now)

@@ -103,3 +103,14 @@ def test_a_single_cluster_environment_gets_every_change_at_once() -> None:
 def test_a_wave_needs_a_cluster() -> None:
     with pytest.raises(ValueError):
         Wave([], soak_seconds=0)
+
+
+def test_an_unreachable_cluster_does_not_hold_the_wave() -> None:
+    wave = Wave(["c1", "c2", "c3"], soak_seconds=0)
+    wave.start("t1", frozenset())
+    wave.start("t2", frozenset({"m"}))
+    wave.update({"c1": Progress(applied="t1", reachable=False)}, 0)
+    # c1 is handed t2 (it applies it once back); c2's rollout is the one judged now
+    assert [wave.handed(c) for c in wave.clusters] == ["t2", "t2", "t1"] and wave.waiting_on == "c2"
+    wave.update({"c1": Progress(applied="t1", reachable=False), "c2": Progress(applied="t2", phases={"m": "Succeeded"})}, 1)
+    assert wave.handed("c3") == "t2"
