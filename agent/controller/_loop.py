@@ -96,7 +96,7 @@ class Controller:
         self.engine = Engine(self.cluster, EngineOptions(
             prune=config.prune, audit_log=config.audit_log, inventory_namespace=config.inventory_namespace,
             audit_noop=False, lock_timeout=30.0, stop=self._stop, synced_by="controller",
-            sync_source=following(config), rollout_traffic=False, stage_timeout=0))
+            sync_source=following(config), rollout_traffic=False, stage_timeout=0, audit_fields=self.labels))
         self.live = LiveState(self.cluster, on_change=lambda: self.request("watch"))
         self.http: HttpServer | None = None
         self._watcher: Any = None  # the --watch-dir observer (watchdog)

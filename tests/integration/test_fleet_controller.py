@@ -12,12 +12,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 from kubernetes import client
-from tests.integration._fleet import FleetClusters
 
 from agent.cluster import Timeouts
 from agent.controller import Fleet, RunConfig
@@ -25,6 +24,9 @@ from agent.source import Credentials
 from devenv.cluster import ForgeInfo, forge_create_repo
 from tests.integration._forge_repos import branches, git
 from tests.integration.conftest import audit_records, wait_until
+
+if TYPE_CHECKING:
+    from tests.integration._fleet import FleetClusters
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +95,8 @@ def commit(work: Path, gitea: ForgeInfo, docs: dict[str, list[dict[str, Any]]], 
 
 def fleet_config(tmp_path: Path, gitea: ForgeInfo, name: str, kubeconfig: Path, **more: Any) -> RunConfig:
     url = f"{gitea.url.rstrip('/')}/{gitea.admin_user}/{name}.git"
-    return RunConfig(repo=url, interval=1.0, resync=600.0, kubeconfig=str(kubeconfig), http_addr=None,
+    more.setdefault("http_addr", None)
+    return RunConfig(repo=url, interval=1.0, resync=600.0, kubeconfig=str(kubeconfig),
                      cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
                      credentials=Credentials(token_file=gitea.token_file, username=gitea.admin_user,
                                              ca_file=gitea.ca_file),

@@ -9,17 +9,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
-from tests.integration._fleet import FleetClusters
 
 from devenv.cluster import ForgeInfo, PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._passes import wait_passes
 from tests.integration.conftest import audit_records, wait_until
 from tests.integration.test_fleet_controller import API, base_docs, commit, fleet_config, fleet_running, push_repo
+
+if TYPE_CHECKING:
+    from tests.integration._fleet import FleetClusters
 
 pytestmark = pytest.mark.integration
 
