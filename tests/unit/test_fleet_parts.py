@@ -118,3 +118,13 @@ def test_fleet_metrics_label_each_member_and_count_the_unreachable() -> None:
     assert 'modelops_agent_wave_stopped_total{environment="production"} 1.0' in text
     assert text.count("# TYPE modelops_agent_passes_total counter") == 1
     assert 'process_cpu_seconds_total{cluster=' not in text  # one process: its series once, unlabelled
+
+
+def test_agent_run_drives_a_fleet_only_for_a_repo_with_environments(tmp_path: Path) -> None:
+    from agent.controller import RunConfig, declares_environments
+
+    def config(example: str) -> RunConfig:
+        where = REPO_ROOT / "examples" / example
+        return RunConfig(repo=str(where), watch_dir=where, cache_dir=tmp_path)
+    assert declares_environments(config("environments"))
+    assert not declares_environments(config("model-repo"))
