@@ -280,14 +280,16 @@ def down(directory: Path) -> None:
 
 
 def status(directory: Path) -> dict[str, object]:
-    """ready, plus what runs where: pids, which are alive, ports, server, kubeconfig."""
+    """ready, plus what runs where: pids, which are alive (and which of those are paused by
+    SIGSTOP), ports, server, kubeconfig."""
     directory = directory.resolve()
     existing = _state.load(directory / "state.json")
     if existing is None:
         return {"ready": False, "directory": str(directory), "pids": {}, "ports": {}}
     layout = Layout(directory, existing.cache / "bin")
     alive = {p.name: _processes.running(p) for p in existing.processes}
-    api_ready = all(alive.values()) and _healthy(layout, existing)
+    paused = [p.name for p in existing.processes if _processes.state_letter(p) == "T"]  # SIGSTOP
+    api_ready = all(alive.values()) and not paused and _healthy(layout, existing)
     node_ready = False
     if api_ready:
         with contextlib.suppress(OSError, DevclusterError):
@@ -301,5 +303,6 @@ def status(directory: Path) -> dict[str, object]:
         "node_ready": node_ready,
         "pids": {p.name: p.pid for p in existing.processes},
         "running": alive,
+        "paused": paused,
         "ports": existing.ports.as_dict(),
     }

@@ -121,6 +121,12 @@ def running(proc: Proc) -> bool:
     return alive
 
 
+def state_letter(proc: Proc) -> str:
+    """The kernel's state of proc ("S" sleeping, "T" stopped by a signal, ...), "" if it is gone."""
+    stat = _stat(proc.pid)
+    return stat[0] if stat is not None and running(proc) else ""
+
+
 def exit_status(proc: Proc) -> str:
     """How a stopped child of ours ended ("exit status 1", "killed by SIGKILL"), or ""."""
     code = _EXITED.get(proc.pid)
@@ -142,6 +148,7 @@ def _stop_one(proc: Proc, timeout: float) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGCONT)  # a process stopped by SIGSTOP handles its SIGTERM only then
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not running(proc):

@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from devenv import cluster as dc
 from devenv.cluster import ClusterInfo, ForgeInfo, MlflowInfo, PrometheusInfo
+from tests.integration._fleet import FleetClusters, fleet_session
 
 if TYPE_CHECKING:
     from agent.controller import Controller, RunConfig
@@ -37,6 +38,16 @@ def _devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInf
         yield info
     finally:
         dc.down(directory)
+
+
+@pytest.fixture(scope="session")
+def fleet_clusters(devcluster: ClusterInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetClusters]:
+    """Three clusters for the environments' tests: staging (the session's `devcluster`) and a
+    two-cluster production, prod-1 and prod-2 (started in parallel), one kubeconfig with a
+    context each; `.api(name)`, `.paused(name)`, `.stopped(name)`: tests/integration/_fleet.py.
+    Production is down (no process left) at the end."""
+    with fleet_session(tmp_path_factory.mktemp("fleet"), devcluster) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="session")
