@@ -320,6 +320,7 @@ class Controller:
             log.error("%s pass failed: %s", trigger, exc)
             if isinstance(exc, ClusterError):
                 self.inventory = None  # read it again next time
+            if isinstance(exc, ClusterError) or self.cluster.breaker.down:
                 self.status.unreachable = str(exc)[:500]
             return True
         finally:

@@ -89,7 +89,7 @@ class Member:
         controller = self.controller
         if controller is None:
             return self.error or "not started"
-        return controller.status.unreachable
+        return controller.status.unreachable or controller.cluster.breaker.down
 
     @property
     def metrics(self) -> Metrics | None:

@@ -128,3 +128,16 @@ def test_agent_run_drives_a_fleet_only_for_a_repo_with_environments(tmp_path: Pa
         return RunConfig(repo=str(where), watch_dir=where, cache_dir=tmp_path)
     assert declares_environments(config("environments"))
     assert not declares_environments(config("model-repo"))
+
+
+def test_a_cluster_whose_requests_get_no_answer_is_down_until_one_does() -> None:
+    from agent.cluster._client import Breaker
+
+    breaker = Breaker(threshold=3, window=60.0, clock=lambda: 0.0)
+    for _ in range(2):
+        breaker.failure(0.0, "connection refused")
+    assert breaker.down == ""  # a blip is not a cluster down
+    breaker.failure(0.0, "connection refused")
+    assert breaker.down == "3 requests in a row got no answer (last: connection refused)"
+    breaker.success()
+    assert breaker.down == ""
