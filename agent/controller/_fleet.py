@@ -41,6 +41,8 @@ from agent.controller._write_access import WriteAccess
 from agent.desired import for_environment
 from agent.engine import Desired
 from agent.errors import AgentError, ValidationFailed
+from agent.forge import ForgeOptions
+from agent.promotion import post_comment
 from agent.render import canonical_json
 from agent.source import Mirror
 from agent.spec import Environment
@@ -331,8 +333,28 @@ class Fleet:
         model = next((m for m in desired.spec.models if m.key == stop.model), None) if desired else None
         if member is not None and model is not None:
             post_event(member, model, "WaveStopped", message)
-        # TODO(lead): a comment on the commit or its PR (agent.promotion.post_comment takes a PR number;
-        # a commit comment is not in agent.forge yet)
+        if desired is not None:
+            self._comment(environment, desired.revision.pull_request, message)
+
+    def _comment(self, environment: str, pull_request: str, message: str) -> None:
+        """Tell the pull request the stopped commit came from (a thread of its own: the forge's
+        calls have their timeouts); a failure is logged. A commit pushed without one: the log,
+        the audit record and the Event say it (a comment on a bare commit is not in agent.forge)."""
+        config, credentials = self.config, self.config.credentials
+        number = pull_request.rpartition("#")[2].rpartition("!")[2]
+        if not number.isdigit() or config.watch_dir is not None or credentials is None or not credentials.has_token:
+            return
+        options = ForgeOptions(kind=config.forge, api_url=config.forge_api_url, token_env=credentials.token_env,
+                               token_file=credentials.token_file, ca_file=credentials.ca_file)
+
+        def post() -> None:
+            try:
+                post_comment(int(number), f"**modelops-agent**: wave stopped in {environment}: {message}",
+                             f"modelops-wave:{environment}", config.repo, options)
+            except (AgentError, OSError) as exc:
+                log.error("could not comment on pull request %s: %s", pull_request, exc)
+
+        threading.Thread(target=post, name="wave-comment", daemon=True).start()
 
     def _commit_of(self, environment: str, token: str) -> str:
         desired = self._wave_desired.get(environment, {}).get(token)
