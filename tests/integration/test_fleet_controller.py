@@ -86,10 +86,11 @@ def push_repo(root: Path, gitea: ForgeInfo, name: str, docs: dict[str, list[dict
     return work
 
 
-def commit(work: Path, gitea: ForgeInfo, docs: dict[str, list[dict[str, Any]]], message: str) -> str:
+def commit(work: Path, gitea: ForgeInfo, docs: dict[str, list[dict[str, Any]]], message: str,
+           branch: str = "main") -> str:
     write_docs(work, docs)
     git(work, gitea, "commit", "-qam", message)
-    git(work, gitea, "push", "-q", "origin", "main")
+    git(work, gitea, "push", "-q", "origin", branch)
     return git(work, gitea, "rev-parse", "HEAD").strip()
 
 

@@ -6,6 +6,9 @@ reported (audit record, metric, Warning Event in prod-1)."""
 
 from __future__ import annotations
 
+import json
+import ssl
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from devenv.cluster import ForgeInfo, PrometheusInfo, prometheus_reload
+from tests.integration._forge_repos import api_get, git
 from tests.integration._model_server import ModelServer
 from tests.integration._passes import wait_passes
 from tests.integration.conftest import audit_records, wait_until
@@ -75,7 +79,8 @@ def test_a_rollout_reaches_prod_2_only_after_it_succeeded_in_prod_1_and_a_failed
     key = f"{ns}/scorer"
     extra = [monitor(ns)]
     work = push_repo(tmp_path / "repo", gitea, name, base_docs(name, ns, scorer(), extra=extra))
-    config = fleet_config(tmp_path, gitea, name, fleet_clusters.kubeconfig, prometheus_url=prometheus.url)
+    config = fleet_config(tmp_path, gitea, name, fleet_clusters.kubeconfig, prometheus_url=prometheus.url,
+                          forge="gitea", forge_api_url=gitea.api_url)
     with fleet_running(config) as fleet:
         for cluster in ("staging", "prod-1", "prod-2"):
             wait_until(lambda c=cluster: (serving(fleet_clusters, c, ns) or ("",))[0] == "s3://models/scorer/1/",
@@ -95,7 +100,11 @@ def test_a_rollout_reaches_prod_2_only_after_it_succeeded_in_prod_1_and_a_failed
         staging = serving(fleet_clusters, "staging", ns)
         assert staging == ("s3://models/scorer/1/", None)  # production's overlay is production's only
 
-        commit(work, gitea, base_docs(name, ns, scorer(), production=canary("3"), extra=extra), "production: canary 3")
+        # the failing change comes from a merged pull request: the stop is told there too
+        git(work, gitea, "checkout", "-q", "-b", "canary-3")
+        commit(work, gitea, base_docs(name, ns, scorer(), production=canary("3"), extra=extra), "production: canary 3",
+               branch="canary-3")
+        number = merge_pull(gitea, name, "canary-3")
         wait_until(lambda: fleet.stops, "the wave stopped by prod-1's failed rollout", 120)
         environment, stop = fleet.stops[0]
         assert (environment, stop.cluster, stop.model, stop.reason) == ("production", "prod-1", key, "RolledBack")
@@ -111,3 +120,27 @@ def test_a_rollout_reaches_prod_2_only_after_it_succeeded_in_prod_1_and_a_failed
             events = client.CoreV1Api(fleet_clusters.api("prod-1")).list_namespaced_event(ns, _request_timeout=5)
             return any(e.reason == "WaveStopped" and e.type == "Warning" for e in events.items)
         wait_until(event, "the WaveStopped Event in prod-1", 30)
+        comments = wait_until(lambda: [c for c in api_get(gitea, f"/repos/{gitea.admin_user}/{name}/issues/{number}"
+                                                                 "/comments") if "wave stopped" in c["body"]],
+                              "the comment on the pull request", 30)
+        assert len(comments) == 1 and "prod-1" in comments[0]["body"] and "prod-2" in comments[0]["body"]
+
+
+def merge_pull(gitea: ForgeInfo, name: str, head: str) -> int:
+    """Open a pull request of `head` into main and merge it (Gitea writes "(#N)" in the merge commit)."""
+    repo = f"/repos/{gitea.admin_user}/{name}"
+    pull = api_call(gitea, "POST", f"{repo}/pulls", {"head": head, "base": "main", "title": f"{head} to production"})
+    number = int(pull["number"])
+    wait_until(lambda: api_get(gitea, f"{repo}/pulls/{number}").get("mergeable"), "the pull request mergeable", 30)
+    api_call(gitea, "POST", f"{repo}/pulls/{number}/merge", {"Do": "merge"})
+    return number
+
+
+def api_call(gitea: ForgeInfo, method: str, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(gitea.api_url.rstrip("/") + path, data=json.dumps(body).encode(), method=method,
+                                     headers={"Authorization": f"token {gitea.token}",
+                                              "Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=str(gitea.ca_file))
+    with urllib.request.urlopen(request, timeout=20, context=context) as response:
+        data = response.read()
+    return json.loads(data) if data.strip() else None
