@@ -42,7 +42,7 @@ from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
 from agent.controller._metrics import Metrics
 from agent.controller._registry import RegistryFollower
-from agent.controller._rollout_setup import model_event, rollout_driver
+from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
@@ -104,11 +104,12 @@ class Controller:
         self.outcomes: list[tuple[Trigger, SyncResult]] = []  # the recent ones, for tests and status
         self._applied: Desired | None = None  # the desired state last written in full
         self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
-        self.rollouts = rollout_driver(config, self.cluster, mirror, self.metrics, self._audit)
+        self.rollouts = rollout_driver(config, self.cluster, mirror, self.metrics, self._audit, self.labels)
         self.rollout_period: float | None = None  # how often rollouts need a tick now (None: none runs)
         # --- Monitor actions (rollback/retrain on firing alerts; agent/controller/_alerts.py) ---
         self.alert_actions = AlertActions(self.cluster, self.rollouts.calls, self.rollouts.abort_from_alert,
-                                          record=self._audit, event=partial(model_event, self.cluster),
+                                          record=self._audit, event=partial(model_event, self.cluster,
+                                                                            where=rollout_where(self.labels)),
                                           metric=self.metrics.retrain_job)
         # --- end Monitor actions ---
         self.registry = RegistryFollower(config.registry_interval, record=self._audit,

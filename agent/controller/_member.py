@@ -19,7 +19,7 @@ from agent.controller._config import RunConfig
 from agent.controller._feed import FeedSource
 from agent.controller._loop import Controller
 from agent.controller._metrics import Metrics
-from agent.controller._rollout_setup import model_event
+from agent.controller._rollout_setup import model_event, rollout_where
 from agent.controller._triggers import Trigger
 from agent.controller._waves import Progress
 from agent.engine import Desired
@@ -164,5 +164,5 @@ def post_event(member: Member, model: Model, reason: str, message: str) -> None:
     if controller is None:
         return
     cluster = controller.cluster
-    threading.Thread(target=model_event, args=(cluster, model, reason, message, True),
+    threading.Thread(target=model_event, args=(cluster, model, reason, message, True, rollout_where(member.labels)),
                      name=f"event-{member.name}", daemon=True).start()

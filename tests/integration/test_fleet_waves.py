@@ -118,7 +118,9 @@ def test_a_rollout_reaches_prod_2_only_after_it_succeeded_in_prod_1_and_a_failed
 
         def event() -> bool:
             events = client.CoreV1Api(fleet_clusters.api("prod-1")).list_namespaced_event(ns, _request_timeout=5)
-            return any(e.reason == "WaveStopped" and e.type == "Warning" for e in events.items)
+            named = "(cluster prod-1, environment production)"
+            return (any(e.reason == "WaveStopped" and e.type == "Warning" and named in e.message for e in events.items)
+                    and any(e.reason == "RolloutRolledBack" and named in e.message for e in events.items))
         wait_until(event, "the WaveStopped Event in prod-1", 30)
         comments = wait_until(lambda: [c for c in api_get(gitea, f"/repos/{gitea.admin_user}/{name}/issues/{number}"
                                                                  "/comments") if "wave stopped" in c["body"]],
