@@ -212,3 +212,34 @@ def test_a_context_added_to_the_kubeconfig_is_driven_without_a_restart(
         seen = arrival(lambda c: deployment_env(fleet_clusters, c, ns) == "0", ("prod-2",), added, 60)
         print(f"\ncontext added -> applied (s): {seen}")
         assert fleet.member("production", "prod-2") is not None
+
+
+def test_in_cluster_the_clusters_are_labelled_secrets_of_the_agents_namespace(
+        tmp_path: Path, fleet_clusters: FleetClusters) -> None:
+    import base64
+
+    from agent.cluster import Cluster
+    from agent.controller._clusters import SecretClusters
+
+    full = yaml.safe_load(fleet_clusters.kubeconfig.read_text())
+    only_prod_2 = {**full, "contexts": [c for c in full["contexts"] if c["name"] == "prod-2"],
+                   "current-context": "prod-2"}
+    core = client.CoreV1Api(fleet_clusters.api("staging"))
+    ns = f"fl-secrets-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    try:
+        encoded = base64.b64encode(yaml.safe_dump(only_prod_2).encode()).decode()
+        core.create_namespaced_secret(ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="prod-2-credentials", labels={"modelops.dev/cluster": "true"},
+                                         annotations={"modelops.dev/cluster-name": "prod-2"}),
+            data={"kubeconfig": encoded}))
+        core.create_namespaced_secret(ns, client.V1Secret(  # not labelled: not a cluster
+            metadata=client.V1ObjectMeta(name="other"), data={"kubeconfig": encoded}))
+        with Cluster.connect(str(fleet_clusters.kubeconfig), "staging") as home:
+            found = SecretClusters(home, ns, tmp_path / "clusters").current()
+        assert list(found) == ["prod-2"]
+        with Cluster.connect(found["prod-2"].kubeconfig, found["prod-2"].context) as prod_2, \
+                Cluster.connect(str(fleet_clusters.kubeconfig), "prod-2") as direct:
+            assert prod_2.host == direct.host and prod_2.request("GET", "/version")["major"]
+    finally:
+        core.delete_namespace(ns)
