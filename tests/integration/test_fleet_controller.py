@@ -243,3 +243,25 @@ def test_in_cluster_the_clusters_are_labelled_secrets_of_the_agents_namespace(
             assert prod_2.host == direct.host and prod_2.request("GET", "/version")["major"]
     finally:
         core.delete_namespace(ns)
+
+
+def test_a_hung_apiserver_holds_only_its_own_member(
+        tmp_path: Path, gitea: ForgeInfo, fleet_clusters: FleetClusters) -> None:
+    ns = f"fl-{uuid.uuid4().hex[:6]}"
+    name = f"fleet-{ns}"
+    work = push_repo(tmp_path / "repo", gitea, name, base_docs(name, ns, web_model("0")))
+    with fleet_running(fleet_config(tmp_path, gitea, name, fleet_clusters.kubeconfig)) as fleet:
+        arrival(lambda c: deployment_env(fleet_clusters, c, ns) == "0", CLUSTERS, time.monotonic(), 120)
+        with fleet_clusters.paused("prod-1"):
+            pushed = time.monotonic()
+            commit(work, gitea, base_docs(name, ns, web_model("1")), "wave 1")
+            hung = arrival(lambda c: deployment_env(fleet_clusters, c, ns) == "1", ("staging", "prod-2"), pushed, 60)
+            print(f"\npush -> applied, prod-1's apiserver hung (s): {hung}")
+            assert hung["staging"] < 5  # not in production's wave: nothing to wait for
+            # prod-2 waits until prod-1's member gives up on its writes (read timeout 5 s, budget 4 s)
+            assert hung["prod-2"] < 30
+            member = fleet.member("production", "prod-1")
+            assert member is not None and member.unreachable
+            resumed = time.monotonic()
+        back = arrival(lambda c: deployment_env(fleet_clusters, c, ns) == "1", ("prod-1",), resumed, 90)
+        print(f"prod-1 resumed -> applied (s): {back}")
