@@ -56,6 +56,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--cache-dir", default=env("CACHE_DIR_CONTROLLER"), help="git mirrors (default $AGENT_CACHE_DIR/controller)")
     add_sops(p, env("SOPS_AGE_KEY_FILE"))
     p.add_argument("--log-level", default=env("LOG_LEVEL", "info"), help="debug, info (default), warning or error")
+    p.add_argument("--cluster", dest="clusters", action="append", default=None, metavar="NAME",
+                   help="a repo with environments: drive only cluster NAME (repeatable; the one-agent-per-cluster "
+                        "way); default every cluster of every environment (AGENT_CLUSTERS, comma-separated)")
     add_verify(p)
     add_cluster(p)
     p.set_defaults(handler=lazy("_run_cmd", "cmd_run"))

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from agent import controller
-from agent.cli._args import FORGES
+from agent.cli._args import FORGES, env
 from agent.cli._connect import timeouts
 from agent.errors import AgentError
 from agent.source import Credentials
@@ -47,7 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
-    running = controller.Controller(config)
+    clusters = args.clusters if args.clusters is not None else [
+        c.strip() for c in (env("CLUSTERS") or "").split(",") if c.strip()]
+    running: controller.Controller | controller.Fleet
+    if controller.declares_environments(config):
+        running = controller.Fleet(config, only=clusters, clusters=controller.fleet_clusters(config))
+    elif clusters:
+        raise AgentError("--cluster NAME: the repo declares no environments (no kind: Environment); "
+                         "use --context to pick the cluster")
+    else:
+        running = controller.Controller(config)
 
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("modelops.controller").info("signal %d: stopping", signum)

@@ -99,6 +99,15 @@ class Breaker:
         with self._lock:
             return self._open_until is not None and self.clock() < self._open_until
 
+    @property
+    def down(self) -> str:
+        """Why the server looks gone ("" once a request got an answer): `threshold` requests in a
+        row without one, whatever made them (a write, a watch); read without a request."""
+        with self._lock:
+            if self._failures < self.threshold:
+                return ""
+            return f"{self._failures} requests in a row got no answer (last: {self.last_error})"
+
     def check(self, host: str) -> None:
         with self._lock:
             if self._open_until is None:

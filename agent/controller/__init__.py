@@ -1,10 +1,15 @@
-"""The in-cluster controller: `agent run` (the loop, its HTTP surface and its metrics)."""
+"""The in-cluster controller: `agent run` (the loop, its HTTP surface and its metrics), and the
+Fleet that runs one loop per cluster of a repo's environments."""
 
 from agent.controller._config import RunConfig, describe
+from agent.controller._fleet import Fleet
+from agent.controller._fleet_setup import declares_environments, fleet_clusters
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._loop import Controller
 from agent.controller._metrics import Metrics
+from agent.controller._waves import Progress, Stop, Wave, watched_models
 from agent.controller._webhook import WebhookResult, read_webhook_secret, verify_and_parse
 
-__all__ = ["Controller", "HttpServer", "Metrics", "RunConfig", "WebhookResult", "describe", "parse_http_addr",
-           "read_webhook_secret", "verify_and_parse"]
+__all__ = ["Controller", "Fleet", "HttpServer", "Metrics", "Progress", "RunConfig", "Stop", "Wave", "WebhookResult",
+           "declares_environments", "describe", "fleet_clusters", "parse_http_addr", "read_webhook_secret",
+           "verify_and_parse", "watched_models"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -33,6 +34,7 @@ from agent.audit import AuditLog
 from agent.cluster import Cluster, ClusterError, Inventory, load_inventory
 from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
+from agent.controller._feed import DesiredSource
 from agent.controller._gate import WriteGate
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._leadership import Leadership
@@ -40,7 +42,7 @@ from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
 from agent.controller._metrics import Metrics
 from agent.controller._registry import RegistryFollower
-from agent.controller._rollout_setup import model_event, rollout_driver
+from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
@@ -57,8 +59,15 @@ class Controller:
     """The loop. `run()` returns when `stop()` is called (SIGTERM): the current object is
     finished or abandoned, the audit log flushed, the Lease released."""
 
-    def __init__(self, config: RunConfig, cluster: Cluster | None = None) -> None:
+    def __init__(self, config: RunConfig, cluster: Cluster | None = None, *, source: DesiredSource | None = None,
+                 labels: Mapping[str, str] | None = None, on_pass: Callable[[], None] | None = None) -> None:
+        """`source`: where the desired state comes from (default: a SourceFollower of
+        `config.repo`, fetching itself; a fleet member gets a FeedSource). `labels` (cluster,
+        environment) name this controller in its audit records; `on_pass` is called by the
+        loop thread after each pass (a fleet re-judges its waves)."""
         self.config = config
+        self.labels = dict(labels or {})
+        self.on_pass = on_pass
         signers = None
         if config.verify_signatures is not None:  # checked first: a bad file stops the start (exit 2)
             if config.watch_dir is not None:
@@ -71,7 +80,7 @@ class Controller:
         self.triggers = TriggerQueue(self.metrics.set_queue_depth)
         self._stop = threading.Event()
         mirror = None
-        if config.watch_dir is None:
+        if config.watch_dir is None and source is None:
             mirror = Mirror(config.repo, config.branch, config.cache_dir, credentials=config.credentials)
         self.status = Status()
         self.inventory: Inventory | None = None
@@ -87,7 +96,7 @@ class Controller:
         self.engine = Engine(self.cluster, EngineOptions(
             prune=config.prune, audit_log=config.audit_log, inventory_namespace=config.inventory_namespace,
             audit_noop=False, lock_timeout=30.0, stop=self._stop, synced_by="controller",
-            sync_source=following(config), rollout_traffic=False, stage_timeout=0))
+            sync_source=following(config), rollout_traffic=False, stage_timeout=0, audit_fields=self.labels))
         self.live = LiveState(self.cluster, on_change=lambda: self.request("watch"))
         self.http: HttpServer | None = None
         self._watcher: Any = None  # the --watch-dir observer (watchdog)
@@ -95,11 +104,12 @@ class Controller:
         self.outcomes: list[tuple[Trigger, SyncResult]] = []  # the recent ones, for tests and status
         self._applied: Desired | None = None  # the desired state last written in full
         self._applied_traffic: dict[str, int] = {}  # the rollouts' traffic of the last full write
-        self.rollouts = rollout_driver(config, self.cluster, mirror, self.metrics, self._audit)
+        self.rollouts = rollout_driver(config, self.cluster, mirror, self.metrics, self._audit, self.labels)
         self.rollout_period: float | None = None  # how often rollouts need a tick now (None: none runs)
         # --- Monitor actions (rollback/retrain on firing alerts; agent/controller/_alerts.py) ---
         self.alert_actions = AlertActions(self.cluster, self.rollouts.calls, self.rollouts.abort_from_alert,
-                                          record=self._audit, event=partial(model_event, self.cluster),
+                                          record=self._audit, event=partial(model_event, self.cluster,
+                                                                            where=rollout_where(self.labels)),
                                           metric=self.metrics.retrain_job)
         # --- end Monitor actions ---
         self.registry = RegistryFollower(config.registry_interval, record=self._audit,
@@ -108,7 +118,7 @@ class Controller:
                                          write_back=self.rollouts.write_back)
         write_access = WriteAccess(mirror, registry_sync=config.registry_sync_alias is not None,
                                    has_token=config.credentials is not None and config.credentials.has_token)
-        self.source = SourceFollower(where=config.watch_dir, path=config.path, mirror=mirror,
+        self.source: DesiredSource = source or SourceFollower(where=config.watch_dir, path=config.path, mirror=mirror,
                                      interval=config.interval, signers=signers, write_access=write_access,
                                      registry=self.registry, cluster=self.cluster,
                                      inventory_namespace=config.inventory_namespace, metrics=self.metrics,
@@ -132,6 +142,11 @@ class Controller:
         return self.source.invalid
 
     @property
+    def applied(self) -> Desired | None:
+        """The desired state (as its source gave it) that the last full write applied."""
+        return self._applied
+
+    @property
     def ready(self) -> bool:
         return self.status.ready
 
@@ -152,7 +167,7 @@ class Controller:
         if self.config.audit_log is None:
             return
         with AuditLog(self.config.audit_log, self.config.identity) as audit:
-            audit.write(event, **{"commit": self.source.commit, **fields})
+            audit.write(event, **{"commit": self.source.commit, **self.labels, **fields})
 
     # --- triggers (any thread) ----------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -281,6 +296,8 @@ class Controller:
             writer = self._pass(trigger, desired)
         finally:
             self.metrics.passed("leader" if writer else "follower")
+            if self.on_pass is not None:
+                self.on_pass()
 
     def _pass(self, trigger: Trigger, desired: Desired) -> bool:
         """False: a follower's pass (it keeps its source current and waits)."""
@@ -304,9 +321,12 @@ class Controller:
             log.error("%s pass failed: %s", trigger, exc)
             if isinstance(exc, ClusterError):
                 self.inventory = None  # read it again next time
+            if isinstance(exc, ClusterError) or self.cluster.breaker.down:
+                self.status.unreachable = str(exc)[:500]
             return True
         finally:
             self.live.manage(desired, self.inventory)
+        self.status.unreachable = ""
         self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
         self._after(trigger, outcome, desired, traffic, inventory, started)
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from agent.apply import make_event
@@ -18,7 +18,8 @@ from agent.spec import Model
 
 
 def rollout_driver(config: RunConfig, cluster: Cluster, mirror: Mirror | None, metrics: Metrics,
-                   record: Callable[..., None]) -> RolloutDriver:
+                   record: Callable[..., None], labels: Mapping[str, str] | None = None) -> RolloutDriver:
+    """`labels` (a fleet member's cluster and environment) are named at the end of its Events."""
     prometheus = Prometheus(config.prometheus_url) if config.prometheus_url else None
     write_back = None
     if config.watch_dir is None:
@@ -32,19 +33,26 @@ def rollout_driver(config: RunConfig, cluster: Cluster, mirror: Mirror | None, m
             ssh_command=mirror.ssh_command() if mirror is not None and credentials is not None
             and credentials.has_ssh else None)
     return RolloutDriver(cluster, config.inventory_namespace, prometheus, record=record,
-                         event=partial(model_event, cluster),
+                         event=partial(model_event, cluster, where=rollout_where(labels)),
                          metric=metrics.rollout, write_back=write_back,
                          invalid_metric=metrics.rollout_state_invalid, held_metric=metrics.rollout_held)
 
 
-def model_event(cluster: Cluster, model: Model, reason: str, message: str, warning: bool) -> None:
-    """An Event on the model's serving object, where `kubectl describe` shows it."""
+def rollout_where(labels: Mapping[str, str] | None) -> str:
+    if not labels:
+        return ""
+    return f" (cluster {labels.get('cluster', '')}, environment {labels.get('environment', '')})"
+
+
+def model_event(cluster: Cluster, model: Model, reason: str, message: str, warning: bool, where: str = "") -> None:
+    """An Event on the model's serving object, where `kubectl describe` shows it; `where` is
+    added to the message (a fleet member's cluster and environment)."""
     if model.backend == "kserve":
         involved = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"}
     else:
         involved = {"apiVersion": "v1", "kind": "Service"}
     involved.update(namespace=model.namespace, name=model.name)
-    event = make_event(involved, reason, message, warning=warning)
+    event = make_event(involved, reason, message + where, warning=warning)
     with contextlib.suppress(ClusterError, AgentError):
         cluster.request("POST", f"/api/v1/namespaces/{model.namespace}/events", body=event, retries=0)
 

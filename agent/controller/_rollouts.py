@@ -374,6 +374,8 @@ class RolloutDriver:
                 if token is None:
                     raise AgentError("a pull request needs a token (--git-token-file or --git-token-env)")
                 forge = open_forge(repo_ref(wb.url, wb.forge_kind, wb.forge_api_url), token, ca_file=wb.ca_file)
+            # TODO(lead): in an environment, edit its overlay: pass environment=(self._ticked.spec.environment
+            # or None) if self._ticked else None, once publish_remote takes it (helper "promotion", wt-promote)
             published = publish_remote(wb.url, wb.branch, wb.path, model.name, model.namespace, change, auth=auth,
                                        work=work / "repo", head=head, forge=forge)
         except AgentError as exc:

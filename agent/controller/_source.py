@@ -44,6 +44,7 @@ class Status:
     last_error: str = ""  # of the last pass (plan/apply), or why the first sync has not happened
     source_error: str = ""  # of the last fetch ("" once the remote answers again)
     registry_error: str = ""  # why the newest commit's registry references did not resolve ("" once they do)
+    unreachable: str = ""  # why the last pass could not reach the API server ("" once one did)
 
 
 class SourceFollower:
@@ -52,7 +53,7 @@ class SourceFollower:
 
     def __init__(self, *, where: Path | None, path: str, mirror: Mirror | None, interval: float,
                  signers: SignersFile | None, write_access: WriteAccess, registry: RegistryFollower,
-                 cluster: Cluster, inventory_namespace: str, metrics: Metrics, status: Status,
+                 cluster: Cluster | None, inventory_namespace: str, metrics: Metrics, status: Status,
                  record: Callable[..., None], annotate: Callable[[str | None], None]) -> None:
         self.working_copy = where  # --watch-dir (no mirror)
         self.path = path
@@ -237,8 +238,9 @@ class SourceFollower:
         self._annotate(json.dumps(self.invalid, sort_keys=True))
 
     def _event_invalid(self, commit: str, errors: list[str], refused: bool = False) -> None:
-        """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it."""
-        if self.desired is None:
+        """A Warning Event on the inventory, where `kubectl get events -n modelops-system` shows it
+        (none without a cluster: a fleet's follower calls no member's API server)."""
+        if self.desired is None or self.cluster is None:
             return
         namespace = self.inventory_namespace
         inventory = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace,

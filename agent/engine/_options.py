@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,3 +34,4 @@ class EngineOptions:
     stage_canaries: bool = True  # hold a new KServe model's canary back until its stable revision is Ready
     warn: Callable[[str], None] | None = None  # told at once why something is read partly (rollout states unreadable)
     rollout_traffic: bool = True  # plan with the traffic of the target's running rollouts (one GET of their states)
+    audit_fields: Mapping[str, str] = field(default_factory=dict)  # added to every audit record (a fleet member: cluster, environment)

@@ -115,7 +115,7 @@ class Run:
                 from agent.audit import AuditLog  # structlog is only needed when auditing
 
                 self.audit = AuditLog(self.options.audit_log, identity())
-        self.anchor = self.audit.write(event, sync=sync, **fields)
+        self.anchor = self.audit.write(event, sync=sync, **{**self.options.audit_fields, **fields})
 
     def closing(self, result: str, plan: Plan, started: float, **extra: Any) -> None:
         rev = self.desired.revision
