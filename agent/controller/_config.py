@@ -56,6 +56,9 @@ class RunConfig:
     registry_sync_traffic: int = 10
     verify_signatures: Path | None = None  # only commits signed by a key this file allows apply
     sync_mark_every: float = 300.0  # seconds: how stale the inventory's last-sync mark may get when nothing changes
+    # a fleet member that is not the last cluster of its environment's wave: a rollout that
+    # succeeds there hands the change on and does not write its outcome to Git
+    writes_rollout_success: bool = True
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 

@@ -28,10 +28,13 @@ from agent.audit import AuditLog
 from agent.controller._alerts import FiringAlert
 from agent.controller._clusters import Connection, KubeconfigClusters, kubeconfig_path
 from agent.controller._config import RunConfig
+from agent.controller._env_promotion import EnvironmentPromotions
 from agent.controller._fleet_metrics import FleetMetrics
+from agent.controller._fleet_promotions import PromotionTicker
 from agent.controller._http import HttpServer, parse_http_addr
 from agent.controller._member import Member, post_event
 from agent.controller._registry import RegistryFollower
+from agent.controller._rollout_setup import write_back_of
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Trigger, TriggerQueue
@@ -42,6 +45,7 @@ from agent.desired import for_environment
 from agent.engine import Desired
 from agent.errors import AgentError, ValidationFailed
 from agent.forge import ForgeOptions
+from agent.metrics_source import Prometheus
 from agent.promotion import post_comment
 from agent.render import canonical_json
 from agent.source import Mirror
@@ -50,6 +54,7 @@ from agent.spec import Environment
 log = logging.getLogger("modelops.fleet")
 
 DISCOVERY_PERIOD = 5.0  # seconds between looks at the kubeconfig (or the cluster Secrets)
+PROMOTION_MIN_PERIOD = 5.0  # seconds: promotions are judged at most this often (else every poll interval)
 WAVE_TICK = 1.0  # at most this long between looks at a wave in flight
 
 
@@ -105,6 +110,11 @@ class Fleet:
         self.http: HttpServer | None = None
         self._alive = False
         self._reported_missing: set[tuple[str, str]] = set()
+        # promotions between environments by policy (spec.promotion), judged on live evidence
+        self.promotions = PromotionTicker(
+            EnvironmentPromotions(write_back_of(config, mirror), Prometheus, record=self._audit,
+                                  metric=self.metrics.environment_promotion, prometheus_url=config.prometheus_url),
+            lambda: self.source.desired, self._promotes_into, max(PROMOTION_MIN_PERIOD, config.interval), self._stop)
 
     # --- what the fleet says ------------------------------------------------------------------
     @property
@@ -139,6 +149,10 @@ class Fleet:
         if not self.members or len(down) == len(self.members):
             return False, "; ".join(down + problems) or "no cluster to drive"
         return True, "ok" + ("; " + "; ".join(down + problems) if down or problems else "")
+
+    def _promotes_into(self) -> set[str]:
+        """The environments this agent promotes into: those whose first cluster it drives."""
+        return {env.name for env in self.environments if env.clusters and (not self.only or env.clusters[0] in self.only)}
 
     def _missing(self) -> list[tuple[str, str]]:
         return [(e.name, c) for e in self.environments for c in e.clusters
@@ -179,10 +193,12 @@ class Fleet:
                                    on_alerts=self._on_alerts if secret else None)
             self.http.start()
         self._alive = True
+        self.promotions.start()
         try:
             self._loop()
         finally:
             self._alive = False
+            self.promotions.join()
             for member in self.members.values():
                 member.stop()
             for member in [*self.members.values(), *self._stopping]:
@@ -239,7 +255,8 @@ class Fleet:
             if key not in self.members:
                 log.info("cluster %s (%s): starting", key[1], key[0])
                 env = next(e for e in self.environments if e.name == key[0])
-                config = dataclasses.replace(self.config, prometheus_url=env.prometheus or self.config.prometheus_url)
+                config = dataclasses.replace(self.config, prometheus_url=env.prometheus or self.config.prometheus_url,
+                                             writes_rollout_success=key[1] == env.clusters[-1])
                 member = Member(key[0], key[1], connection, config, on_pass=lambda: self.request("rollout"))
                 self.members[key] = member
                 member.start()

@@ -84,12 +84,19 @@ class FleetMetrics(Metrics):
         self._wave_stopped = Counter(PREFIX + "wave_stopped", "Waves stopped by a failed rollout in one cluster "
                                      "(the clusters after it keep the previous desired state), by environment.",
                                      ["environment"], registry=self.registry)
+        self._promotions = Counter(PREFIX + "environment_promotions", "Promotions between environments judged by "
+                                   "the controller's policy, by target environment and outcome (promoted, refused, "
+                                   "error).", ["environment", "outcome"], registry=self.registry)
         self.registry.register(_FleetState(members))
         self._all = CollectorRegistry(auto_describe=False)
         self._all.register(_Merged(self.registry, members))
 
     def wave_stopped(self, environment: str) -> None:
         self._wave_stopped.labels(environment=environment).inc()
+
+    def environment_promotion(self, environment: str, _model: str, outcome: str) -> None:
+        """agent.controller._env_promotion's metric (the model is in the audit record, not a label)."""
+        self._promotions.labels(environment=environment, outcome=outcome).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self._all)

@@ -21,21 +21,27 @@ def rollout_driver(config: RunConfig, cluster: Cluster, mirror: Mirror | None, m
                    record: Callable[..., None], labels: Mapping[str, str] | None = None) -> RolloutDriver:
     """`labels` (a fleet member's cluster and environment) are named at the end of its Events."""
     prometheus = Prometheus(config.prometheus_url) if config.prometheus_url else None
-    write_back = None
-    if config.watch_dir is None:
-        credentials = config.credentials
-        write_back = WriteBack(
-            url=config.repo, branch=config.branch, path=config.path,
-            token=(credentials.token if credentials is not None and credentials.has_token else lambda: None),
-            username=credentials.username if credentials is not None else "x-access-token",
-            ca_file=credentials.ca_file if credentials is not None else None,
-            forge_kind=config.forge, forge_api_url=config.forge_api_url,
-            ssh_command=mirror.ssh_command() if mirror is not None and credentials is not None
-            and credentials.has_ssh else None)
     return RolloutDriver(cluster, config.inventory_namespace, prometheus, record=record,
                          event=partial(model_event, cluster, where=rollout_where(labels)),
-                         metric=metrics.rollout, write_back=write_back,
-                         invalid_metric=metrics.rollout_state_invalid, held_metric=metrics.rollout_held)
+                         metric=metrics.rollout, write_back=write_back_of(config, mirror),
+                         invalid_metric=metrics.rollout_state_invalid, held_metric=metrics.rollout_held,
+                         environment=(labels or {}).get("environment") or None,
+                         writes_success=config.writes_rollout_success)
+
+
+def write_back_of(config: RunConfig, mirror: Mirror | None) -> WriteBack | None:
+    """How the controller writes to the Git remote it follows (None: a working copy)."""
+    if config.watch_dir is not None:
+        return None
+    credentials = config.credentials
+    return WriteBack(
+        url=config.repo, branch=config.branch, path=config.path,
+        token=(credentials.token if credentials is not None and credentials.has_token else lambda: None),
+        username=credentials.username if credentials is not None else "x-access-token",
+        ca_file=credentials.ca_file if credentials is not None else None,
+        forge_kind=config.forge, forge_api_url=config.forge_api_url,
+        ssh_command=mirror.ssh_command() if mirror is not None and credentials is not None
+        and credentials.has_ssh else None)
 
 
 def rollout_where(labels: Mapping[str, str] | None) -> str:

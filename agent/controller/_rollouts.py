@@ -92,6 +92,10 @@ class RolloutDriver:
     metric: Callable[[str, str, int, int], None]  # (model, kind, step, traffic)
     write_back: WriteBack | None = None
     target: str = ""
+    # a fleet member: its environment's overlay is what a rollout's outcome edits; only the last
+    # cluster of the environment's wave writes a success (the earlier ones hand the change on)
+    environment: str | None = None
+    writes_success: bool = True
     invalid_metric: Callable[[str, bool], None] = lambda _model, _invalid: None  # (model, held now)
     held_metric: Callable[[str, str, bool], None] = lambda _model, _kind, _held: None  # (model, hold kind, now)
     states: dict[str, RolloutState] = field(default_factory=dict)
@@ -343,9 +347,9 @@ class RolloutDriver:
     def _publish_success(self, model: Model, state: RolloutState) -> None:
         assert model.rollout is not None
         mode = model.rollout.on_success
-        if mode == "none" or self.write_back is None:
+        if mode == "none" or self.write_back is None or not self.writes_success:
             return
-        head = f"rollout/{model.namespace}-{model.name}-{state.version}" if mode == "pullRequest" else None
+        head = f"rollout/{self._branch_prefix}{model.namespace}-{model.name}-{state.version}" if mode == "pullRequest" else None
         result = self._publish(model, Change("stable"), head)
         if result is not None:
             state.outcome_written = True
@@ -355,9 +359,14 @@ class RolloutDriver:
         assert model.rollout is not None
         if not model.rollout.revert_pull_request or self.write_back is None:
             return
-        result = self._publish(model, Change("rollback"), f"rollback/{model.namespace}-{model.name}-{state.version}")
+        result = self._publish(model, Change("rollback"),
+                               f"rollback/{self._branch_prefix}{model.namespace}-{model.name}-{state.version}")
         if result is not None:
             self.record("rollout-outcome", model=model.key, version=state.version, outcome="rolled-back", **result)
+
+    @property
+    def _branch_prefix(self) -> str:
+        return f"{self.environment}/" if self.environment else ""
 
     def _publish(self, model: Model, change: Change, head: str | None) -> dict[str, Any] | None:
         """Push `change` (to the followed branch, or to `head` with a PR); the fields to audit,
@@ -374,10 +383,8 @@ class RolloutDriver:
                 if token is None:
                     raise AgentError("a pull request needs a token (--git-token-file or --git-token-env)")
                 forge = open_forge(repo_ref(wb.url, wb.forge_kind, wb.forge_api_url), token, ca_file=wb.ca_file)
-            # TODO(lead): in an environment, edit its overlay: pass environment=(self._ticked.spec.environment
-            # or None) if self._ticked else None, once publish_remote takes it (helper "promotion", wt-promote)
             published = publish_remote(wb.url, wb.branch, wb.path, model.name, model.namespace, change, auth=auth,
-                                       work=work / "repo", head=head, forge=forge)
+                                       work=work / "repo", head=head, forge=forge, environment=self.environment)
         except AgentError as exc:
             log.error("rollout of %s: could not write the outcome to Git: %s", model.key, exc)
             self.record("rollout-outcome", model=model.key, outcome="write-failed", error=str(exc)[:500])

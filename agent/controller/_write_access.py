@@ -33,17 +33,28 @@ class WriteNeed:
 def write_needs(spec: Spec, *, registry_sync: bool = False) -> list[WriteNeed]:
     """What of `spec` (and the controller's own `--registry-sync-alias`) writes to Git."""
     needs = []
-    for model in spec.models:
-        rollout = model.rollout
-        if rollout is None:
-            continue
-        if rollout.on_success == "commit":
-            needs.append(WriteNeed(model.key, "onSuccess: commit pushes to the followed branch", False))
-        elif rollout.on_success == "pullRequest":
-            needs.append(WriteNeed(model.key, "onSuccess: pullRequest pushes a branch and opens a pull request",
-                                   True))
-        if rollout.revert_pull_request:
-            needs.append(WriteNeed(model.key, "revertPullRequest pushes a branch and opens a pull request", True))
+    # a repo with environments: each environment's models (its overlays' rollouts), and its
+    # promotion policy; without: the models as declared
+    scopes = [(f" in {e.name}", e.models) for e in spec.environments] or [("", spec.models)]
+    for where, models in scopes:
+        for model in models:
+            rollout = model.rollout
+            if rollout is None:
+                continue
+            if rollout.on_success == "commit":
+                needs.append(WriteNeed(model.key, f"onSuccess: commit{where} pushes to the followed branch", False))
+            elif rollout.on_success == "pullRequest":
+                needs.append(WriteNeed(model.key, f"onSuccess: pullRequest{where} pushes a branch and opens a pull "
+                                                  "request", True))
+            if rollout.revert_pull_request:
+                needs.append(WriteNeed(model.key, f"revertPullRequest{where} pushes a branch and opens a pull request",
+                                       True))
+    for env in spec.environments:
+        if env.promotion == "commit":
+            needs.append(WriteNeed(f"the promotion policy of {env.name}", "commit pushes to the followed branch", False))
+        elif env.promotion == "pullRequest":
+            needs.append(WriteNeed(f"the promotion policy of {env.name}",
+                                   "pullRequest pushes a branch and opens a pull request", True))
     if registry_sync:
         needs.append(WriteNeed("the registry sync", "--registry-sync-alias pushes a branch and opens a pull request",
                                True))
