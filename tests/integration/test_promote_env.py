@@ -186,3 +186,61 @@ def test_healthy_version_one_pr_bad_refused(tmp_path: Path, gitea: ForgeInfo, pr
     finally:
         healthy.close()
         failing.close()
+
+
+def test_the_fleet_promotes_by_policy(tmp_path: Path, gitea: ForgeInfo, prometheus: PrometheusInfo,
+                                      kubeconfig: Path) -> None:
+    """`agent run` (a Fleet) on the same kind of repo opens the promotion PR itself, on its own
+    thread, for production (policy pullRequest): audited and counted. Its clusters are not in
+    the kubeconfig (no member starts): promotion needs Git, the forge and Prometheus only."""
+    from agent.cluster import Timeouts
+    from agent.controller import Fleet, RunConfig
+    from agent.source import Credentials
+    from tests.integration.conftest import audit_records, wait_until
+
+    good, bad = f"good-{uuid.uuid4().hex[:6]}", f"bad-{uuid.uuid4().hex[:6]}"
+    healthy = ModelServer(NS, good).track("13", "stable", error_rate=0.0, rps=20)
+    failing = ModelServer(NS, bad).track("13", "stable", error_rate=0.2, rps=20)
+    fleet = None
+    thread = None
+    try:
+        dc.prometheus_reload(prometheus, [healthy.target, failing.target])
+        work, name = _repo(tmp_path, gitea, prometheus.url, good, bad)
+        audit = tmp_path / "audit.jsonl"
+        config = RunConfig(repo=git(work, gitea, "remote", "get-url", "origin").strip(), interval=1.0,
+                           resync=600.0, kubeconfig=str(kubeconfig), cache_dir=tmp_path / "mirrors",
+                           audit_log=audit, http_addr=None, forge="gitea", forge_api_url=gitea.api_url,
+                           credentials=Credentials(token_file=gitea.token_file, username=gitea.admin_user,
+                                                   ca_file=gitea.ca_file),
+                           timeouts=Timeouts(connect=2.0, read=5.0, budget=4.0))
+        fleet = Fleet(config)
+        import threading
+
+        thread = threading.Thread(target=fleet.run, daemon=True)
+        thread.start()
+        branch = f"promote/production/{NS}-{good}-13"
+        wait_until(lambda: [p["head"]["ref"] for p in open_pulls(gitea, name)] == [branch],
+                   "the fleet's promotion PR", timeout=150)
+        # (the healthy one may have been refused first, before it had served the soak)
+        records = wait_until(lambda: [r for r in audit_records(audit, "environment-promotion")
+                                      if r.get("outcome") == "refused" and r["model"] == f"{NS}/{bad}"
+                                      and any("error-rate" in reason for reason in r["reasons"])],
+                             "the bad version's refusal for its error rate", timeout=60)
+        assert records
+        proposed = wait_until(lambda: [r for r in audit_records(audit, "environment-promotion")
+                                       if r.get("outcome") == "proposed"], "the proposal's audit record", timeout=30)
+        assert [r["model"] for r in proposed] == [f"{NS}/{good}"]
+        ticks = fleet.promotions.promotions.ticks
+        wait_until(lambda: fleet is not None and fleet.promotions.promotions.ticks >= ticks + 2, "two more ticks",
+                   timeout=60)
+        assert [p["head"]["ref"] for p in open_pulls(gitea, name)] == [branch]  # still one
+        assert not any(b.startswith(f"promote/production/{NS}-{bad}") for b in branches(gitea, name))
+        exposition = fleet.metrics.exposition().decode()
+        assert 'modelops_agent_environment_promotions_total{environment="production",outcome="promoted"} 1.0' \
+            in exposition, exposition
+    finally:
+        if fleet is not None and thread is not None:
+            fleet.stop()
+            thread.join(timeout=60)
+        healthy.close()
+        failing.close()
