@@ -7,7 +7,10 @@ Succeeded), or, when none is watched, `soak_seconds` after c1 applied it with it
 Healthy; and so on. A watched model's rollout failing (RolledBack, Aborted) in the cluster the
 wave waits on stops the wave for that change: the clusters after it keep what they had. A later
 change starts a new wave. The first change a Wave sees (the agent's start) is handed to every
-cluster at once: what each cluster had before is not known here.
+cluster at once when it watches no rollout (what each cluster had is not known here, and a
+restart must not leave the later clusters unmanaged for a soak); one with a rollout in flight
+starts at the first cluster like any change: a canary that failed there before the restart
+never reaches the others, one that succeeded there is judged again at once from its stored state.
 
 A cluster that is unreachable (down, hung, or without credentials) when the wave reaches it does
 not hold the others: the wave hands it the change (it applies it once back) and goes on to the
@@ -88,7 +91,7 @@ class Wave:
         first = not self.token
         self._before = {c: self.handed(c) for c in self.clusters}
         self.token, self.watched, self.stopped = token, watched, None
-        self.reached = len(self.clusters) if first else 1
+        self.reached = len(self.clusters) if first and not watched else 1
         self._applied_at, self._succeeded = {}, {}
         return True
 

@@ -39,6 +39,16 @@ def test_the_first_change_reaches_every_cluster_at_once() -> None:
     assert not wave.start("t1", frozenset())  # the same change again starts nothing
 
 
+def test_the_first_change_with_a_rollout_in_flight_starts_at_the_first_cluster() -> None:
+    """An agent restarted while a canary rolls out: the later clusters wait for the first one's
+    verdict (its stored rollout state), as for any change; nothing is handed them before."""
+    wave = Wave(["c1", "c2"], soak_seconds=60)
+    assert wave.start("t1", frozenset({"m"}))
+    assert [wave.handed(c) for c in wave.clusters] == ["t1", ""]
+    assert wave.update({"c1": Progress(applied="t1", phases={"m": "RolledBack"})}, 0) is not None
+    assert [wave.handed(c) for c in wave.clusters] == ["t1", ""]
+
+
 def test_a_change_with_a_rollout_waits_for_its_success_in_the_first_cluster() -> None:
     wave = Wave(["c1", "c2", "c3"], soak_seconds=60)
     wave.start("t1", frozenset())
