@@ -40,17 +40,19 @@ sys.path.insert(0, str(ROOT))
 
 from agent.cluster import Cluster  # noqa: E402
 from agent.controller import Fleet, RunConfig  # noqa: E402
+from bench import controller as controller_bench  # noqa: E402
 from bench.controller import AGENT, SECRET, _cpu, _free_port, _rss, min_replicas, post_webhook, wait  # noqa: E402
 from devenv import fleet as devfleet  # noqa: E402
-from tests.integration._repos import GIT, make_repo, model_path  # noqa: E402
+from tests.integration._repos import GIT  # noqa: E402
 
 ENVIRONMENTS = {"staging": "staging", "prod-eu": "prod-1", "prod-us": "prod-2"}  # environment -> cluster
 
 
-class Repo:
+class Repo(controller_bench.Repo):
+    """bench/controller.py's repo of N models, with an Environment per cluster pushed on top."""
+
     def __init__(self, root: Path, n: int, prefix: str) -> None:
-        self.work = make_repo(root / "work", "bench-fleet", prefix, n)
-        self.prefix = prefix
+        super().__init__(root, n, prefix)
         for env, cluster in ENVIRONMENTS.items():
             path = self.work / "environments" / f"{env}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,20 +60,7 @@ class Repo:
                                             "metadata": {"name": env}, "spec": {"clusters": [cluster]}}))
         subprocess.run([*GIT, "add", "-A"], cwd=self.work, check=True)
         subprocess.run([*GIT, "commit", "-qm", "environments"], cwd=self.work, check=True)
-        self.bare = root / "remote.git"
-        subprocess.run(["git", "clone", "-q", "--bare", str(self.work), str(self.bare)], check=True)
-        subprocess.run(["git", "remote", "add", "origin", str(self.bare)], cwd=self.work, check=True)
-
-    def set_replicas(self, i: int, replicas: int) -> str:
-        path = model_path(self.work, self.prefix, i)
-        docs = list(yaml.safe_load_all(path.read_text()))
-        docs[0]["spec"].pop("autoscaling", None)
-        docs[0]["spec"]["replicas"] = replicas
-        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        subprocess.run([*GIT, "commit", "-qam", f"replicas {replicas}"], cwd=self.work, check=True)
         subprocess.run(["git", "push", "-q", "origin", "main"], cwd=self.work, check=True, capture_output=True)
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.work, check=True, capture_output=True,
-                              text=True).stdout.strip()
 
 
 def _settled(controller: Any) -> bool:

@@ -31,7 +31,7 @@ from agent.controller._config import RunConfig
 from agent.controller._env_promotion import EnvironmentPromotions
 from agent.controller._fleet_metrics import FleetMetrics
 from agent.controller._fleet_promotions import PromotionTicker
-from agent.controller._http import HttpServer, parse_http_addr
+from agent.controller._http import HttpServer, serve
 from agent.controller._member import Member, post_event
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import write_back_of
@@ -39,7 +39,6 @@ from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Trigger, TriggerQueue
 from agent.controller._waves import Progress, Stop, Wave, watched_models
-from agent.controller._webhook import read_webhook_secret
 from agent.controller._write_access import WriteAccess
 from agent.desired import for_environment
 from agent.engine import Desired
@@ -184,14 +183,8 @@ class Fleet:
 
     def run(self) -> int:
         config = self.config
-        if config.http_addr:
-            host, port = parse_http_addr(config.http_addr)
-            secret = read_webhook_secret(config.webhook_secret_file) if config.webhook_secret_file else None
-            self.http = HttpServer(host, port, health=self._health, ready=self._ready, metrics=self.metrics,
-                                   webhook_secret=secret, branch=config.branch,
-                                   on_push=self._on_push if secret else None,
-                                   on_alerts=self._on_alerts if secret else None)
-            self.http.start()
+        self.http = serve(config.http_addr, config.webhook_secret_file, config.branch, health=self._health,
+                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts)
         self._alive = True
         self.promotions.start()
         try:

@@ -25,12 +25,13 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
 from agent.controller._alerts import FiringAlert, bearer_ok, parse_alertmanager
 from agent.controller._metrics import CONTENT_TYPE, Metrics
-from agent.controller._webhook import MAX_BODY_BYTES, verify_and_parse
+from agent.controller._webhook import MAX_BODY_BYTES, read_webhook_secret, verify_and_parse
 from agent.output import visible
 from agent.source import redact_urls
 
@@ -66,6 +67,22 @@ def parse_http_addr(addr: str) -> tuple[str, int]:
         raise ValueError(f"not an address host:port: {addr!r}")
     host = m.group(1) if m.group(1) is not None else m.group(2)
     return (host or "0.0.0.0", int(m.group(3)))
+
+
+def serve(addr: str | None, webhook_secret_file: Path | None, branch: str, *, health: Check, ready: Check,
+          metrics: Metrics, on_push: OnPush, on_alerts: OnAlerts) -> HttpServer | None:
+    """The controller's (or the fleet's) server on `addr` (None or "": none), started:
+    /healthz /readyz /metrics, and /webhook /alerts when a secret file is given (read once)."""
+    if not addr:
+        return None
+    host, port = parse_http_addr(addr)
+    secret = read_webhook_secret(webhook_secret_file) if webhook_secret_file is not None else None
+    http = HttpServer(host, port, health=health, ready=ready, metrics=metrics, webhook_secret=secret, branch=branch,
+                      on_push=on_push if secret else None,
+                      on_alerts=on_alerts if secret else None)  # Monitor actions
+    http.start()
+    log.info("serving /healthz /readyz /metrics%s on %s", " /webhook /alerts" if secret else "", http.url)
+    return http
 
 
 class HttpServer:

@@ -36,7 +36,7 @@ from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
 from agent.controller._feed import DesiredSource
 from agent.controller._gate import WriteGate
-from agent.controller._http import HttpServer, parse_http_addr
+from agent.controller._http import HttpServer, serve
 from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
@@ -46,7 +46,6 @@ from agent.controller._rollout_setup import model_event, rollout_driver, rollout
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
-from agent.controller._webhook import read_webhook_secret
 from agent.controller._write_access import WriteAccess
 from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, with_traffic
 from agent.errors import AgentError
@@ -201,15 +200,8 @@ class Controller:
     def run(self) -> int:
         """Serve until stop(); 0 on a clean stop."""
         config = self.config
-        if config.http_addr:
-            host, port = parse_http_addr(config.http_addr)
-            secret = read_webhook_secret(config.webhook_secret_file) if config.webhook_secret_file else None
-            self.http = HttpServer(host, port, health=self._health, ready=self._ready, metrics=self.metrics,
-                                   webhook_secret=secret, branch=config.branch,
-                                   on_push=self._on_push if secret else None,
-                                   on_alerts=self._on_alerts if secret else None)  # Monitor actions
-            self.http.start()
-            log.info("serving /healthz /readyz /metrics%s on %s", " /webhook /alerts" if secret else "", self.http.url)
+        self.http = serve(config.http_addr, config.webhook_secret_file, config.branch, health=self._health,
+                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts)
         if config.watch_dir is not None:
             self._watcher = watch_directory(config.watch_dir, lambda: self.request("poll"))
         self._worker_alive = True
