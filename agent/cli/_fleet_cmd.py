@@ -6,6 +6,7 @@ Imported by agent.cli._live_cmd when the repo declares environments."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Iterator
 from functools import partial
@@ -71,7 +72,9 @@ def apply(args: argparse.Namespace, whole: Desired, found: list[Scope]) -> int:
         if args.output == "text":
             echo(f"== {scope.environment}/{name} (target {desired.spec.config.name}) ==")
         try:
-            options = apply_options(args, desired)
+            # the audit records name the cluster and environment (both production clusters share a target)
+            options = dataclasses.replace(apply_options(args, desired),
+                                          audit_fields={"cluster": name, "environment": scope.environment})
             outcome, status = _apply(args, desired, options, partial(connect_named, args, name))
         except AgentError as exc:
             entry["error"] = str(exc)

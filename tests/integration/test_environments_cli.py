@@ -96,11 +96,17 @@ def test_apply_env_production_reaches_its_clusters_in_order_and_not_staging(
         fleet_clusters: FleetClusters, fleet_repo: Any, capsys: pytest.CaptureFixture[str]) -> None:
     repo, name = fleet_repo
     kubeconfig = str(fleet_clusters.kubeconfig)
-    code, out, err = run(capsys, "apply", str(repo), "--env", "production", "--kubeconfig", kubeconfig, "-o", "json")
+    audit = repo.parent / f"{name}-audit.jsonl"
+    code, out, err = run(capsys, "apply", str(repo), "--env", "production", "--kubeconfig", kubeconfig, "-o", "json",
+                         "--audit-log", str(audit))
     assert code == 0, err
     doc = json.loads(out)
     assert [(c["cluster"], c["target"], c["ok"]) for c in doc["clusters"]] == [
         ("prod-1", f"{name}-production", True), ("prod-2", f"{name}-production", True)]
+    from agent.audit import read_records  # each cluster's records say which (both share the target)
+
+    synced = [(r.get("cluster"), r.get("environment")) for r in read_records(audit) if r.get("event") == "reconcile"]
+    assert synced == [("prod-1", "production"), ("prod-2", "production")], synced
     for member in ("prod-1", "prod-2"):  # the positive sign: both production clusters have it
         isvc = scorer(fleet_clusters, member, name)
         assert isvc is not None

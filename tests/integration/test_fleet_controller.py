@@ -1,4 +1,4 @@
-"""Issue #19 item 3 on three local clusters (`fleet_clusters`: staging, prod-1, prod-2) and the
+"""The fleet controller on three local clusters (`fleet_clusters`: staging, prod-1, prod-2) and the
 session's Gitea: one `agent run` (an in-process Fleet) syncs a staging and a two-cluster
 production from one repo; with prod-1's apiserver stopped, the next commit reaches staging and
 prod-2 (measured, printed) and prod-1 catches up once back; a context added to the kubeconfig

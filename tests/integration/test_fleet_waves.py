@@ -1,4 +1,4 @@
-"""Issue #19 item 4 on three local clusters, Gitea and the session's Prometheus: a production
+"""Waves across a production fleet on three local clusters, Gitea and the session's Prometheus: a production
 change with a rollout (KServe on kwok, analysis of a model server's series as in
 test_rollout.py, onSuccess: none) reaches prod-1 first and prod-2 only after prod-1's rollout
 succeeded; a failing one is rolled back in prod-1 and never reaches prod-2, and the stop is
