@@ -139,8 +139,12 @@ def test_healthy_version_one_pr_bad_refused(tmp_path: Path, gitea: ForgeInfo, pr
         while not (evidence := evidence_for(spec, good, None, "production")).holds:
             assert time.monotonic() < deadline, f"the healthy version's evidence never held: {evidence.reasons}"
             time.sleep(1)
-        refused_ev = evidence_for(spec, bad, None, "production")
-        assert refused_ev.served_seconds is not None and refused_ev.served_seconds >= 20, refused_ev.reasons
+        # and the bad one has served the soak too (its target may be scraped a moment later): its
+        # refusal is then for its error rate alone
+        while not ((refused_ev := evidence_for(spec, bad, None, "production")).served_seconds or 0) >= 20:
+            assert time.monotonic() < deadline, f"the bad version never served the soak: {refused_ev.reasons}"
+            time.sleep(1)
+        assert [r for r in refused_ev.reasons if "error-rate" not in r] == [], refused_ev.reasons
 
         # the CLI refuses the bad one with its figures, and pushes nothing
         out = _promote(gitea, work, bad)
