@@ -184,9 +184,16 @@ def bench(n: int, work: Path) -> dict[str, Any]:
         thread.join(timeout=60)
     # --- idle process ---
     port = _free_port()
-    proc = subprocess.Popen([*AGENT, "run", "--repo", f"file://{repo.bare}", "--kubeconfig", kc, "--interval", "60s",
-                             "--http-addr", f"127.0.0.1:{port}", "--cache-dir", str(work / f"idle-{n}")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    row["idle RSS MiB"], row["idle CPU %"] = idle([*AGENT, "run", "--repo", f"file://{repo.bare}", "--kubeconfig", kc,
+                                                   "--interval", "60s", "--http-addr", f"127.0.0.1:{port}",
+                                                   "--cache-dir", str(work / f"idle-{n}")], env, port)
+    devcluster.down(work / f"cluster-{n}")
+    return row
+
+
+def idle(cmd: list[str], env: dict[str, str], port: int) -> tuple[float, float]:
+    """RSS (MiB) and CPU (% of a core over 30 s) of an `agent run` process once ready."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def is_ready() -> bool:
             try:
@@ -199,13 +206,10 @@ def bench(n: int, work: Path) -> dict[str, Any]:
         cpu0, t0 = _cpu(proc.pid), time.monotonic()
         time.sleep(30)
         cpu1, t1 = _cpu(proc.pid), time.monotonic()
-        row["idle CPU %"] = 100 * (cpu1 - cpu0) / (t1 - t0)
-        row["idle RSS MiB"] = _rss(proc.pid) / 1024
+        return _rss(proc.pid) / 1024, 100 * (cpu1 - cpu0) / (t1 - t0)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
-    devcluster.down(work / f"cluster-{n}")
-    return row
+        proc.wait(timeout=60)
 
 
 def _free_port() -> int:

@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from agent.cluster import Cluster  # noqa: E402
 from agent.controller import Fleet, RunConfig  # noqa: E402
 from bench import controller as controller_bench  # noqa: E402
-from bench.controller import AGENT, SECRET, _cpu, _free_port, _rss, min_replicas, post_webhook, wait  # noqa: E402
+from bench.controller import AGENT, SECRET, _free_port, idle, min_replicas, post_webhook, wait  # noqa: E402
 from devenv import fleet as devfleet  # noqa: E402
 from tests.integration._repos import GIT  # noqa: E402
 
@@ -71,27 +70,6 @@ def _settled(controller: Any) -> bool:
     last = controller.outcomes[-1][1].plan if controller.outcomes else None
     return (sum(controller.cluster.requests.values()) == before and last is not None
             and not last.has_changes and not any(note.phase == "Staged" for note in last.rollouts.values()))
-
-
-def _idle(cmd: list[str], env: dict[str, str], port: int) -> tuple[float, float]:
-    """RSS (MiB) and CPU (% of a core over 30 s) of an `agent run` process once ready."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def is_ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
-        wait(is_ready, timeout=900, interval=0.2)
-        time.sleep(5)
-        cpu0, t0 = _cpu(proc.pid), time.monotonic()
-        time.sleep(30)
-        cpu1, t1 = _cpu(proc.pid), time.monotonic()
-        return _rss(proc.pid) / 1024, 100 * (cpu1 - cpu0) / (t1 - t0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def bench(n: int, work: Path) -> dict[str, Any]:
@@ -161,11 +139,11 @@ def bench(n: int, work: Path) -> dict[str, Any]:
         thread.join(timeout=120)
     base = [*AGENT, "run", "--repo", f"file://{repo.bare}", "--kubeconfig", kc, "--interval", "60s"]
     port = _free_port()
-    rss, cpu = _idle([*base, "--http-addr", f"127.0.0.1:{port}", "--cache-dir", str(work / f"idle-all-{n}")],
+    rss, cpu = idle([*base, "--http-addr", f"127.0.0.1:{port}", "--cache-dir", str(work / f"idle-all-{n}")],
                      env, port)
     row["idle RSS MiB (3 clusters)"], row["idle CPU % (3 clusters)"] = rss, cpu
     port = _free_port()
-    rss1, cpu1 = _idle([*base, "--cluster", "staging", "--http-addr", f"127.0.0.1:{port}", "--cache-dir",
+    rss1, cpu1 = idle([*base, "--cluster", "staging", "--http-addr", f"127.0.0.1:{port}", "--cache-dir",
                         str(work / f"idle-one-{n}")], env, port)
     row["idle RSS MiB (1 cluster)"], row["idle CPU % (1 cluster)"] = rss1, cpu1
     row["RSS 3 vs 1"] = rss / max(rss1, 1e-6)
