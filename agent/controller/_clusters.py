@@ -86,6 +86,9 @@ class KubeconfigClusters:
         self._current: dict[str, Connection] = {}
         self.error = ""
 
+    def close(self) -> None:
+        """Nothing to release: the file is read when asked."""
+
     def current(self) -> dict[str, Connection]:
         try:
             st = os.stat(self.path)
@@ -118,6 +121,10 @@ class SecretClusters:
         self.directory = directory
         self._current: dict[str, Connection] = {}
         self.error = ""
+
+    def close(self) -> None:
+        """Release the home cluster's client (the fleet stops)."""
+        self.cluster.close()
 
     def current(self) -> dict[str, Connection]:
         try:

@@ -64,6 +64,8 @@ class Clusters(Protocol):
 
     def current(self) -> dict[str, Connection]: ...
 
+    def close(self) -> None: ...
+
 
 def token_of(desired: Desired) -> str:
     """What a wave compares: the digest of an environment's rendered objects."""
@@ -196,6 +198,7 @@ class Fleet:
                 member.stop()
             for member in [*self.members.values(), *self._stopping]:
                 member.join()
+            self.clusters.close()
             if self.http is not None:
                 self.http.stop()
         return 0
