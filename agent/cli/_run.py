@@ -19,6 +19,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--resync", default=env("RESYNC", "10m"), help="full re-plan from the cache (default 10m)")
     p.add_argument("--http-addr", default=env("HTTP_ADDR", ":8080"),
                    help="/healthz /readyz /metrics /webhook (default :8080; empty: none)")
+    p.add_argument("--ui", choices=["on", "off"], default=env("UI", "on"),
+                   help="the read-only web UI at / of --http-addr (or of --ui-addr); default on")
+    p.add_argument("--ui-addr", default=env("UI_ADDR"), help="serve the web UI on this address instead (host:port)")
+    p.add_argument("--ui-auth-file", default=env("UI_AUTH_FILE"),
+                   help="the UI needs this bearer token or basic credentials (docs/ui.md); default: open")
+    p.add_argument("--ui-url", default=env("UI_URL"),
+                   help="the UI's address as people reach it: notifications and commit statuses link to it")
+    p.add_argument("--notify", default=env("NOTIFY"), metavar="FILE|secret:NS/NAME",
+                   help="notification targets (Slack-style and CloudEvents webhooks, forge commit statuses; "
+                        "docs/notifications.md): a file, or a Secret's notify.yaml")
     p.add_argument("--audit-log", default=env("AUDIT_LOG"), help="append hash-chained audit records to this file")
     p.add_argument("--leader-elect", action="store_true", default=env_flag("LEADER_ELECT"),
                    help="only the holder of the target's Lease writes")

@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry_sync_alias=args.registry_sync_alias or None, registry_sync_as=args.registry_sync_as,
         registry_sync_traffic=_registry_sync_traffic(args),
         verify_signatures=Path(args.verify_signatures) if args.verify_signatures else None,
+        ui=str(args.ui).strip().lower() not in ("off", "false", "0", "no"), ui_addr=args.ui_addr or None,
+        ui_auth_file=Path(args.ui_auth_file) if args.ui_auth_file else None, ui_url=args.ui_url or None,
+        notify=args.notify or None,
     )
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)

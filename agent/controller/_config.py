@@ -59,6 +59,14 @@ class RunConfig:
     # a fleet member that is not the last cluster of its environment's wave: a rollout that
     # succeeds there hands the change on and does not write its outcome to Git
     writes_rollout_success: bool = True
+    # the web UI (agent.ui): served at / of http_addr, or of its own ui_addr; "" ui_addr with no
+    # http_addr: no UI. ui_auth_file: a bearer token or basic credentials every page then needs.
+    ui: bool = True
+    ui_addr: str | None = None
+    ui_auth_file: Path | None = None
+    ui_url: str | None = None  # the UI as people reach it (notifications link to it)
+    # notifications (agent.notify): a file of targets, or secret:NAMESPACE/NAME (key notify.yaml)
+    notify: str | None = None
     identity: str = field(default_factory=lambda: f"{FIELD_MANAGER}@{socket.gethostname()}/{os.getpid()}")
 
 

@@ -45,10 +45,12 @@ from agent.engine import Desired
 from agent.errors import AgentError, ValidationFailed
 from agent.forge import ForgeOptions
 from agent.metrics_source import Prometheus
+from agent.notify import NullSink, Sink, events_of_record, open_notifier
 from agent.promotion import post_comment
 from agent.render import canonical_json
 from agent.source import Mirror
 from agent.spec import Environment
+from agent.ui import Board
 
 log = logging.getLogger("modelops.fleet")
 
@@ -85,6 +87,10 @@ class Fleet:
         self.members: dict[tuple[str, str], Member] = {}
         self._stopping: list[Member] = []
         self.metrics = FleetMetrics(lambda: list(self.members.values()))
+        # one board (the web UI's) and one notifier for every member
+        self.board = Board()
+        self.notify: Sink = (open_notifier(config.notify, cluster=None, metrics=self.metrics, ui_url=config.ui_url)
+                             if config.notify else NullSink())
         self.triggers = TriggerQueue(self.metrics.set_queue_depth)
         self.status = Status()
         self._stop = threading.Event()
@@ -126,10 +132,14 @@ class Fleet:
         return self.members.get((environment, cluster))
 
     def _audit(self, event: str, **fields: Any) -> None:
+        record = {"commit": self.source.commit, **fields}
+        desired = self.source.desired
+        for notice in events_of_record(event, record, desired.spec.config.name if desired is not None else ""):
+            self.notify.emit(notice)
         if self.config.audit_log is None:
             return
         with AuditLog(self.config.audit_log, self.config.identity) as audit:
-            audit.write(event, **{"commit": self.source.commit, **fields})
+            audit.write(event, **record)
 
     def _health(self) -> tuple[bool, str]:
         return (True, "ok") if self._alive else (False, "the fleet loop is not running")
@@ -201,6 +211,7 @@ class Fleet:
             self.clusters.close()
             if self.http is not None:
                 self.http.stop()
+            self.notify.close()
         return 0
 
     def _loop(self) -> None:
@@ -245,6 +256,7 @@ class Fleet:
                          else "no longer in the kubeconfig or the environment, stopping")
                 member.stop()
                 self._stopping.append(self.members.pop(key))
+                self.board.forget_where(key[0], key[1])
                 self._offered.pop(key, None)
         self._stopping = [m for m in self._stopping if m.alive]
         for key, connection in wanted.items():
@@ -253,7 +265,8 @@ class Fleet:
                 env = next(e for e in self.environments if e.name == key[0])
                 config = dataclasses.replace(self.config, prometheus_url=env.prometheus or self.config.prometheus_url,
                                              writes_rollout_success=key[1] == env.clusters[-1])
-                member = Member(key[0], key[1], connection, config, on_pass=lambda: self.request("rollout"))
+                member = Member(key[0], key[1], connection, config, on_pass=lambda: self.request("rollout"),
+                                board=self.board, notify=self.notify)
                 self.members[key] = member
                 member.start()
         missing = set(self._missing())

@@ -23,6 +23,7 @@ forgets the inventory and the rollout states the previous leader may have writte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
 from agent.controller._metrics import Metrics
+from agent.controller._notices import PassNotices, publish
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
 from agent.controller._signers import SignersFile
@@ -49,7 +51,10 @@ from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_dire
 from agent.controller._write_access import WriteAccess
 from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, with_traffic
 from agent.errors import AgentError
+from agent.notify import NullSink, Sink, events_of_record, open_notifier
+from agent.rollout import LiveRollouts
 from agent.source import Mirror
+from agent.ui import Board
 
 log = logging.getLogger("modelops.controller")
 
@@ -59,11 +64,14 @@ class Controller:
     finished or abandoned, the audit log flushed, the Lease released."""
 
     def __init__(self, config: RunConfig, cluster: Cluster | None = None, *, source: DesiredSource | None = None,
-                 labels: Mapping[str, str] | None = None, on_pass: Callable[[], None] | None = None) -> None:
+                 labels: Mapping[str, str] | None = None, on_pass: Callable[[], None] | None = None,
+                 board: Board | None = None, notify: Sink | None = None) -> None:
         """`source`: where the desired state comes from (default: a SourceFollower of
         `config.repo`, fetching itself; a fleet member gets a FeedSource). `labels` (cluster,
         environment) name this controller in its audit records; `on_pass` is called by the
-        loop thread after each pass (a fleet re-judges its waves)."""
+        loop thread after each pass (a fleet re-judges its waves). `board` (the web UI's) and
+        `notify` (where Events go) are the fleet's when it runs this controller; by default
+        its own (`--notify`; the board is served by `run`)."""
         self.config = config
         self.labels = dict(labels or {})
         self.on_pass = on_pass
@@ -76,6 +84,11 @@ class Controller:
         self.metrics = Metrics()
         self._own_cluster = cluster is None
         self.cluster = cluster or Cluster.connect(config.kubeconfig, config.context, timeouts=config.timeouts)
+        self.board = board or Board()
+        self._own_notify = notify is None
+        self.notify: Sink = notify or (open_notifier(config.notify, cluster=self.cluster, metrics=self.metrics,
+                                                     ui_url=config.ui_url) if config.notify else NullSink())
+        self.notices = PassNotices(self.notify, self.labels)
         self.triggers = TriggerQueue(self.metrics.set_queue_depth)
         self._stop = threading.Event()
         mirror = None
@@ -162,11 +175,16 @@ class Controller:
         return self.status.registry_error
 
     def _audit(self, event: str, **fields: Any) -> None:
-        """One audit record, naming the commit in force unless `fields` names another."""
+        """One audit record, naming the commit in force unless `fields` names another, and the
+        Events it makes (agent.notify.events_of_record)."""
+        record = {"commit": self.source.commit, **self.labels, **fields}
+        desired = self.source.desired
+        for notice in events_of_record(event, record, desired.spec.config.name if desired is not None else ""):
+            self.notify.emit(notice)
         if self.config.audit_log is None:
             return
         with AuditLog(self.config.audit_log, self.config.identity) as audit:
-            audit.write(event, **{"commit": self.source.commit, **self.labels, **fields})
+            audit.write(event, **record)
 
     # --- triggers (any thread) ----------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -221,6 +239,8 @@ class Controller:
         self.rollouts.close()  # Prometheus calls still running end by their own timeout
         if self.http is not None:
             self.http.stop()
+        if self._own_notify:
+            self.notify.close()
         if self._own_cluster:
             self.cluster.close()
 
@@ -307,9 +327,14 @@ class Controller:
             self.rollout_period = self.rollouts.period(desired)
             # a new commit (or working copy), or a rollout's new step, applies whatever the drift policy
             new_commit = desired is not self._applied or traffic != self._applied_traffic
+            if desired is not self._applied:
+                self.notices.picked_up(desired)
             outcome = self._sync_once(with_traffic(desired, traffic), view, inventory, new_commit)
+            self.notices.after(desired, outcome, new_commit)
+            self._publish(desired, view, inventory, traffic, outcome)
         except (AgentError, ClusterError) as exc:
             self.status.last_error = str(exc)
+            self._publish_error(str(exc))
             log.error("%s pass failed: %s", trigger, exc)
             if isinstance(exc, ClusterError):
                 self.inventory = None  # read it again next time
@@ -322,6 +347,26 @@ class Controller:
         self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
         self._after(trigger, outcome, desired, traffic, inventory, started)
         return True
+
+    def _publish(self, desired: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory,
+                 traffic: dict[str, int], outcome: SyncResult) -> None:
+        """The pass on the web UI's board: the desired state, the view it planned from, the
+        rollouts as this pass left them."""
+        rollouts = LiveRollouts(states=dict(self.rollouts.states), traffic=dict(traffic),
+                                invalid=dict(self.rollouts.held))
+        publish(self.board, desired, view, dict(inventory.annotations), rollouts, self.labels, outcome=outcome,
+                error="" if outcome.ok else self.status.last_error, prometheus=self.rollouts.prometheus,
+                audit_log=self.config.audit_log)
+
+    def _publish_error(self, error: str) -> None:
+        """A failed pass: the board keeps what it last showed, with why this pass failed."""
+        desired = self.source.desired
+        if desired is None:
+            return
+        key = (desired.spec.config.name, self.labels.get("environment", ""), self.labels.get("cluster", ""))
+        last = next((e for e in self.board.entries() if e.key == key), None)
+        if last is not None:
+            self.board.publish(dataclasses.replace(last, error=error[:500], at=time.time()))
 
     def _sync_once(self, effective: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory,
                    new_commit: bool) -> SyncResult:

@@ -24,8 +24,10 @@ from agent.controller._triggers import Trigger
 from agent.controller._waves import Progress
 from agent.engine import Desired
 from agent.errors import AgentError
+from agent.notify import Sink
 from agent.render import object_key
 from agent.spec import Model
+from agent.ui import Board
 
 log = logging.getLogger("modelops.fleet")
 
@@ -36,7 +38,10 @@ class Member:
     """`on_pass()` is called (from the member's thread) after each of its passes."""
 
     def __init__(self, environment: str, name: str, connection: Connection, config: RunConfig,
-                 on_pass: Callable[[], None]) -> None:
+                 on_pass: Callable[[], None], *, board: Board | None = None, notify: Sink | None = None) -> None:
+        """`board`, `notify`: the fleet's, shared by its members."""
+        self.board = board
+        self.notify = notify
         self.environment = environment
         self.name = name
         self.connection = connection
@@ -115,7 +120,7 @@ class Member:
             self.error = ""
             try:
                 controller = Controller(self.config, cluster, source=self.source, labels=self.labels,
-                                        on_pass=self._passed)
+                                        on_pass=self._passed, board=self.board, notify=self.notify)
             except AgentError as exc:
                 cluster.close()
                 self.error = str(exc)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import calendar
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent import health
@@ -16,7 +16,7 @@ from agent.desired import Desired, revision_info, with_traffic
 from agent.engine._judge import read_rollouts
 from agent.engine._view import observe
 from agent.plan import model_of
-from agent.render import SPEC_HASH_ANNOTATION, STABLE_ANNOTATION, object_key, ref
+from agent.render import SPEC_HASH_ANNOTATION, STABLE_ANNOTATION, ObjectKey, object_key, ref
 from agent.rollout import InvalidState, LiveRollouts, RolloutState, rollout_note, traffic_note
 
 
@@ -89,9 +89,16 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
         rollouts = read_rollouts(cluster, desired, inventory_namespace, live=observed.live)
         if rollouts.warning and warn is not None:
             warn(rollouts.warning)
+    return status_document(desired, observed.live, observed.inventory.annotations, rollouts, time.time())
+
+
+def status_document(desired: Desired, live: Mapping[ObjectKey, dict[str, Any]], annotations: Mapping[str, str],
+                    rollouts: LiveRollouts, now: float) -> dict[str, Any]:
+    """The `agent status` document of `desired` against `live` (the objects by key), the
+    inventory's `annotations` and the target's `rollouts`: pure, so the controller builds it
+    from its watch cache (the web UI's board) with no request."""
     desired = with_traffic(desired, rollouts.traffic)
-    now = time.time()
-    last = json.loads(observed.inventory.annotations.get(LAST_APPLY, "{}") or "{}")
+    last = json.loads(annotations.get(LAST_APPLY, "{}") or "{}")
     by_model: dict[str, list[dict[str, Any]]] = {}
     for o in desired.objects:
         key = model_of(o)
@@ -106,12 +113,12 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
         synced = True
         live_version: str | None = None  # what serves: the stable version the live objects say
         for o in mine:
-            live = observed.live.get(object_key(o))
-            if live is not None and live_version is None:
-                live_version = (live["metadata"].get("annotations") or {}).get(STABLE_ANNOTATION)
-            if live is None or (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+            seen = live.get(object_key(o))
+            if seen is not None and live_version is None:
+                live_version = (seen["metadata"].get("annotations") or {}).get(STABLE_ANNOTATION)
+            if seen is None or (seen["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
                 synced = False
-            h = health.of(live)
+            h = health.of(seen)
             verdicts.append(h)
             parts.append({"object": f"{o['kind']}/{o['metadata']['name']}", "health": h.state, "message": h.message})
         overall = health.worst(verdicts)
@@ -138,12 +145,12 @@ def model_status(desired: Desired, cluster: Cluster, inventory_namespace: str = 
             if state.phase in ENDED_BADLY:  # the new version lost its traffic: not Healthy, whatever the objects say
                 entry.update(health="Degraded", message=ended_badly(entry["rollout"]))
         models.append(entry)
-    invalid = json.loads(observed.inventory.annotations.get(LAST_INVALID, "{}") or "{}")
+    invalid = json.loads(annotations.get(LAST_INVALID, "{}") or "{}")
     return {
         "target": desired.spec.config.name,
         "revision": revision_info(desired.revision),
         "lastApply": last,
-        "lastSync": last_sync(observed.inventory.annotations, now),
+        "lastSync": last_sync(annotations, now),
         "invalidCommit": invalid or None,  # a commit the controller refused; the last good one stays applied
         "models": models,
     }
@@ -158,7 +165,7 @@ def ended_badly(rollout: dict[str, Any]) -> str:
     return message if message.startswith("rollout") else f"rollout {message}"
 
 
-def last_sync(annotations: dict[str, str], now: float) -> dict[str, Any] | None:
+def last_sync(annotations: Mapping[str, str], now: float) -> dict[str, Any] | None:
     """The inventory's last-sync mark (agent.cluster.sync_mark) with its age in seconds; None
     when there is none or it does not read as one (an older agent, a hand edit)."""
     try:
