@@ -51,8 +51,11 @@ class Request:
     def of(cls, method: str, target: str, headers: Mapping[str, str] | None = None) -> Request:
         """From a request line's target (`/models/a/b?target=x`) and its headers."""
         path, _, query = target.partition("#")[0].partition("?")
-        return cls(method.upper(), urllib.parse.unquote(path) or "/",
-                   urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=20),
+        try:
+            args = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=20)
+        except ValueError:  # more fields than any page takes: none of them is read
+            args = {}
+        return cls(method.upper(), urllib.parse.unquote(path) or "/", args,
                    {k.lower(): v for k, v in (headers or {}).items()})
 
     def arg(self, name: str) -> str | None:

@@ -216,3 +216,41 @@ def test_head_answers_like_get(tmp_path: Path, path: str) -> None:
         assert get(app, path, method="HEAD").status == 200
     finally:
         app.close()
+
+
+def test_history_links_only_http_urls_and_escapes_what_the_audit_log_says(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, "test") as audit:
+        audit.write("object", model="fraud/scorer", action="update", object={"kind": "Deployment", "name": "scorer"},
+                    drift=["spec.replicas"], dry_run=False, result="applied")
+        audit.write("reconcile", target="test-repo", commit="b" * 40, author='"><script>alert(1)</script>',
+                    message=EVIL, pull_request="javascript:alert(1)", result="succeeded",
+                    models=[{"model": "fraud/scorer", "stable": "1", "canary": "2", "traffic": 10}])
+        audit.write("reconcile", target="test-repo", commit="c" * 40, author="Ann", message="second",
+                    pull_request="https://forge.example/acme/models/pulls/7", result="succeeded",
+                    models=[{"model": "fraud/scorer", "stable": "2"}])
+    app = UiApp(board_with(tmp_path, audit_log=log))
+    try:
+        page = text(get(app, "/models/fraud/scorer"))
+        many = get(app, "/?" + "&".join(f"a{i}=1" for i in range(50)))
+    finally:
+        app.close()
+    assert "PR javascript:alert(1)" in page  # shown as text, never as a link
+    assert 'href="javascript' not in page and "<script>alert" not in page and EVIL not in page
+    assert 'href="https://forge.example/acme/models/pulls/7"' in page
+    assert "spec.replicas" in page and "Deployment/scorer" in page  # the drift event
+    assert many.status == 200
+
+
+def test_a_forge_links_commits_in_the_history(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, "test") as audit:
+        audit.write("reconcile", target="test-repo", commit="d" * 40, author="Ann", message="m", pull_request="#4",
+                    result="succeeded", models=[{"model": "fraud/scorer", "stable": "1"}])
+    app = UiApp(board_with(tmp_path, audit_log=log), forge=forge_links("https://github.com/acme/models.git"))
+    try:
+        page = text(get(app, "/models/fraud/scorer"))
+    finally:
+        app.close()
+    assert f'href="https://github.com/acme/models/commit/{"d" * 40}"' in page
+    assert 'href="https://github.com/acme/models/pull/4"' in page
