@@ -5,6 +5,7 @@ row), the audit trail and the chart source. Nothing here is HTML: the templates 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,7 +182,10 @@ def _no_userinfo(uri: str) -> str:
 def _clock(at: object) -> str:
     if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
         return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
-    return str(at or "").replace("T", " ")
+    text = str(at or "")
+    if re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", text):
+        return text[:19].replace("T", " ") + "Z"  # the audit log's ISO times, to the second
+    return text
 
 
 def _checks(raw: object) -> list[dict[str, Any]]:
@@ -253,7 +257,8 @@ def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: For
         "synced": bool(doc.get("synced")), "traffic": traffic, "stable_pct": stable_pct, "canary": canary,
         "versions": versions(model, state.version if state else None), "rollout": rollout,
         "deployments": [_deployment(d, forge) for d in deployments], "drift_now": entry.drift.get(key, ()),
-        "drift_events": drift_events, "objects": doc.get("objects") or [], "audit_note": trail.error,
+        "drift_events": drift_events,
+        "objects": [{**o, "h": health_of(o.get("health"))} for o in doc.get("objects") or []], "audit_note": trail.error,
     }
 
 
@@ -287,7 +292,8 @@ def audit_page(board: Board, audit: AuditReader, page: int, per_page: int = 50) 
             "others": paths[1:]}
 
 
-_SUMMARY = ("target", "environment", "cluster", "model", "transition", "result", "commit", "action", "outcome")
+_SUMMARY = ("target", "environment", "cluster", "model", "transition", "result", "commit", "action", "outcome",
+            "message", "reason")
 
 
 def _record(r: dict[str, Any]) -> dict[str, Any]:
