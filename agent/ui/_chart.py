@@ -174,6 +174,8 @@ class ChartSource:
             for kind, version, query in (("new", state.version, q), ("stable", state.stable, stable.get(q.name))):
                 if query is None:
                     continue
+                if self._closed:  # stopping: no more queries (each could wait for the client's timeout)
+                    return Charts((), "no chart: the server is stopping")
                 try:
                     series.append((kind, version, prometheus.query_range(query.expr, start, end, step)))
                 except Exception as exc:  # a MetricsError (or anything a broken peer provokes): no data
