@@ -224,11 +224,11 @@ def timeline(state: Any, records: Sequence[dict[str, Any]], key: str) -> list[di
 
 def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: ForgeLinks | None, key: str,
                target: str | None, cluster: str | None, now: float) -> dict[str, Any] | None:
-    matches = [e for e in board.entries() if (target is None or e.target == target)
-               and (cluster is None or e.cluster == cluster) and any(m.key == key for m in e.desired.spec.models)]
-    if not matches:
+    having = [e for e in board.entries() if any(m.key == key for m in e.desired.spec.models)]
+    entry = next((e for e in having if (target is None or e.target == target)
+                  and (cluster is None or e.cluster == cluster)), None)
+    if entry is None:
         return None
-    entry = matches[0]
     spec = entry.desired.spec
     model = next(m for m in spec.models if m.key == key)
     doc = next(m for m in board.document(entry)["models"] if f"{m['namespace']}/{m['name']}" == key)
@@ -252,7 +252,7 @@ def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: For
                     and r.get("drift") and not r.get("dry_run")][:20]
     canary, traffic, stable_pct = traffic_of(doc)
     return {
-        "key": key, "entry": entry, "others": [(e, model_href(key, e)) for e in matches[1:]],
+        "key": key, "entry": entry, "others": [(e, model_href(key, e)) for e in having if e is not entry],
         "health": health_of(doc.get("health")), "message": first_line(doc.get("message"), 400),
         "synced": bool(doc.get("synced")), "traffic": traffic, "stable_pct": stable_pct, "canary": canary,
         "versions": versions(model, state.version if state else None), "rollout": rollout,

@@ -254,3 +254,24 @@ def test_a_forge_links_commits_in_the_history(tmp_path: Path) -> None:
         app.close()
     assert f'href="https://github.com/acme/models/commit/{"d" * 40}"' in page
     assert 'href="https://github.com/acme/models/pull/4"' in page
+
+
+def test_a_fleet_board_has_a_row_per_cluster_and_each_model_page_picks_its_cluster(tmp_path: Path) -> None:
+    board = board_with(tmp_path)
+    [entry] = board.entries()
+    board.forget(entry.key)
+    for cluster in ("eu-1", "us-1"):
+        board.publish(dataclasses.replace(entry, target="test-repo-prod", environment="prod", cluster=cluster))
+    app = UiApp(board)
+    try:
+        page = text(get(app, "/"))
+        model = text(get(app, "/models/fraud/scorer?target=test-repo-prod&cluster=us-1"))
+        none = get(app, "/models/fraud/scorer?cluster=nowhere")
+    finally:
+        app.close()
+    for cluster in ("eu-1", "us-1"):
+        assert f'<tr data-model="fraud/scorer" data-target="test-repo-prod" data-cluster="{cluster}">' in page
+        assert f'href="/models/fraud/scorer?target=test-repo-prod&amp;cluster={cluster}"' in page
+    assert '<span class="chip cluster">us-1</span>' in model.split("Also on")[0]
+    assert "Also on" in model and "eu-1" in model.split("Also on")[1]
+    assert none.status == 404
