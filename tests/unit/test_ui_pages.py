@@ -5,6 +5,7 @@ answers, the headers and the read-only rule."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -17,6 +18,7 @@ import pytest
 
 from agent.audit import AuditLog
 from agent.desired import load_desired
+from agent.render import object_key
 from agent.rollout import LiveRollouts, RolloutState
 from agent.source import Revision
 from agent.ui import CSP, Board, Published, Request, Response, UiApp, forge_links
@@ -275,3 +277,24 @@ def test_a_fleet_board_has_a_row_per_cluster_and_each_model_page_picks_its_clust
     assert '<span class="chip cluster">us-1</span>' in model.split("Also on")[0]
     assert "Also on" in model and "eu-1" in model.split("Also on")[1]
     assert none.status == 404
+
+
+def test_what_the_cluster_says_is_escaped(tmp_path: Path) -> None:
+    board = board_with(tmp_path)
+    [entry] = board.entries()
+    live = {}
+    for o in entry.desired.objects:
+        seen = copy.deepcopy(o)
+        if o["kind"] == "InferenceService":
+            seen["status"] = {"conditions": [{"type": "Ready", "status": "False",
+                                              "message": '<script>alert("ready")</script>'}]}
+        live[object_key(o)] = seen
+    board.publish(dataclasses.replace(entry, live=live))
+    app = UiApp(board)
+    try:
+        pages = [text(get(app, "/")), text(get(app, "/models/fraud/scorer"))]
+    finally:
+        app.close()
+    for page in pages:
+        assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;ready&#34;)&lt;/script&gt;" in page
+        assert "⚠ " in page or "Degraded" in page
