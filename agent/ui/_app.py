@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -131,7 +131,8 @@ class UiApp:
     def _model(self, key: str, target: str | None, cluster: str | None) -> dict[str, Any] | None:
         return model_page(self.board, self.charts, self.audit, self.forge, key, target, cluster, time.time())
 
-    def _page(self, request: Request, name: str, build: Any, status: int = 200) -> Response:
+    def _page(self, request: Request, name: str, build: Callable[[], dict[str, Any] | None],
+              status: int = 200) -> Response:
         fragment = request.arg("fragment") == "1"
         generation = self.board.generation
         since = request.arg("since")

@@ -4,12 +4,14 @@ row), the audit trail and the chart source. Nothing here is HTML: the templates 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from agent import history
 from agent.spec import Model
@@ -90,8 +92,6 @@ class Head:
 
 
 def model_href(key: str, entry: Published) -> str:
-    from urllib.parse import quote, urlencode
-
     query = {"target": entry.target, **({"cluster": entry.cluster} if entry.cluster else {})}
     return f"/models/{quote(key, safe='/')}?{urlencode(query)}"
 
@@ -297,8 +297,6 @@ _SUMMARY = ("target", "environment", "cluster", "model", "transition", "result",
 
 
 def _record(r: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     summary = [(k, short(r[k]) if k == "commit" else first_line(r[k], 120)) for k in _SUMMARY
                if isinstance(r.get(k), str | int) and r.get(k) not in ("", None)]
     if isinstance(r.get("object"), dict):
