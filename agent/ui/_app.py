@@ -125,8 +125,13 @@ class UiApp:
 
     def _overview(self) -> dict[str, Any]:
         heads, rows = overview(self.board, time.time())
-        return {"heads": heads, "rows": rows, "clusters": any(r.cluster for r in rows),
-                "environments": any(r.environment for r in rows)}
+        counts: dict[tuple[str, str, str], int] = {}
+        for r in rows:
+            counts[r.health] = counts.get(r.health, 0) + 1
+        summary = {"models": len(rows), "health": sorted(counts.items(), key=lambda kv: kv[0][1]),
+                   "rolling": sum(1 for r in rows if r.phase == "Progressing"),
+                   "outofsync": sum(1 for r in rows if not r.synced), "drifted": sum(1 for r in rows if r.drift)}
+        return {"heads": heads, "rows": rows, "summary": summary}
 
     def _model(self, key: str, target: str | None, cluster: str | None) -> dict[str, Any] | None:
         return model_page(self.board, self.charts, self.audit, self.forge, key, target, cluster, time.time())
