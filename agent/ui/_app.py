@@ -113,7 +113,8 @@ class UiApp:
         if path in ("/", "/index.html"):
             return self._page(request, "overview.html", lambda: self._overview())
         if path == "/audit":
-            return self._page(request, "audit.html", lambda: audit_page(self.board, self.audit, page))
+            return self._page(request, "audit.html", lambda: audit_page(
+                self.board, self.audit, page, event=request.arg("event"), model=request.arg("model")))
         m = _MODEL_PATH.fullmatch(path)
         if m is not None:
             key = f"{m.group(1)}/{m.group(2)}"

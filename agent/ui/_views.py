@@ -281,15 +281,22 @@ def _deployment(d: dict[str, Any], forge: ForgeLinks | None) -> dict[str, Any]:
                        for e in d.get("events") or []][-12:]}
 
 
-def audit_page(board: Board, audit: AuditReader, page: int, per_page: int = 50) -> dict[str, Any]:
+def audit_page(board: Board, audit: AuditReader, page: int, per_page: int = 50, *, event: str | None = None,
+               model: str | None = None) -> dict[str, Any]:
+    """The audit log newest first, a page of it; only the records of `event` and/or `model` when given."""
     paths = list(dict.fromkeys(e.audit_log for e in board.entries() if e.audit_log is not None))
     trail = audit.trail(paths[0] if paths else None)
-    newest = list(reversed(trail.records))
+    newest = [r for r in reversed(trail.records) if (not event or r.get("event") == event)
+              and (not model or r.get("model") == model)]
     pages = max(1, math.ceil(len(newest) / per_page))
     page = min(max(1, page), pages)
     shown = newest[(page - 1) * per_page: page * per_page]
+    filters = {k: v for k, v in (("event", event), ("model", model)) if v}
     return {"trail": trail, "page": page, "pages": pages, "records": [_record(r) for r in shown],
-            "others": paths[1:]}
+            "others": paths[1:], "matching": len(newest), "filters": filters,
+            "newer": f"/audit?{urlencode({**filters, 'page': page - 1})}" if page > 1 else None,
+            "older": f"/audit?{urlencode({**filters, 'page': page + 1})}" if page < pages else None,
+            "events": sorted({str(r.get("event", "")) for r in trail.records})}
 
 
 _SUMMARY = ("target", "environment", "cluster", "model", "transition", "result", "commit", "action", "outcome",
@@ -303,5 +310,6 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
         summary.append(("object", _ref(r["object"])))
     rest = {k: v for k, v in r.items() if k not in ("hash", "prev_hash")}
     return {"seq": r.get("seq", ""), "time": _clock(r.get("time")), "event": str(r.get("event", "")),
+            "event_href": f"/audit?{urlencode({'event': str(r.get('event', ''))})}",
             "agent": str(r.get("agent") or ""), "summary": summary,
             "detail": json.dumps(rest, indent=1, sort_keys=True, default=str)[:4000]}

@@ -185,6 +185,9 @@ def test_the_audit_page_paginates_newest_first_and_says_whether_the_chain_holds(
         first = text(get(app, "/audit"))
         assert "Chain verified" in first and 'data-seq="120"' in first and 'data-seq="70"' not in first
         assert "page 1 of 3" in first and EVIL not in first
+        assert 'href="/audit?event=reconcile"' in first
+        filtered = text(get(app, "/audit?event=nosuch"))
+        assert "0 with event nosuch" in filtered and "data-seq=" not in filtered
         last = text(get(app, "/audit?page=3"))
         assert 'data-seq="1"' in last and 'data-seq="21"' not in last
         lines = log.read_bytes().splitlines(keepends=True)
