@@ -139,6 +139,8 @@ class ChartSource:
         ended = state.phase not in ("Progressing", "Paused")
         end = max((float(h.get("at", 0)) for h in state.history), default=now) if ended else now
         end = max(end, start + 60.0)
+        if not (math.isfinite(start) and math.isfinite(end) and 0 < start < 1e11 and end < 1e11):
+            return Charts((), "no chart: the rollout's times do not read as times")
         key = (id(prometheus), model.key, state.version, state.stable, tuple(q.expr for q in new), start,
                end if ended else None)
         mono = time.monotonic()

@@ -180,8 +180,11 @@ def _no_userinfo(uri: str) -> str:
 
 
 def _clock(at: object) -> str:
-    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
-        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+        except (OverflowError, OSError, ValueError):  # not finite, or not a time
+            return "-"
     text = str(at or "")
     if re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", text):
         return text[:19].replace("T", " ") + "Z"  # the audit log's ISO times, to the second
@@ -194,7 +197,10 @@ def _checks(raw: object) -> list[dict[str, Any]]:
         if not isinstance(c, dict):
             continue
         value = c.get("value")
-        shown = f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value or "-")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            shown = f"{value:.4g}" if math.isfinite(value) else "+Inf" if value > 0 else "-Inf" if value < 0 else "-"
+        else:
+            shown = str(value or "-")[:40]
         ok = c.get("ok")
         verdict = ("✓", "pass", "ok") if ok is True else ("✗", "fail", "bad") if ok is False else ("…", "not judged", "unknown")
         out.append({"name": str(c.get("name", "")), "value": shown, "verdict": verdict,
