@@ -106,6 +106,8 @@ class UiApp:
         path = request.path
         if path.startswith("/static/"):
             return self._file(path.removeprefix("/static/"))
+        if path == "/favicon.ico":  # asked for by browsers whatever the page's <link rel=icon> says
+            return self._file("favicon.svg")
         try:
             page = int(request.arg("page") or "1")
         except ValueError:
