@@ -245,7 +245,7 @@ def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: For
     rollout = None
     if state is not None:
         monitors = [m for m in spec.monitors if m.model_key == key]
-        shown = doc.get("rollout") or {}
+        shown = {"message": "", "hold": None, "step": None, "steps": None, "checks": [], **(doc.get("rollout") or {})}
         plan = list(model.rollout.steps or (100,)) if model.rollout and state.strategy != "blueGreen" else []
         rollout = {"state": shown, "checks": _checks(shown.get("checks")), "plan": plan, "current": state.step,
                    "phase": state.phase, "timeline": timeline(state, records, key),
@@ -281,7 +281,8 @@ def _deployment(d: dict[str, Any], forge: ForgeLinks | None) -> dict[str, Any]:
             "author": str(d.get("author") or ""), "message": first_line(d.get("message")),
             "pull": str(pr or ""), "pull_url": (forge.pull(pr) if forge else safe_url(pr)) if pr else None,
             "versions": history.versions_text(d), "registry": ", ".join(
-                f"{r.get('version')} = registry {r.get('registryVersion')}" for r in d.get("registry") or []),
+                f"{r.get('version')} = registry version {r.get('registryVersion')}" for r in d.get("registry") or []
+                if r.get("registryVersion") not in (None, "", "None")),
             "rollout": history.rollout_text(d), "result": str(d.get("result") or ""),
             "events": [{"at": _clock(e.get("time")), "text": first_line(e.get("text"), 300)}
                        for e in d.get("events") or []][-12:]}
