@@ -105,6 +105,7 @@ def test_the_overview_has_one_row_per_model_with_its_hooks_and_escapes_the_commi
     assert "step 2/3" in page and "Progressing" in page
     assert EVIL not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "1 object" in page  # the drift
+    assert not re.search(r"\bNone\b|Traceback|<object at", page)  # no Python in what people read
     headers = dict(answer.headers)
     assert headers["Content-Security-Policy"] == CSP
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
@@ -136,6 +137,7 @@ def test_the_model_page_shows_versions_gates_the_rollout_timeline_and_a_chart(tm
     assert re.search(r'<path data-series="new" class="line series-new" d="M[0-9.]+ [0-9.]+ L', page)
     assert re.search(r'<path data-series="stable" class="line series-stable" d="M', page)
     assert "max 0.05" in page  # the gate's bound on the chart
+    assert not re.search(r"\bNone\b|Traceback|<object at", page)
 
 
 def test_unknown_pages_and_models_are_404_and_writes_are_405(tmp_path: Path) -> None:
