@@ -37,7 +37,7 @@ from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
 from agent.controller._feed import DesiredSource
 from agent.controller._gate import WriteGate
-from agent.controller._http import HttpServer, serve
+from agent.controller._http import HttpServer
 from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
@@ -45,6 +45,7 @@ from agent.controller._metrics import Metrics
 from agent.controller._notices import PassNotices, publish
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
+from agent.controller._serve import serve, ui_app
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
@@ -219,7 +220,8 @@ class Controller:
         """Serve until stop(); 0 on a clean stop."""
         config = self.config
         self.http = serve(config.http_addr, config.webhook_secret_file, config.branch, health=self._health,
-                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts)
+                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts,
+                          ui=ui_app(config, self.board), ui_addr=config.ui_addr)
         if config.watch_dir is not None:
             self._watcher = watch_directory(config.watch_dir, lambda: self.request("poll"))
         self._worker_alive = True
