@@ -173,6 +173,11 @@ def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_the_agent(
 
     # every query is accepted, with "All" everywhere, and for the running model
     concrete = {"namespace": NS, "model": MODEL}
+
+    def both_versions_seen() -> bool:  # two scrapes of the model server within the rate window
+        return all({s["metric"].get("track") for s in api(prometheus, "query", query=substitute(
+            e, concrete, INTERVAL))["result"]} == {"stable", "canary"} for t, _, e in panel_queries if t in MODEL_PANELS)
+    wait_until(both_versions_seen, "both versions on the model panels", 60)
     empty: list[str] = []
     for title, ref, expr in panel_queries:
         api(prometheus, "query", query=substitute(expr, interval=INTERVAL))
