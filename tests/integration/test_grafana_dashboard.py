@@ -7,7 +7,9 @@ Every query of the dashboard, with Grafana's variables substituted as Grafana wo
 by a duration, "All" by `.*`), is accepted by Prometheus; every agent metric it names is in
 Prometheus's series after the scrapes (but those this run has no event for, named below with
 the reason); the panels on the model and its rollout return data for the running model, both
-versions on the per-version panels; every variable's `label_values` finds its values."""
+versions on the per-version panels; every variable's `label_values` finds its values. Twice: for
+a controller, and for a fleet (a repo with one environment on the local cluster), whose series
+carry environment and cluster labels and which adds the fleet's own."""
 
 from __future__ import annotations
 
@@ -18,68 +20,71 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from agent.controller import Controller, RunConfig
+from agent.controller import Controller, Fleet, RunConfig
 from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
-from tests.integration.conftest import audit_records, wait_until
+from tests.integration.conftest import wait_until
 from tests.unit.test_grafana_json import PENDING, dashboard, metric_names, queries, substitute, variable_queries
 
 pytestmark = pytest.mark.integration
 
 API = "modelops.dev/v1alpha1"
-NS = "grafana-dash"
 MODEL = "scorer"
 INTERVAL = "15s"  # $__rate_interval and friends: 15 scrapes at Prometheus' 1 s interval
 
-# Agent metrics this run cannot produce (each needs an event this test does not cause): they are
-# checked by Prometheus' parser and by the unit test's list of exported names, not for series.
+# Agent metrics a run cannot produce (each needs an event these tests do not cause): Prometheus'
+# parser checks their queries and the unit test their names, but no series is awaited.
 NOT_PRODUCED = {
     "modelops_agent_retrain_jobs_total": "a firing Monitor alert with action: retrain",
     "modelops_agent_rollout_state_invalid": "a stored rollout state that does not parse",
     "modelops_agent_rollout_state_invalid_reports_total": "a stored rollout state that does not parse",
-    "modelops_agent_fleet_members": "a fleet (a repo with environments)",
-    "modelops_agent_cluster_unreachable": "a fleet (a repo with environments)",
     "modelops_agent_wave_stopped_total": "a fleet whose wave a failed rollout stops",
     "modelops_agent_environment_promotions_total": "a fleet promoting between environments by policy",
 }
+FLEET_ONLY = {"modelops_agent_fleet_members": "a fleet", "modelops_agent_cluster_unreachable": "a fleet"}
 # Panels that show the running model and its rollout: each must return data for it.
 MODEL_PANELS = ("Error rate by version", "p95 latency by version", "Requests by version")
 ROLLOUT_PANELS = ("Rollout traffic", "Rollout step", "Rollout transitions", "Rollouts held")
 
 
-def held_repo(root: Path) -> Path:
+def held_repo(root: Path, namespace: str, cluster: str | None = None) -> Path:
     """A bare repo whose model `scorer` (KServe) serves 1 and brings 2 in by a canary rollout whose
     analysis asks for more requests than the test ever sends: the rollout holds at its first step
-    (20 %, held for `requests`) for as long as the test runs."""
+    (20 %, held for `requests`) for as long as the test runs. With `cluster`, the repo has one
+    environment, staging, on that cluster (a kubeconfig context)."""
     work = root / "work"
     work.mkdir(parents=True)
     rollout = {"strategy": "canary", "steps": [20, 50, 100], "interval": "2s",
                "analysis": {"rules": ["error-rate"], "minRequests": 1_000_000_000}, "onSuccess": "none"}
     docs: dict[str, list[dict[str, Any]]] = {
-        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": NS},
-                       "spec": {"policy": {"allowedNamespaces": [NS]}}}],
-        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}],
+        "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": namespace},
+                       "spec": {"policy": {"allowedNamespaces": [namespace]}}}],
+        "infra/namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}],
         "runtimes/sklearn.yaml": [{"apiVersion": API, "kind": "ServingRuntime", "metadata": {"name": "sklearn-server"},
                                    "spec": {"image": "registry.example/sklearn-server:1.5", "formats": ["sklearn"],
                                             "port": 8080}}],
         "models/scorer.yaml": [
-            {"apiVersion": API, "kind": "Model", "metadata": {"name": MODEL, "namespace": NS},
+            {"apiVersion": API, "kind": "Model", "metadata": {"name": MODEL, "namespace": namespace},
              "spec": {"format": "sklearn", "runtime": "sklearn-server", "backend": "kserve",
                       "versions": [{"version": "1", "uri": "s3://models/scorer/1/"},
                                    {"version": "2", "uri": "s3://models/scorer/2/"}],
                       "stable": "1", "canary": {"version": "2"}, "rollout": rollout, "replicas": 1}},
-            {"apiVersion": API, "kind": "Monitor", "metadata": {"name": MODEL, "namespace": NS},
+            {"apiVersion": API, "kind": "Monitor", "metadata": {"name": MODEL, "namespace": namespace},
              "spec": {"model": MODEL, "rules": [{"name": "error-rate", "type": "errorRate", "threshold": 0.05,
                                                   "action": "rollback"}]}},
         ],
     }
+    if cluster is not None:
+        docs["environments/staging.yaml"] = [{"apiVersion": API, "kind": "Environment", "metadata": {"name": "staging"},
+                                              "spec": {"clusters": [cluster]}}]
     for rel, content in docs.items():
         path = work / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,79 +110,77 @@ def api(prometheus: PrometheusInfo, path: str, **params: str) -> Any:
     return body["data"]
 
 
-def names_in_prometheus(prometheus: PrometheusInfo) -> set[str]:
-    return set(api(prometheus, "label/__name__/values"))
-
-
-@pytest.fixture
-def scraped(kubeconfig: Path, prometheus: PrometheusInfo, tmp_path: Path) -> Iterator[tuple[Controller, ModelServer]]:
-    """The held rollout's controller and model server, both scraped by the session's Prometheus."""
-    server = ModelServer(NS, MODEL).track("1", "stable", rps=20.0).track("2", "canary", error_rate=0.02, rps=20.0,
-                                                                          latency=0.2)
+def config_of(tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, namespace: str,
+              cluster: str | None = None) -> RunConfig:
     secret = tmp_path / "webhook-secret"
     secret.write_text("a webhook secret\n")
-    config = RunConfig(repo=f"file://{held_repo(tmp_path / 'repo')}", interval=1.0, resync=600.0,
-                       kubeconfig=str(kubeconfig), http_addr="127.0.0.1:0", webhook_secret_file=secret,
-                       cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
-                       prometheus_url=prometheus.url)
-    controller = Controller(config)
-    thread = threading.Thread(target=controller.run, daemon=True)
+    return RunConfig(repo=f"file://{held_repo(tmp_path / 'repo', namespace, cluster)}", interval=1.0, resync=600.0,
+                     kubeconfig=str(kubeconfig), http_addr="127.0.0.1:0", webhook_secret_file=secret,
+                     cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
+                     prometheus_url=prometheus.url)
+
+
+@contextmanager
+def scraped(agent: Controller | Fleet, namespace: str, prometheus: PrometheusInfo) -> Iterator[str]:
+    """`agent` run in a thread, and a model server playing `scorer` 1 (stable) and 2 (canary, 2 %
+    errors, 200 ms), both scraped by the session's Prometheus; yields the agent's base URL."""
+    server = ModelServer(namespace, MODEL).track("1", "stable", rps=20.0).track("2", "canary", error_rate=0.02,
+                                                                                rps=20.0, latency=0.2)
+    thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
-        http = wait_until(lambda: controller.http, "the controller's HTTP server", 60)
+        http = wait_until(lambda: agent.http, "the agent's HTTP server", 60)
         prometheus_reload(prometheus, [server.target, f"127.0.0.1:{http.port}"])
-        yield controller, server
+        yield str(http.url)
     finally:
-        controller.stop()
-        thread.join(timeout=30)
+        agent.stop()
+        thread.join(timeout=60)
         server.close()
         prometheus_reload(prometheus, [])
-        assert not thread.is_alive(), "the controller did not stop"
+        assert not thread.is_alive(), "the agent did not stop"
 
 
-def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_the_agent(
-        tmp_path: Path, prometheus: PrometheusInfo, scraped: tuple[Controller, ModelServer]) -> None:
-    controller, _server = scraped
+def check_dashboard(prometheus: PrometheusInfo, url: str, namespace: str, not_produced: set[str]) -> None:
+    """The dashboard's queries against Prometheus while the agent at `url` holds `namespace`'s
+    rollout of scorer 2 at 20 %."""
     board = dashboard()
     panel_queries = queries(board)
-    # the rollout started and its step is held for requests: the agent's rollout series exist
-    wait_until(lambda: any(r["transition"] == "started" for r in audit_records(tmp_path / "audit.jsonl", "rollout")),
-               "the rollout to start", 120)
     # a webhook delivery with a wrong signature: answered, and counted by provider and status
-    assert controller.http is not None
-    request = urllib.request.Request(f"{controller.http.url}/webhook", data=b"{}", method="POST", headers={
+    request = urllib.request.Request(f"{url}/webhook", data=b"{}", method="POST", headers={
         "Content-Type": "application/json", "X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
+    # the rollout started and holds for requests, as Prometheus sees it
+    wait_until(lambda: api(prometheus, "query", query=f'modelops_agent_rollout_held{{model="{namespace}/{MODEL}",'
+                                                      f'reason="requests"}} == 1')["result"],
+               "Prometheus to see the rollout held for requests", 120)
 
     referenced: set[str] = set()
     for _, _, expr in panel_queries:
         referenced |= metric_names(substitute(expr))
     agent_names = {n for n in referenced if n.startswith("modelops_agent_")}
-    expected = agent_names - PENDING - set(NOT_PRODUCED)
-    assert set(NOT_PRODUCED) <= agent_names  # the list names only what the dashboard shows
+    assert not_produced <= agent_names  # the list names only what the dashboard shows
+    expected = agent_names - PENDING - not_produced
     missing: set[str] = set()
 
     def all_scraped() -> bool:
         missing.clear()
-        missing.update(expected - names_in_prometheus(prometheus))
+        missing.update(expected - set(api(prometheus, "label/__name__/values")))
         return not missing
     try:
         wait_until(all_scraped, "every agent metric of the dashboard in Prometheus", 90)
     except AssertionError:
         raise AssertionError(f"never scraped: {sorted(missing)}") from None
-    wait_until(lambda: api(prometheus, "query", query=f'modelops_agent_rollout_held{{model="{NS}/{MODEL}",'
-                                                      f'reason="requests"}} == 1')["result"],
-               "Prometheus to see the rollout held for requests", 90)
 
-    # every query is accepted, with "All" everywhere, and for the running model
-    concrete = {"namespace": NS, "model": MODEL}
+    concrete = {"namespace": namespace, "model": MODEL}
 
     def both_versions_seen() -> bool:  # two scrapes of the model server within the rate window
         return all({s["metric"].get("track") for s in api(prometheus, "query", query=substitute(
             e, concrete, INTERVAL))["result"]} == {"stable", "canary"} for t, _, e in panel_queries if t in MODEL_PANELS)
     wait_until(both_versions_seen, "both versions on the model panels", 60)
+
+    # every query is accepted, with "All" everywhere, and returns data for the running model
     empty: list[str] = []
     for title, ref, expr in panel_queries:
         api(prometheus, "query", query=substitute(expr, interval=INTERVAL))
@@ -185,13 +188,11 @@ def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_the_agent(
         if title in MODEL_PANELS + ROLLOUT_PANELS and not result:
             empty.append(f"{title} {ref}")
         if title in MODEL_PANELS:
-            tracks = {s["metric"].get("track") for s in result}
-            assert tracks == {"stable", "canary"}, f"{title}: {result}"
+            assert {s["metric"].get("track") for s in result} == {"stable", "canary"}, f"{title}: {result}"
         if title == "Rollout traffic" and result:
             assert [float(s["value"][1]) for s in result] == [20.0], result
     assert not empty, f"no data for the running model on: {empty}"
-    titles = {t for t, _, _ in panel_queries}
-    assert set(MODEL_PANELS + ROLLOUT_PANELS) <= titles
+    assert set(MODEL_PANELS + ROLLOUT_PANELS) <= {t for t, _, _ in panel_queries}
 
     # the canary's error rate is the one the model server plays, apart from the stable one's
     rates = api(prometheus, "query", query=substitute(next(e for t, _, e in panel_queries
@@ -199,9 +200,34 @@ def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_the_agent(
     by_track = {s["metric"]["track"]: float(s["value"][1]) for s in rates["result"]}
     assert by_track["stable"] == pytest.approx(0.0, abs=1e-9) and by_track["canary"] == pytest.approx(0.02, rel=0.05)
 
-    # every variable finds its values as Grafana asks for them (series of the selector)
-    for name, (selector, label) in variable_queries(board).items():
-        values = api(prometheus, f"label/{label}/values", **{"match[]": substitute(selector)})
-        if name in ("job", "instance", "namespace", "model"):
-            assert values, f"variable {name}: no values for {selector}"
-    assert NS in api(prometheus, "label/namespace/values", **{"match[]": "request_total"})
+
+def variable_values(prometheus: PrometheusInfo) -> dict[str, list[str]]:
+    """Every variable's values as Grafana asks for them (the label's values over the selector)."""
+    return {name: api(prometheus, f"label/{label}/values", **{"match[]": substitute(selector)})
+            for name, (selector, label) in variable_queries(dashboard()).items()}
+
+
+def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_controller(
+        tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
+    namespace = "grafana-dash"
+    controller = Controller(config_of(tmp_path, kubeconfig, prometheus, namespace))
+    with scraped(controller, namespace, prometheus) as url:
+        check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED) | set(FLEET_ONLY))
+        values = variable_values(prometheus)
+        assert values["job"] and values["instance"] and namespace in values["namespace"], values
+        assert MODEL in values["model"], values
+
+
+def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_fleet(
+        tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
+    namespace = "grafana-fleet"
+    context = str(yaml.safe_load(kubeconfig.read_text())["current-context"])
+    fleet = Fleet(config_of(tmp_path, kubeconfig, prometheus, namespace, cluster=context))
+    with scraped(fleet, namespace, prometheus) as url:
+        check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED))
+        values = variable_values(prometheus)
+        assert "staging" in values["environment"] and context in values["cluster"], values
+        instance = urllib.parse.urlsplit(url).netloc
+        members = api(prometheus, "query", query=f'modelops_agent_fleet_members{{state="up",instance="{instance}"}}')
+        members = members["result"]
+        assert [float(s["value"][1]) for s in members] == [1.0], members
