@@ -162,11 +162,12 @@ def check_dashboard(prometheus: PrometheusInfo, url: str, namespace: str, not_pr
     agent_names = {n for n in referenced if n.startswith("modelops_agent_")}
     assert not_produced <= agent_names  # the list names only what the dashboard shows
     expected = agent_names - PENDING - not_produced
+    own = f'{{instance="{urllib.parse.urlsplit(url).netloc}"}}'  # this agent's series, not an earlier test's
     missing: set[str] = set()
 
     def all_scraped() -> bool:
         missing.clear()
-        missing.update(expected - set(api(prometheus, "label/__name__/values")))
+        missing.update(expected - set(api(prometheus, "label/__name__/values", **{"match[]": own})))
         return not missing
     try:
         wait_until(all_scraped, "every agent metric of the dashboard in Prometheus", 90)
@@ -175,10 +176,14 @@ def check_dashboard(prometheus: PrometheusInfo, url: str, namespace: str, not_pr
 
     concrete = {"namespace": namespace, "model": MODEL}
 
-    def both_versions_seen() -> bool:  # two scrapes of the model server within the rate window
-        return all({s["metric"].get("track") for s in api(prometheus, "query", query=substitute(
-            e, concrete, INTERVAL))["result"]} == {"stable", "canary"} for t, _, e in panel_queries if t in MODEL_PANELS)
-    wait_until(both_versions_seen, "both versions on the model panels", 60)
+    def in_the_window() -> bool:  # two scrapes of each series within the rate window
+        for title, _, expr in panel_queries:
+            if title in MODEL_PANELS + ROLLOUT_PANELS:
+                result = api(prometheus, "query", query=substitute(expr, concrete, INTERVAL))["result"]
+                if not result or (title in MODEL_PANELS and len({s["metric"].get("track") for s in result}) < 2):
+                    return False
+        return True
+    wait_until(in_the_window, "data for the running model on the model and rollout panels", 60)
 
     # every query is accepted, with "All" everywhere, and returns data for the running model
     empty: list[str] = []
