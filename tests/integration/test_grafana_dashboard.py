@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,15 @@ from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 from tests.integration.conftest import wait_until
-from tests.unit.test_grafana_json import PENDING, dashboard, metric_names, queries, substitute, variable_queries
+from tests.unit.test_grafana_json import (
+    PENDING,
+    dashboard,
+    exported_names,
+    metric_names,
+    queries,
+    substitute,
+    variable_queries,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,14 +119,56 @@ def api(prometheus: PrometheusInfo, path: str, **params: str) -> Any:
     return body["data"]
 
 
+# The notification metrics exist once the agent has a --notify target: a CloudEvents receiver here.
+NOTIFIES = "modelops_agent_notifications_total" in exported_names()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A CloudEvents receiver that takes every event (202) and counts them."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).received += 1
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def receiving(tmp_path: Path) -> Iterator[Path | None]:
+    """A notify file with one CloudEvents target (`bus`) on a local receiver, while the agent
+    has notifications; else None."""
+    if not NOTIFIES:
+        yield None
+        return
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    notify = tmp_path / "notify.yaml"
+    notify.write_text(yaml.safe_dump({"targets": [{"name": "bus", "type": "cloudevents",
+                                                   "url": f"http://127.0.0.1:{httpd.server_address[1]}/events"}]}))
+    try:
+        yield notify
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
 def config_of(tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, namespace: str,
-              cluster: str | None = None) -> RunConfig:
+              cluster: str | None = None, notify: Path | None = None) -> RunConfig:
     secret = tmp_path / "webhook-secret"
     secret.write_text("a webhook secret\n")
     return RunConfig(repo=f"file://{held_repo(tmp_path / 'repo', namespace, cluster)}", interval=1.0, resync=600.0,
                      kubeconfig=str(kubeconfig), http_addr="127.0.0.1:0", webhook_secret_file=secret,
                      cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
-                     prometheus_url=prometheus.url)
+                     prometheus_url=prometheus.url, notify=str(notify) if notify else None)
 
 
 @contextmanager
@@ -215,24 +266,28 @@ def variable_values(prometheus: PrometheusInfo) -> dict[str, list[str]]:
 def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_controller(
         tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
     namespace = "grafana-dash"
-    controller = Controller(config_of(tmp_path, kubeconfig, prometheus, namespace))
-    with scraped(controller, namespace, prometheus) as url:
-        check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED) | set(FLEET_ONLY))
-        values = variable_values(prometheus)
-        assert values["job"] and values["instance"] and namespace in values["namespace"], values
-        assert MODEL in values["model"], values
+    with receiving(tmp_path) as notify:
+        controller = Controller(config_of(tmp_path, kubeconfig, prometheus, namespace, notify=notify))
+        with scraped(controller, namespace, prometheus) as url:
+            check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED) | set(FLEET_ONLY))
+            values = variable_values(prometheus)
+            assert values["job"] and values["instance"] and namespace in values["namespace"], values
+            assert MODEL in values["model"], values
+            if notify is not None:
+                assert "bus" in values["target"] and _Receiver.received, values
 
 
 def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_fleet(
         tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
     namespace = "grafana-fleet"
     context = str(yaml.safe_load(kubeconfig.read_text())["current-context"])
-    fleet = Fleet(config_of(tmp_path, kubeconfig, prometheus, namespace, cluster=context))
-    with scraped(fleet, namespace, prometheus) as url:
-        check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED))
-        values = variable_values(prometheus)
-        assert "staging" in values["environment"] and context in values["cluster"], values
-        instance = urllib.parse.urlsplit(url).netloc
-        members = api(prometheus, "query", query=f'modelops_agent_fleet_members{{state="up",instance="{instance}"}}')
-        members = members["result"]
-        assert [float(s["value"][1]) for s in members] == [1.0], members
+    with receiving(tmp_path) as notify:
+        fleet = Fleet(config_of(tmp_path, kubeconfig, prometheus, namespace, cluster=context, notify=notify))
+        with scraped(fleet, namespace, prometheus) as url:
+            check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED))
+            values = variable_values(prometheus)
+            assert "staging" in values["environment"] and context in values["cluster"], values
+            instance = urllib.parse.urlsplit(url).netloc
+            members = api(prometheus, "query",
+                          query=f'modelops_agent_fleet_members{{state="up",instance="{instance}"}}')["result"]
+            assert [float(s["value"][1]) for s in members] == [1.0], members
