@@ -30,7 +30,7 @@ PREFIX = "modelops_agent_"
 # Names the dashboard shows before the agent exports them: the notification metrics arrive with
 # the notifier. A pending name must still be spelled like an agent metric; remove it from here
 # once the agent exports it (the tests then check it like every other name).
-PENDING = frozenset({"modelops_agent_notifications_total", "modelops_agent_notification_queue_depth"})
+PENDING: frozenset[str] = frozenset({"modelops_agent_notifications_total", "modelops_agent_notification_queue_depth"})
 
 # Grafana's built-in interval variables, and what a test substitutes for them by default.
 BUILTINS = ("$__rate_interval", "$__interval", "$__range")
