@@ -1,8 +1,8 @@
 """deploy/grafana/modelops-agent.json is a dashboard Grafana imports as it is: unique panel ids,
 panels that do not overlap, every panel on the `datasource` variable (no datasource UID of one
 Grafana written in), every query a PromQL expression once Grafana's variables are substituted,
-over metric names the agent really exports (or the models' default series), and every metric the
-agent exports on some panel.
+over metric names the agent really exports (or the models' default series), every legend on
+labels its query keeps, and every metric the agent exports on some panel.
 
 The helpers here (`dashboard`, `queries`, `variable_queries`, `substitute`, `metric_names`) are
 shared with tests/integration/test_grafana_dashboard.py, which asks a real Prometheus scraping a
@@ -242,3 +242,17 @@ def test_every_name_is_a_real_series_and_every_agent_metric_is_shown() -> None:
     assert not missing, f"agent metrics on no panel: {sorted(missing)}"
     assert referenced >= PENDING
     assert not PENDING & exported, "a pending name is exported now: remove it from PENDING"
+
+
+def test_every_legend_names_labels_the_query_keeps() -> None:
+    """A legend's {{label}} is a label the query's outer aggregation keeps (else Grafana shows it
+    empty)."""
+    for p in panels(dashboard()):
+        for t in p.get("targets", ()):
+            wanted = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", t.get("legendFormat", "")))
+            if not wanted:
+                continue
+            by = re.search(r"\bby\s*\(([^)]*)\)", t["expr"])
+            assert by is not None, f"{p['title']} {t['refId']}: a legend of labels, and no `by`"
+            kept = {label.strip() for label in by[1].split(",")}
+            assert wanted <= kept, f"{p['title']} {t['refId']}: {sorted(wanted - kept)} not kept by {by[0]}"
