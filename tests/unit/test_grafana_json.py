@@ -53,9 +53,11 @@ def panels(board: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def queries(board: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(panel title, refId, PromQL) of every target of every panel."""
-    return [(p["title"], t["refId"], t["expr"]) for p in panels(board) if p.get("type") != "row"
-            for t in p.get("targets", ())]
+    """(panel title, refId, PromQL) of every target of every panel, and ("annotation: <name>",
+    "", PromQL) of every annotation that queries Prometheus."""
+    found = [(p["title"], t["refId"], t["expr"]) for p in panels(board) if p.get("type") != "row"
+             for t in p.get("targets", ())]
+    return found + [(f"annotation: {a['name']}", "", a["expr"]) for a in board["annotations"]["list"] if "expr" in a]
 
 
 def variable_queries(board: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -162,9 +164,12 @@ def _datasources(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
 def test_no_hard_coded_datasource() -> None:
     board = dashboard()
     builtin = {"type": "grafana", "uid": "-- Grafana --"}  # the annotations of Grafana itself
-    wrong = [(w, d) for w, d in _datasources(board) if d != DATASOURCE and not w.startswith("/annotations")]
+    wrong = [(w, d) for w, d in _datasources(board) if d not in (DATASOURCE, builtin)]
     assert not wrong
-    assert [d for w, d in _datasources(board) if w.startswith("/annotations")] == [builtin]
+    annotations = board["annotations"]["list"]
+    assert [a["datasource"] for a in annotations if a.get("builtIn")] == [builtin]
+    assert all(a["datasource"] == DATASOURCE for a in annotations if not a.get("builtIn"))
+    assert [w for w, d in _datasources(board) if d == builtin] == ["/annotations/list/0"]
 
 
 def test_panel_ids_are_unique_and_panels_do_not_overlap() -> None:
