@@ -7,7 +7,9 @@ Every query of the dashboard, with Grafana's variables substituted as Grafana wo
 by a duration, "All" by `.*`), is accepted by Prometheus; every agent metric it names is in
 Prometheus's series after the scrapes (but those this run has no event for, named below with
 the reason); the panels on the model and its rollout return data for the running model, both
-versions on the per-version panels; every variable's `label_values` finds its values. Twice: for
+versions on the per-version panels, the canary's error rate and p95 latency the very values the
+rollout's own analysis queries (agent.rollout.analysis_queries) read; every variable's
+`label_values` finds its values. Twice: for
 a controller, and for a fleet (a repo with one environment on the local cluster), whose series
 carry environment and cluster labels and which adds the fleet's own."""
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +32,8 @@ import pytest
 import yaml
 
 from agent.controller import Controller, Fleet, RunConfig
+from agent.rollout import analysis_queries
+from agent.spec import load
 from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
@@ -64,15 +69,15 @@ MODEL_PANELS = ("Error rate by version", "p95 latency by version", "Requests by 
 ROLLOUT_PANELS = ("Rollout traffic", "Rollout step", "Rollout transitions", "Rollouts held")
 
 
-def held_repo(root: Path, namespace: str, cluster: str | None = None) -> Path:
-    """A bare repo whose model `scorer` (KServe) serves 1 and brings 2 in by a canary rollout whose
-    analysis asks for more requests than the test ever sends: the rollout holds at its first step
-    (20 %, held for `requests`) for as long as the test runs. With `cluster`, the repo has one
-    environment, staging, on that cluster (a kubeconfig context)."""
-    work = root / "work"
-    work.mkdir(parents=True)
+def repo_docs(namespace: str, cluster: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """A repo whose model `scorer` (KServe) serves 1 and brings 2 in by a canary rollout judged on
+    its error rate and p95 latency, whose analysis asks for more requests than the test ever
+    sends: the rollout holds at its first step (20 %, held for `requests`) for as long as the test
+    runs. With `cluster`, the repo has one environment, staging, on that cluster (a kubeconfig
+    context)."""
     rollout = {"strategy": "canary", "steps": [20, 50, 100], "interval": "2s",
-               "analysis": {"rules": ["error-rate"], "minRequests": 1_000_000_000}, "onSuccess": "none"}
+               "analysis": {"rules": ["error-rate", "latency-p95"], "minRequests": 1_000_000_000},
+               "onSuccess": "none"}
     docs: dict[str, list[dict[str, Any]]] = {
         "repo.yaml": [{"apiVersion": API, "kind": "RepositoryConfig", "metadata": {"name": namespace},
                        "spec": {"policy": {"allowedNamespaces": [namespace]}}}],
@@ -88,12 +93,21 @@ def held_repo(root: Path, namespace: str, cluster: str | None = None) -> Path:
                       "stable": "1", "canary": {"version": "2"}, "rollout": rollout, "replicas": 1}},
             {"apiVersion": API, "kind": "Monitor", "metadata": {"name": MODEL, "namespace": namespace},
              "spec": {"model": MODEL, "rules": [{"name": "error-rate", "type": "errorRate", "threshold": 0.05,
-                                                  "action": "rollback"}]}},
+                                                  "action": "rollback"},
+                                                 {"name": "latency-p95", "type": "latency", "quantile": 0.95,
+                                                  "threshold": 5}]}},
         ],
     }
     if cluster is not None:
         docs["environments/staging.yaml"] = [{"apiVersion": API, "kind": "Environment", "metadata": {"name": "staging"},
                                               "spec": {"clusters": [cluster]}}]
+    return docs
+
+
+def held_repo(root: Path, docs: dict[str, list[dict[str, Any]]]) -> Path:
+    """A bare repo of `docs` (one commit on main)."""
+    work = root / "work"
+    work.mkdir(parents=True)
     for rel, content in docs.items():
         path = work / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +175,11 @@ def receiving(tmp_path: Path) -> Iterator[Path | None]:
         thread.join(timeout=10)
 
 
-def config_of(tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, namespace: str,
-              cluster: str | None = None, notify: Path | None = None) -> RunConfig:
+def config_of(tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo, docs: dict[str, list[dict[str, Any]]],
+              notify: Path | None = None) -> RunConfig:
     secret = tmp_path / "webhook-secret"
     secret.write_text("a webhook secret\n")
-    return RunConfig(repo=f"file://{held_repo(tmp_path / 'repo', namespace, cluster)}", interval=1.0, resync=600.0,
+    return RunConfig(repo=f"file://{held_repo(tmp_path / 'repo', docs)}", interval=1.0, resync=600.0,
                      kubeconfig=str(kubeconfig), http_addr="127.0.0.1:0", webhook_secret_file=secret,
                      cache_dir=tmp_path / "mirrors", audit_log=tmp_path / "audit.jsonl",
                      prometheus_url=prometheus.url, notify=str(notify) if notify else None)
@@ -191,9 +205,13 @@ def scraped(agent: Controller | Fleet, namespace: str, prometheus: PrometheusInf
         assert not thread.is_alive(), "the agent did not stop"
 
 
-def check_dashboard(prometheus: PrometheusInfo, url: str, namespace: str, not_produced: set[str]) -> None:
-    """The dashboard's queries against Prometheus while the agent at `url` holds `namespace`'s
-    rollout of scorer 2 at 20 %."""
+def check_dashboard(prometheus: PrometheusInfo, url: str, docs: dict[str, list[dict[str, Any]]],
+                    not_produced: set[str]) -> None:
+    """The dashboard's queries against Prometheus while the agent at `url` holds the rollout of
+    scorer 2 at 20 % of the repo of `docs`."""
+    spec = load({rel: yaml.safe_dump_all(content).encode() for rel, content in docs.items()})
+    model = next(m for m in spec.models if m.name == MODEL)
+    namespace = model.namespace
     board = dashboard()
     panel_queries = queries(board)
     # a webhook delivery with a wrong signature: answered, and counted by provider and status
@@ -250,11 +268,22 @@ def check_dashboard(prometheus: PrometheusInfo, url: str, namespace: str, not_pr
     assert not empty, f"no data for the running model on: {empty}"
     assert set(MODEL_PANELS + ROLLOUT_PANELS) <= {t for t, _, _ in panel_queries}
 
-    # the canary's error rate is the one the model server plays, apart from the stable one's
-    rates = api(prometheus, "query", query=substitute(next(e for t, _, e in panel_queries
-                                                          if t == "Error rate by version"), concrete, INTERVAL))
-    by_track = {s["metric"]["track"]: float(s["value"][1]) for s in rates["result"]}
-    assert by_track["stable"] == pytest.approx(0.0, abs=1e-9) and by_track["canary"] == pytest.approx(0.02, rel=0.05)
+    # the canary's error rate is the one the model server plays, apart from the stable one's; the
+    # canary's error rate and p95 latency are what the rollout's own analysis queries read
+    at = f"{time.time():.3f}"
+    shown = {}
+    for title in ("Error rate by version", "p95 latency by version"):
+        expr = substitute(next(e for t, _, e in panel_queries if t == title), concrete, INTERVAL)
+        shown[title] = {s["metric"]["track"]: float(s["value"][1])
+                        for s in api(prometheus, "query", query=expr, time=at)["result"]}
+    rates, latencies = shown["Error rate by version"], shown["p95 latency by version"]
+    assert rates["stable"] == pytest.approx(0.0, abs=1e-9) and rates["canary"] == pytest.approx(0.02, rel=0.05)
+    assert latencies["stable"] < latencies["canary"] <= 0.25  # 50 ms and 200 ms: their histogram buckets
+    judged = {q.name: q.expr for q in analysis_queries(model, spec.monitors, spec.config.metrics, "2", "canary",
+                                                       INTERVAL)}
+    for rule, value in (("error-rate", rates["canary"]), ("latency-p95", latencies["canary"])):
+        result = api(prometheus, "query", query=judged[rule], time=at)["result"]
+        assert [float(s["value"][1]) for s in result] == [pytest.approx(value)], (rule, judged[rule], result)
 
 
 def variable_values(prometheus: PrometheusInfo) -> dict[str, list[str]]:
@@ -266,10 +295,11 @@ def variable_values(prometheus: PrometheusInfo) -> dict[str, list[str]]:
 def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_controller(
         tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
     namespace = "grafana-dash"
+    docs = repo_docs(namespace)
     with receiving(tmp_path) as notify:
-        controller = Controller(config_of(tmp_path, kubeconfig, prometheus, namespace, notify=notify))
+        controller = Controller(config_of(tmp_path, kubeconfig, prometheus, docs, notify=notify))
         with scraped(controller, namespace, prometheus) as url:
-            check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED) | set(FLEET_ONLY))
+            check_dashboard(prometheus, url, docs, set(NOT_PRODUCED) | set(FLEET_ONLY))
             values = variable_values(prometheus)
             assert values["job"] and values["instance"] and namespace in values["namespace"], values
             assert MODEL in values["model"], values
@@ -281,10 +311,11 @@ def test_every_query_of_the_dashboard_runs_on_prometheus_scraping_a_fleet(
         tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo) -> None:
     namespace = "grafana-fleet"
     context = str(yaml.safe_load(kubeconfig.read_text())["current-context"])
+    docs = repo_docs(namespace, cluster=context)
     with receiving(tmp_path) as notify:
-        fleet = Fleet(config_of(tmp_path, kubeconfig, prometheus, namespace, cluster=context, notify=notify))
+        fleet = Fleet(config_of(tmp_path, kubeconfig, prometheus, docs, notify=notify))
         with scraped(fleet, namespace, prometheus) as url:
-            check_dashboard(prometheus, url, namespace, set(NOT_PRODUCED))
+            check_dashboard(prometheus, url, docs, set(NOT_PRODUCED))
             values = variable_values(prometheus)
             assert "staging" in values["environment"] and context in values["cluster"], values
             instance = urllib.parse.urlsplit(url).netloc
