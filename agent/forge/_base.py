@@ -49,8 +49,45 @@ class RepoRef:
     name: str
 
 
+@dataclass(frozen=True)
+class CommitStatus:
+    """A commit status as the forge stored it (GitHub/Gitea: a status, GitLab: a pipeline job
+    status), in the forge-neutral states pending, success, failure."""
+
+    sha: str
+    state: str
+    context: str
+    description: str
+    url: str
+
+
+STATUS_STATES = ("pending", "success", "failure")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}")
+DESCRIPTION_LIMIT = 140
+
+
+def status_request(sha: str, state: str, context: str, description: str, url: str) -> tuple[str, str]:
+    """The checked (description, url) of a status to set: sha a full commit id, state one of
+    STATUS_STATES, context a plain name; the description made one line of at most 140
+    characters, the url an http(s) URL or ""."""
+    if not _SHA.fullmatch(sha):
+        raise ForgeError(f"commit status: {sha[:80]!r} is not a full commit id")
+    if state not in STATUS_STATES:
+        raise ForgeError(f"commit status: state {state!r} is not one of {', '.join(STATUS_STATES)}")
+    if not _CONTEXT.fullmatch(context):
+        raise ForgeError(f"commit status: context {context[:80]!r}: use letters, digits and ._:/-")
+    line = " ".join(description.split())
+    if len(line) > DESCRIPTION_LIMIT:
+        line = line[: DESCRIPTION_LIMIT - 1] + "…"
+    if url and (not re.match(r"https?://[^\s/]+", url) or any(c.isspace() for c in url)):
+        raise ForgeError("commit status: the link is not an http(s) URL")
+    return line, url
+
+
 class Forge(Protocol):
-    """What the agent does on a forge: PRs, one comment per marker, merges, a push webhook."""
+    """What the agent does on a forge: PRs, one comment per marker, merges, a push webhook,
+    commit statuses."""
 
     kind: str
     repo: RepoRef
@@ -61,6 +98,7 @@ class Forge(Protocol):
     def upsert_comment(self, number: int, marker: str, body: str) -> Comment: ...
     def merge_pull(self, number: int, message: str | None = None) -> str: ...
     def add_push_webhook(self, url: str, secret: str) -> int: ...
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus: ...
     def close(self) -> None: ...
 
 
@@ -181,6 +219,11 @@ class ForgeBase:
         raise NotImplementedError
 
     def _edit_hook(self, hook_id: int, url: str, secret: str) -> int:
+        raise NotImplementedError
+
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus:
+        """Set the status `context` of commit `sha` (pending, success or failure), with a one-line
+        `description` and a link; the forge's answer is checked."""
         raise NotImplementedError
 
     # -- shared rules -------------------------------------------------------------------------
