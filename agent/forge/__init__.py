@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from agent.forge._base import KINDS, STATUS_STATES, Comment, CommitStatus, Forge, PullRequest, RepoRef
 from agent.forge._errors import ForgeError
+from agent.forge._http import api_message
 from agent.forge._open import open_forge
 from agent.forge._remote import DEFAULT_TOKEN_ENV, read_token, repo_ref
 from agent.forge._settings import (
@@ -34,6 +35,7 @@ __all__ = [
     "ForgeError",
     "PullRequest",
     "RepoRef",
+    "api_message",
     "open_forge",
     "read_token",
     "repo_ref",
