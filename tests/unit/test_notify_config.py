@@ -110,7 +110,7 @@ def test_a_secret_file_problem_never_shows_its_content(tmp_path: Path) -> None:
     assert str(raised.value).startswith(f"n.yaml:4: targets[0].url.fromFile: {two} is empty or holds more than one")
     assert "s3cret" not in str(raised.value)
     missing = f"targets:\n  - name: a\n    type: slack\n    url: {{fromFile: {tmp_path / 'nope'}}}\n".encode()
-    with pytest.raises(NotifyConfigError, match="cannot read .*nope .no such file or directory."):
+    with pytest.raises(NotifyConfigError, match=r"cannot read .*nope .no such file or directory."):
         parse_config("n.yaml", missing)
     plain_url = b"targets:\n  - name: a\n    type: slack\n    url: {fromEnv: U}\n"
     with pytest.raises(NotifyConfigError) as raised:
@@ -127,7 +127,7 @@ def test_open_notifier_refusals(tmp_path: Path) -> None:
         open_notifier(str(tmp_path / "missing.yaml"), cluster=None, metrics=None, ui_url=None)
     status = tmp_path / "status.yaml"
     status.write_text("targets:\n  - name: c\n    type: commitStatus\n    token: {fromEnv: HOME}\n")
-    with pytest.raises(AgentError, match="target c .commitStatus.: name the forge repository"):
+    with pytest.raises(AgentError, match=r"target c .commitStatus.: name the forge repository"):
         open_notifier(str(status), cluster=None, metrics=None, ui_url=None, repo="file:///tmp/repo.git")
     with pytest.raises(AgentError, match="cannot tell which forge"):
         open_notifier(str(status), cluster=None, metrics=None, ui_url=None, repo="https://git.example/o/r.git")
