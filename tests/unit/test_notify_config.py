@@ -137,3 +137,13 @@ def test_open_notifier_refusals(tmp_path: Path) -> None:
         open_notifier(str(hook), cluster=None, metrics=None, ui_url="ftp://x")
     sink = open_notifier(str(hook), cluster=None, metrics=None, ui_url="https://agent.example")
     sink.close(0)
+
+
+def test_the_example_file_reads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "notify.yaml"
+    (tmp_path / "slack-url").write_text("https://hooks.slack.example/services/T/B/x\n")
+    (tmp_path / "forge-token").write_text("t0ken\n")
+    text = example.read_bytes().replace(b"/var/run/secrets/notify/", f"{tmp_path}/".encode())
+    config = parse_config("notify.yaml", text, env={"FRAUD_SLACK_URL": "https://hooks.slack.example/f",
+                                                    "BUS_TOKEN": "Bearer b"})
+    assert [t.type for t in config.targets] == ["slack", "slack", "cloudevents", "commitStatus"]
