@@ -15,8 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
+from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
+from agent.errors import AgentError
+from agent.notify import Event, open_notifier
 from tests._receiver import Receiver
 from tests.integration._repos import GIT, make_repo, model_path
 from tests.integration.conftest import running, wait_until
@@ -173,3 +177,29 @@ def test_a_receiver_that_hangs_does_not_slow_a_reconcile(
     assert counts.get("sent", 0) == 0 and counts.get("failed", 0) >= 1
     assert counts.get("failed", 0) + counts.get("dropped", 0) == expected  # every event it never got is counted
     assert notifications(controller, "quick")["sent"] == expected
+
+
+def test_targets_from_a_secret_in_the_cluster(kubeconfig: Path, namespace: str, api_client: Any,
+                                              receivers: list[Receiver]) -> None:
+    """--notify secret:NS/NAME reads the key notify.yaml through the agent's own cluster client;
+    a Secret missing or without that key stops the start with a message naming it."""
+    bus = Receiver()
+    receivers.append(bus)
+    core = client.CoreV1Api(api_client)
+    text = yaml.safe_dump({"targets": [{"name": "bus", "type": "cloudevents", "url": bus.url}]})
+    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="notify"),
+                                                             string_data={"notify.yaml": text}))
+    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="other"),
+                                                             string_data={"config": text}))
+    with Cluster.connect(str(kubeconfig)) as cluster:
+        sink = open_notifier(f"secret:{namespace}/notify", cluster=cluster, metrics=None, ui_url=None)
+        try:
+            sink.emit(Event("commit-applied", "t", commit="a" * 40, message="applied"))
+            wait_until(lambda: bus.received, "the event from the Secret's target", 10)
+        finally:
+            sink.close(5)
+        with pytest.raises(AgentError, match=f"Secret {namespace}/missing .notify.yaml.: not found"):
+            open_notifier(f"secret:{namespace}/missing", cluster=cluster, metrics=None, ui_url=None)
+        with pytest.raises(AgentError, match=f"Secret {namespace}/other .notify.yaml.: the Secret has no key"):
+            open_notifier(f"secret:{namespace}/other", cluster=cluster, metrics=None, ui_url=None)
+    assert bus.bodies()[0]["type"] == "dev.modelops.commit.applied"
