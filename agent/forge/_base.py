@@ -63,7 +63,7 @@ class CommitStatus:
 
 STATUS_STATES = ("pending", "success", "failure")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}")
+_CONTEXT = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")  # one printable word (a kube context may hold @)
 DESCRIPTION_LIMIT = 140
 
 
@@ -76,7 +76,7 @@ def status_request(sha: str, state: str, context: str, description: str, url: st
     if state not in STATUS_STATES:
         raise ForgeError(f"commit status: state {state!r} is not one of {', '.join(STATUS_STATES)}")
     if not _CONTEXT.fullmatch(context):
-        raise ForgeError(f"commit status: context {context[:80]!r}: use letters, digits and ._:/-")
+        raise ForgeError(f"commit status: context {context[:80]!r}: expected 1-255 printable characters, no spaces")
     line = " ".join(description.split())
     if len(line) > DESCRIPTION_LIMIT:
         line = line[: DESCRIPTION_LIMIT - 1] + "…"

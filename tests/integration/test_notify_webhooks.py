@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +204,20 @@ def test_targets_from_a_secret_in_the_cluster(kubeconfig: Path, namespace: str, 
         with pytest.raises(AgentError, match=f"Secret {namespace}/other .notify.yaml.: the Secret has no key"):
             open_notifier(f"secret:{namespace}/other", cluster=cluster, metrics=None, ui_url=None)
     assert bus.bodies()[0]["type"] == "dev.modelops.commit.applied"
+
+
+def test_agent_run_with_a_bad_targets_file_stops_at_start(tmp_path: Path, kubeconfig: Path) -> None:
+    """A targets file that does not check stops `agent run` before it does anything (exit 2),
+    every problem named by file, line and field, nothing of a secret shown."""
+    (tmp_path / "token").write_text("s3cret-forge-token\n")
+    bad = tmp_path / "notify.yaml"
+    bad.write_text(f"targets:\n  - name: a\n    type: teams\n  - name: c\n    type: commitStatus\n"
+                   f"    token: {{fromFile: {tmp_path / 'token'}}}\n    events: [drift-healed]\n")
+    remote = Remote(tmp_path / "repo", "notify-bad", "nbad")
+    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--repo", remote.url, "--kubeconfig", str(kubeconfig),
+                           "--http-addr", "", "--cache-dir", str(tmp_path / "cache"), "--notify", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{bad}:3: targets[0].type: expected one of slack, cloudevents, commitStatus" in proc.stderr
+    assert f"{bad}:7: targets[1].events[0]: \"drift-healed\" is not an event a commit status is set on" in proc.stderr
+    assert "s3cret" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
