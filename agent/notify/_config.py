@@ -290,8 +290,9 @@ class _Reader:
                 or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value)):
             self.error(at, (f"{_shown(value)} is not" if shown else "the value read is not") + " an http(s) URL")
             return None
-        if shown and (parts.username or parts.password):
-            self.error(at, "a URL with credentials in it: read it with {fromFile: PATH} or {fromEnv: NAME}")
+        if parts.username or parts.password:
+            self.error(at, "a URL with credentials in it: " + ("read it with {fromFile: PATH} or {fromEnv: NAME}"
+                       if shown else "send them as a header (headers: {Authorization: {fromFile: PATH}})"))
             return None
         return value
 

@@ -3,7 +3,7 @@ plane follows a Gitea repository with `--notify` naming a commitStatus target (t
 defaulting to the followed one). The first commit's status `modelops/<target>` goes pending when
 it is picked up, then success once applied; a second commit brings a canary whose rollout is
 rolled back (its error rate high in Debian's Prometheus) and ends `failure`, with a one-line
-description and a link to the UI."""
+description and a link to the UI; a third commit that does not validate gets `failure` alone."""
 
 from __future__ import annotations
 
@@ -97,6 +97,16 @@ def test_commit_statuses_pending_success_then_failure_on_a_rolled_back_commit(
         wait_until(lambda: statuses(gitea, ns, second) and statuses(gitea, ns, second)[-1]["status"] == "failure",
                    "the rolled-back commit's status: failure", 90)
         assert canary_traffic(kubeconfig, ns) == 0
+        # a commit that does not validate: nothing applied, failure on it
+        (work / "models" / "broken.yaml").write_text("apiVersion: modelops.dev/v1alpha1\nkind: Model\n")
+        subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+        third = commit_all(work, "a model without a name")
+        subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, env=gitea.git_env(), check=True,
+                       capture_output=True, timeout=60)
+        wait_until(lambda: [s["status"] for s in statuses(gitea, ns, third)] == ["failure"],
+                   "the invalid commit's status: failure", 60)
+        invalid = statuses(gitea, ns, third)[0]
+        assert invalid["description"].startswith(f"commit {third[:12]} is invalid, nothing applied: ")
     set_second = statuses(gitea, ns, second)
     assert [s["status"] for s in set_second] == ["pending", "success", "failure"]
     failure = set_second[-1]
