@@ -122,7 +122,9 @@ class _Worker:
             except DeliveryError as exc:
                 error = exc
             except Exception as exc:  # a bug must not end the worker: the Event is counted failed
-                error = DeliveryError(self.channel.scrub(f"unexpected error: {type(exc).__name__}"), retry=False)
+                # its type only: an exception's text may hold the target's URL
+                log.debug("notification target %s: internal error %s", self.channel.name, type(exc).__name__)
+                error = DeliveryError("an internal error of the agent", retry=False)
             else:
                 self._count("sent")
                 return
