@@ -25,10 +25,11 @@ class Received:
 
 
 class Receiver:
-    """`statuses`: the answers in order (the last repeats)."""
+    """`statuses`: the answers in order (the last repeats); `retry_after`: the Retry-After of a 429."""
 
-    def __init__(self, statuses: tuple[int, ...] = (200,), *, hang: bool = False) -> None:
+    def __init__(self, statuses: tuple[int, ...] = (200,), *, hang: bool = False, retry_after: str = "") -> None:
         self.statuses = list(statuses)
+        self.retry_after = retry_after  # sent with each 429
         self.received: list[Received] = []
         self.connections = 0
         self.lock = threading.Lock()
@@ -57,6 +58,8 @@ class Receiver:
                         status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                     answer = b"ok" if status < 300 else json.dumps({"message": f"refused with {status}"}).encode()
                     self.send_response(status)
+                    if status == 429 and receiver.retry_after:
+                        self.send_header("Retry-After", receiver.retry_after)
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
                     self.wfile.write(answer)

@@ -20,12 +20,19 @@ _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NOT_RETRIED = ("config", "certificate", "tls", "redirect", "too-large")
 
 
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header given in seconds (a date, or anything else, is not used)."""
+    text = (value or "").strip()
+    return float(text) if text.isdigit() and len(text) <= 6 else None
+
+
 class DeliveryError(Exception):
     """One try failed. `retry`: worth trying again (no answer, 429, 5xx); str() holds no secret."""
 
-    def __init__(self, text: str, *, retry: bool) -> None:
+    def __init__(self, text: str, *, retry: bool, retry_after: float | None = None) -> None:
         super().__init__(text)
         self.retry = retry
+        self.retry_after = retry_after  # seconds the receiver asked to wait (429 Retry-After)
 
 
 class Channel(Protocol):
@@ -76,7 +83,8 @@ class WebhookChannel:
             raise DeliveryError(self.scrub(str(exc)), retry=exc.kind not in _NOT_RETRIED) from None
         if reply.status >= 300:
             text = self.scrub(f"HTTP {reply.status}: {api_message(reply.body)[:200]}")
-            raise DeliveryError(text, retry=reply.status == 429 or reply.status >= 500)
+            raise DeliveryError(text, retry=reply.status == 429 or reply.status >= 500,
+                                retry_after=retry_after(reply.headers.get("Retry-After")) if reply.status == 429 else None)
 
     def close(self) -> None:
         return None

@@ -3,8 +3,9 @@ slow or hanging receiver delays only its own messages, never a pass or another t
 
 `emit` only appends to each interested target's queue (a full queue drops the Event and counts
 it). A worker sends each Event in order, retrying what may succeed later (no answer, 429, 5xx)
-after 1 s, 2 s and 4 s (each ±20 % jitter, so many agents do not retry in step); a 4xx other than
-429 is not retried. Every outcome is counted: `modelops_agent_notifications_total{target,type,
+after 1 s, 2 s and 4 s (each ±20 % jitter, so many agents do not retry in step; a 429's
+Retry-After is honoured up to 30 s); a 4xx other than 429 is not retried. A worker thread starts
+with its target's first Event. Every outcome is counted: `modelops_agent_notifications_total{target,type,
 result="sent|failed|dropped"}` and `modelops_agent_notification_queue_depth{target}`. Failures
 are logged with the target's secrets scrubbed. `close(timeout)` stops taking Events, cuts any
 back-off short, sends what it can within `timeout`, counts the rest as dropped and joins the
@@ -27,6 +28,7 @@ log = logging.getLogger("modelops.notify")
 
 QUEUE_SIZE = 1000  # Events waiting per target
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds before the 2nd, 3rd and 4th try
+MAX_RETRY_AFTER = 30.0  # seconds: a 429's Retry-After is honoured up to this
 JITTER = 0.2  # each delay is drawn from [d * (1 - JITTER), d * (1 + JITTER)]
 RESULTS = ("sent", "failed", "dropped")
 
@@ -84,6 +86,8 @@ class _Worker:
                 return
             self._queue.append(event)
             self._depth()
+            if self.thread.ident is None:  # started by the first Event
+                self.thread.start()
             self._cond.notify()
 
     def close(self, deadline: float) -> None:
@@ -128,7 +132,11 @@ class _Worker:
             else:
                 self._count("sent")
                 return
-            if not error.retry or tries > len(waits) or self._hurry.wait(waits[tries - 1]):
+            if not error.retry or tries > len(waits):
+                break
+            wait = waits[tries - 1] if error.retry_after is None else min(max(error.retry_after, waits[tries - 1]),
+                                                                           MAX_RETRY_AFTER)
+            if self._hurry.wait(wait):
                 break
             log.info("notification target %s: %s of %s not delivered (%s); trying again", self.channel.name,
                      event.kind, event.target, error)
@@ -147,8 +155,6 @@ class Notifier:
         self.channels = list(channels)
         self._workers = [_Worker(c, metrics, queue_size, delays, jitter, rng) for c in self.channels]
         self._closed = False
-        for worker in self._workers:
-            worker.thread.start()
 
     def emit(self, event: Event) -> None:
         """Queue `event` for each target that wants it; returns at once, never raises."""
@@ -168,6 +174,8 @@ class Notifier:
         for worker in self._workers:
             worker.close(deadline)
         for worker in self._workers:
+            if worker.thread.ident is None:  # never had an Event
+                continue
             worker.thread.join(max(0.0, deadline - time.monotonic()) + 6.0)
             if worker.thread.is_alive():
                 log.warning("notification target %s: its worker did not stop in time", worker.channel.name)

@@ -154,6 +154,26 @@ def test_429_and_5xx_are_retried_and_other_4xx_are_not(receivers: list[Receiver]
            "with 400" in caplog.text
 
 
+def test_a_429_retry_after_is_honoured(receivers: list[Receiver]) -> None:
+    limited = Receiver((429, 200), retry_after="1")
+    receivers.append(limited)
+    metrics = Metrics(process=False)
+    notifier = Notifier([WebhookChannel(target("slack", limited.url), None)], metrics, delays=(0.01,))
+    notifier.emit(event())
+    wait(lambda: counted(metrics, "sent") == 1)
+    notifier.close(1)
+    assert limited.received[1].at - limited.received[0].at >= 0.9  # not the 10 ms back-off
+
+
+def test_no_thread_until_a_target_has_an_event() -> None:
+    notifier = Notifier([WebhookChannel(target("slack", "http://127.0.0.1:9/", "idle"), None)], None)
+    assert not any(t.name == "notify-idle" for t in threading.enumerate())
+    notifier.emit(event())
+    assert any(t.name == "notify-idle" for t in threading.enumerate())
+    notifier.close(0)
+    assert not any(t.name == "notify-idle" for t in threading.enumerate())
+
+
 def test_a_full_queue_drops_and_counts(receivers: list[Receiver]) -> None:
     hanging = receiver(receivers, hang=True)
     metrics = Metrics(process=False)
