@@ -16,6 +16,7 @@ from agent.forge._base import (
     obj,
     opt_s,
     s,
+    status_from,
     status_request,
 )
 from agent.forge._errors import ForgeError
@@ -133,6 +134,16 @@ class GitHubForge(ForgeBase):
             raise ForgeError(f"{self.kind}: POST {self._r}/statuses/{sha[:12]}: the answer is not the status sent "
                              f"(state {str(got)[:20]!r}, context {s(d, 'context')[:80]!r})")
         return CommitStatus(sha, state, context, s(d, "description", ""), s(d, "target_url", ""))
+
+    def get_status(self, sha: str, context: str) -> CommitStatus | None:
+        """GET /repos/{owner}/{repo}/commits/{sha}/status: the combined status, newest per context."""
+        status_request(sha, "pending", context, "", "")
+        d = obj(self.http.json("GET", f"{self._r}/commits/{sha}/status"), "combined status")
+        for item in arr(d.get("statuses") or [], "statuses"):
+            found = status_from(sha, obj(item, "status"), "context")
+            if found is not None and found.context == context:
+                return found
+        return None
 
 
 def _comment(d: dict[str, Any]) -> RawComment:

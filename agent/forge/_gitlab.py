@@ -12,10 +12,12 @@ from agent.forge._base import (
     PullRequest,
     RawComment,
     RawHook,
+    arr,
     i,
     obj,
     opt_s,
     s,
+    status_from,
     status_request,
 )
 from agent.forge._errors import ForgeError
@@ -157,3 +159,15 @@ class GitLabForge(ForgeBase):
             raise ForgeError(f"gitlab: POST {path}: the answer is not the status sent "
                              f"(status {str(got)[:20]!r}, name {s(d, 'name')[:80]!r})")
         return CommitStatus(sha, state, context, s(d, "description", ""), s(d, "target_url", ""))
+
+    def get_status(self, sha: str, context: str) -> CommitStatus | None:
+        """GET /projects/{id}/repository/commits/{sha}/statuses?name=...: the newest of that name."""
+        status_request(sha, "pending", context, "", "")
+        q: dict[str, str | int] = {"name": context, "per_page": PER_PAGE}
+        items = arr(self.http.json("GET", f"{self._p}/repository/commits/{sha}/statuses", query=q), "statuses")
+        newest = max((item for item in items if isinstance(item, dict) and isinstance(item.get("id"), int)),
+                     key=lambda item: int(item["id"]), default=None)
+        if newest is None:
+            return None
+        status = status_from(sha, newest, "name")
+        return status if status is not None and status.context == context else None

@@ -16,6 +16,8 @@ from agent.notify._event import Event
 from agent.notify._payloads import cloudevent, commit_status, slack_message
 
 TIMEOUT = 5.0  # seconds for one request to a target
+# in the description of a rollback (agent.notify.events_of_record's message)
+ROLLED_BACK = (": rollout rolled back: ", ": rollout aborted: ")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NOT_RETRIED = ("config", "certificate", "tls", "redirect", "too-large")
 
@@ -100,6 +102,7 @@ class StatusChannel:
         self.ui_url = ui_url
         self.forge = forge
         self._forms = secret_forms(config.secrets)
+        self._kept: set[str] = set()  # commits whose settled status a restart does not say again
 
     def accepts(self, event: Event) -> bool:
         return (self.config.wants(event.kind, event.model, event.target) and bool(_FULL_SHA.fullmatch(event.commit))
@@ -113,11 +116,30 @@ class StatusChannel:
         if status is None:
             return
         state, context, description, link = status
+        if event.kind == "commit-applied" and event.commit in self._kept:
+            return
+        self._kept.discard(event.commit)
+        if event.kind == "commit-pending" and self._settled(event.commit, context):
+            self._kept.add(event.commit)
+            return
         try:
             self.forge.set_status(event.commit, state, context, description, link)
         except ForgeError as exc:
             retry = exc.status is None or exc.status == 429 or exc.status >= 500
             raise DeliveryError(self.scrub(str(exc)), retry=retry) from None
+
+    def _settled(self, sha: str, context: str) -> bool:
+        """Whether an earlier run of the agent settled the commit: applied (success), or its
+        rollout rolled back (failure): then picking it up again at a start says nothing new.
+        A commit that failed to apply is tried again, and says so."""
+        try:
+            current = self.forge.get_status(sha, context)
+        except ForgeError:
+            return False  # not known: said again
+        if current is None:
+            return False
+        return current.state == "success" or (current.state == "failure"
+                                                and any(mark in current.description for mark in ROLLED_BACK))
 
     def close(self) -> None:
         self.forge.close()

@@ -3,7 +3,8 @@ plane follows a Gitea repository with `--notify` naming a commitStatus target (t
 defaulting to the followed one). The first commit's status `modelops/<target>` goes pending when
 it is picked up, then success once applied; a second commit brings a canary whose rollout is
 rolled back (its error rate high in Debian's Prometheus) and ends `failure`, with a one-line
-description and a link to the UI; a third commit that does not validate gets `failure` alone."""
+description and a link to the UI. After a restart the rolled-back commit's failure stands, and a
+third commit that does not validate gets `failure` alone."""
 
 from __future__ import annotations
 
@@ -97,18 +98,24 @@ def test_commit_statuses_pending_success_then_failure_on_a_rolled_back_commit(
         wait_until(lambda: statuses(gitea, ns, second) and statuses(gitea, ns, second)[-1]["status"] == "failure",
                    "the rolled-back commit's status: failure", 90)
         assert canary_traffic(kubeconfig, ns) == 0
+    set_second = statuses(gitea, ns, second)
+    assert [s["status"] for s in set_second] == ["pending", "success", "failure"]
+    # a restart picks the second commit up again: its settled status is not said again
+    with running(config) as again:
+        wait_until(lambda: f'last_synced_commit_info{{commit="{second}"}} 1.0' in again.metrics.exposition().decode(),
+                   "the restarted agent applying the second commit", 60)
         # a commit that does not validate: nothing applied, failure on it
         (work / "models" / "broken.yaml").write_text("apiVersion: modelops.dev/v1alpha1\nkind: Model\n")
         subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
         third = commit_all(work, "a model without a name")
         subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, env=gitea.git_env(), check=True,
                        capture_output=True, timeout=60)
+        # one worker sends in order: the third's failure comes after whatever the restart said of the second
         wait_until(lambda: [s["status"] for s in statuses(gitea, ns, third)] == ["failure"],
                    "the invalid commit's status: failure", 60)
         invalid = statuses(gitea, ns, third)[0]
         assert invalid["description"].startswith(f"commit {third[:12]} is invalid, nothing applied: ")
-    set_second = statuses(gitea, ns, second)
-    assert [s["status"] for s in set_second] == ["pending", "success", "failure"]
+    assert statuses(gitea, ns, second) == set_second
     failure = set_second[-1]
     assert failure["context"] == context
     assert failure["description"].startswith(f"{ns}/scorer 2: rollout rolled back")

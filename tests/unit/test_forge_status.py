@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from agent.forge import ForgeError, RepoRef, open_forge
+from agent.notify import Event, StatusChannel, TargetConfig
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 TOKEN = "st4tus-t0ken-secret"
@@ -46,6 +47,15 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def do_GET(self) -> None:
+                server.asked.append((self.path, {k.lower(): v for k, v in self.headers.items()}, None))
+                raw = json.dumps(server.current(re.findall(r"[0-9a-f]{40}", self.path)[0])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
         self.thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -59,6 +69,18 @@ class StatusServer:
         key = "status" if self.kind == "gitea" else "state"  # Gitea answers with `status`
         return {"id": 1, key: body["state"], "context": body["context"], "description": body.get("description"),
                 "target_url": body.get("target_url", "")}
+
+    def current(self, sha: str) -> Any:
+        """The statuses set so far as the forge lists them (GitLab: every one, with ids; GitHub
+        and Gitea: the combined status, the newest per context)."""
+        posted = [(i, self.echo(body)) for i, (path, _h, body) in enumerate(self.asked)
+                  if body is not None and sha in path]
+        if self.kind == "gitlab":
+            return [{**doc, "id": i + 1} for i, doc in posted]
+        newest: dict[str, Any] = {}
+        for _i, doc in posted:
+            newest[doc["context"]] = doc
+        return {"state": "pending", "statuses": list(reversed(newest.values()))}
 
     def stop(self) -> None:
         self.http.shutdown()
@@ -134,3 +156,50 @@ def test_checked_before_any_request(server: StatusServer, sha: str, state: str, 
     with pytest.raises(ForgeError, match=re.escape(message)):
         forge_of(server).set_status(sha, state, context, "d", url)
     assert server.asked == []
+
+
+def test_get_status_reads_the_newest_of_a_context(server: StatusServer) -> None:
+    forge = forge_of(server)
+    assert forge.get_status(SHA, "modelops/t") is None
+    forge.set_status(SHA, "pending", "modelops/t", "applying")
+    forge.set_status(SHA, "success", "modelops/other", "applied elsewhere")
+    forge.set_status(SHA, "failure", "modelops/t", "m 2: rollout rolled back: error rate", "https://ui/")
+    got = forge.get_status(SHA, "modelops/t")
+    assert got is not None and (got.state, got.description, got.url) == (
+        "failure", "m 2: rollout rolled back: error rate", "https://ui/")
+    path = server.asked[-1][0]
+    if server.kind == "gitlab":
+        assert path.startswith(f"/api/v4/projects/acme%2Fmodels/repository/commits/{SHA}/statuses?name=modelops%2Ft")
+    else:
+        assert path == f"{PREFIX[server.kind]}/repos/acme/models/commits/{SHA}/status"
+
+
+def test_a_restart_does_not_say_a_settled_commit_again(server: StatusServer) -> None:
+    """A commit applied (success) or rolled back (failure) by an earlier run is picked up again
+    at a start: its pending and applied are not set again; a commit that failed to apply is."""
+    def channel() -> StatusChannel:
+        return StatusChannel(TargetConfig("c", "commitStatus", token=TOKEN), None, forge_of(server))
+
+    def event(kind: str, message: str, sha: str = SHA) -> Event:
+        return Event(kind, "t", commit=sha, message=message)
+
+    def states(sha: str = SHA) -> list[str]:
+        return [body["state"] for path, _h, body in server.asked if body is not None and sha in path]
+
+    first = channel()
+    for kind, message in (("commit-pending", "applying"), ("commit-applied", "applied"),
+                          ("rollout-rolled-back", "ns/m 2: rollout rolled back: error rate 0.5 > 0.05")):
+        first.deliver(event(kind, message))
+    failed = "failed" if server.kind == "gitlab" else "failure"
+    assert states() == ["pending", "success", failed]
+    restarted = channel()
+    restarted.deliver(event("commit-pending", "applying"))
+    restarted.deliver(event("commit-applied", "applied"))
+    assert states() == ["pending", "success", failed]  # the rollback stands
+    other = "f" * 40
+    restarted.deliver(event("commit-pending", "applying", other))
+    restarted.deliver(event("commit-failed", "commit failed to apply: refused", other))
+    again = channel()
+    again.deliver(event("commit-pending", "applying", other))
+    again.deliver(event("commit-applied", "applied", other))
+    assert states(other) == ["pending", failed, "pending", "success"]  # a failed apply is tried and said again
