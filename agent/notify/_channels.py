@@ -102,7 +102,8 @@ class StatusChannel:
         self.ui_url = ui_url
         self.forge = forge
         self._forms = secret_forms(config.secrets)
-        self._kept: set[str] = set()  # commits whose settled status a restart does not say again
+        # (commit, context) whose settled status a restart does not say again (a fleet: one per cluster)
+        self._kept: set[tuple[str, str]] = set()
 
     def accepts(self, event: Event) -> bool:
         return (self.config.wants(event.kind, event.model, event.target) and bool(_FULL_SHA.fullmatch(event.commit))
@@ -116,11 +117,12 @@ class StatusChannel:
         if status is None:
             return
         state, context, description, link = status
-        if event.kind == "commit-applied" and event.commit in self._kept:
+        key = (event.commit, context)
+        if event.kind == "commit-applied" and key in self._kept:
             return
-        self._kept.discard(event.commit)
+        self._kept.discard(key)
         if event.kind == "commit-pending" and self._settled(event.commit, context):
-            self._kept.add(event.commit)
+            self._kept.add(key)
             return
         try:
             self.forge.set_status(event.commit, state, context, description, link)

@@ -194,8 +194,13 @@ def test_a_restart_does_not_say_a_settled_commit_again(server: StatusServer) -> 
     assert states() == ["pending", "success", failed]
     restarted = channel()
     restarted.deliver(event("commit-pending", "applying"))
+    member = Event("commit-pending", "t", commit=SHA, message="applying", cluster="eu-1")  # a fleet member's own
+    restarted.deliver(member)
     restarted.deliver(event("commit-applied", "applied"))
-    assert states() == ["pending", "success", failed]  # the rollback stands
+    restarted.deliver(Event("commit-applied", "t", commit=SHA, message="applied", cluster="eu-1"))
+    assert states() == ["pending", "success", failed, "pending", "success"]  # the rollback stands, eu-1 is new
+    assert [body["context" if server.kind != "gitlab" else "name"] for _p, _h, body in server.asked
+            if body is not None][-2:] == ["modelops/t/eu-1"] * 2
     other = "f" * 40
     restarted.deliver(event("commit-pending", "applying", other))
     restarted.deliver(event("commit-failed", "commit failed to apply: refused", other))
