@@ -222,8 +222,8 @@ class _Reader:
         out: set[str] = set()
         for index, value in enumerate(raw):
             if value not in default:
-                which = "a commit status is set on" if kind == "commitStatus" else "known"
-                self.error([*at, "events", index], f"{_shown(value)} is not an event {which} "
+                which = "an event a commit status is set on" if kind == "commitStatus" else "a known event"
+                self.error([*at, "events", index], f"{_shown(value)} is not {which} "
                            f"(one of {', '.join(k for k in EVENT_KINDS if k in default)})")
             else:
                 out.add(value)

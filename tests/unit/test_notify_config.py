@@ -71,7 +71,7 @@ def test_filters_by_event_model_and_agent_target(tmp_path: Path) -> None:
     (b"targets:\n  - name: Bad Name\n    type: slack\n    url: http://x/\n",
      "notify.yaml:2: targets[0].name: expected a name of lower-case letters"),
     (b"targets:\n  - name: a\n    type: slack\n    url: http://x/\n    events: [commit-done]\n",
-     "notify.yaml:5: targets[0].events[0]: \"commit-done\" is not an event known"),
+     "notify.yaml:5: targets[0].events[0]: \"commit-done\" is not a known event"),
     (b"targets:\n  - name: a\n    type: commitStatus\n    token: {fromEnv: T}\n    events: [drift-detected]\n",
      "notify.yaml:5: targets[0].events[0]: \"drift-detected\" is not an event a commit status is set on"),
     (b"targets:\n  - name: a\n    type: slack\n    url: ftp://x/\n",
