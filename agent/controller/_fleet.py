@@ -90,7 +90,8 @@ class Fleet:
         self.metrics = FleetMetrics(lambda: list(self.members.values()))
         # one board (the web UI's) and one notifier for every member
         self.board = Board()
-        self.notify: Sink = (open_notifier(config.notify, cluster=None, metrics=self.metrics, ui_url=config.ui_url)
+        self.notify: Sink = (open_notifier(config.notify, cluster=None, metrics=self.metrics, ui_url=config.ui_url,
+                                           repo=config.repo)
                              if config.notify else NullSink())
         self.triggers = TriggerQueue(self.metrics.set_queue_depth)
         self.status = Status()

@@ -88,7 +88,7 @@ class Controller:
         self.board = board or Board()
         self._own_notify = notify is None
         self.notify: Sink = notify or (open_notifier(config.notify, cluster=self.cluster, metrics=self.metrics,
-                                                     ui_url=config.ui_url) if config.notify else NullSink())
+                                                     ui_url=config.ui_url, repo=config.repo) if config.notify else NullSink())
         self.notices = PassNotices(self.notify, self.labels)
         self.triggers = TriggerQueue(self.metrics.set_queue_depth)
         self._stop = threading.Event()

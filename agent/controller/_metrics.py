@@ -26,6 +26,7 @@ DRIFT_POLICIES = ("heal", "detect")
 REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
 REFUSAL_REASONS = ("signature",)
 ROLES = ("leader", "follower")  # leader: a replica that may write (any one without --leader-elect)
+NOTIFY_RESULTS = ("sent", "failed", "dropped")
 HOLD_REASONS = HOLD_KINDS  # why a rollout step is not judged
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
@@ -132,6 +133,12 @@ class Metrics:
             PREFIX + "webhook_requests", "Webhook deliveries, by provider and HTTP status.", ["provider", "code"],
             registry=r,
         )
+        self._notifications = Counter(
+            PREFIX + "notifications", "Notifications (--notify) by target, its type (slack, cloudevents, "
+            "commitStatus) and result: sent, failed (not delivered after its tries) or dropped (the target's queue "
+            "was full, or the agent stopped first).", ["target", "type", "result"], registry=r)
+        self._notification_queue = Gauge(PREFIX + "notification_queue_depth",
+                                         "Notifications waiting to be sent, by target.", ["target"], registry=r)
         for trigger in TRIGGERS:  # every series exists from the start, so rate() sees the first event
             self._reconcile.labels(trigger=trigger)
         for role in ROLES:
@@ -223,6 +230,16 @@ class Metrics:
     def webhook(self, provider: str | None, code: int) -> None:
         """One webhook delivery answered with `code`; provider "unknown" when none was recognized."""
         self._webhooks.labels(provider=provider or "unknown", code=str(code)).inc()
+
+    def notification(self, target: str, type: str, result: str) -> None:
+        """One notification to the target `target` (configured names: a closed set) of `type`:
+        one of NOTIFY_RESULTS."""
+        if result not in NOTIFY_RESULTS:
+            raise ValueError(f"unknown notification result {result!r}; one of {', '.join(NOTIFY_RESULTS)}")
+        self._notifications.labels(target=target, type=type, result=result).inc()
+
+    def notification_queue(self, target: str, depth: int) -> None:
+        self._notification_queue.labels(target=target).set(depth)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (content type `CONTENT_TYPE`)."""

@@ -9,8 +9,9 @@ up PRs, comments or hooks. Standard library HTTP only; see docs/forges.md for to
 
 from __future__ import annotations
 
-from agent.forge._base import Comment, Forge, PullRequest, RepoRef
+from agent.forge._base import KINDS, STATUS_STATES, Comment, CommitStatus, Forge, PullRequest, RepoRef
 from agent.forge._errors import ForgeError
+from agent.forge._http import api_message
 from agent.forge._open import open_forge
 from agent.forge._remote import DEFAULT_TOKEN_ENV, read_token, repo_ref
 from agent.forge._settings import (
@@ -26,11 +27,15 @@ from agent.forge._settings import (
 
 __all__ = [
     "DEFAULT_TOKEN_ENV",
+    "KINDS",
+    "STATUS_STATES",
     "Comment",
+    "CommitStatus",
     "Forge",
     "ForgeError",
     "PullRequest",
     "RepoRef",
+    "api_message",
     "open_forge",
     "read_token",
     "repo_ref",

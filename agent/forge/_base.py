@@ -49,8 +49,63 @@ class RepoRef:
     name: str
 
 
+@dataclass(frozen=True)
+class CommitStatus:
+    """A commit status as the forge stored it (GitHub/Gitea: a status, GitLab: a pipeline job
+    status), in the forge-neutral states pending, success, failure."""
+
+    sha: str
+    state: str
+    context: str
+    description: str
+    url: str
+
+
+STATUS_STATES = ("pending", "success", "failure")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_CONTEXT = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")  # one printable word (a kube context may hold @)
+DESCRIPTION_LIMIT = 140
+
+
+_STATE_OF = {"pending": "pending", "success": "success", "failure": "failure", "error": "failure",
+             "warning": "failure", "failed": "failure", "canceled": "failure", "running": "pending",
+             "created": "pending", "waiting_for_resource": "pending", "preparing": "pending",
+             "scheduled": "pending", "manual": "pending", "skipped": "success"}
+
+
+def status_from(sha: str, d: Mapping[str, Any], context_key: str) -> CommitStatus | None:
+    """A status of a forge's answer (GitHub/Gitea `context`, GitLab `name`; GitHub `state`,
+    Gitea and GitLab `status`); None when it does not read as one."""
+    state = d.get("state") if isinstance(d.get("state"), str) else d.get("status")
+    context = d.get(context_key)
+    if not isinstance(state, str) or state not in _STATE_OF or not isinstance(context, str):
+        return None
+    description, url = d.get("description"), d.get("target_url")
+    return CommitStatus(sha, _STATE_OF[state], context, description if isinstance(description, str) else "",
+                        url if isinstance(url, str) else "")
+
+
+def status_request(sha: str, state: str, context: str, description: str, url: str) -> tuple[str, str]:
+    """The checked (description, url) of a status to set: sha a full commit id, state one of
+    STATUS_STATES, context a plain name; the description made one line of at most 140
+    characters, the url an http(s) URL or ""."""
+    if not _SHA.fullmatch(sha):
+        raise ForgeError(f"commit status: {sha[:80]!r} is not a full commit id")
+    if state not in STATUS_STATES:
+        raise ForgeError(f"commit status: state {state!r} is not one of {', '.join(STATUS_STATES)}")
+    if not _CONTEXT.fullmatch(context):
+        raise ForgeError(f"commit status: context {context[:80]!r}: expected 1-255 printable characters, no spaces")
+    line = " ".join(description.split())
+    if len(line) > DESCRIPTION_LIMIT:
+        line = line[: DESCRIPTION_LIMIT - 1] + "…"
+    if url and (not re.match(r"https?://[^\s/]+", url) or any(c.isspace() for c in url)):
+        raise ForgeError("commit status: the link is not an http(s) URL")
+    return line, url
+
+
 class Forge(Protocol):
-    """What the agent does on a forge: PRs, one comment per marker, merges, a push webhook."""
+    """What the agent does on a forge: PRs, one comment per marker, merges, a push webhook,
+    commit statuses."""
 
     kind: str
     repo: RepoRef
@@ -61,6 +116,8 @@ class Forge(Protocol):
     def upsert_comment(self, number: int, marker: str, body: str) -> Comment: ...
     def merge_pull(self, number: int, message: str | None = None) -> str: ...
     def add_push_webhook(self, url: str, secret: str) -> int: ...
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus: ...
+    def get_status(self, sha: str, context: str) -> CommitStatus | None: ...
     def close(self) -> None: ...
 
 
@@ -181,6 +238,17 @@ class ForgeBase:
         raise NotImplementedError
 
     def _edit_hook(self, hook_id: int, url: str, secret: str) -> int:
+        raise NotImplementedError
+
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus:
+        """Set the status `context` of commit `sha` (pending, success or failure), with a one-line
+        `description` and a link; the forge's answer is checked."""
+        raise NotImplementedError
+
+    def get_status(self, sha: str, context: str) -> CommitStatus | None:
+        """The newest status `context` of commit `sha` (None: none set), its state one of
+        STATUS_STATES (a forge's other states read as the nearest: running is pending,
+        error and canceled are failure)."""
         raise NotImplementedError
 
     # -- shared rules -------------------------------------------------------------------------

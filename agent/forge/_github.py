@@ -5,7 +5,20 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from agent.forge._base import ForgeBase, PullRequest, RawComment, RawHook, arr, i, obj, opt_s, s
+from agent.forge._base import (
+    CommitStatus,
+    ForgeBase,
+    PullRequest,
+    RawComment,
+    RawHook,
+    arr,
+    i,
+    obj,
+    opt_s,
+    s,
+    status_from,
+    status_request,
+)
 from agent.forge._errors import ForgeError
 
 PER_PAGE = 100
@@ -108,6 +121,29 @@ class GitHubForge(ForgeBase):
     def _edit_hook(self, hook_id: int, url: str, secret: str) -> int:
         d = self.http.json("PATCH", f"{self._r}/hooks/{hook_id}", self._hook_body(url, secret))
         return i(obj(d, "hook"), "id")
+
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus:
+        """POST /repos/{owner}/{repo}/statuses/{sha} (Gitea: the same call)."""
+        description, url = status_request(sha, state, context, description, url)
+        body = {"state": state, "context": context, "description": description}
+        if url:
+            body["target_url"] = url
+        d = obj(self.http.json("POST", f"{self._r}/statuses/{sha}", body), "status")
+        got = d.get("state") if isinstance(d.get("state"), str) else d.get("status")  # Gitea names it status
+        if got != state or s(d, "context") != context:
+            raise ForgeError(f"{self.kind}: POST {self._r}/statuses/{sha[:12]}: the answer is not the status sent "
+                             f"(state {str(got)[:20]!r}, context {s(d, 'context')[:80]!r})")
+        return CommitStatus(sha, state, context, s(d, "description", ""), s(d, "target_url", ""))
+
+    def get_status(self, sha: str, context: str) -> CommitStatus | None:
+        """GET /repos/{owner}/{repo}/commits/{sha}/status: the combined status, newest per context."""
+        status_request(sha, "pending", context, "", "")
+        d = obj(self.http.json("GET", f"{self._r}/commits/{sha}/status"), "combined status")
+        for item in arr(d.get("statuses") or [], "statuses"):
+            found = status_from(sha, obj(item, "status"), "context")
+            if found is not None and found.context == context:
+                return found
+        return None
 
 
 def _comment(d: dict[str, Any]) -> RawComment:

@@ -5,12 +5,28 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from agent.forge._base import Comment, ForgeBase, PullRequest, RawComment, RawHook, i, obj, opt_s, s
+from agent.forge._base import (
+    Comment,
+    CommitStatus,
+    ForgeBase,
+    PullRequest,
+    RawComment,
+    RawHook,
+    arr,
+    i,
+    obj,
+    opt_s,
+    s,
+    status_from,
+    status_request,
+)
 from agent.forge._errors import ForgeError
 
 PER_PAGE = 100
 # "locked" is GitLab's transient state while a merge is being carried out: not merged yet.
 _STATES = {"opened": "open", "locked": "open", "merged": "merged", "closed": "closed"}
+# commit statuses: GitLab says "failed" where GitHub and Gitea say "failure"
+_STATUS = {"pending": "pending", "success": "success", "failure": "failed"}
 
 
 def mr_from(d: dict[str, Any], created: bool = False) -> PullRequest:
@@ -122,3 +138,36 @@ class GitLabForge(ForgeBase):
     def _edit_hook(self, hook_id: int, url: str, secret: str) -> int:
         d = self.http.json("PUT", f"{self._p}/hooks/{hook_id}", self._hook_body(url, secret))
         return i(obj(d, "hook"), "id")
+
+    def set_status(self, sha: str, state: str, context: str, description: str, url: str = "") -> CommitStatus:
+        """POST /projects/{id}/statuses/{sha} (the status `name` is the context). Setting the
+        state a status already has is refused by GitLab ("Cannot transition status"): the
+        status is as asked, so that answer counts as done."""
+        description, url = status_request(sha, state, context, description, url)
+        body = {"state": _STATUS[state], "name": context, "description": description}
+        if url:
+            body["target_url"] = url
+        path = f"{self._p}/statuses/{sha}"
+        try:
+            d = obj(self.http.json("POST", path, body), "status")
+        except ForgeError as e:
+            if e.status == 400 and "cannot transition status" in str(e).lower():
+                return CommitStatus(sha, state, context, description, url)
+            raise
+        got = d.get("status")
+        if got != _STATUS[state] or s(d, "name") != context:
+            raise ForgeError(f"gitlab: POST {path}: the answer is not the status sent "
+                             f"(status {str(got)[:20]!r}, name {s(d, 'name')[:80]!r})")
+        return CommitStatus(sha, state, context, s(d, "description", ""), s(d, "target_url", ""))
+
+    def get_status(self, sha: str, context: str) -> CommitStatus | None:
+        """GET /projects/{id}/repository/commits/{sha}/statuses?name=...: the newest of that name."""
+        status_request(sha, "pending", context, "", "")
+        q: dict[str, str | int] = {"name": context, "per_page": PER_PAGE}
+        items = arr(self.http.json("GET", f"{self._p}/repository/commits/{sha}/statuses", query=q), "statuses")
+        newest = max((item for item in items if isinstance(item, dict) and isinstance(item.get("id"), int)),
+                     key=lambda item: int(item["id"]), default=None)
+        if newest is None:
+            return None
+        status = status_from(sha, newest, "name")
+        return status if status is not None and status.context == context else None

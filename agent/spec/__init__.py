@@ -38,6 +38,8 @@ from agent.spec._types import (
     group_of,
 )
 from agent.spec._yaml import MAX_FILE_BYTES
+from agent.spec._yaml import Document as YamlDocument
+from agent.spec._yaml import parse as parse_yaml
 
 __all__ = [
     "API_VERSION",
@@ -81,3 +83,4 @@ __all__ += ["autoscaler_annotations"]
 __all__ += ["ModelLookupError", "find_model"]
 __all__ += ["Environment", "PromotionPolicy", "UnknownEnvironment", "environment", "environment_of_cluster",
             "for_environment"]
+__all__ += ["YamlDocument", "parse_yaml"]  # the located YAML of other files the agent reads (agent.notify)
