@@ -39,7 +39,6 @@ from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 from tests.integration.conftest import wait_until
 from tests.unit.test_grafana_json import (
-    PENDING,
     dashboard,
     exported_names,
     metric_names,
@@ -230,7 +229,7 @@ def check_dashboard(prometheus: PrometheusInfo, url: str, docs: dict[str, list[d
         referenced |= metric_names(substitute(expr))
     agent_names = {n for n in referenced if n.startswith("modelops_agent_")}
     assert not_produced <= agent_names  # the list names only what the dashboard shows
-    expected = agent_names - PENDING - not_produced
+    expected = agent_names - not_produced
     own = f'{{instance="{urllib.parse.urlsplit(url).netloc}"}}'  # this agent's series, not an earlier test's
     missing: set[str] = set()
 

@@ -27,11 +27,6 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "modelops-agent.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PREFIX = "modelops_agent_"
 
-# Names the dashboard shows before the agent exports them: the notification metrics arrive with
-# the notifier. A pending name must still be spelled like an agent metric; remove it from here
-# once the agent exports it (the tests then check it like every other name).
-PENDING: frozenset[str] = frozenset({"modelops_agent_notifications_total", "modelops_agent_notification_queue_depth"})
-
 # Grafana's built-in interval variables, and what a test substitutes for them by default.
 BUILTINS = ("$__rate_interval", "$__interval", "$__range")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
@@ -230,7 +225,7 @@ def test_substitute_speaks_grafanas_variable_forms() -> None:
 def test_every_name_is_a_real_series_and_every_agent_metric_is_shown() -> None:
     board = dashboard()
     exported = exported_names()
-    known = exported | PENDING | model_series()
+    known = exported | model_series()
     referenced: set[str] = set()
     texts = [e for _, _, e in queries(board)] + [s for s, _ in variable_queries(board).values()]
     for expr in texts:
@@ -245,8 +240,6 @@ def test_every_name_is_a_real_series_and_every_agent_metric_is_shown() -> None:
     missing = {n for n in exported if n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
                not in shown}
     assert not missing, f"agent metrics on no panel: {sorted(missing)}"
-    assert referenced >= PENDING
-    assert not PENDING & exported, "a pending name is exported now: remove it from PENDING"
 
 
 def test_every_legend_names_labels_the_query_keeps() -> None:
