@@ -50,7 +50,7 @@ from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory
 from agent.controller._write_access import WriteAccess
-from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, with_traffic
+from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, last_sync, with_traffic
 from agent.errors import AgentError
 from agent.notify import NullSink, Sink, events_of_record, open_notifier
 from agent.rollout import LiveRollouts
@@ -330,7 +330,8 @@ class Controller:
             # a new commit (or working copy), or a rollout's new step, applies whatever the drift policy
             new_commit = desired is not self._applied or traffic != self._applied_traffic
             if desired is not self._applied:
-                self.notices.picked_up(desired)
+                self.notices.picked_up(desired, synced=str((last_sync(inventory.annotations, time.time()) or {})
+                                                            .get("commit", "")))
             outcome = self._sync_once(with_traffic(desired, traffic), view, inventory, new_commit)
             self.notices.after(desired, outcome, new_commit)
             self._publish(desired, view, inventory, traffic, outcome)

@@ -33,12 +33,18 @@ class PassNotices:
         self.sink.emit(Event(kind, target, commit=commit, message=message, environment=self.environment,
                              cluster=self.cluster, details=details))
 
-    def picked_up(self, desired: Desired) -> None:
-        """Before the pass writes: a commit not seen before is pending."""
+    def picked_up(self, desired: Desired, synced: str = "") -> None:
+        """Before the pass writes: a commit not seen before is pending. `synced`: the commit the
+        inventory's last-sync mark records; at a start, that commit was settled by an earlier run
+        (applied, perhaps rolled back since): nothing new is said of it."""
         commit = desired.revision.commit
         if not commit or commit == self._pending:
             return
+        first = not self._pending
         self._pending = commit
+        if first and commit == synced:
+            self._settled = (commit, "applied")
+            return
         target = desired.spec.config.name
         self._emit("commit-pending", target, commit, f"commit {commit[:12]}: applying to {self._where(target)}",
                    **_revision(desired))

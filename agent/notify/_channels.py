@@ -16,8 +16,6 @@ from agent.notify._event import Event
 from agent.notify._payloads import cloudevent, commit_status, slack_message
 
 TIMEOUT = 5.0  # seconds for one request to a target
-# in the description of a rollback (agent.notify.events_of_record's message)
-ROLLED_BACK = (": rollout rolled back: ", ": rollout aborted: ")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NOT_RETRIED = ("config", "certificate", "tls", "redirect", "too-large")
 
@@ -93,7 +91,10 @@ class WebhookChannel:
 
 
 class StatusChannel:
-    """Set the commit status of the Event's commit on the forge (agent.forge set_status)."""
+    """Set the commit status of the Event's commit on the forge (agent.forge set_status). A
+    restarted agent does not say a settled commit again: the controller does not announce the
+    commit its inventory's last-sync mark records (agent.controller PassNotices), so a rollback's
+    failure stands."""
 
     def __init__(self, config: TargetConfig, ui_url: str | None, forge: Forge) -> None:
         self.name = config.name
@@ -102,8 +103,6 @@ class StatusChannel:
         self.ui_url = ui_url
         self.forge = forge
         self._forms = secret_forms(config.secrets)
-        # (commit, context) whose settled status a restart does not say again (a fleet: one per cluster)
-        self._kept: set[tuple[str, str]] = set()
 
     def accepts(self, event: Event) -> bool:
         return (self.config.wants(event.kind, event.model, event.target) and bool(_FULL_SHA.fullmatch(event.commit))
@@ -117,31 +116,11 @@ class StatusChannel:
         if status is None:
             return
         state, context, description, link = status
-        key = (event.commit, context)
-        if event.kind == "commit-applied" and key in self._kept:
-            return
-        self._kept.discard(key)
-        if event.kind == "commit-pending" and self._settled(event.commit, context):
-            self._kept.add(key)
-            return
         try:
             self.forge.set_status(event.commit, state, context, description, link)
         except ForgeError as exc:
             retry = exc.status is None or exc.status == 429 or exc.status >= 500
             raise DeliveryError(self.scrub(str(exc)), retry=retry) from None
-
-    def _settled(self, sha: str, context: str) -> bool:
-        """Whether an earlier run of the agent settled the commit: applied (success), or its
-        rollout rolled back (failure): then picking it up again at a start says nothing new.
-        A commit that failed to apply is tried again, and says so."""
-        try:
-            current = self.forge.get_status(sha, context)
-        except ForgeError:
-            return False  # not known: said again
-        if current is None:
-            return False
-        return current.state == "success" or (current.state == "failure"
-                                                and any(mark in current.description for mark in ROLLED_BACK))
 
     def close(self) -> None:
         self.forge.close()

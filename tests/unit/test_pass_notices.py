@@ -172,3 +172,26 @@ def test_the_board_builds_each_document_once_and_wakes_waiters(desired: Desired)
     assert doc["revision"]["commit"] == COMMIT
     board.forget_where("staging", "c1")
     assert board.entries() == []
+
+
+def test_a_restart_does_not_say_the_commit_an_earlier_run_synced(desired: Desired) -> None:
+    """At a start, the commit the inventory's last-sync mark records was settled by an earlier
+    run (applied, perhaps rolled back since): neither pending nor applied is said again; the
+    next commit is."""
+    sink = Collect()
+    notices = PassNotices(sink, {})
+    notices.picked_up(desired, synced=COMMIT)
+    notices.after(desired, _outcome([], []), new_commit=True)
+    assert sink.events == []
+    later = dataclasses.replace(desired, revision=Revision(commit="b" * 40))
+    notices.picked_up(later, synced=COMMIT)
+    notices.after(later, _outcome([_report(later)], ["applied"]), new_commit=True)
+    assert sink.kinds() == ["commit-pending", "commit-applied"]
+
+
+def test_a_start_on_a_commit_not_yet_synced_says_it(desired: Desired) -> None:
+    sink = Collect()
+    notices = PassNotices(sink, {})
+    notices.picked_up(desired, synced="c" * 40)
+    notices.after(desired, _outcome([_report(desired)], ["failed"]), new_commit=True)
+    assert sink.kinds() == ["commit-pending", "commit-failed"]
