@@ -41,6 +41,7 @@ from agent.controller._http import HttpServer
 from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
+from agent.controller._memory import settle
 from agent.controller._metrics import Metrics
 from agent.controller._notices import PassNotices, publish
 from agent.controller._registry import RegistryFollower
@@ -332,9 +333,10 @@ class Controller:
             if desired is not self._applied:
                 self.notices.picked_up(desired, synced=str((last_sync(inventory.annotations, time.time()) or {})
                                                             .get("commit", "")))
-            outcome = self._sync_once(with_traffic(desired, traffic), view, inventory, new_commit)
+            effective = with_traffic(desired, traffic)  # the board's too: its status documents need no re-render
+            outcome = self._sync_once(effective, view, inventory, new_commit)
             self.notices.after(desired, outcome, new_commit)
-            self._publish(desired, view, inventory, traffic, outcome)
+            self._publish(effective, view, inventory, traffic, outcome)
         except (AgentError, ClusterError) as exc:
             self.status.last_error = str(exc)
             self._publish_error(str(exc))
@@ -393,6 +395,8 @@ class Controller:
         commit = self.source.commit
         if outcome.ok and (results or not outcome.plan.has_changes):
             if not staged:  # a held-back canary is still Git's to apply, whatever the drift policy
+                if desired is not self._applied:
+                    settle()  # the new state is long-lived: out of the collector's way
                 self._applied = desired
                 self._applied_traffic = traffic
             self.status.ready = True

@@ -195,3 +195,18 @@ def test_a_start_on_a_commit_not_yet_synced_says_it(desired: Desired) -> None:
     notices.picked_up(desired, synced="c" * 40)
     notices.after(desired, _outcome([_report(desired)], ["failed"]), new_commit=True)
     assert sink.kinds() == ["commit-pending", "commit-failed"]
+
+
+def test_settle_freezes_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from agent.controller import _memory, settle
+
+    monkeypatch.setattr(_memory, "_last", [float("-inf")])  # this process's own settles are not disturbed
+    try:
+        assert settle(now=1e9)
+        assert gc.get_freeze_count() > 0
+        assert not settle(now=1e9 + 1)  # another controller of the fleet, a moment later
+        assert settle(now=1e9 + 3600)
+    finally:
+        gc.unfreeze()
