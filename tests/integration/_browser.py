@@ -1,0 +1,71 @@
+"""A real headless browser for the web UI's tests: Debian's Chromium (`make system` installs
+`chromium`), driven through Playwright. Playwright's own browser download is never used (it
+cannot reach the network here): the fixture launches the system binary by path.
+
+`browser` is a session fixture (one Chromium for the session, closed at its end); a test opens
+its own contexts (`browser.new_context(...)`, JS on or off) and closes them. Chromium's profile
+and Playwright's temporary files live in a temporary directory of the session, never in ~.
+
+Without Chromium (or Playwright) the tests that use it are skipped with the reason, except
+under CI (CI=true), where CI installs both (`make system`, `make venv`) and a missing one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (Debian's package), or None when it is not installed."""
+    if os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    return shutil.which("chromium")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI installs it: `make system` and `make venv`)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Debian's Chromium, headless, launched by Playwright; closed (and its driver stopped) at
+    the end of the session."""
+    executable = chromium_path()
+    if executable is None:
+        _unavailable("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (the dev extra: pip install -e '.[dev]')")
+    assert executable is not None
+    scratch: Path = tmp_path_factory.mktemp("browser")
+    # Playwright's driver makes the browser's temporary profile (its user-data dir) and its
+    # artifacts under its own TMPDIR: the session's directory, read when the driver starts.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TMPDIR", str(scratch))
+        playwright = sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, timeout=60_000,
+            args=["--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-features=Translate,MediaRouter"],
+            env={**os.environ, "TMPDIR": str(scratch), "HOME": str(scratch)})
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
