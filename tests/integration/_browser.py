@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Dialog, Page
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -69,3 +69,67 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
             chromium.close()
     finally:
         playwright.stop()
+
+
+# --- what a page did: scripts that ran, errors, navigations -------------------------------------
+
+# Before any script of the page: every way a script injected through data would show itself
+# (a dialog, an error, a CSP violation report) is recorded on window.__seen. A page that had to
+# block an injected inline script (CSP) counts too: the markup should never have been there.
+WATCH_SCRIPT = """
+(() => {
+  const seen = [];
+  Object.defineProperty(window, "__seen", {value: seen});
+  for (const name of ["alert", "confirm", "prompt", "print"]) {
+    window[name] = (...args) => { seen.push(name + ":" + args.join(" ")); };
+  }
+  window.addEventListener("error", (e) => seen.push("error:" + (e.message || e.type)), true);
+  document.addEventListener("securitypolicyviolation",
+    (e) => seen.push("csp:" + e.violatedDirective + " " + e.blockedURI + " " + (e.sample || "")));
+})();
+"""
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+class PageWatch:
+    """Listens to a page: dialogs (dismissed), uncaught errors, console errors, main-frame
+    navigations and every request's URL. `problems()` is what should never happen."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.navigations: list[str] = []
+        self.requests: list[str] = []
+        page.add_init_script(WATCH_SCRIPT)
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda err: self.errors.append(str(err)))
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}")
+                if msg.type == "error" else None)
+        page.on("framenavigated", lambda frame: self.navigations.append(frame.url)
+                if frame == page.main_frame else None)
+        page.on("request", lambda request: self.requests.append(request.url))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def seen(self) -> list[str]:
+        """What the page's own hooks recorded (window.__seen) in its current document."""
+        return list(self.page.evaluate("() => window.__seen ? Array.from(window.__seen) : ['no hooks']"))
+
+    def problems(self) -> list[str]:
+        return [*self.dialogs, *self.errors, *self.console, *self.seen()]
+
+
+def screenshot(page: Page, name: str, directory: Path) -> Path:
+    """`name`.png of the page's viewport in `directory`; also in docs/screenshots/ when
+    UPDATE_SCREENSHOTS=1 (the README shows those)."""
+    path = directory / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False, animations="disabled")
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path
