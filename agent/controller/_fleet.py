@@ -31,7 +31,7 @@ from agent.controller._config import RunConfig
 from agent.controller._env_promotion import EnvironmentPromotions
 from agent.controller._fleet_metrics import FleetMetrics
 from agent.controller._fleet_promotions import PromotionTicker
-from agent.controller._http import HttpServer, serve
+from agent.controller._http import HttpServer, serve, ui_app
 from agent.controller._member import Member, post_event
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import write_back_of
@@ -196,7 +196,8 @@ class Fleet:
     def run(self) -> int:
         config = self.config
         self.http = serve(config.http_addr, config.webhook_secret_file, config.branch, health=self._health,
-                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts)
+                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts,
+                          ui=ui_app(config, self.board), ui_addr=config.ui_addr)
         self._alive = True
         self.promotions.start()
         try:

@@ -1,4 +1,6 @@
-"""The controller's HTTP endpoints: /healthz, /readyz, /metrics, /webhook and /alerts.
+"""The controller's HTTP endpoints: /healthz, /readyz, /metrics, /webhook and /alerts, and the
+read-only web UI (agent.ui.UiApp) at every other path when it is on (or on a server of its own,
+`--ui-addr`: then this one does not serve it).
 
 A stdlib `ThreadingHTTPServer` in a background thread: the surface is four small endpoints, so
 a web framework would add a dependency and nothing else. What the stdlib server lacks is
@@ -30,10 +32,12 @@ from types import TracebackType
 from typing import Any, cast
 
 from agent.controller._alerts import FiringAlert, bearer_ok, parse_alertmanager
+from agent.controller._config import RunConfig
 from agent.controller._metrics import CONTENT_TYPE, Metrics
 from agent.controller._webhook import MAX_BODY_BYTES, read_webhook_secret, verify_and_parse
 from agent.output import visible
 from agent.source import redact_urls
+from agent.ui import Board, Request, UiApp, forge_links, load_auth
 
 log = logging.getLogger("agent.controller.http")
 
@@ -69,19 +73,50 @@ def parse_http_addr(addr: str) -> tuple[str, int]:
     return (host or "0.0.0.0", int(m.group(3)))
 
 
-def serve(addr: str | None, webhook_secret_file: Path | None, branch: str, *, health: Check, ready: Check,
-          metrics: Metrics, on_push: OnPush, on_alerts: OnAlerts) -> HttpServer | None:
-    """The controller's (or the fleet's) server on `addr` (None or "": none), started:
-    /healthz /readyz /metrics, and /webhook /alerts when a secret file is given (read once)."""
-    if not addr:
+def ui_app(config: RunConfig, board: Board) -> UiApp | None:
+    """The web UI over `board` when `config` turns it on and names an address to serve it on;
+    the auth file is read here, once (AgentError naming the file and field when it is bad)."""
+    if not config.ui or not (config.http_addr or config.ui_addr):
         return None
+    auth = load_auth(config.ui_auth_file) if config.ui_auth_file is not None else None
+    forge = forge_links(config.repo, config.forge) if config.watch_dir is None else None
+    return UiApp(board, auth=auth, forge=forge)
+
+
+def serve(addr: str | None, webhook_secret_file: Path | None, branch: str, *, health: Check, ready: Check,
+          metrics: Metrics, on_push: OnPush, on_alerts: OnAlerts, ui: UiApp | None = None,
+          ui_addr: str | None = None) -> HttpServer | None:
+    """The controller's (or the fleet's) server on `addr` (None or "": none), started:
+    /healthz /readyz /metrics, and /webhook /alerts when a secret file is given (read once);
+    `ui` at every other path, or on a server of its own at `ui_addr` (stopped with this one;
+    the one returned when there is no `addr`)."""
+    ui_server: HttpServer | None = None
+    if ui is not None and ui_addr:
+        host, port = parse_http_addr(ui_addr)
+        ui_server = HttpServer(host, port, health=health, ready=ready, ui=ui, ui_only=True)
+        ui_server.start()
+        log.info("serving the web UI on %s", ui_server.url)
+    if not addr:
+        if ui_server is None and ui is not None:
+            ui.close()
+        return ui_server
     host, port = parse_http_addr(addr)
-    secret = read_webhook_secret(webhook_secret_file) if webhook_secret_file is not None else None
-    http = HttpServer(host, port, health=health, ready=ready, metrics=metrics, webhook_secret=secret, branch=branch,
-                      on_push=on_push if secret else None,
-                      on_alerts=on_alerts if secret else None)  # Monitor actions
-    http.start()
-    log.info("serving /healthz /readyz /metrics%s on %s", " /webhook /alerts" if secret else "", http.url)
+    try:
+        secret = read_webhook_secret(webhook_secret_file) if webhook_secret_file is not None else None
+        http = HttpServer(host, port, health=health, ready=ready, metrics=metrics, webhook_secret=secret,
+                          branch=branch, on_push=on_push if secret else None,
+                          on_alerts=on_alerts if secret else None,  # Monitor actions
+                          ui=None if ui_server is not None else ui)
+        http.ui_server = ui_server
+        http.start()
+    except BaseException:
+        if ui_server is not None:
+            ui_server.stop()
+        elif ui is not None:
+            ui.close()
+        raise
+    log.info("serving /healthz /readyz /metrics%s%s on %s", " /webhook /alerts" if secret else "",
+             " and the web UI at /" if ui is not None and ui_server is None else "", http.url)
     return http
 
 
@@ -104,6 +139,8 @@ class HttpServer:
         request_deadline: float = 30.0,
         max_body: int = MAX_BODY_BYTES,
         max_connections: int = 64,
+        ui: UiApp | None = None,
+        ui_only: bool = False,
     ) -> None:
         if webhook_secret is not None and not webhook_secret:
             raise ValueError("an empty webhook secret authenticates nothing; pass None to disable the webhook")
@@ -121,6 +158,9 @@ class HttpServer:
         self.request_deadline = request_deadline
         self.max_body = max_body
         self.max_connections = max_connections
+        self.ui = ui
+        self.ui_only = ui_only and ui is not None  # a server of the UI alone (--ui-addr)
+        self.ui_server: HttpServer | None = None  # the UI's own server, stopped with this one
         self._requested_port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -140,8 +180,12 @@ class HttpServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, cut open connections, close the socket and join every thread."""
         server, thread = self._server, self._thread
+        if self.ui_server is not None:
+            self.ui_server.stop(timeout)
         if server is None or thread is None:
             return
+        if self.ui is not None:
+            self.ui.close()  # wakes the requests waiting for the board to move
         server.shutdown()
         server.abort_active()
         server.server_close()  # joins the request threads (they are not daemons)
@@ -156,6 +200,13 @@ class HttpServer:
         if self._server is None:
             raise RuntimeError("the HTTP server is not started")
         return int(self._server.server_address[1])
+
+    @property
+    def ui_url(self) -> str | None:
+        """Where the web UI is served: this server, its own (--ui-addr), or None."""
+        if self.ui_server is not None:
+            return self.ui_server.url
+        return self.url if self.ui is not None else None
 
     @property
     def url(self) -> str:
@@ -267,7 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path = self.path.partition("?")[0].partition("#")[0]
-        if path in _READ_ENDPOINTS:
+        if self._app.ui_only:
+            self._ui()
+        elif path in _READ_ENDPOINTS:
             if self.command not in ("GET", "HEAD"):
                 self._send(405, "method not allowed\n", headers=[("Allow", "GET, HEAD")])
             elif path == "/metrics":
@@ -278,8 +331,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._webhook()
         elif path == "/alerts":
             self._alerts()
+        elif self._app.ui is not None:
+            self._ui()
         else:
             self._send(404, "not found\n")
+
+    def _ui(self) -> None:
+        app = self._app.ui
+        assert app is not None
+        try:
+            answer = app.handle(Request.of(self.command, self.path, dict(self.headers.items())))
+        except Exception:
+            log.exception("the web UI failed on %s", self.command)
+            self._send(500, "internal error\n")
+            return
+        self._send(answer.status, answer.body, content_type=answer.content_type, headers=answer.headers)
+        if self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+            self._drain()  # a body the UI never reads (it takes none): the answer first, no reset
 
     def _probe(self, path: str) -> None:
         """`ok` (200) or `unhealthy`/`not ready` (503) and nothing more: the endpoints are not
@@ -444,11 +512,14 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
+        given = {name.lower() for name, _ in headers}
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
+        if status != 204:
+            self.send_header("Content-Length", str(len(data)))
+        for name, value in (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")):
+            if name.lower() not in given:
+                self.send_header(name, value)
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()

@@ -37,7 +37,7 @@ from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
 from agent.controller._feed import DesiredSource
 from agent.controller._gate import WriteGate
-from agent.controller._http import HttpServer, serve
+from agent.controller._http import HttpServer, serve, ui_app
 from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
@@ -219,7 +219,8 @@ class Controller:
         """Serve until stop(); 0 on a clean stop."""
         config = self.config
         self.http = serve(config.http_addr, config.webhook_secret_file, config.branch, health=self._health,
-                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts)
+                          ready=self._ready, metrics=self.metrics, on_push=self._on_push, on_alerts=self._on_alerts,
+                          ui=ui_app(config, self.board), ui_addr=config.ui_addr)
         if config.watch_dir is not None:
             self._watcher = watch_directory(config.watch_dir, lambda: self.request("poll"))
         self._worker_alive = True

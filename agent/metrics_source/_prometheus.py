@@ -1,4 +1,4 @@
-"""The agent's Prometheus client: instant queries and active alerts over the HTTP API.
+"""The agent's Prometheus client: instant and range queries and active alerts over the HTTP API.
 
 Standard library only, over agent._http's transport (shared with agent.forge and the MLflow
 client): every request has a timeout and a body cap, redirects are refused (they would carry the
@@ -117,6 +117,42 @@ class Prometheus:
         if isinstance(kind, str) and kind in ("matrix", "string", "vector"):
             raise MetricsError(f"query {expr!r} returned a {kind}, expected a scalar or an instant vector")
         raise MetricsError(f"query {expr!r}: not an instant query answer: resultType {_shown(kind)}")
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+        """The one series of expr from `start` to `end` (unix times) every `step` seconds, as
+        (time, value) points in time order: a chart's line. No series: []. Points that are not a
+        [time, "value"] pair, or whose value is not finite (NaN, +Inf, -Inf), are left out (a
+        chart draws what is a number); several series, or an answer that is not a matrix, is a
+        MetricsError as for `query`."""
+        for name, value in (("start", start), ("end", end), ("step", step)):
+            if not math.isfinite(value):
+                raise MetricsError(f"query_range {expr!r}: {name} is not a finite number")
+        if step <= 0 or end < start:
+            raise MetricsError(f"query_range {expr!r}: needs start <= end and a positive step")
+        form = {"query": expr, "start": repr(float(start)), "end": repr(float(end)), "step": f"{step:g}",
+                "timeout": f"{self.timeout:g}s"}
+        data = self._call("POST", "/api/v1/query_range", form, what=f"query_range {expr!r}")
+        kind, result = data.get("resultType"), data.get("result")
+        if kind != "matrix" or not isinstance(result, list):
+            raise MetricsError(f"query_range {expr!r}: not a range query answer: resultType {_shown(kind)}")
+        if not result:
+            return []
+        if len(result) > 1:
+            raise MetricsError(f"query_range {expr!r} returned {len(result)} series, expected one (aggregate it)")
+        series = result[0]
+        values = series.get("values") if isinstance(series, dict) else None
+        if not isinstance(values, list):
+            raise MetricsError(f"query_range {expr!r}: malformed series: {_shown(series)}")
+        points: list[tuple[float, float]] = []
+        for pair in values:
+            try:
+                point = _number(self._sample(expr, pair))
+            except MetricsError:
+                continue
+            if point is not None and math.isfinite(point):
+                points.append((float(pair[0]), point))
+        points.sort()
+        return points
 
     @staticmethod
     def _sample(expr: str, value: Any) -> Any:
