@@ -124,12 +124,12 @@ class PageWatch:
         return [*self.dialogs, *self.errors, *self.console, *self.seen()]
 
 
-def screenshot(page: Page, name: str, directory: Path) -> Path:
-    """`name`.png of the page's viewport in `directory`; also in docs/screenshots/ when
-    UPDATE_SCREENSHOTS=1 (the README shows those)."""
+def screenshot(page: Page, name: str, directory: Path, *, docs: bool = True) -> Path:
+    """`name`.png of the page's viewport in `directory`; also in docs/screenshots/ when `docs`
+    and UPDATE_SCREENSHOTS=1 (the README shows those)."""
     path = directory / f"{name}.png"
     page.screenshot(path=str(path), full_page=False, animations="disabled")
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+    if docs and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
     return path

@@ -40,6 +40,7 @@ FRAUD, SEARCH, XSS = "ui-fraud", "ui-search", "ui-xss"  # namespaces of the sess
 ROLLED = "fraud-scorer"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 XSS_MESSAGE = "<img src=x onerror=alert(1)>"
+HOLD = 45.0  # seconds fraud-scorer's first step holds: its chart then spans a minute (the model page's screenshot)
 
 
 def runtime(name: str, image: str, formats: list[str]) -> dict[str, Any]:
@@ -147,11 +148,12 @@ def series_points(page: Page, series: str) -> int:
 
 @pytest.fixture
 def fraud_server(prometheus: PrometheusInfo) -> Iterator[ModelServer]:
-    """fraud-scorer's versions for Prometheus to scrape: stable 1 at 20 requests/s, canary 2 idle
-    (no requests: its first step holds, not judged, until the test lets traffic in)."""
+    """fraud-scorer's versions for Prometheus to scrape: stable 1 at 20 requests/s with 1% errors,
+    canary 2 barely served (2 requests a step: its first step holds, not judged, until the test
+    lets traffic in) with none."""
     server = ModelServer(FRAUD, ROLLED)
-    server.track("1", "stable", error_rate=0.0, rps=20.0)
-    server.track("2", "canary", error_rate=0.0, rps=0.0)
+    server.track("1", "stable", error_rate=0.01, latency=0.08, rps=20.0)
+    server.track("2", "canary", error_rate=0.0, latency=0.04, rps=0.1)
     prometheus_reload(prometheus, [server.target])
     try:
         yield server
@@ -166,6 +168,7 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
     with running(ui_config(tmp_path, bare, kubeconfig, prometheus)) as controller:
         url = ui_url(controller)
         wait_until(lambda: canary_traffic(kubeconfig, FRAUD, ROLLED) == 10, "the first step (10%)", 90)
+        started = time.monotonic()
         context = browser.new_context(viewport=VIEWPORT)
         try:
             page = context.new_page()
@@ -175,11 +178,15 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
             expect(traffic_cell(page, key)).to_contain_text("10%", timeout=30_000)
             assert page.locator("tr[data-model]").count() == 4
             page.evaluate("() => { window.__sameDocument = 'yes'; }")  # gone if the page were reloaded
-            fraud_server.set("2", rps=20.0)  # the canary serves: the step is judged, and passes
+            # the page waits for news (the first step holds: too few requests), then the canary
+            # serves, the step is judged and passes; by then the rollout has a minute of metrics
+            time.sleep(max(0.0, started + HOLD - time.monotonic()))
+            fraud_server.set("2", rps=20.0)
             expect(traffic_cell(page, key)).to_contain_text("50%", timeout=60_000)
             assert page.evaluate("() => window.__sameDocument") == "yes"
             assert watch.navigations == [f"{url}/"], watch.navigations  # one navigation: no reload
             assert watch.problems() == []
+            expect(page.locator(f'tr[data-model="{key}"] [data-field="synced"]')).to_contain_text("Synced")
             screenshot(page, "ui-overview", tmp_path)
 
             # the model page: the new version's series drawn from Prometheus' range query
@@ -189,7 +196,7 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
                 time.sleep(2)  # the chart is cached a few seconds; the canary's series grows each scrape
                 page.reload()
             assert series_points(page, "new") >= 2, page.locator("svg.chart").first.inner_html()
-            assert page.locator('svg.chart path[data-series="stable"]').count() == 1
+            assert page.locator('svg.chart path[data-series="stable"]').count() >= 1
             assert watch.problems() == []
             screenshot(page, "ui-model", tmp_path)
         finally:
@@ -204,7 +211,7 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
             assert re.search(r"\d+%", traffic_cell(page, key).inner_text())
             assert "query-ranker" in page.locator(f'tr[data-model="{SEARCH}/query-ranker"]').inner_text()
             page.goto(f"{url}/models/{FRAUD}/{ROLLED}")
-            assert page.locator('svg.chart path[data-series="new"]').count() == 1
+            assert page.locator('svg.chart path[data-series="new"]').count() >= 1
             assert ROLLED in page.locator("main").inner_text()
         finally:
             context.close()
@@ -260,6 +267,7 @@ def test_markup_from_git_renders_as_text_and_no_script_runs(
                 ].map((e) => e.outerHTML)""")
                 assert injected == [], (path, injected)
                 assert watch.problems() == [], (path, watch.problems())
+                screenshot(page, f"markup-{path.strip('/').split('/')[0] or 'overview'}", tmp_path, docs=False)
             assert not [u for u in watch.requests if not u.startswith(url)]  # nothing fetched from elsewhere
             assert not [u for u in watch.requests if u.rstrip("/").endswith("/x")]  # no <img src=x> loaded
         finally:
