@@ -258,6 +258,8 @@ def test_markup_from_git_renders_as_text_and_no_script_runs(
             expect(page.locator("main")).to_contain_text(XSS_MESSAGE)
             page.goto(f"{url}/models/{XSS}/x--probe--1")
             expect(page.locator("main")).to_contain_text("x--probe--1")
+            expect(page.locator("main")).to_contain_text(XSS_MESSAGE)  # the deployment history
+            expect(page.locator("main")).to_contain_text("https://models.example/<svg/onload=alert(3)>/x")
             for path in ("/", f"/models/{XSS}/x--probe--1", "/audit"):
                 page.goto(f"{url}{path}")
                 page.wait_for_load_state("load")
