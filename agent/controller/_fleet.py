@@ -31,10 +31,11 @@ from agent.controller._config import RunConfig
 from agent.controller._env_promotion import EnvironmentPromotions
 from agent.controller._fleet_metrics import FleetMetrics
 from agent.controller._fleet_promotions import PromotionTicker
-from agent.controller._http import HttpServer, serve, ui_app
+from agent.controller._http import HttpServer
 from agent.controller._member import Member, post_event
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import write_back_of
+from agent.controller._serve import serve, ui_app
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Trigger, TriggerQueue

@@ -37,7 +37,7 @@ from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
 from agent.controller._feed import DesiredSource
 from agent.controller._gate import WriteGate
-from agent.controller._http import HttpServer, serve, ui_app
+from agent.controller._http import HttpServer
 from agent.controller._leadership import Leadership
 from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
@@ -45,6 +45,7 @@ from agent.controller._metrics import Metrics
 from agent.controller._notices import PassNotices, publish
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
+from agent.controller._serve import serve, ui_app
 from agent.controller._signers import SignersFile
 from agent.controller._source import SourceFollower, Status
 from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_directory

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -51,8 +51,11 @@ class Request:
     def of(cls, method: str, target: str, headers: Mapping[str, str] | None = None) -> Request:
         """From a request line's target (`/models/a/b?target=x`) and its headers."""
         path, _, query = target.partition("#")[0].partition("?")
-        return cls(method.upper(), urllib.parse.unquote(path) or "/",
-                   urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=20),
+        try:
+            args = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=20)
+        except ValueError:  # more fields than any page takes: none of them is read
+            args = {}
+        return cls(method.upper(), urllib.parse.unquote(path) or "/", args,
                    {k.lower(): v for k, v in (headers or {}).items()})
 
     def arg(self, name: str) -> str | None:
@@ -103,6 +106,8 @@ class UiApp:
         path = request.path
         if path.startswith("/static/"):
             return self._file(path.removeprefix("/static/"))
+        if path == "/favicon.ico":  # asked for by browsers whatever the page's <link rel=icon> says
+            return self._file("favicon.svg")
         try:
             page = int(request.arg("page") or "1")
         except ValueError:
@@ -110,7 +115,8 @@ class UiApp:
         if path in ("/", "/index.html"):
             return self._page(request, "overview.html", lambda: self._overview())
         if path == "/audit":
-            return self._page(request, "audit.html", lambda: audit_page(self.board, self.audit, page))
+            return self._page(request, "audit.html", lambda: audit_page(
+                self.board, self.audit, page, event=request.arg("event"), model=request.arg("model")))
         m = _MODEL_PATH.fullmatch(path)
         if m is not None:
             key = f"{m.group(1)}/{m.group(2)}"
@@ -122,13 +128,19 @@ class UiApp:
 
     def _overview(self) -> dict[str, Any]:
         heads, rows = overview(self.board, time.time())
-        return {"heads": heads, "rows": rows, "clusters": any(r.cluster for r in rows),
-                "environments": any(r.environment for r in rows)}
+        counts: dict[tuple[str, str, str], int] = {}
+        for r in rows:
+            counts[r.health] = counts.get(r.health, 0) + 1
+        summary = {"models": len(rows), "health": sorted(counts.items(), key=lambda kv: kv[0][1]),
+                   "rolling": sum(1 for r in rows if r.phase == "Progressing"),
+                   "outofsync": sum(1 for r in rows if not r.synced), "drifted": sum(1 for r in rows if r.drift)}
+        return {"heads": heads, "rows": rows, "summary": summary}
 
     def _model(self, key: str, target: str | None, cluster: str | None) -> dict[str, Any] | None:
         return model_page(self.board, self.charts, self.audit, self.forge, key, target, cluster, time.time())
 
-    def _page(self, request: Request, name: str, build: Any, status: int = 200) -> Response:
+    def _page(self, request: Request, name: str, build: Callable[[], dict[str, Any] | None],
+              status: int = 200) -> Response:
         fragment = request.arg("fragment") == "1"
         generation = self.board.generation
         since = request.arg("since")

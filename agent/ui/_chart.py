@@ -139,6 +139,8 @@ class ChartSource:
         ended = state.phase not in ("Progressing", "Paused")
         end = max((float(h.get("at", 0)) for h in state.history), default=now) if ended else now
         end = max(end, start + 60.0)
+        if not (math.isfinite(start) and math.isfinite(end) and 0 < start < 1e11 and end < 1e11):
+            return Charts((), "no chart: the rollout's times do not read as times")
         key = (id(prometheus), model.key, state.version, state.stable, tuple(q.expr for q in new), start,
                end if ended else None)
         mono = time.monotonic()
@@ -174,6 +176,8 @@ class ChartSource:
             for kind, version, query in (("new", state.version, q), ("stable", state.stable, stable.get(q.name))):
                 if query is None:
                     continue
+                if self._closed:  # stopping: no more queries (each could wait for the client's timeout)
+                    return Charts((), "no chart: the server is stopping")
                 try:
                     series.append((kind, version, prometheus.query_range(query.expr, start, end, step)))
                 except Exception as exc:  # a MetricsError (or anything a broken peer provokes): no data

@@ -4,11 +4,14 @@ row), the audit trail and the chart source. Nothing here is HTML: the templates 
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from agent import history
 from agent.spec import Model
@@ -89,8 +92,6 @@ class Head:
 
 
 def model_href(key: str, entry: Published) -> str:
-    from urllib.parse import quote, urlencode
-
     query = {"target": entry.target, **({"cluster": entry.cluster} if entry.cluster else {})}
     return f"/models/{quote(key, safe='/')}?{urlencode(query)}"
 
@@ -179,9 +180,15 @@ def _no_userinfo(uri: str) -> str:
 
 
 def _clock(at: object) -> str:
-    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
-        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
-    return str(at or "").replace("T", " ")
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+        except (OverflowError, OSError, ValueError):  # not finite, or not a time
+            return "-"
+    text = str(at or "")
+    if re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", text):
+        return text[:19].replace("T", " ") + "Z"  # the audit log's ISO times, to the second
+    return text
 
 
 def _checks(raw: object) -> list[dict[str, Any]]:
@@ -190,7 +197,10 @@ def _checks(raw: object) -> list[dict[str, Any]]:
         if not isinstance(c, dict):
             continue
         value = c.get("value")
-        shown = f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value or "-")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            shown = f"{value:.4g}" if math.isfinite(value) else "+Inf" if value > 0 else "-Inf" if value < 0 else "-"
+        else:
+            shown = str(value or "-")[:40]
         ok = c.get("ok")
         verdict = ("✓", "pass", "ok") if ok is True else ("✗", "fail", "bad") if ok is False else ("…", "not judged", "unknown")
         out.append({"name": str(c.get("name", "")), "value": shown, "verdict": verdict,
@@ -220,11 +230,11 @@ def timeline(state: Any, records: Sequence[dict[str, Any]], key: str) -> list[di
 
 def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: ForgeLinks | None, key: str,
                target: str | None, cluster: str | None, now: float) -> dict[str, Any] | None:
-    matches = [e for e in board.entries() if (target is None or e.target == target)
-               and (cluster is None or e.cluster == cluster) and any(m.key == key for m in e.desired.spec.models)]
-    if not matches:
+    having = [e for e in board.entries() if any(m.key == key for m in e.desired.spec.models)]
+    entry = next((e for e in having if (target is None or e.target == target)
+                  and (cluster is None or e.cluster == cluster)), None)
+    if entry is None:
         return None
-    entry = matches[0]
     spec = entry.desired.spec
     model = next(m for m in spec.models if m.key == key)
     doc = next(m for m in board.document(entry)["models"] if f"{m['namespace']}/{m['name']}" == key)
@@ -235,7 +245,7 @@ def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: For
     rollout = None
     if state is not None:
         monitors = [m for m in spec.monitors if m.model_key == key]
-        shown = doc.get("rollout") or {}
+        shown = {"message": "", "hold": None, "step": None, "steps": None, "checks": [], **(doc.get("rollout") or {})}
         plan = list(model.rollout.steps or (100,)) if model.rollout and state.strategy != "blueGreen" else []
         rollout = {"state": shown, "checks": _checks(shown.get("checks")), "plan": plan, "current": state.step,
                    "phase": state.phase, "timeline": timeline(state, records, key),
@@ -248,12 +258,13 @@ def model_page(board: Board, charts: ChartSource, audit: AuditReader, forge: For
                     and r.get("drift") and not r.get("dry_run")][:20]
     canary, traffic, stable_pct = traffic_of(doc)
     return {
-        "key": key, "entry": entry, "others": [(e, model_href(key, e)) for e in matches[1:]],
+        "key": key, "entry": entry, "others": [(e, model_href(key, e)) for e in having if e is not entry],
         "health": health_of(doc.get("health")), "message": first_line(doc.get("message"), 400),
         "synced": bool(doc.get("synced")), "traffic": traffic, "stable_pct": stable_pct, "canary": canary,
         "versions": versions(model, state.version if state else None), "rollout": rollout,
         "deployments": [_deployment(d, forge) for d in deployments], "drift_now": entry.drift.get(key, ()),
-        "drift_events": drift_events, "objects": doc.get("objects") or [], "audit_note": trail.error,
+        "drift_events": drift_events,
+        "objects": [{**o, "h": health_of(o.get("health"))} for o in doc.get("objects") or []], "audit_note": trail.error,
     }
 
 
@@ -270,34 +281,42 @@ def _deployment(d: dict[str, Any], forge: ForgeLinks | None) -> dict[str, Any]:
             "author": str(d.get("author") or ""), "message": first_line(d.get("message")),
             "pull": str(pr or ""), "pull_url": (forge.pull(pr) if forge else safe_url(pr)) if pr else None,
             "versions": history.versions_text(d), "registry": ", ".join(
-                f"{r.get('version')} = registry {r.get('registryVersion')}" for r in d.get("registry") or []),
+                f"{r.get('version')} = registry version {r.get('registryVersion')}" for r in d.get("registry") or []
+                if r.get("registryVersion") not in (None, "", "None")),
             "rollout": history.rollout_text(d), "result": str(d.get("result") or ""),
             "events": [{"at": _clock(e.get("time")), "text": first_line(e.get("text"), 300)}
                        for e in d.get("events") or []][-12:]}
 
 
-def audit_page(board: Board, audit: AuditReader, page: int, per_page: int = 50) -> dict[str, Any]:
+def audit_page(board: Board, audit: AuditReader, page: int, per_page: int = 50, *, event: str | None = None,
+               model: str | None = None) -> dict[str, Any]:
+    """The audit log newest first, a page of it; only the records of `event` and/or `model` when given."""
     paths = list(dict.fromkeys(e.audit_log for e in board.entries() if e.audit_log is not None))
     trail = audit.trail(paths[0] if paths else None)
-    newest = list(reversed(trail.records))
+    newest = [r for r in reversed(trail.records) if (not event or r.get("event") == event)
+              and (not model or r.get("model") == model)]
     pages = max(1, math.ceil(len(newest) / per_page))
     page = min(max(1, page), pages)
     shown = newest[(page - 1) * per_page: page * per_page]
+    filters = {k: v for k, v in (("event", event), ("model", model)) if v}
     return {"trail": trail, "page": page, "pages": pages, "records": [_record(r) for r in shown],
-            "others": paths[1:]}
+            "others": paths[1:], "matching": len(newest), "filters": filters,
+            "newer": f"/audit?{urlencode({**filters, 'page': page - 1})}" if page > 1 else None,
+            "older": f"/audit?{urlencode({**filters, 'page': page + 1})}" if page < pages else None,
+            "events": sorted({str(r.get("event", "")) for r in trail.records})}
 
 
-_SUMMARY = ("target", "environment", "cluster", "model", "transition", "result", "commit", "action", "outcome")
+_SUMMARY = ("target", "environment", "cluster", "model", "transition", "result", "commit", "action", "outcome",
+            "message", "reason")
 
 
 def _record(r: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     summary = [(k, short(r[k]) if k == "commit" else first_line(r[k], 120)) for k in _SUMMARY
                if isinstance(r.get(k), str | int) and r.get(k) not in ("", None)]
     if isinstance(r.get("object"), dict):
         summary.append(("object", _ref(r["object"])))
     rest = {k: v for k, v in r.items() if k not in ("hash", "prev_hash")}
     return {"seq": r.get("seq", ""), "time": _clock(r.get("time")), "event": str(r.get("event", "")),
+            "event_href": f"/audit?{urlencode({'event': str(r.get('event', ''))})}",
             "agent": str(r.get("agent") or ""), "summary": summary,
             "detail": json.dumps(rest, indent=1, sort_keys=True, default=str)[:4000]}

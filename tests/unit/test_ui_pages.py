@@ -5,6 +5,7 @@ answers, the headers and the read-only rule."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -17,6 +18,7 @@ import pytest
 
 from agent.audit import AuditLog
 from agent.desired import load_desired
+from agent.render import object_key
 from agent.rollout import LiveRollouts, RolloutState
 from agent.source import Revision
 from agent.ui import CSP, Board, Published, Request, Response, UiApp, forge_links
@@ -103,6 +105,7 @@ def test_the_overview_has_one_row_per_model_with_its_hooks_and_escapes_the_commi
     assert "step 2/3" in page and "Progressing" in page
     assert EVIL not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "1 object" in page  # the drift
+    assert not re.search(r"\bNone\b|Traceback|<object at", page)  # no Python in what people read
     headers = dict(answer.headers)
     assert headers["Content-Security-Policy"] == CSP
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
@@ -134,6 +137,7 @@ def test_the_model_page_shows_versions_gates_the_rollout_timeline_and_a_chart(tm
     assert re.search(r'<path data-series="new" class="line series-new" d="M[0-9.]+ [0-9.]+ L', page)
     assert re.search(r'<path data-series="stable" class="line series-stable" d="M', page)
     assert "max 0.05" in page  # the gate's bound on the chart
+    assert not re.search(r"\bNone\b|Traceback|<object at", page)
 
 
 def test_unknown_pages_and_models_are_404_and_writes_are_405(tmp_path: Path) -> None:
@@ -183,6 +187,9 @@ def test_the_audit_page_paginates_newest_first_and_says_whether_the_chain_holds(
         first = text(get(app, "/audit"))
         assert "Chain verified" in first and 'data-seq="120"' in first and 'data-seq="70"' not in first
         assert "page 1 of 3" in first and EVIL not in first
+        assert 'href="/audit?event=reconcile"' in first
+        filtered = text(get(app, "/audit?event=nosuch"))
+        assert "0 with event nosuch" in filtered and "data-seq=" not in filtered
         last = text(get(app, "/audit?page=3"))
         assert 'data-seq="1"' in last and 'data-seq="21"' not in last
         lines = log.read_bytes().splitlines(keepends=True)
@@ -216,3 +223,83 @@ def test_head_answers_like_get(tmp_path: Path, path: str) -> None:
         assert get(app, path, method="HEAD").status == 200
     finally:
         app.close()
+
+
+def test_history_links_only_http_urls_and_escapes_what_the_audit_log_says(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, "test") as audit:
+        audit.write("object", model="fraud/scorer", action="update", object={"kind": "Deployment", "name": "scorer"},
+                    drift=["spec.replicas"], dry_run=False, result="applied")
+        audit.write("reconcile", target="test-repo", commit="b" * 40, author='"><script>alert(1)</script>',
+                    message=EVIL, pull_request="javascript:alert(1)", result="succeeded",
+                    models=[{"model": "fraud/scorer", "stable": "1", "canary": "2", "traffic": 10}])
+        audit.write("reconcile", target="test-repo", commit="c" * 40, author="Ann", message="second",
+                    pull_request="https://forge.example/acme/models/pulls/7", result="succeeded",
+                    models=[{"model": "fraud/scorer", "stable": "2"}])
+    app = UiApp(board_with(tmp_path, audit_log=log))
+    try:
+        page = text(get(app, "/models/fraud/scorer"))
+        many = get(app, "/?" + "&".join(f"a{i}=1" for i in range(50)))
+    finally:
+        app.close()
+    assert "PR javascript:alert(1)" in page  # shown as text, never as a link
+    assert 'href="javascript' not in page and "<script>alert" not in page and EVIL not in page
+    assert 'href="https://forge.example/acme/models/pulls/7"' in page
+    assert "spec.replicas" in page and "Deployment/scorer" in page  # the drift event
+    assert many.status == 200
+
+
+def test_a_forge_links_commits_in_the_history(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with AuditLog(log, "test") as audit:
+        audit.write("reconcile", target="test-repo", commit="d" * 40, author="Ann", message="m", pull_request="#4",
+                    result="succeeded", models=[{"model": "fraud/scorer", "stable": "1"}])
+    app = UiApp(board_with(tmp_path, audit_log=log), forge=forge_links("https://github.com/acme/models.git"))
+    try:
+        page = text(get(app, "/models/fraud/scorer"))
+    finally:
+        app.close()
+    assert f'href="https://github.com/acme/models/commit/{"d" * 40}"' in page
+    assert 'href="https://github.com/acme/models/pull/4"' in page
+
+
+def test_a_fleet_board_has_a_row_per_cluster_and_each_model_page_picks_its_cluster(tmp_path: Path) -> None:
+    board = board_with(tmp_path)
+    [entry] = board.entries()
+    board.forget(entry.key)
+    for cluster in ("eu-1", "us-1"):
+        board.publish(dataclasses.replace(entry, target="test-repo-prod", environment="prod", cluster=cluster))
+    app = UiApp(board)
+    try:
+        page = text(get(app, "/"))
+        model = text(get(app, "/models/fraud/scorer?target=test-repo-prod&cluster=us-1"))
+        none = get(app, "/models/fraud/scorer?cluster=nowhere")
+    finally:
+        app.close()
+    for cluster in ("eu-1", "us-1"):
+        assert f'<tr data-model="fraud/scorer" data-target="test-repo-prod" data-cluster="{cluster}">' in page
+        assert f'href="/models/fraud/scorer?target=test-repo-prod&amp;cluster={cluster}"' in page
+    assert '<span class="chip cluster">us-1</span>' in model.split("Also on")[0]
+    assert "Also on" in model and "eu-1" in model.split("Also on")[1]
+    assert none.status == 404
+
+
+def test_what_the_cluster_says_is_escaped(tmp_path: Path) -> None:
+    board = board_with(tmp_path)
+    [entry] = board.entries()
+    live = {}
+    for o in entry.desired.objects:
+        seen = copy.deepcopy(o)
+        if o["kind"] == "InferenceService":
+            seen["status"] = {"conditions": [{"type": "Ready", "status": "False",
+                                              "message": '<script>alert("ready")</script>'}]}
+        live[object_key(o)] = seen
+    board.publish(dataclasses.replace(entry, live=live))
+    app = UiApp(board)
+    try:
+        pages = [text(get(app, "/")), text(get(app, "/models/fraud/scorer"))]
+    finally:
+        app.close()
+    for page in pages:
+        assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;ready&#34;)&lt;/script&gt;" in page
+        assert "⚠ " in page or "Degraded" in page

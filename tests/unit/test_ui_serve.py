@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.controller import RunConfig
-from agent.controller._http import serve, ui_app
 from agent.controller._metrics import Metrics
+from agent.controller._serve import serve, ui_app
 from agent.errors import AgentError
 from agent.ui import Board, UiApp, load_auth
 
@@ -81,6 +81,7 @@ def test_the_auth_file_guards_every_page_and_no_answer_or_log_holds_the_secret(
         for path in ("/", "/audit", "/static/app.css", "/models/fraud/scorer"):
             status, headers, body = fetch(http.url + path)
             assert status == 401 and headers["WWW-Authenticate"].startswith('Basic realm="modelops-agent"')
+            assert TOKEN not in body and PASSWORD not in body
         assert fetch(http.url + "/", {"Authorization": "Bearer wrong"})[0] == 401
         assert fetch(http.url + "/", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
         good = base64.b64encode(f"ann:{PASSWORD}".encode()).decode()

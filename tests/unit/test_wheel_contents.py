@@ -35,5 +35,8 @@ def test_the_wheel_holds_the_agent_and_no_local_environment(tmp_path: Path) -> N
     assert modules == {p.relative_to(source).as_posix() for p in (source / "agent").rglob("*.py")}
     parts = {part.removesuffix(".py") for n in modules for part in n.split("/")}
     assert not parts & LOCAL_ENVIRONMENT, sorted(parts & LOCAL_ENVIRONMENT)
+    ui_files = {p.relative_to(source).as_posix() for d in ("templates", "static")
+                for p in (source / "agent" / "ui" / d).iterdir()}
+    assert ui_files and ui_files <= set(names), sorted(ui_files - set(names))  # the web UI's templates, CSS, JS
     top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["agent"]
