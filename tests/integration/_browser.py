@@ -2,8 +2,8 @@
 `chromium`), driven through Playwright. Playwright's own browser download is never used (it
 cannot reach the network here): the fixture launches the system binary by path.
 
-`browser` is a session fixture (one Chromium for the session, closed at its end); a test opens
-its own contexts (`browser.new_context(...)`, JS on or off) and closes them. Chromium's profile
+`browser` is a session fixture (one Chromium for the session, closed at its end; a test module
+imports `browser_fixture` to use it); a test opens its own contexts (`browser.new_context(...)`, JS on or off) and closes them. Chromium's profile
 and Playwright's temporary files live in a temporary directory of the session, never in ~.
 
 Without Chromium (or Playwright) the tests that use it are skipped with the reason, except
@@ -39,8 +39,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+@pytest.fixture(scope="session", name="browser")
+def browser_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Debian's Chromium, headless, launched by Playwright; closed (and its driver stopped) at
     the end of the session."""
     executable = chromium_path()

@@ -25,7 +25,7 @@ import yaml
 from agent.cluster import Cluster
 from agent.controller import Controller, RunConfig
 from devenv.cluster import PrometheusInfo, prometheus_reload
-from tests.integration._browser import PageWatch, browser, screenshot  # noqa: F401 - `browser` is a fixture
+from tests.integration._browser import PageWatch, browser_fixture, screenshot  # noqa: F401 - the `browser` fixture
 from tests.integration._model_server import ModelServer
 from tests.integration._repos import GIT
 from tests.integration.conftest import running, wait_until
@@ -162,7 +162,7 @@ def fraud_server(prometheus: PrometheusInfo) -> Iterator[ModelServer]:
 
 
 def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometheus: PrometheusInfo,
-                                       fraud_server: ModelServer, browser: Browser) -> None:  # noqa: F811
+                                       fraud_server: ModelServer, browser: Browser) -> None:
     _work, bare = write_repo(tmp_path / "repo", demo_docs(), "fraud-scorer 2: canary rollout 10% → 50% → 100%")
     key = f"{FRAUD}/{ROLLED}"
     with running(ui_config(tmp_path, bare, kubeconfig, prometheus)) as controller:
@@ -186,8 +186,10 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
             assert page.evaluate("() => window.__sameDocument") == "yes"
             assert watch.navigations == [f"{url}/"], watch.navigations  # one navigation: no reload
             assert watch.problems() == []
-            expect(page.locator(f'tr[data-model="{key}"] [data-field="synced"]')).to_contain_text("Synced")
+            expect(page.locator(f'tr[data-model="{key}"] [data-field="synced"]')).to_contain_text(
+                "Synced", timeout=15_000)
             screenshot(page, "ui-overview", tmp_path)
+            pages_without_javascript(browser, url, key)  # while the rollout runs
 
             # the model page: the new version's series drawn from Prometheus' range query
             page.goto(f"{url}/models/{FRAUD}/{ROLLED}")
@@ -202,19 +204,23 @@ def test_a_rollout_seen_in_the_browser(tmp_path: Path, kubeconfig: Path, prometh
         finally:
             context.close()
 
-        # with JavaScript off the server-rendered pages carry everything
-        context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
-        try:
-            page = context.new_page()
-            page.goto(f"{url}/")
-            assert page.locator("tr[data-model]").count() == 4
-            assert re.search(r"\d+%", traffic_cell(page, key).inner_text())
-            assert "query-ranker" in page.locator(f'tr[data-model="{SEARCH}/query-ranker"]').inner_text()
-            page.goto(f"{url}/models/{FRAUD}/{ROLLED}")
-            assert page.locator('svg.chart path[data-series="new"]').count() >= 1
-            assert ROLLED in page.locator("main").inner_text()
-        finally:
-            context.close()
+
+def pages_without_javascript(browser: Browser, url: str, key: str) -> None:
+    """With JavaScript off the server-rendered pages carry everything: the rows, the traffic,
+    the model page's rollout and its chart."""
+    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/")
+        assert page.locator("tr[data-model]").count() == 4
+        assert re.search(r"\d+% 1 / \d+% 2", traffic_cell(page, key).inner_text())
+        assert "query-ranker" in page.locator(f'tr[data-model="{SEARCH}/query-ranker"]').inner_text()
+        page.goto(f"{url}/models/{key}")
+        main = page.locator("main").inner_text()
+        assert ROLLED in main and "Rollout" in main and "step 2/3" in main
+        assert page.locator('svg.chart path[data-series="new"]').count() >= 1
+    finally:
+        context.close()
 
 
 def xss_docs(env_note: str) -> dict[str, list[dict[str, Any]]]:
@@ -237,7 +243,7 @@ def xss_docs(env_note: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_markup_from_git_renders_as_text_and_no_script_runs(
-        tmp_path: Path, kubeconfig: Path, browser: Browser) -> None:  # noqa: F811
+        tmp_path: Path, kubeconfig: Path, browser: Browser) -> None:
     work, bare = write_repo(tmp_path / "repo", xss_docs("</script><script>alert(6)</script>"), "probe: first")
     key = f"{XSS}/x--probe--1"
     with running(ui_config(tmp_path, bare, kubeconfig, None)) as controller:
