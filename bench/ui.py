@@ -232,6 +232,16 @@ def bench(n: int, renders: int, work: Path, freeze: bool = False) -> dict[str, A
             row[f"{label} ms p95"] = p95
             if label == "/":
                 row["/ GC ms per render"] = in_gc
+        # a pass that writes an audit record: the next /audit reads and verifies the log again
+        assert entry.audit_log is not None
+        after_write = []
+        for i in range(5):
+            with AuditLog(entry.audit_log, "modelops-agent@bench/2") as log:
+                log.write("resync", note=f"bench {i}")
+            start = time.perf_counter()
+            render(app, "/audit")
+            after_write.append(time.perf_counter() - start)
+        row["/audit after a write ms"] = statistics.median(after_write) * 1000
         server = HttpServer("127.0.0.1", 0, health=lambda: (True, "ok"), ready=lambda: (True, "ok"), ui=app,
                             ui_only=True)
         server.start()
