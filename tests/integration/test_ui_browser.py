@@ -259,6 +259,7 @@ def test_markup_from_git_renders_as_text_and_no_script_runs(
             commit(work, xss_docs("'\"><img src=x onerror=alert(8)>"), XSS_MESSAGE, push=True)
             expect(page.locator("main")).to_contain_text(XSS_MESSAGE, timeout=60_000)
             assert watch.navigations == [f"{url}/"]
+            assert_inert(page, watch, "/ (updated in place)")
             # ... and as the server renders it
             page.reload()
             expect(page.locator("main")).to_contain_text(XSS_MESSAGE)
@@ -269,12 +270,7 @@ def test_markup_from_git_renders_as_text_and_no_script_runs(
             for path in ("/", f"/models/{XSS}/x--probe--1", "/audit"):
                 page.goto(f"{url}{path}")
                 page.wait_for_load_state("load")
-                injected = page.evaluate("""() => [
-                    ...document.querySelectorAll('script:not([src]), script[src]:not([src^="/static/"]), '
-                        + '[onerror], [onload], img[src="x"], iframe, object, embed')
-                ].map((e) => e.outerHTML)""")
-                assert injected == [], (path, injected)
-                assert watch.problems() == [], (path, watch.problems())
+                assert_inert(page, watch, path)
                 screenshot(page, f"markup-{path.strip('/').split('/')[0] or 'overview'}", tmp_path, docs=False)
             assert not [u for u in watch.requests if not u.startswith(url)]  # nothing fetched from elsewhere
             assert not [u for u in watch.requests if u.rstrip("/").endswith("/x")]  # no <img src=x> loaded
@@ -282,7 +278,19 @@ def test_markup_from_git_renders_as_text_and_no_script_runs(
             context.close()
 
 
+def assert_inert(page: Page, watch: PageWatch, where: str) -> None:
+    """No element that markup from Git could have brought (an inline script, an event handler,
+    the probes' <img src=x>, a frame) is in the page, and nothing ran or was blocked."""
+    injected = page.evaluate("""() => [
+        ...document.querySelectorAll('script:not([src]), script[src]:not([src^="/static/"]), '
+            + '[onerror], [onload], img[src="x"], iframe, object, embed')
+    ].map((e) => e.outerHTML)""")
+    assert injected == [], (where, injected)
+    assert watch.problems() == [], (where, watch.problems())
+
+
 def _expect() -> Any:
+    """Playwright's `expect`, imported once the browser fixture has checked Playwright is there."""
     from playwright.sync_api import expect
 
     return expect
