@@ -89,8 +89,10 @@ def rollouts_of(desired: Desired, now: float) -> LiveRollouts:
         states[model.key] = RolloutState(
             model=model.key, version=model.canary.version, stable=model.stable, strategy="canary",
             phase="Progressing", step=1, traffic=50, step_started=now - 40, last_checks=checks,
-            history=[{"transition": "started", "step": 0, "traffic": 10, "time": now - 100},
-                     {"transition": "advanced", "step": 1, "traffic": 50, "time": now - 40}])
+            history=[{"at": now - 100, "kind": "started", "from": None, "to": "Progressing", "step": 0, "traffic": 10,
+                      "reason": "rollout of the canary started"},
+                     {"at": now - 40, "kind": "advanced", "from": "Progressing", "to": "Progressing", "step": 1,
+                      "traffic": 50, "reason": "error-rate 0.004 <= 0.02, p99-latency 0.081 <= 0.25"}])
         traffic[model.key] = 50
     return LiveRollouts(states=states, traffic=traffic)
 
