@@ -129,6 +129,11 @@ def screenshot(page: Page, name: str, directory: Path, *, docs: bool = True) -> 
     and UPDATE_SCREENSHOTS=1 (the README shows those)."""
     path = directory / f"{name}.png"
     page.screenshot(path=str(path), full_page=False, animations="disabled")
+    head = path.read_bytes()[:24]  # a PNG of the viewport: signature, IHDR width and height
+    viewport = page.viewport_size
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and viewport is not None
+    assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (
+        viewport["width"], viewport["height"]), name
     if docs and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
