@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
 # Each installs what it needs: a virtualenv with the agent (and the local environment, devenv/:
-# importable from the venv and run as .venv/bin/devenv, never part of the agent's wheel), Debian's prometheus (promtool)
-# and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
+# importable from the venv and run as .venv/bin/devenv, never part of the agent's wheel), Debian's prometheus (promtool),
+# chromium (the web UI's browser test) and the local control plane built from the Go module proxy (cached under ~/.cache); `test`
 # also the local Git forge (Gitea, tools/gitea), built the same way, and the local model registry
 # (MLflow in its own venv, tools/mlflow) and the SOPS tools (sops, age; tools/sops) the tests encrypt with.
 PY ?= python3
@@ -28,11 +28,14 @@ $(BIN)/devenv: $(BIN)/agent
 
 venv: $(BIN)/agent $(BIN)/devenv
 
+# chromium + chromium-driver + fonts: the web UI's browser test (tests/integration/test_ui_browser.py;
+# Playwright drives Debian's Chromium, never a browser it downloads)
 system:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	@command -v git >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null; }
 	@command -v gpg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gpg >/dev/null; }
 	@command -v ssh-keygen >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && test -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-dejavu-core >/dev/null; }
 
 controlplane:
 	bash tools/k8s/build.sh

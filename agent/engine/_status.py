@@ -18,14 +18,18 @@ from agent.engine._view import observe
 from agent.plan import model_of
 from agent.render import SPEC_HASH_ANNOTATION, STABLE_ANNOTATION, ObjectKey, object_key, ref
 from agent.rollout import InvalidState, LiveRollouts, RolloutState, rollout_note, traffic_note
+from agent.spec import Model
 
 
-def rollout_status(state: RolloutState, desired: Desired, key: str, now: float) -> dict[str, Any]:
+def rollout_status(state: RolloutState, desired: Desired, key: str, now: float, *,
+                   models: Mapping[str, Model] | None = None) -> dict[str, Any]:
     """One rollout for people and scripts: the plan's note plus when its step began, the last
     analysis (each check's value and verdict), why its step holds (`hold`: kind, reason, since,
     seconds; null while it is judged) and notes (Git's canary traffic that the rollout does not
-    apply)."""
-    models = {m.key: m for m in desired.spec.models}
+    apply). `models`: desired's models by key, when the caller has them (one lookup per rollout,
+    not one per rollout and model)."""
+    if models is None:
+        models = {m.key: m for m in desired.spec.models}
     out: dict[str, Any] = {"model": key, "strategy": state.strategy}
     model = models.get(key)
     if model is not None:
@@ -105,6 +109,7 @@ def status_document(desired: Desired, live: Mapping[ObjectKey, dict[str, Any]], 
         if key is not None:
             by_model.setdefault(key, []).append(o)
     failed_refs = set(last.get("failed") or {})
+    by_key = {m.key: m for m in desired.spec.models}
     models = []
     for model in desired.spec.models:
         mine = by_model.get(model.key, [])
@@ -141,7 +146,7 @@ def status_document(desired: Desired, live: Mapping[ObjectKey, dict[str, Any]], 
         if held is not None:  # its traffic is held, waiting for a human: not Healthy whatever the objects say
             entry.update(health="Degraded", message=held.message, rollout=invalid_status(held))
         elif state is not None:  # only where a rollout is on record: other models' documents keep their shape
-            entry["rollout"] = rollout_status(state, desired, model.key, now)
+            entry["rollout"] = rollout_status(state, desired, model.key, now, models=by_key)
             if state.phase in ENDED_BADLY:  # the new version lost its traffic: not Healthy, whatever the objects say
                 entry.update(health="Degraded", message=ended_badly(entry["rollout"]))
         models.append(entry)
