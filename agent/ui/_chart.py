@@ -138,7 +138,7 @@ class ChartSource:
         start = min([float(h.get("at", state.step_started)) for h in state.history] + [state.step_started])
         ended = state.phase not in ("Progressing", "Paused")
         end = max((float(h.get("at", 0)) for h in state.history), default=now) if ended else now
-        end = max(end, start + 60.0)
+        end = max(end, start + 60.0)  # the axis: at least a minute, so a young rollout's first points show
         if not (math.isfinite(start) and math.isfinite(end) and 0 < start < 1e11 and end < 1e11):
             return Charts((), "no chart: the rollout's times do not read as times")
         key = (id(prometheus), model.key, state.version, state.stable, tuple(q.expr for q in new), start,
@@ -149,7 +149,7 @@ class ChartSource:
                 return Charts((), "no chart: the server is stopping")
             cached = self._cache.get(key)
             if cached is None or (mono - cached[0] > self.ttl and cached[1].done()):
-                future = self._pool.submit(self._fetch, prometheus, new, old, state, start, end)
+                future = self._pool.submit(self._fetch, prometheus, new, old, state, start, end, now)
                 self._cache[key] = (mono, future)
                 for k in [k for k, (at, f) in self._cache.items() if mono - at > 60 and f.done()]:
                     del self._cache[k]
@@ -166,8 +166,11 @@ class ChartSource:
             return Charts((), "no chart: the server is stopping")
 
     def _fetch(self, prometheus: Any, new: Sequence[Any], old: Sequence[Any], state: RolloutState,
-               start: float, end: float) -> Charts:
-        step = max(1.0, (end - start) / self.points)
+               start: float, end: float, now: float) -> Charts:
+        # asked up to now only: Prometheus answers a range into the future with the last samples'
+        # lookback, a line that falls off as they age (a young rollout's minute-wide axis)
+        until = max(start + 1.0, min(end, now))
+        step = max(1.0, (until - start) / self.points)
         stable = {q.name: q for q in old}
         charts = []
         for q in new:
@@ -179,7 +182,7 @@ class ChartSource:
                 if self._closed:  # stopping: no more queries (each could wait for the client's timeout)
                     return Charts((), "no chart: the server is stopping")
                 try:
-                    series.append((kind, version, prometheus.query_range(query.expr, start, end, step)))
+                    series.append((kind, version, prometheus.query_range(query.expr, start, until, step)))
                 except Exception as exc:  # a MetricsError (or anything a broken peer provokes): no data
                     log.debug("chart %s of %s: %s", q.name, kind, exc)
                     why = why or "no data: Prometheus did not answer the query"

@@ -5,6 +5,7 @@ SVG geometry, "no data" rather than a failure, and a Prometheus that hangs does 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -131,3 +132,24 @@ def test_a_prometheus_that_hangs_does_not_hold_the_page(tmp_path: Path, peer: tu
         assert get(app, "/").status == 200 and time.monotonic() - overview < 0.5  # the overview asks nothing
     finally:
         app.close()
+
+
+def test_a_young_rollout_is_asked_up_to_now_on_a_minute_wide_axis(tmp_path: Path, peer: tuple[str, Canned]) -> None:
+    """Prometheus answers a range into the future with its lookback's last samples (a line that
+    falls off): a rollout younger than the axis' minute is asked only up to now."""
+    url, canned = peer
+    now = time.time()
+    canned.body = matrix([[now - 10, "0.01"], [now - 5, "0.02"]])
+    old = progressing(now)
+    young = dataclasses.replace(old, step_started=now - 10, history=[{**h, "at": now - 10} for h in old.history])
+    app = UiApp(board_with(tmp_path, state=young, prometheus=Prometheus(url, timeout=2)))
+    try:
+        asked = time.time()
+        assert get(app, "/models/fraud/scorer").status == 200
+    finally:
+        app.close()
+    assert canned.forms
+    for form in canned.forms:
+        fields = dict(part.split("=", 1) for part in form.split("&"))
+        assert float(fields["end"]) <= time.time() and float(fields["end"]) >= asked - 5
+        assert float(fields["start"]) == pytest.approx(now - 10, abs=1)
