@@ -144,7 +144,9 @@ def fill_board(work: Path, n: int) -> tuple[Board, Published, dict[str, Any]]:
     now = time.time()
     rollouts = rollouts_of(desired, now)
     # what the cluster holds: the objects at the rollouts' traffic, as the controller applied them
-    live = {object_key(o): applied(o, now) for o in with_traffic(desired, rollouts.traffic).objects}
+    # the controller publishes the desired state it applied: with the rollouts' traffic rendered in
+    desired = with_traffic(desired, rollouts.traffic)
+    live = {object_key(o): applied(o, now) for o in desired.objects}
     annotations = {
         LAST_APPLY: json.dumps({"commit": desired.revision.commit, "time": _time_text(now - 120), "result": "succeeded",
                                 "failed": {}}, sort_keys=True),
@@ -213,9 +215,10 @@ def fetch(url: str) -> bytes:
     return body
 
 
-def bench(n: int, renders: int, work: Path, freeze: bool = False) -> dict[str, Any]:
+def bench(n: int, renders: int, work: Path, settle: bool = True) -> dict[str, Any]:
     board, entry, info = fill_board(work, n)
-    if freeze:  # the long-lived state (desired objects, live objects) out of the collector's way
+    if settle:  # as `agent run` does once a new state is applied (agent.controller.settle)
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
     row: dict[str, Any] = {"N": n, "objects": info["objects"], "audit records": info["audit records"]}
@@ -262,13 +265,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--renders", type=int, default=50)
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() once the board is filled (the collector then skips the long-lived state)")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="leave the long-lived state in the collector's walks (agent run freezes it once a new "
+                             "state is applied: agent.controller.settle)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         for n in args.sizes:
-            rows.append(bench(n, args.renders, Path(tmp), args.gc_freeze))
+            rows.append(bench(n, args.renders, Path(tmp), not args.no_settle))
             gc.unfreeze()
             print(json.dumps(rows[-1]), file=sys.stderr)
     cols = list(rows[0])
