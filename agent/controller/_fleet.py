@@ -24,7 +24,6 @@ import time
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from agent.audit import AuditLog
 from agent.controller._alerts import FiringAlert
 from agent.controller._clusters import Connection, KubeconfigClusters, kubeconfig_path
 from agent.controller._config import RunConfig
@@ -33,6 +32,7 @@ from agent.controller._fleet_metrics import FleetMetrics
 from agent.controller._fleet_promotions import PromotionTicker
 from agent.controller._http import HttpServer
 from agent.controller._member import Member, post_event
+from agent.controller._notices import record_and_tell
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import write_back_of
 from agent.controller._serve import serve, ui_app
@@ -46,7 +46,7 @@ from agent.engine import Desired
 from agent.errors import AgentError, ValidationFailed
 from agent.forge import ForgeOptions
 from agent.metrics_source import Prometheus
-from agent.notify import NullSink, Sink, events_of_record, open_notifier
+from agent.notify import NullSink, Sink, open_notifier
 from agent.promotion import post_comment
 from agent.render import canonical_json
 from agent.source import Mirror
@@ -134,14 +134,7 @@ class Fleet:
         return self.members.get((environment, cluster))
 
     def _audit(self, event: str, **fields: Any) -> None:
-        record = {"commit": self.source.commit, **fields}
-        desired = self.source.desired
-        for notice in events_of_record(event, record, desired.spec.config.name if desired is not None else ""):
-            self.notify.emit(notice)
-        if self.config.audit_log is None:
-            return
-        with AuditLog(self.config.audit_log, self.config.identity) as audit:
-            audit.write(event, **record)
+        record_and_tell(self.config, self.notify, self.source.desired, event, {"commit": self.source.commit, **fields})
 
     def _health(self) -> tuple[bool, str]:
         return (True, "ok") if self._alive else (False, "the fleet loop is not running")

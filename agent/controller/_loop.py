@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from agent.audit import AuditLog
 from agent.cluster import Cluster, ClusterError, Inventory, load_inventory
 from agent.controller._alerts import AlertActions, FiringAlert
 from agent.controller._config import RunConfig, following
@@ -43,7 +42,7 @@ from agent.controller._live import LiveState
 from agent.controller._marks import annotate_invalid, mark_synced
 from agent.controller._memory import settle
 from agent.controller._metrics import Metrics
-from agent.controller._notices import PassNotices, publish
+from agent.controller._notices import PassNotices, publish, record_and_tell
 from agent.controller._registry import RegistryFollower
 from agent.controller._rollout_setup import model_event, rollout_driver, rollout_where
 from agent.controller._serve import serve, ui_app
@@ -53,7 +52,7 @@ from agent.controller._triggers import Timers, Trigger, TriggerQueue, watch_dire
 from agent.controller._write_access import WriteAccess
 from agent.engine import CacheView, Desired, Engine, EngineOptions, SyncResult, last_sync, with_traffic
 from agent.errors import AgentError
-from agent.notify import NullSink, Sink, events_of_record, open_notifier
+from agent.notify import NullSink, Sink, open_notifier
 from agent.rollout import LiveRollouts
 from agent.source import Mirror
 from agent.ui import Board
@@ -178,15 +177,9 @@ class Controller:
 
     def _audit(self, event: str, **fields: Any) -> None:
         """One audit record, naming the commit in force unless `fields` names another, and the
-        Events it makes (agent.notify.events_of_record)."""
-        record = {"commit": self.source.commit, **self.labels, **fields}
-        desired = self.source.desired
-        for notice in events_of_record(event, record, desired.spec.config.name if desired is not None else ""):
-            self.notify.emit(notice)
-        if self.config.audit_log is None:
-            return
-        with AuditLog(self.config.audit_log, self.config.identity) as audit:
-            audit.write(event, **record)
+        Events it makes."""
+        record_and_tell(self.config, self.notify, self.source.desired, event,
+                        {"commit": self.source.commit, **self.labels, **fields})
 
     # --- triggers (any thread) ----------------------------------------------------------------
     def request(self, trigger: Trigger) -> None:
@@ -336,7 +329,6 @@ class Controller:
             effective = with_traffic(desired, traffic)  # the board's too: its status documents need no re-render
             outcome = self._sync_once(effective, view, inventory, new_commit)
             self.notices.after(desired, outcome, new_commit)
-            self._publish(effective, view, inventory, traffic, outcome)
         except (AgentError, ClusterError) as exc:
             self.status.last_error = str(exc)
             self._publish_error(str(exc))
@@ -351,6 +343,7 @@ class Controller:
         self.status.unreachable = ""
         self.outcomes = [*self.outcomes[-19:], (trigger, outcome)]
         self._after(trigger, outcome, desired, traffic, inventory, started)
+        self._publish(effective, view, inventory, traffic, outcome)  # with this pass's error and last-sync mark
         return True
 
     def _publish(self, desired: Desired, view: dict[Any, dict[str, Any]], inventory: Inventory,

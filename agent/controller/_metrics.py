@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.notify import RESULTS
 from agent.rollout import HOLD_KINDS
 
 PREFIX = "modelops_agent_"
@@ -26,7 +27,6 @@ DRIFT_POLICIES = ("heal", "detect")
 REGISTRY_EVENTS = ("moved", "refused", "error", "proposed", "proposal_error")
 REFUSAL_REASONS = ("signature",)
 ROLES = ("leader", "follower")  # leader: a replica that may write (any one without --leader-elect)
-NOTIFY_RESULTS = ("sent", "failed", "dropped")
 HOLD_REASONS = HOLD_KINDS  # why a rollout step is not judged
 
 # From a no-op reconcile (a few GETs, well under a second) to a rollout that waits on the cluster.
@@ -233,9 +233,9 @@ class Metrics:
 
     def notification(self, target: str, type: str, result: str) -> None:
         """One notification to the target `target` (configured names: a closed set) of `type`:
-        one of NOTIFY_RESULTS."""
-        if result not in NOTIFY_RESULTS:
-            raise ValueError(f"unknown notification result {result!r}; one of {', '.join(NOTIFY_RESULTS)}")
+        one of agent.notify.RESULTS."""
+        if result not in RESULTS:
+            raise ValueError(f"unknown notification result {result!r}; one of {', '.join(RESULTS)}")
         self._notifications.labels(target=target, type=type, result=result).inc()
 
     def notification_queue(self, target: str, depth: int) -> None:

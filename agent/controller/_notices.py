@@ -12,8 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from agent.audit import AuditLog
+from agent.controller._config import RunConfig
 from agent.engine import Desired, SyncResult
-from agent.notify import Event, Sink
+from agent.notify import Event, Sink, events_of_record
 from agent.rollout import LiveRollouts
 from agent.ui import Board, Published
 
@@ -92,6 +94,18 @@ def _revision(desired: Desired) -> dict[str, Any]:
     if rev.pull_request:
         out["pullRequest"] = rev.pull_request
     return out
+
+
+def record_and_tell(config: RunConfig, sink: Sink, desired: Desired | None, event: str,
+                    record: dict[str, Any]) -> None:
+    """The one way a controller (or a fleet) records: the Events the audit record makes
+    (agent.notify.events_of_record), then the record itself when there is an audit log."""
+    for notice in events_of_record(event, record, desired.spec.config.name if desired is not None else ""):
+        sink.emit(notice)
+    if config.audit_log is None:
+        return
+    with AuditLog(config.audit_log, config.identity) as audit:
+        audit.write(event, **record)
 
 
 def publish(board: Board, desired: Desired, live: Mapping[Any, dict[str, Any]], annotations: Mapping[str, str],

@@ -14,6 +14,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from agent._http import without_userinfo
 from agent.errors import AgentError, plain_reason
 from agent.forge import ForgeError, open_forge, repo_ref
 from agent.notify._channels import TIMEOUT, Channel, StatusChannel, WebhookChannel
@@ -63,7 +64,7 @@ def _ui_url(value: str | None, where: str) -> str | None:
         return None
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
-        raise AgentError(f"{where}: {value[:100]!r} is not an http(s) URL (without credentials)")
+        raise AgentError(f"{where}: '{without_userinfo(value)[:100]}' is not an http(s) URL (without credentials)")
     return value
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agent import history
+from agent._http import without_userinfo
 from agent.spec import Model
 from agent.ui._board import Board, Published
 from agent.ui._chart import ChartSource
@@ -167,16 +168,9 @@ def versions(model: Model, new: str | None) -> list[dict[str, Any]]:
                           "bounds": _bounds(gate), "ok": ok, "known": value is not None})
         gated = {g.metric for g in model.gates}
         others = [{"metric": k, "value": f"{val:g}"} for k, val in sorted(v.evaluation.items()) if k not in gated]
-        out.append({"version": v.version, "roles": roles, "uri": _no_userinfo(v.uri), "registry": registry,
+        out.append({"version": v.version, "roles": roles, "uri": without_userinfo(v.uri), "registry": registry,
                     "resolved": v.resolved or "", "digest": v.digest or "", "gates": gates, "evaluation": others})
     return out
-
-
-def _no_userinfo(uri: str) -> str:
-    head, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{head}://{rest.split('/', 1)[0].rsplit('@', 1)[1]}" + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
-    return uri
 
 
 def _clock(at: object) -> str:

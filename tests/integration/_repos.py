@@ -22,6 +22,20 @@ def _write(root: Path, rel: str, docs: list[dict[str, Any]]) -> None:
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
 
 
+def committed(work: Path, docs: dict[str, list[dict[str, Any]]], message: str) -> Path:
+    """`docs` (path -> documents) written in `work`, committed on main, and cloned bare beside
+    it as remote.git (returned)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for rel, content in docs.items():
+        _write(work, rel, content)
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=work, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*GIT, "commit", "-qm", message], cwd=work, check=True)
+    bare = work.parent / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare
+
+
 def model_path(root: Path, prefix: str, i: int) -> Path:
     return root / "models" / f"{prefix}-{i % 3}" / f"model-{i:04d}.yaml"
 

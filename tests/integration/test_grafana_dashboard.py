@@ -16,7 +16,6 @@ carry environment and cluster labels and which adds the fleet's own."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import urllib.error
@@ -36,7 +35,7 @@ from agent.rollout import analysis_queries
 from agent.spec import load
 from devenv.cluster import PrometheusInfo, prometheus_reload
 from tests.integration._model_server import ModelServer
-from tests.integration._repos import GIT
+from tests.integration._repos import committed
 from tests.integration.conftest import wait_until
 from tests.unit.test_grafana_json import (
     dashboard,
@@ -105,18 +104,7 @@ def repo_docs(namespace: str, cluster: str | None = None) -> dict[str, list[dict
 
 def held_repo(root: Path, docs: dict[str, list[dict[str, Any]]]) -> Path:
     """A bare repo of `docs` (one commit on main)."""
-    work = root / "work"
-    work.mkdir(parents=True)
-    for rel, content in docs.items():
-        path = work / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
-    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=work, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "scorer 2 as a canary"], cwd=work, check=True)
-    bare = root / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    return bare
+    return committed(root / "work", docs, "scorer 2 as a canary")
 
 
 def api(prometheus: PrometheusInfo, path: str, **params: str) -> Any:

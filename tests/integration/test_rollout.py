@@ -28,7 +28,7 @@ from agent.source import Credentials
 from devenv.cluster import ForgeInfo, PrometheusInfo, forge_create_repo, prometheus_reload
 from tests.integration._model_server import ModelServer
 from tests.integration._passes import wait_pass_after
-from tests.integration._repos import GIT
+from tests.integration._repos import GIT, committed
 from tests.integration.conftest import audit_records, wait_until
 
 pytestmark = pytest.mark.integration
@@ -69,16 +69,7 @@ def rollout_repo(root: Path, name: str, *, steps: list[int], interval: str = "3s
                                                      "action": "rollback"}]}},
         ],
     }
-    for rel, content in docs.items():
-        path = work / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump_all(content, sort_keys=False))
-    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=work, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "scorer 2 as a canary"], cwd=work, check=True)
-    bare = root / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    return work, bare
+    return work, committed(work, docs, "scorer 2 as a canary")
 
 
 def remote_model(bare: Path) -> dict[str, Any]:

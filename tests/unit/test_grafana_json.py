@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.controller import Metrics
-from agent.controller._fleet_metrics import FleetMetrics
+from agent.controller import FleetMetrics, Metrics
 from agent.spec import MetricNames
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controller import RunConfig
-from agent.controller._metrics import Metrics
-from agent.controller._serve import serve, ui_app
+from agent.controller import Metrics, RunConfig, serve, ui_app
 from agent.errors import AgentError
 from agent.ui import Board, UiApp, load_auth
 
